@@ -1,0 +1,71 @@
+"""ponder: inference-time scaling for any LLM."""
+
+from __future__ import annotations
+
+from ponder.api import asolve, load_backend, solve
+from ponder.backends.base import Backend, Capabilities
+from ponder.backends.fake import ScriptedBackend
+from ponder.budget import Budget
+from ponder.errors import (
+    BackendError,
+    BackendUnavailable,
+    BudgetExhausted,
+    ConfigError,
+    MissingDependency,
+    ModelError,
+    ModelNotServed,
+    PonderError,
+)
+from ponder.strategies.base import Context, Strategy, StrategyConfig
+from ponder.trace import Trace, TraceNode
+from ponder.types import (
+    Candidate,
+    Completion,
+    GenerationRequest,
+    Message,
+    Problem,
+    Result,
+    SamplingParams,
+    TokenLogprob,
+    Usage,
+)
+from ponder.verifiers.answers import equivalent, extract_answer
+from ponder.verifiers.base import Verifier
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendUnavailable",
+    "Budget",
+    "BudgetExhausted",
+    "Candidate",
+    "Capabilities",
+    "Completion",
+    "ConfigError",
+    "Context",
+    "GenerationRequest",
+    "Message",
+    "MissingDependency",
+    "ModelError",
+    "ModelNotServed",
+    "PonderError",
+    "Problem",
+    "Result",
+    "SamplingParams",
+    "ScriptedBackend",
+    "Strategy",
+    "StrategyConfig",
+    "TokenLogprob",
+    "Trace",
+    "TraceNode",
+    "Usage",
+    "Verifier",
+    "__version__",
+    "asolve",
+    "equivalent",
+    "extract_answer",
+    "load_backend",
+    "solve",
+]

@@ -1,0 +1,1 @@
+"""Backends: the one async, batched protocol that every model sits behind."""

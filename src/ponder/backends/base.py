@@ -1,0 +1,50 @@
+"""The Backend protocol and its declared capabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ponder.types import Completion, GenerationRequest
+
+# Called with the number of tokens generated so far in the current call (for progress displays).
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, declared once so strategies never guess.
+
+    parallel_n: ``n`` samples of one request come from one batched run sharing the prompt.
+    logprobs:   per-token logprobs (with top alternatives) are available.
+    prefill:    a partial assistant message can be continued.
+    early_stop: a request's ``monitor`` can stop one sequence mid-generation.
+    max_context: the context window in tokens (0 = unknown).
+    """
+
+    parallel_n: bool = False
+    logprobs: bool = False
+    prefill: bool = False
+    early_stop: bool = False
+    max_context: int = 0
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Generates completions. One call may carry many requests, each asking for ``n`` samples;
+    the answer holds one list of ``n`` completions per request, in order."""
+
+    name: str
+    model: str
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    async def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        on_progress: ProgressCallback | None = None,
+    ) -> list[list[Completion]]: ...
+
+    async def aclose(self) -> None: ...

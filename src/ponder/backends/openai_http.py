@@ -1,0 +1,363 @@
+"""Any OpenAI-compatible server (vLLM, SGLang, llama.cpp's server, Ollama, OpenAI) over HTTP.
+
+Capabilities are probed once per backend, on first use:
+
+- ``n``: one request with n=2 must return two choices; otherwise n samples become n parallel
+  requests under a concurrency limit.
+- logprobs: the probe asks for them and checks they come back.
+- prefill: vLLM's ``continue_final_message`` is tried first, then a trailing assistant message;
+  the probe checks that the reply continues a counting sequence. Where neither works, a partial
+  answer is sent back as context with a request to continue it (an emulation, marked as such).
+
+Retries with backoff on 429, 5xx and timeouts come from the ``openai`` client. Reasoning text that
+servers return separately (``reasoning_content`` / ``reasoning``) is kept apart from the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ponder.backends.base import Capabilities, ProgressCallback
+from ponder.errors import BackendError, BackendUnavailable, MissingDependency, ModelNotServed
+from ponder.types import Completion, GenerationRequest, TokenLogprob, Usage
+
+CONTINUE_INSTRUCTION = "Continue your answer exactly where it stops. Do not repeat any of it."
+_PROBE_QUESTION = "Count from 1 to 10, separated by commas and spaces."
+_PROBE_PREFILL = "1, 2, 3, 4,"
+
+
+def _import_openai():
+    try:
+        import openai
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise MissingDependency("openai", "openai") from exc
+    return openai
+
+
+class OpenAIBackend:
+    """Talks to ``base_url`` (e.g. ``http://localhost:8000/v1``) for model ``model``."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        max_concurrency: int = 8,
+        timeout: float = 120.0,
+        max_retries: int = 3,
+        probe: bool = True,
+    ) -> None:
+        openai = _import_openai()
+        self._openai = openai
+        self.model = model
+        self.base_url = base_url
+        self.client = openai.AsyncOpenAI(
+            base_url=base_url,
+            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._probe_enabled = probe
+        self._probed = False
+        self._probe_lock = asyncio.Lock()
+        self._caps = Capabilities()
+        self.prefill_mode = "emulate"  # "vllm" | "assistant" | "emulate"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    # -- errors ----------------------------------------------------------------------------
+
+    def _translate(self, exc: Exception) -> BackendError:
+        openai = self._openai
+        if isinstance(exc, openai.APITimeoutError):
+            return BackendUnavailable(f"the server at {self.base_url} timed out")
+        if isinstance(exc, openai.APIConnectionError):
+            return BackendUnavailable(f"cannot reach the server at {self.base_url}")
+        if isinstance(exc, openai.AuthenticationError):
+            return BackendError(f"the server at {self.base_url} rejected the API key")
+        if isinstance(exc, openai.NotFoundError):
+            return ModelNotServed(f"the server at {self.base_url} does not serve {self.model!r}")
+        if isinstance(exc, openai.APIStatusError):
+            message = getattr(exc, "message", str(exc))
+            return BackendError(f"the server at {self.base_url} answered {exc.status_code}: "
+                                f"{message}")
+        return BackendError(f"request to {self.base_url} failed: {exc}")
+
+    async def _call(self, **kwargs: Any) -> Any:
+        openai = self._openai
+        async with self._semaphore:
+            try:
+                return await self.client.chat.completions.create(model=self.model, **kwargs)
+            except openai.OpenAIError as exc:
+                raise self._translate(exc) from exc
+
+    # -- probing ---------------------------------------------------------------------------
+
+    async def probe(self) -> Capabilities:
+        """Find out once what the endpoint honours; later calls return the cached answer."""
+        async with self._probe_lock:
+            if self._probed:
+                return self._caps
+            await self._check_model()
+            parallel_n = logprobs = False
+            if self._probe_enabled:
+                parallel_n, logprobs = await self._probe_n_and_logprobs()
+                self.prefill_mode = await self._probe_prefill()
+            self._caps = Capabilities(
+                parallel_n=parallel_n,
+                logprobs=logprobs,
+                prefill=self.prefill_mode != "emulate",
+                early_stop=True,
+            )
+            self._probed = True
+            return self._caps
+
+    async def _check_model(self) -> None:
+        openai = self._openai
+        try:
+            page = await self.client.models.list()
+        except openai.NotFoundError:
+            return  # some servers have no /models; the first request will tell
+        except openai.OpenAIError as exc:
+            raise self._translate(exc) from exc
+        served = [m.id for m in page.data]
+        if served and self.model not in served:
+            raise ModelNotServed(
+                f"the server at {self.base_url} does not serve {self.model!r}; "
+                f"it serves: {', '.join(served[:10])}"
+            )
+
+    async def _probe_n_and_logprobs(self) -> tuple[bool, bool]:
+        messages = [{"role": "user", "content": "Say yes."}]
+        try:
+            reply = await self._call(messages=messages, n=2, max_tokens=1, temperature=1.0,
+                                     logprobs=True, top_logprobs=2)
+        except BackendUnavailable:
+            raise
+        except BackendError:
+            reply = None
+        if reply is not None:
+            lp = reply.choices[0].logprobs if reply.choices else None
+            return len(reply.choices) == 2, bool(lp and lp.content)
+        try:
+            reply = await self._call(messages=messages, max_tokens=1, logprobs=True,
+                                     top_logprobs=2)
+            lp = reply.choices[0].logprobs if reply.choices else None
+            return False, bool(lp and lp.content)
+        except BackendUnavailable:
+            raise
+        except BackendError:
+            return False, False
+
+    async def _probe_prefill(self) -> str:
+        messages = [
+            {"role": "user", "content": _PROBE_QUESTION},
+            {"role": "assistant", "content": _PROBE_PREFILL},
+        ]
+        attempts = [
+            ("vllm", {"extra_body": {"continue_final_message": True,
+                                     "add_generation_prompt": False}}),
+            ("assistant", {}),
+        ]
+        for mode, extra in attempts:
+            try:
+                reply = await self._call(messages=messages, max_tokens=4, temperature=0.0,
+                                         **extra)
+            except BackendUnavailable:
+                raise
+            except BackendError:
+                continue
+            text = (reply.choices[0].message.content or "") if reply.choices else ""
+            if text.lstrip().startswith("5"):
+                return mode
+        return "emulate"
+
+    # -- generation ------------------------------------------------------------------------
+
+    def _messages(self, request: GenerationRequest) -> tuple[list[dict[str, str]], dict]:
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        extra: dict[str, Any] = {}
+        if request.prefill:
+            messages.append({"role": "assistant", "content": request.prefill})
+            if self.prefill_mode == "vllm":
+                extra["extra_body"] = {"continue_final_message": True,
+                                       "add_generation_prompt": False}
+            elif self.prefill_mode == "emulate":
+                messages.append({"role": "user", "content": CONTINUE_INSTRUCTION})
+        return messages, extra
+
+    def _kwargs(self, request: GenerationRequest, n: int) -> dict[str, Any]:
+        p = request.params
+        messages, kwargs = self._messages(request)
+        kwargs.update(messages=messages, max_tokens=p.max_tokens, temperature=p.temperature)
+        if n > 1:
+            kwargs["n"] = n
+        if p.top_p < 1.0:
+            kwargs["top_p"] = p.top_p
+        if p.stop:
+            kwargs["stop"] = list(p.stop[:4])
+        if p.seed is not None:
+            kwargs["seed"] = p.seed
+        if p.logprobs is not None and self._caps.logprobs:
+            kwargs["logprobs"] = True
+            if p.logprobs > 0:
+                kwargs["top_logprobs"] = min(p.logprobs, 20)
+        body = dict(kwargs.pop("extra_body", {}))
+        if p.top_k > 0:
+            body["top_k"] = p.top_k
+        if p.min_p > 0:
+            body["min_p"] = p.min_p
+        if body:
+            kwargs["extra_body"] = body
+        return kwargs
+
+    async def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        on_progress: ProgressCallback | None = None,
+    ) -> list[list[Completion]]:
+        await self.probe()
+        done = [0]
+
+        def progress(tokens: int) -> None:
+            done[0] += tokens
+            if on_progress is not None:
+                on_progress(done[0])
+
+        rows = await asyncio.gather(*(self._one_request(r, progress) for r in requests))
+        return list(rows)
+
+    async def _one_request(self, request: GenerationRequest, progress: ProgressCallback
+                           ) -> list[Completion]:
+        if request.monitor is not None:
+            parts = await asyncio.gather(*(self._streamed(request, i, progress)
+                                           for i in range(request.n)))
+            return list(parts)
+        if request.n > 1 and self._caps.parallel_n:
+            completions = await self._batched(request, request.n)
+            if len(completions) == request.n:
+                progress(sum(c.usage.completion_tokens for c in completions))
+                return completions
+        sampled = await asyncio.gather(*(self._batched(request.replace(params=_reseed(request, i)),
+                                                       1)
+                                         for i in range(request.n)))
+        completions = [c for row in sampled for c in row]
+        progress(sum(c.usage.completion_tokens for c in completions))
+        return completions
+
+    async def _batched(self, request: GenerationRequest, n: int) -> list[Completion]:
+        started = time.monotonic()
+        reply = await self._call(**self._kwargs(request, n))
+        seconds = time.monotonic() - started
+        usage = reply.usage
+        prompt_tokens = usage.prompt_tokens if usage else 0
+        total_completion = usage.completion_tokens if usage else 0
+        choices = sorted(reply.choices, key=lambda c: c.index)
+        counts = []
+        for choice in choices:
+            lp = choice.logprobs.content if choice.logprobs and choice.logprobs.content else None
+            counts.append(len(lp) if lp else None)
+        known = sum(c for c in counts if c is not None)
+        unknown = [i for i, c in enumerate(counts) if c is None]
+        share, extra = divmod(max(0, total_completion - known), max(1, len(unknown)))
+        for k, i in enumerate(unknown):
+            counts[i] = share + (1 if k < extra else 0)
+        out = []
+        for i, choice in enumerate(choices):
+            first = i == 0
+            out.append(Completion(
+                text=choice.message.content or "",
+                finish_reason="length" if choice.finish_reason == "length" else "stop",
+                usage=Usage(prompt_tokens if first else 0, counts[i] or 0, 1 if first else 0,
+                            seconds if first else 0.0),
+                logprobs=_logprobs(choice.logprobs) if request.params.logprobs is not None
+                else None,
+                reasoning=_reasoning(choice.message),
+            ))
+        return out
+
+    async def _streamed(self, request: GenerationRequest, index: int,
+                        progress: ProgressCallback) -> Completion:
+        """One sample, streamed so that ``monitor`` can stop it mid-generation."""
+        kwargs = self._kwargs(request.replace(params=_reseed(request, index)), 1)
+        kwargs["stream"] = True
+        kwargs["stream_options"] = {"include_usage": True}
+        started = time.monotonic()
+        text, reasoning, tokens = "", "", []
+        finish, usage, chunks = "stop", None, 0
+        async with self._semaphore:
+            try:
+                stream = await self.client.chat.completions.create(model=self.model, **kwargs)
+                async with stream:
+                    async for chunk in stream:
+                        if chunk.usage is not None:
+                            usage = chunk.usage
+                        if not chunk.choices:
+                            continue
+                        choice = chunk.choices[0]
+                        delta = choice.delta
+                        reasoning += _reasoning(delta) or ""
+                        piece = delta.content or ""
+                        text += piece
+                        new = _logprobs(choice.logprobs) or ()
+                        tokens.extend(new)
+                        chunks += 1
+                        progress(max(1, len(new)) if piece or new else 0)
+                        if choice.finish_reason:
+                            finish = "length" if choice.finish_reason == "length" else "stop"
+                        if piece and request.monitor is not None and request.monitor(
+                            index, text, tokens[-1] if tokens else None
+                        ):
+                            finish = "cancelled"
+                            break  # leaving the stream closes the connection: the server stops
+            except self._openai.OpenAIError as exc:
+                raise self._translate(exc) from exc
+        completion_tokens = len(tokens) or chunks
+        prompt_tokens = 0
+        if usage is not None:
+            prompt_tokens = usage.prompt_tokens
+            completion_tokens = usage.completion_tokens
+        return Completion(
+            text=text, finish_reason=finish,  # type: ignore[arg-type]
+            usage=Usage(prompt_tokens, completion_tokens, 1, time.monotonic() - started),
+            logprobs=tuple(tokens) if request.params.logprobs is not None else None,
+            reasoning=reasoning or None,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def _reseed(request: GenerationRequest, index: int):
+    seed = request.params.seed
+    return request.params if seed is None else request.params.replace(seed=seed + index)
+
+
+def _reasoning(message: Any) -> str | None:
+    for name in ("reasoning_content", "reasoning"):
+        value = getattr(message, name, None)
+        if value is None and getattr(message, "model_extra", None):
+            value = message.model_extra.get(name)
+        if value:
+            return str(value)
+    return None
+
+
+def _logprobs(logprobs: Any) -> tuple[TokenLogprob, ...] | None:
+    if logprobs is None or not logprobs.content:
+        return None
+    return tuple(
+        TokenLogprob(t.token, t.logprob,
+                     tuple((a.token, a.logprob) for a in (t.top_logprobs or ())))
+        for t in logprobs.content
+    )

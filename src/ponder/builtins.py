@@ -1,0 +1,34 @@
+"""Registers ponder's built-in strategies, verifiers and backends, exactly as a plugin would."""
+
+from __future__ import annotations
+
+from ponder import registry
+from ponder.backends.fake import ScriptedBackend
+from ponder.strategies.best_of_n import BestOfN
+from ponder.strategies.budget_forcing import BudgetForcing
+from ponder.strategies.chain_of_thought import ChainOfThought
+from ponder.strategies.self_consistency import SelfConsistency
+from ponder.strategies.self_refine import SelfRefine
+from ponder.verifiers.base import MeanLogprobVerifier
+from ponder.verifiers.judge import JudgeVerifier
+
+
+def _llamacpp(**options):  # imported lazily: loading llama.cpp is not free
+    from ponder.backends.llamacpp import LlamaCppBackend
+
+    return LlamaCppBackend(**options)
+
+
+def _openai(**options):
+    from ponder.backends.openai_http import OpenAIBackend
+
+    return OpenAIBackend(**options)
+
+
+for _strategy in (ChainOfThought, SelfConsistency, BestOfN, SelfRefine, BudgetForcing):
+    registry.strategies.register(_strategy.name, _strategy)
+for _verifier in (JudgeVerifier, MeanLogprobVerifier):
+    registry.verifiers.register(_verifier.name, _verifier)
+registry.backends.register("llamacpp", _llamacpp)
+registry.backends.register("openai", _openai)
+registry.backends.register("fake", ScriptedBackend)

@@ -1,0 +1,91 @@
+"""``ponder ask``: solve one question and show the answer, the candidates and the cost."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from rich.console import Console
+
+from ponder.api import asolve
+from ponder.cli.render import Progress, print_result, trace_tree
+from ponder.effort import EFFORTS
+from ponder.errors import ConfigError
+
+
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.replace("-", "_"), value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ask", help="solve one question", description="Solve one question.")
+    p.add_argument("question")
+    p.add_argument("-s", "--strategy", default="self-consistency",
+                   help="see `ponder strategies` (default: self-consistency)")
+    p.add_argument("-n", type=int, default=None, help="samples / candidates, for strategies "
+                   "that take n")
+    p.add_argument("--effort", choices=EFFORTS, default=None, help="preset knobs per strategy")
+    p.add_argument("-m", "--model", default=None,
+                   help="PATH.gguf, hf:OWNER/REPO/FILE.gguf, or the server's model name "
+                   "(default: the bundled SmolLM2-135M-Instruct)")
+    p.add_argument("--base-url", default=None, help="an OpenAI-compatible server, e.g. "
+                   "http://localhost:8000/v1")
+    p.add_argument("--api-key", default=None, help="for --base-url (default: $OPENAI_API_KEY)")
+    p.add_argument("--verifier", default=None, help="judge or logprob (best-of-n: judge)")
+    p.add_argument("--max-tokens-total", type=int, default=None,
+                   help="token budget over all calls (prompt + completion)")
+    p.add_argument("--max-tokens", type=int, default=None, help="new tokens per generation")
+    p.add_argument("-t", "--temperature", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None, help="make sampling reproducible")
+    p.add_argument("-o", "--option", type=_option, action="append", default=[],
+                   metavar="KEY=VALUE", help="any strategy option, e.g. -o weighting=logprob")
+    p.add_argument("--json", action="store_true", help="print the whole Result as JSON")
+    p.add_argument("--show-trace", action="store_true", help="print the trace as a tree")
+    p.add_argument("--trace-out", default=None, metavar="FILE", help="write the trace as JSONL")
+    p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.question.strip():
+        raise ConfigError("the question is empty")
+    options = dict(args.option)
+    if args.max_tokens is not None:
+        options["max_tokens"] = args.max_tokens
+    if args.temperature is not None:
+        options["temperature"] = args.temperature
+    out = Console()
+    err = Console(stderr=True)
+    progress = Progress(err, args.strategy)
+    show_progress = not args.no_progress and err.is_terminal
+
+    async def go():
+        return await asolve(
+            args.question, args.strategy, n=args.n, effort=args.effort, model=args.model,
+            base_url=args.base_url, api_key=args.api_key, verifier=args.verifier,
+            max_tokens_total=args.max_tokens_total, seed=args.seed,
+            events=progress if show_progress else None, **options,
+        )
+
+    if show_progress:
+        with progress:
+            result = asyncio.run(go())
+    else:
+        result = asyncio.run(go())
+    if args.trace_out:
+        result.trace.write_jsonl(args.trace_out)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    if args.show_trace:
+        out.print(trace_tree(result.trace, f"trace of {result.strategy}"))
+    print_result(out, result)
+    return 0

@@ -1,0 +1,54 @@
+"""Every error ponder raises on purpose.
+
+The tree::
+
+    PonderError
+     ├── ConfigError            bad user input: empty question, unknown strategy, n < 1, ...
+     ├── ModelError             a model cannot be resolved or loaded (missing/corrupt, offline)
+     ├── BackendError           a backend failed while generating
+     │    ├── BackendUnavailable     the server cannot be reached, or keeps failing
+     │    └── ModelNotServed         the server does not serve the requested model
+     ├── BudgetExhausted        the token/call/time budget is spent (strategies catch it, finish)
+     └── MissingDependency      an optional extra is missing; the message names the pip command
+
+The CLI prints ``str(error)`` as one line and exits non-zero; the Python API raises them.
+"""
+
+from __future__ import annotations
+
+
+class PonderError(Exception):
+    """Base class of every error ponder raises on purpose."""
+
+
+class ConfigError(PonderError, ValueError):
+    """The user asked for something invalid."""
+
+
+class ModelError(PonderError):
+    """A model could not be resolved or loaded."""
+
+
+class BackendError(PonderError):
+    """A backend failed while generating."""
+
+
+class BackendUnavailable(BackendError):
+    """The backend's server cannot be reached or keeps failing."""
+
+
+class ModelNotServed(BackendError):
+    """The server does not serve the requested model."""
+
+
+class BudgetExhausted(PonderError):
+    """The compute budget is spent."""
+
+
+class MissingDependency(PonderError, ImportError):
+    """An optional dependency is missing."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(f"{package} is not installed; run: pip install 'ponder[{extra}]'")
+        self.package = package
+        self.extra = extra

@@ -1,0 +1,69 @@
+"""Name -> implementation, for strategies, verifiers and backends.
+
+Built-ins and plugins register the same way: through :meth:`Registry.register`. Plugins are
+found through the entry-point groups ``ponder.strategies``, ``ponder.verifiers`` and
+``ponder.backends``; an entry point names either the object to register (registered under the
+entry point's name) or a module whose import registers its objects itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from importlib import import_module
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Any, Generic, TypeVar
+
+from ponder.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str, group: str, builtins: str) -> None:
+        self.kind = kind
+        self.group = group
+        self._builtins = builtins
+        self._items: dict[str, T] = {}
+        self._loaded = False
+
+    def register(self, name: str, obj: T) -> T:
+        if name in self._items and self._items[name] is not obj:
+            raise ConfigError(f"{self.kind} {name!r} is already registered")
+        self._items[name] = obj
+        return obj
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        import_module(self._builtins)
+        for ep in entry_points(group=self.group):
+            obj = ep.load()
+            if not isinstance(obj, ModuleType):
+                self.register(ep.name, obj)
+
+    def get(self, name: str) -> T:
+        self._load()
+        try:
+            return self._items[name]
+        except KeyError:
+            valid = ", ".join(sorted(self._items))
+            raise ConfigError(f"unknown {self.kind} {name!r}; valid: {valid}") from None
+
+    def names(self) -> list[str]:
+        self._load()
+        return list(self._items)
+
+    def __iter__(self) -> Iterator[tuple[str, T]]:
+        self._load()
+        return iter(list(self._items.items()))
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return name in self._items
+
+
+strategies: Registry[Any] = Registry("strategy", "ponder.strategies", "ponder.builtins")
+verifiers: Registry[Any] = Registry("verifier", "ponder.verifiers", "ponder.builtins")
+backends: Registry[Callable[..., Any]] = Registry("backend", "ponder.backends", "ponder.builtins")

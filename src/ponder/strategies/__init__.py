@@ -1,0 +1,1 @@
+"""Strategies: ways to spend inference-time compute. One module each."""

@@ -1,0 +1,71 @@
+"""best-of-n: N candidates, each scored by a verifier; the highest score wins."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from ponder.errors import BudgetExhausted, ConfigError
+from ponder.strategies.aggregate import majority_vote
+from ponder.strategies.base import (
+    Context,
+    StrategyConfig,
+    make_result,
+    problem_messages,
+    to_candidate,
+)
+from ponder.types import Problem, Result
+
+
+class BestOfNConfig(StrategyConfig):
+    n: int = Field(8, ge=1, le=1024, description="number of candidates")
+
+
+class BestOfN:
+    name: ClassVar[str] = "best-of-n"
+    description: ClassVar[str] = "N candidates scored by a verifier (default: judge); best wins"
+    Config: ClassVar[type[StrategyConfig]] = BestOfNConfig
+    default_verifier: ClassVar[str] = "judge"
+    effort_presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "low": {"n": 4},
+        "medium": {"n": 8},
+        "high": {"n": 16},
+    }
+
+    def __init__(self, config: BestOfNConfig | None = None) -> None:
+        self.config = config or BestOfNConfig()
+
+    async def run(self, problem: Problem, ctx: Context) -> Result:
+        if ctx.verifier is None:
+            raise ConfigError("best-of-n needs a verifier (e.g. --verifier judge)")
+        cfg = self.config
+        started = time.monotonic()
+        root = ctx.trace.add("strategy", self.name, config=cfg.model_dump())
+        try:
+            samples = await ctx.sample(problem_messages(problem, cfg.system), cfg.sampling(),
+                                       n=cfg.n, parent=root, label="candidate")
+        except BudgetExhausted:
+            samples = []
+        candidates = [to_candidate(t) for t in samples]
+        try:
+            scores = await ctx.verifier.score(problem, candidates, ctx, root)
+        except BudgetExhausted:
+            scores = [None] * len(candidates)
+        candidates = [c.replace(score=s) for c, s in zip(candidates, scores, strict=True)]
+        scored = [i for i, s in enumerate(scores) if s is not None and candidates[i].answer]
+        if scored:
+            best = max(scored, key=lambda i: scores[i])  # ties: the earliest candidate
+            how = "highest verifier score"
+        else:  # the verifier abstained on everything: fall back to a vote
+            winner, _ = majority_vote([c.answer for c in candidates])
+            best = winner.members[0] if winner else (0 if candidates else None)
+            how = "verifier abstained: majority vote"
+        ctx.trace.add("decision", how, parent=root, chosen=best, scores=scores)
+        if best is None:
+            return make_result(self, ctx, answer=None, text="", candidates=[], started=started)
+        candidates[best] = candidates[best].replace(votes=1.0)
+        chosen = candidates[best]
+        return make_result(self, ctx, answer=chosen.answer, text=chosen.text,
+                           candidates=candidates, started=started)

@@ -1,0 +1,46 @@
+"""cot: one chain of thought, greedy by default."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from ponder.strategies.base import (
+    Context,
+    StrategyConfig,
+    make_result,
+    problem_messages,
+    to_candidate,
+)
+from ponder.types import Problem, Result
+
+
+class ChainOfThoughtConfig(StrategyConfig):
+    temperature: float = Field(0.0, ge=0.0, le=5.0)
+
+
+class ChainOfThought:
+    name: ClassVar[str] = "cot"
+    description: ClassVar[str] = "one step-by-step chain of thought (greedy)"
+    Config: ClassVar[type[StrategyConfig]] = ChainOfThoughtConfig
+    effort_presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "low": {"max_tokens": 256},
+        "medium": {"max_tokens": 512},
+        "high": {"max_tokens": 1024},
+    }
+
+    def __init__(self, config: ChainOfThoughtConfig | None = None) -> None:
+        self.config = config or ChainOfThoughtConfig()
+
+    async def run(self, problem: Problem, ctx: Context) -> Result:
+        started = time.monotonic()
+        root = ctx.trace.add("strategy", self.name, config=self.config.model_dump())
+        [traced] = await ctx.sample(
+            problem_messages(problem, self.config.system), self.config.sampling(),
+            parent=root, label="chain",
+        )
+        candidate = to_candidate(traced).replace(votes=1.0)
+        return make_result(self, ctx, answer=candidate.answer, text=candidate.text,
+                           candidates=[candidate], started=started)

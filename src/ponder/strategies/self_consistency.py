@@ -1,0 +1,79 @@
+"""self-consistency: N sampled chains, majority vote over equivalent answers."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from ponder.errors import BudgetExhausted, ConfigError
+from ponder.strategies.aggregate import majority_vote
+from ponder.strategies.base import (
+    Context,
+    StrategyConfig,
+    make_result,
+    problem_messages,
+    to_candidate,
+)
+from ponder.types import Problem, Result
+
+NEUTRAL_SCORE = 0.5  # the weight of a candidate the verifier abstained on
+
+
+class SelfConsistencyConfig(StrategyConfig):
+    n: int = Field(8, ge=1, le=1024, description="number of sampled chains")
+    weighting: Literal["none", "verifier", "logprob"] = "none"
+
+
+class SelfConsistency:
+    name: ClassVar[str] = "self-consistency"
+    description: ClassVar[str] = "N sampled chains, majority vote over equivalent answers"
+    Config: ClassVar[type[StrategyConfig]] = SelfConsistencyConfig
+    effort_presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "low": {"n": 4},
+        "medium": {"n": 8},
+        "high": {"n": 16},
+    }
+
+    def __init__(self, config: SelfConsistencyConfig | None = None) -> None:
+        self.config = config or SelfConsistencyConfig()
+
+    async def run(self, problem: Problem, ctx: Context) -> Result:
+        cfg = self.config
+        if cfg.weighting == "verifier" and ctx.verifier is None:
+            raise ConfigError("weighting='verifier' needs a verifier (e.g. --verifier judge)")
+        started = time.monotonic()
+        root = ctx.trace.add("strategy", self.name, config=cfg.model_dump())
+        params = cfg.sampling(logprobs=0 if cfg.weighting == "logprob" else None)
+        try:
+            samples = await ctx.sample(problem_messages(problem, cfg.system), params, n=cfg.n,
+                                       parent=root, label="chain")
+        except BudgetExhausted:
+            samples = []
+        candidates = [to_candidate(t) for t in samples]
+        weights = None
+        if cfg.weighting == "logprob":
+            weights = [math.exp(c.mean_logprob) if c.mean_logprob is not None else NEUTRAL_SCORE
+                       for c in candidates]
+        elif cfg.weighting == "verifier" and candidates:
+            assert ctx.verifier is not None
+            try:
+                scores = await ctx.verifier.score(problem, candidates, ctx, root)
+            except BudgetExhausted:
+                scores = [None] * len(candidates)
+            weights = [NEUTRAL_SCORE if s is None else s for s in scores]
+            candidates = [c.replace(score=s) for c, s in zip(candidates, scores, strict=True)]
+        winner, groups = majority_vote([c.answer for c in candidates], weights)
+        votes = {i: g.weight for g in groups for i in g.members}
+        candidates = [c.replace(votes=votes.get(i, 0.0)) for i, c in enumerate(candidates)]
+        ctx.trace.add(
+            "vote", "majority vote", parent=root,
+            groups=[{"answer": g.answer, "members": g.members, "weight": g.weight}
+                    for g in groups],
+            winner=winner.answer if winner else None,
+        )
+        text = candidates[winner.members[0]].text if winner else ""
+        return make_result(self, ctx, answer=winner.answer if winner else None, text=text,
+                           candidates=candidates, started=started)

@@ -1,0 +1,109 @@
+"""self-refine: draft, critique, revise; stop when the critique finds no error."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from ponder.errors import BudgetExhausted
+from ponder.strategies.base import (
+    Context,
+    StrategyConfig,
+    make_result,
+    problem_messages,
+    to_candidate,
+)
+from ponder.types import Candidate, Message, Problem, Result
+
+CRITIQUE_PROMPT = """Problem:
+{question}
+
+Proposed solution:
+{solution}
+
+Check the solution step by step for mistakes in reasoning or arithmetic.
+If it is entirely correct, reply with exactly: NO ERRORS
+Otherwise, describe each mistake briefly."""
+
+REVISE_PROMPT = """Problem:
+{question}
+
+Previous solution:
+{solution}
+
+A reviewer found these problems:
+{critique}
+
+Write a corrected solution, step by step. Finish with a final line of the form
+'The answer is: <answer>'."""
+
+_NO_ERRORS = re.compile(r"\bno\s+errors?\b|\bno\s+mistakes?\b|\bis\s+(entirely\s+)?correct\b",
+                        re.IGNORECASE)
+
+
+def critique_accepts(critique: str) -> bool:
+    """Whether a critique says the solution has no error."""
+    return bool(_NO_ERRORS.search(critique[:200]))
+
+
+class SelfRefineConfig(StrategyConfig):
+    rounds: int = Field(2, ge=0, le=20, description="most critique-and-revise rounds")
+    critique_max_tokens: int = Field(256, ge=1)
+    critique_temperature: float = Field(0.0, ge=0.0, le=5.0)
+
+
+class SelfRefine:
+    name: ClassVar[str] = "self-refine"
+    description: ClassVar[str] = "draft, self-critique, revise; stops when no error is found"
+    Config: ClassVar[type[StrategyConfig]] = SelfRefineConfig
+    effort_presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "low": {"rounds": 1},
+        "medium": {"rounds": 2},
+        "high": {"rounds": 4},
+    }
+
+    def __init__(self, config: SelfRefineConfig | None = None) -> None:
+        self.config = config or SelfRefineConfig()
+
+    async def run(self, problem: Problem, ctx: Context) -> Result:
+        cfg = self.config
+        started = time.monotonic()
+        root = ctx.trace.add("strategy", self.name, config=cfg.model_dump())
+        versions: list[Candidate] = []
+        try:
+            [draft] = await ctx.sample(problem_messages(problem, cfg.system), cfg.sampling(),
+                                       parent=root, label="draft")
+            versions.append(to_candidate(draft))
+            parent = draft.node
+            for round_ in range(1, cfg.rounds + 1):
+                current = versions[-1]
+                [critique] = await ctx.sample(
+                    [Message("user", CRITIQUE_PROMPT.format(question=problem.question,
+                                                            solution=current.text))],
+                    cfg.sampling(temperature=cfg.critique_temperature,
+                                 max_tokens=cfg.critique_max_tokens),
+                    parent=parent, label=f"critique {round_}",
+                )
+                text = critique.completion.text
+                if critique_accepts(text):
+                    ctx.trace.add("decision", "critique found no error: stop", parent=critique.node)
+                    break
+                [revision] = await ctx.sample(
+                    [Message("system", cfg.system),
+                     Message("user", REVISE_PROMPT.format(question=problem.question,
+                                                          solution=current.text, critique=text))],
+                    cfg.sampling(), parent=critique.node, label=f"revision {round_}",
+                )
+                versions.append(to_candidate(revision))
+                parent = revision.node
+        except BudgetExhausted:
+            ctx.trace.add("decision", "budget exhausted: keep the latest version", parent=root)
+        if not versions:
+            return make_result(self, ctx, answer=None, text="", candidates=[], started=started)
+        final = versions[-1]
+        versions[-1] = final.replace(votes=1.0)
+        return make_result(self, ctx, answer=final.answer, text=final.text,
+                           candidates=versions, started=started)

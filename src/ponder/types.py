@@ -1,0 +1,198 @@
+"""The values that flow through ponder: frozen dataclasses, cheap to copy and compare."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A question to solve, with its gold answer when known (evaluation)."""
+
+    question: str
+    answer: str | None = None
+    id: str = ""
+    system: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample. ``logprobs``: None = none, 0 = chosen token only, k = top-k alternatives."""
+
+    temperature: float = 0.7
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    max_tokens: int = 512
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    logprobs: int | None = None
+
+    def replace(self, **changes: Any) -> SamplingParams:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """The log-probability of one generated token and its top alternatives."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+# Called after every generated token of every sequence: (sample index, text so far, the token's
+# logprob or None). Returning True stops that sequence (finish_reason "cancelled"), not the others.
+TokenMonitor = Callable[[int, str, "TokenLogprob | None"], bool]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Ask for ``n`` samples of the assistant's next message.
+
+    ``prefill`` continues a partial assistant message: the completions hold only the new text.
+    """
+
+    messages: tuple[Message, ...]
+    params: SamplingParams = field(default_factory=SamplingParams)
+    n: int = 1
+    prefill: str = ""
+    monitor: TokenMonitor | None = field(default=None, compare=False, repr=False)
+
+    def replace(self, **changes: Any) -> GenerationRequest:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Compute spent. Prompt tokens count the tokens a backend actually evaluated."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+    seconds: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.calls + other.calls,
+            self.seconds + other.seconds,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @staticmethod
+    def sum(items: Any) -> Usage:
+        total = Usage()
+        for item in items:
+            total = total + item
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "calls": self.calls,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated sample.
+
+    A request's prompt is evaluated once however many samples it asks for, so its prompt tokens
+    and its one call are charged to the request's first completion; the others carry only their
+    own completion tokens. Summing the usage of every completion gives the true cost.
+    """
+
+    text: str
+    finish_reason: FinishReason = "stop"
+    usage: Usage = field(default_factory=Usage)
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    reasoning: str | None = None
+
+    @property
+    def mean_logprob(self) -> float | None:
+        if not self.logprobs:
+            return None
+        return sum(t.logprob for t in self.logprobs) / len(self.logprobs)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A full answer a strategy considered, with its extracted answer and score."""
+
+    text: str
+    answer: str | None
+    score: float | None = None
+    votes: float = 0.0
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: FinishReason = "stop"
+    mean_logprob: float | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> Candidate:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "answer": self.answer,
+            "score": self.score,
+            "votes": self.votes,
+            "finish_reason": self.finish_reason,
+            "mean_logprob": self.mean_logprob,
+            "usage": self.usage.to_dict(),
+            "metadata": dict(self.metadata),
+        }
+
+
+StopReason = Literal["done", "budget"]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a strategy returns: the answer, what it considered, what it did and what it cost."""
+
+    answer: str | None
+    text: str
+    candidates: tuple[Candidate, ...]
+    usage: Usage
+    trace: Any  # ponder.trace.Trace; typed loosely to keep this module free of imports
+    strategy: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    stop_reason: StopReason = "done"
+    model: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer,
+            "text": self.text,
+            "strategy": self.strategy,
+            "model": self.model,
+            "config": dict(self.config),
+            "stop_reason": self.stop_reason,
+            "usage": self.usage.to_dict(),
+            "candidates": [c.to_dict() for c in self.candidates],
+            "trace": self.trace.to_dict() if self.trace is not None else None,
+        }

@@ -1,0 +1,1 @@
+"""Verifiers: score whole answers (or abstain); answer extraction and equivalence."""

@@ -1,0 +1,105 @@
+"""LLM-as-judge: ask a model whether an answer is correct; P("yes") from logprobs when it can."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+from ponder.backends.base import Backend
+from ponder.types import Candidate, GenerationRequest, Message, Problem, SamplingParams
+
+if TYPE_CHECKING:
+    from ponder.strategies.base import Context
+
+JUDGE_SYSTEM = "You are a strict grader: you check whether a proposed answer is correct."
+JUDGE_PROMPT = """Problem:
+{question}
+
+Proposed solution:
+{solution}
+
+Proposed final answer: {answer}
+
+Is the proposed final answer correct? Reply with a single word: Yes or No."""
+
+_YES = {"yes", "y", "true", "correct"}
+_NO = {"no", "n", "false", "incorrect", "wrong"}
+
+
+def yes_probability(top: Sequence[tuple[str, float]]) -> float | None:
+    """P(yes) / (P(yes) + P(no)) over the top alternatives of the first answer token."""
+    p_yes = p_no = 0.0
+    for token, logprob in top:
+        word = token.strip().lower().strip(".,!*:")
+        if word in _YES:
+            p_yes += math.exp(logprob)
+        elif word in _NO:
+            p_no += math.exp(logprob)
+    if p_yes + p_no == 0.0:
+        return None
+    return p_yes / (p_yes + p_no)
+
+
+def parse_verdict(text: str) -> float | None:
+    """1.0 for a yes, 0.0 for a no, None when the reply says neither first."""
+    match = re.search(r"[a-zA-Z]+", text)
+    if not match:
+        return None
+    word = match.group(0).lower()
+    return 1.0 if word in _YES else 0.0 if word in _NO else None
+
+
+class JudgeVerifier:
+    """Asks ``backend`` (default: the strategy's own) to grade each candidate, in one batched call.
+
+    The score is P("yes") from the first token's top logprobs when the backend gives them, else
+    the parsed verdict (1.0 / 0.0), else None (abstain).
+    """
+
+    name: ClassVar[str] = "judge"
+    description: ClassVar[str] = "LLM-as-judge: P('yes') that the answer is correct"
+
+    def __init__(self, backend: Backend | None = None, max_solution_chars: int = 4000) -> None:
+        self.backend = backend
+        self.max_solution_chars = max_solution_chars
+
+    async def score(
+        self, problem: Problem, candidates: Sequence[Candidate], ctx: Context, parent: int | None
+    ) -> list[float | None]:
+        if not candidates:
+            return []
+        backend = self.backend or ctx.backend
+        use_logprobs = backend.capabilities.logprobs
+        params = SamplingParams(
+            temperature=0.0, max_tokens=1 if use_logprobs else 4,
+            logprobs=20 if use_logprobs else None,
+        )
+        requests = [
+            GenerationRequest(
+                (
+                    Message("system", JUDGE_SYSTEM),
+                    Message("user", JUDGE_PROMPT.format(
+                        question=problem.question,
+                        solution=c.text[-self.max_solution_chars:],
+                        answer=c.answer if c.answer is not None else "(none given)",
+                    )),
+                ),
+                params,
+            )
+            for c in candidates
+        ]
+        rows = await ctx.generate(requests, parent=parent, label="judge", backend=backend)
+        scores: list[float | None] = []
+        for row in rows:
+            completion = row[0].completion
+            score = None
+            if completion.logprobs:
+                first = completion.logprobs[0]
+                score = yes_probability(first.top or ((first.token, first.logprob),))
+            if score is None:
+                score = parse_verdict(completion.text)
+            ctx.trace.nodes[row[0].node].data["score"] = score
+            scores.append(score)
+        return scores

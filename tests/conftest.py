@@ -1,0 +1,70 @@
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from ponder.backends.fake import ScriptedBackend
+from ponder.backends.models import bundled_model_path
+
+
+@pytest.fixture
+def fake():
+    return ScriptedBackend()
+
+
+@pytest.fixture(scope="session")
+def model_path():
+    return bundled_model_path()
+
+
+@pytest.fixture(scope="session")
+def llama(model_path):
+    from ponder.backends.llamacpp import LlamaCppBackend
+
+    backend = LlamaCppBackend(model_path, n_ctx=4096, n_seq_max=8)
+    yield backend
+    backend.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llama_server(model_path, tmp_path_factory):
+    """llama-cpp-python's OpenAI-compatible server on localhost, serving the bundled model."""
+    if shutil.which(sys.executable) is None:  # pragma: no cover
+        pytest.skip("no python")
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
+             "--model_alias", "smol", "--host", "127.0.0.1", "--port", str(port),
+             "--n_ctx", "2048", "--verbose", "false"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/v1/models", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("llama_cpp.server did not start:\n"
+                                   + log.read_text()[-2000:]) from None
+            time.sleep(0.5)
+    yield f"{url}/v1"
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
