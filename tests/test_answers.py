@@ -21,6 +21,8 @@ EXTRACT = [
     ("The final answer is $\\boxed{7}$.", "7"),
     ("I think 5, no wait, 6", "6"),
     ("Ratio is 3/4", "3/4"),
+    ("The answer to this problem is 2+3 = 5", "5"),
+    ("Answer the question: what is 4 + 4? It is 8", "8"),
 ]
 
 

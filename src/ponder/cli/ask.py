@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from ponder.api import asolve
-from ponder.cli.render import Progress, print_result, trace_tree
+from ponder.cli.render import Progress, print_result, stdout_console, trace_tree
 from ponder.effort import EFFORTS
 from ponder.errors import ConfigError
 
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         options["max_tokens"] = args.max_tokens
     if args.temperature is not None:
         options["temperature"] = args.temperature
-    out = Console()
+    out = stdout_console()
     err = Console(stderr=True)
     progress = Progress(err, args.strategy)
     show_progress = not args.no_progress and err.is_terminal

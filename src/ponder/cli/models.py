@@ -7,10 +7,10 @@ import asyncio
 import os
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from ponder.backends.models import BUNDLED_NAME, bundled_model_path, local_models
+from ponder.cli.render import stdout_console
 from ponder.errors import ModelError
 
 MODELS_DIR_ENV = "PONDER_MODELS_DIR"
@@ -63,5 +63,5 @@ def run(args: argparse.Namespace) -> int:
     for url in urls:
         for name in asyncio.run(_served(url, args.api_key)):
             table.add_row(name, "openai", f"--base-url {url}")
-    Console().print(table)
+    stdout_console().print(table)
     return 0

@@ -15,6 +15,12 @@ from ponder.trace import Trace
 from ponder.types import Result
 
 
+def stdout_console() -> Console:
+    """A console for results: the terminal's width, or a wide page when piped (no truncation)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
 class Progress:
     """A live status line on stderr while a strategy thinks: phase, tokens, tokens/s, seconds."""
 

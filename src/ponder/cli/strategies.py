@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
 from rich.table import Table
 
+from ponder.cli.render import stdout_console
 from ponder.effort import EFFORTS, effort_table
 
 
@@ -21,11 +21,11 @@ def _knobs(preset: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     table = Table(title="strategies", title_justify="left")
-    table.add_column("name", style="bold")
+    table.add_column("name", style="bold", no_wrap=True)
     table.add_column("what it does")
     for effort in EFFORTS:
         table.add_column(f"--effort {effort}")
     for name, description, presets in effort_table():
         table.add_row(name, description, *(_knobs(presets.get(e, {})) for e in EFFORTS))
-    Console().print(table)
+    stdout_console().print(table)
     return 0

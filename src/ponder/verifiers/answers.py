@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from fractions import Fraction
@@ -21,7 +22,8 @@ from functools import lru_cache
 
 _NUMBER = r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+"
 _ANSWER_PHRASES = re.compile(
-    r"(?:final answer|the answer|answer)\s*(?:is|:|=)?\s*:?\s*(?P<ans>[^\n]+)", re.IGNORECASE
+    r"(?:final answer|the answer|answer)(?:\s+is\b|\s*[:=])\s*:?\s*(?P<ans>[^\n]+)",
+    re.IGNORECASE,
 )
 _HASHES = re.compile(r"####\s*(?P<ans>[^\n]+)")
 _CHOICE = re.compile(r"^\(?([A-Ea-e])\)?(?:[.:)]|\s|$)")
@@ -152,6 +154,9 @@ def _math_verify(a: str, b: str) -> bool:
         from math_verify import parse, verify
     except ImportError:  # math-verify is a core dependency; stay usable without it anyway
         return False
+    # Its signal-based timeout only works in the main thread, so it is off (inputs are kept
+    # short instead); silence the warning it logs about that.
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
     try:
         gold = parse(f"${a}$", parsing_timeout=None)
         target = parse(f"${b}$", parsing_timeout=None)

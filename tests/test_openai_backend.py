@@ -1,0 +1,86 @@
+"""The openai backend against a real OpenAI-compatible server (llama-cpp-python's) on localhost."""
+
+import asyncio
+
+import pytest
+
+from ponder import (
+    BackendUnavailable,
+    GenerationRequest,
+    Message,
+    ModelNotServed,
+    SamplingParams,
+    asolve,
+)
+from ponder.backends.openai_http import OpenAIBackend
+
+pytestmark = pytest.mark.model
+
+QUESTION = (Message("user", "What is 2 + 3?"),)
+
+
+async def _generate(backend, requests):
+    try:
+        return await backend.generate(requests)
+    finally:
+        await backend.aclose()
+
+
+def test_probe_and_n_samples(llama_server):
+    backend = OpenAIBackend("smol", llama_server)
+    request = GenerationRequest(QUESTION, SamplingParams(temperature=0.9, max_tokens=16, seed=1),
+                                n=3)
+    [samples] = asyncio.run(_generate(backend, [request]))
+    caps = backend.capabilities
+    assert len(samples) == 3
+    assert all(c.usage.completion_tokens >= 1 for c in samples)
+    if caps.parallel_n:  # one request: its prompt charged once
+        assert sum(c.usage.calls for c in samples) == 1
+    else:  # n was not honoured: three requests, each charged its prompt
+        assert [c.usage.calls for c in samples] == [1, 1, 1]
+        assert all(c.usage.prompt_tokens > 0 for c in samples)
+
+
+def test_fallback_when_n_is_not_honoured(llama_server):
+    from dataclasses import replace
+
+    async def scenario():
+        backend = OpenAIBackend("smol", llama_server)
+        await backend.probe()
+        backend._caps = replace(backend._caps, parallel_n=False)  # as if the server ignored n
+        request = GenerationRequest(QUESTION, SamplingParams(temperature=0.9, max_tokens=8), n=4)
+        return await _generate(backend, [request])
+
+    [samples] = asyncio.run(scenario())
+    assert len(samples) == 4
+    assert [c.usage.calls for c in samples] == [1, 1, 1, 1]
+
+
+def test_streamed_monitor_stops_a_sample(llama_server):
+    backend = OpenAIBackend("smol", llama_server)
+    request = GenerationRequest(QUESTION, SamplingParams(temperature=0.0, max_tokens=64), n=1,
+                                monitor=lambda i, text, tok: len(text) >= 5)
+    [[c]] = asyncio.run(_generate(backend, [request]))
+    assert c.finish_reason == "cancelled"
+    assert 5 <= len(c.text) < 60
+
+
+def test_strategy_through_the_server(llama_server):
+    result = asyncio.run(asolve("What is 2 + 3?", "self-consistency", n=2, model="smol",
+                                base_url=llama_server, max_tokens=32, seed=3))
+    assert len(result.candidates) == 2
+    assert result.usage.completion_tokens > 0 and result.usage.prompt_tokens > 0
+
+
+def test_model_not_served(llama_server):
+    with pytest.raises(ModelNotServed, match="does not serve 'gpt-17'.*smol"):
+        asyncio.run(asolve("q", "cot", model="gpt-17", base_url=llama_server))
+
+
+def test_server_down_is_a_clear_error():
+    from conftest import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    backend = OpenAIBackend("smol", url, max_retries=0, timeout=5)
+    with pytest.raises(BackendUnavailable, match="cannot reach the server"):
+        asyncio.run(_generate(backend, [GenerationRequest(QUESTION)]))
