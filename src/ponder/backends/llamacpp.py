@@ -59,6 +59,9 @@ class LlamaCppBackend:
 
     ``n_ctx`` is the KV cache shared by all sequences of a call; ``n_seq_max`` bounds how many
     sequences decode together. Calls larger than either are split into rounds automatically.
+    ``kv_unified=False`` gives each sequence its own n_ctx / n_seq_max cells (faster attention
+    when prompts are short, but a long prompt may no longer fit); ``flash_attn`` turns on
+    llama.cpp's flash attention.
     """
 
     name = "llamacpp"
@@ -71,6 +74,8 @@ class LlamaCppBackend:
         n_seq_max: int = 32,
         n_batch: int = 512,
         n_threads: int | None = None,
+        flash_attn: bool = False,
+        kv_unified: bool = True,
         label: str | None = None,
         verbose: bool = False,
     ) -> None:
@@ -100,7 +105,8 @@ class LlamaCppBackend:
         params.n_batch = n_batch
         params.n_ubatch = n_batch
         params.n_seq_max = n_seq_max
-        params.kv_unified = True
+        params.kv_unified = kv_unified
+        params.flash_attn_type = 1 if flash_attn else 0
         threads = n_threads or max(1, os.cpu_count() or 1)
         params.n_threads = threads
         params.n_threads_batch = threads

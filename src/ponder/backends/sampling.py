@@ -1,7 +1,6 @@
 """Token sampling and logprobs from raw logits, in NumPy (used by the llamacpp backend).
 
-Exact for the full vocabulary: top-p sorts only a short head of candidates and widens it when
-that head does not reach the requested mass.
+Exact over the full vocabulary, and cheap per token: top-p sorts only the likely head.
 """
 
 from __future__ import annotations
@@ -9,9 +8,6 @@ from __future__ import annotations
 import numpy as np
 
 from ponder.types import SamplingParams
-
-_HEAD = 1024
-
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     x = logits.astype(np.float64)
@@ -32,32 +28,38 @@ def top_logprobs(logits: np.ndarray, token: int, k: int) -> tuple[float, list[tu
     return float(lp[token]), top
 
 
+def _nucleus(p: np.ndarray, top_p: float) -> np.ndarray:
+    """Indices of the smallest set of most likely tokens whose mass reaches ``top_p`` of the
+    total, most likely first. Sorts only the tokens above a threshold that is lowered until
+    they hold that mass, so the result is exact without sorting the whole vocabulary."""
+    target = top_p * float(p.sum(dtype=np.float64))
+    threshold = float(p.max()) * 1e-3
+    while True:
+        idx = np.flatnonzero(p >= threshold)
+        if float(p[idx].sum(dtype=np.float64)) >= target or threshold == 0.0:
+            break
+        threshold = threshold * 1e-3 if threshold > 1e-30 else 0.0
+    idx = idx[np.argsort(-p[idx], kind="stable")]
+    cum = np.cumsum(p[idx], dtype=np.float64)
+    return idx[: int(np.searchsorted(cum, target)) + 1]
+
+
 def sample_token(logits: np.ndarray, params: SamplingParams, rng: np.random.Generator) -> int:
     """Draw one token id. Temperature 0 is greedy. Does not modify ``logits``."""
     if params.temperature <= 0.0:
         return int(np.argmax(logits))
-    x = logits.astype(np.float64) / params.temperature
-    candidates = np.arange(x.size)
+    x = logits.astype(np.float32) / np.float32(params.temperature)
+    candidates: np.ndarray | None = None
     if 0 < params.top_k < x.size:
         candidates = np.argpartition(-x, params.top_k - 1)[: params.top_k]
         x = x[candidates]
-    p = np.exp(x - x.max())
-    p /= p.sum()
+    p = np.exp(x - x.max())  # the most likely token has p = 1
     if params.min_p > 0.0:
-        keep = p >= params.min_p * p.max()
-        candidates, p = candidates[keep], p[keep]
-        p = p / p.sum()
+        p[p < params.min_p] = 0.0
     if params.top_p < 1.0:
-        head = min(_HEAD, p.size)
-        while True:
-            idx = np.argpartition(-p, head - 1)[:head] if head < p.size else np.arange(p.size)
-            idx = idx[np.argsort(-p[idx], kind="stable")]
-            cum = np.cumsum(p[idx])
-            if cum[-1] >= params.top_p or head >= p.size:
-                break
-            head = min(p.size, head * 4)
-        cut = int(np.searchsorted(cum, params.top_p)) + 1
-        idx = idx[:cut]
-        candidates, p = candidates[idx], p[idx] / p[idx].sum()
-    choice = int(np.searchsorted(np.cumsum(p), rng.random() * p.sum()))
-    return int(candidates[min(choice, candidates.size - 1)])
+        keep = _nucleus(p, params.top_p)
+        candidates = keep if candidates is None else candidates[keep]
+        p = p[keep]
+    cum = np.cumsum(p, dtype=np.float64)
+    choice = min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), p.size - 1)
+    return int(choice if candidates is None else candidates[choice])
