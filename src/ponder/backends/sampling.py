@@ -9,6 +9,7 @@ import numpy as np
 
 from ponder.types import SamplingParams
 
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     x = logits.astype(np.float64)
     m = x.max()

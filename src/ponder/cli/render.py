@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -18,7 +19,9 @@ from ponder.types import Result
 def stdout_console() -> Console:
     """A console for results: the terminal's width, or a wide page when piped (no truncation)."""
     console = Console()
-    return console if console.is_terminal else Console(width=200)
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console
+    return Console(width=200)
 
 
 class Progress:
