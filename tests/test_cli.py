@@ -44,6 +44,16 @@ def test_unreachable_server(capsys):
     assert "cannot reach the server" in err
 
 
+def test_hub_model_offline_is_one_clear_line(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    err = one_line_error(capsys, ["ask", "q", "--model", "hf:owner/repo/model.gguf"])
+    assert "no network and not in the local cache" in err
+
+
 def test_argparse_errors_are_one_line(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["ask", "q", "-n", "many"])

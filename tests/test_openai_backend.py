@@ -84,3 +84,14 @@ def test_server_down_is_a_clear_error():
     backend = OpenAIBackend("smol", url, max_retries=0, timeout=5)
     with pytest.raises(BackendUnavailable, match="cannot reach the server"):
         asyncio.run(_generate(backend, [GenerationRequest(QUESTION)]))
+
+
+def test_reasoning_text_is_kept_apart():
+    from types import SimpleNamespace
+
+    from ponder.backends.openai_http import _reasoning
+
+    assert _reasoning(SimpleNamespace(content="5", reasoning_content="2 + 3 = 5")) == "2 + 3 = 5"
+    newer = SimpleNamespace(content="5", model_extra={"reasoning": "think"})
+    assert _reasoning(newer) == "think"
+    assert _reasoning(SimpleNamespace(content="5")) is None

@@ -41,8 +41,10 @@ def download_hf(spec: str) -> Path:
     try:
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import LocalEntryNotFoundError
+        from huggingface_hub.utils import logging as hf_logging
     except ImportError as exc:
         raise MissingDependency("huggingface_hub", "hub") from exc
+    hf_logging.set_verbosity_error()  # its retry warnings would bury our one-line error
     try:
         return Path(hf_hub_download(repo_id=repo, filename=filename))
     except LocalEntryNotFoundError as exc:
