@@ -111,3 +111,40 @@ def test_missing_and_corrupt_model_files(tmp_path):
     truncated.write_bytes(b"GGUF" + b"\x00" * 64)
     with pytest.raises(ModelError, match="corrupt"):
         LlamaCppBackend(truncated)
+
+
+def test_concurrent_calls_share_the_decoding_loop(llama):
+    steps: dict[str, list[int]] = {"a": [], "b": []}
+
+    async def both():
+        def request(i):
+            return GenerationRequest(QUESTION, SamplingParams(temperature=0.7, max_tokens=24,
+                                                              seed=i), n=2)
+        return await asyncio.gather(
+            llama.generate([request(1)], on_progress=steps["a"].append),
+            llama.generate([request(2)], on_progress=steps["b"].append),
+        )
+
+    a, b = asyncio.run(both())
+    assert len(a[0]) == 2 and len(b[0]) == 2
+    # Both calls advanced in the same steps: each saw progress while the other was running.
+    assert steps["a"] and steps["b"]
+    assert steps["a"][0] == 2 and steps["b"][0] == 2
+
+
+def test_cancelling_a_call_stops_its_generation(llama):
+    import time
+
+    story = (Message("user", "Write a very long story about a dragon."),)
+    job = llama.submit([GenerationRequest(story, SamplingParams(temperature=0.8, max_tokens=2000,
+                                                                seed=1), n=4)])
+    deadline = time.monotonic() + 30
+    while job.produced < 8 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    job.cancel.set()
+    [samples] = job.future.result(timeout=30)
+    assert any(c.finish_reason == "cancelled" for c in samples)
+    assert all(c.usage.completion_tokens < 100 for c in samples)
+    # The loop is free again at once.
+    [[c]] = generate(llama, GenerationRequest(QUESTION, SamplingParams(max_tokens=4)))
+    assert c.usage.completion_tokens <= 4

@@ -1,8 +1,10 @@
 """In-process llama.cpp backend: n samples per prompt in one batched decode loop.
 
 Each request's prompt is evaluated once into one sequence, then shared with its other samples by
-``llama_memory_seq_cp`` (a unified KV cache, so the prompt's cells are shared, not copied). Every
-step then decodes one token for every live sequence of every request in a single batch.
+``llama_memory_seq_cp`` (a unified KV cache, so the prompt's cells are shared, not copied). One
+thread runs the decoding loop: every step decodes one token for every live sequence of every
+queued request in a single batch, and admits waiting samples as soon as sequence slots and KV
+cells free up (continuous batching), so concurrent callers share the batch instead of queueing.
 Sampling (temperature, top-k, top-p, min-p, seed) and logprobs are done in NumPy on the logits,
 so each sequence has its own stop strings, its own random stream and its own early stop.
 """
@@ -10,8 +12,11 @@ so each sequence has its own stop strings, its own random stream and its own ear
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import ctypes
 import os
+import queue
 import threading
 import time
 from collections.abc import Sequence
@@ -37,16 +42,45 @@ def _import_llama_cpp():
     return llama_cpp, internals, llama_logger
 
 
+class _Job:
+    """One ``generate`` call: its requests, results so far, and the future that delivers them."""
+
+    def __init__(self, requests: list[GenerationRequest], prompts: list[list[int]],
+                 on_progress: ProgressCallback | None) -> None:
+        self.requests = requests
+        self.prompts = prompts
+        self.on_progress = on_progress
+        self.results: list[list[Completion | None]] = [[None] * r.n for r in requests]
+        self.remaining = sum(r.n for r in requests)
+        self.produced = 0
+        self.cancel = threading.Event()
+        self.future: concurrent.futures.Future[list[list[Completion]]] = (
+            concurrent.futures.Future()
+        )
+        self.submitted = time.monotonic()
+        self.charged: set[int] = set()
+
+
+@dataclass
+class _Unit:
+    """Samples of one request admitted together: they share one evaluation of the prompt."""
+
+    job: _Job
+    request: int
+    indices: list[int]
+    alive: int = 0  # samples still generating; the prompt's cells are held until it is 0
+
+
 @dataclass
 class _Seq:
     """One sample being generated."""
 
-    request: int
+    unit: _Unit
     index: int
     seq_id: int
-    params: object
     rng: np.random.Generator
     pos: int
+    reserved: int
     pieces: list[bytes] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
     logprobs: list[TokenLogprob] = field(default_factory=list)
@@ -125,6 +159,9 @@ class LlamaCppBackend:
         self._memory = llama_cpp.llama_get_memory(self._ctx.ctx)
         self._pieces: dict[int, bytes] = {}
         self._lock = threading.Lock()
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._closed = False
         metadata = self._model.metadata()
         bos = self._model.token_bos()
         eos = self._model.token_eos()
@@ -180,20 +217,18 @@ class LlamaCppBackend:
         requests: Sequence[GenerationRequest],
         on_progress: ProgressCallback | None = None,
     ) -> list[list[Completion]]:
-        cancel = threading.Event()
+        job = self.submit(requests, on_progress)
         try:
-            return await asyncio.to_thread(self._generate_sync, list(requests), on_progress,
-                                           cancel)
+            return await asyncio.wrap_future(job.future)
         except asyncio.CancelledError:
-            cancel.set()  # the worker sees it after the current decode step and frees its work
+            job.cancel.set()  # the scheduler stops its sequences at the next step
             raise
 
-    def _generate_sync(
-        self,
-        requests: list[GenerationRequest],
-        on_progress: ProgressCallback | None,
-        cancel: threading.Event,
-    ) -> list[list[Completion]]:
+    def submit(self, requests: Sequence[GenerationRequest],
+               on_progress: ProgressCallback | None = None) -> _Job:
+        """Queue requests for the decoding loop; the job's future resolves to the completions.
+        Requests of concurrent jobs decode in the same batches (continuous batching)."""
+        requests = list(requests)
         prompts = [self.prompt_tokens(r) for r in requests]
         for r, p in zip(requests, prompts, strict=True):
             if r.n < 1:
@@ -202,40 +237,193 @@ class LlamaCppBackend:
                 raise BackendError(
                     f"prompt of {len(p)} tokens does not fit the context of {self.n_ctx} tokens"
                 )
-        results: list[list[Completion | None]] = [[None] * r.n for r in requests]
-        produced = [0]
+        job = _Job(requests, prompts, on_progress)
         with self._lock:
-            for round_ in self._plan(requests, prompts):
-                self._run_round(requests, prompts, round_, results, on_progress, produced, cancel)
-        return [[c for c in row if c is not None] for row in results]
+            if self._closed:
+                raise BackendError("the llama.cpp backend is closed")
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._loop, name="ponder-llamacpp",
+                                                daemon=True)
+                self._worker.start()
+            self._queue.put(job)
+        return job
 
-    def _plan(self, requests: list[GenerationRequest], prompts: list[list[int]]
-              ) -> list[list[tuple[int, list[int]]]]:
-        """Pack (request, sample indices) into rounds that fit the KV cache and sequence slots."""
-        rounds: list[list[tuple[int, list[int]]]] = []
-        current: list[tuple[int, list[int]]] = []
-        cells = seqs = 0
-        for ri, request in enumerate(requests):
-            pending = list(range(request.n))
-            per_sample = min(request.params.max_tokens, self.n_ctx - len(prompts[ri]))
-            while pending:
-                room_seqs = self.n_seq_max - seqs
-                room_cells = self.n_ctx - cells - len(prompts[ri])
-                fit = min(len(pending), room_seqs, room_cells // max(1, per_sample))
-                if fit < 1:
-                    if not current:  # a lone sample always fits: its max_tokens gets capped
-                        fit = 1
+    # -- the decoding loop (one thread) ---------------------------------------------------
+
+    def _loop(self) -> None:
+        """Continuous batching: admit queued samples whenever sequence slots and KV cells allow,
+        evaluate their prompts, then decode one token for every live sequence per step."""
+        llama_cpp = self._llama_cpp
+        pending: collections.deque[_Unit] = collections.deque()
+        live: list[_Seq] = []
+        logits: dict[int, np.ndarray] = {}
+        free_ids = list(range(self.n_seq_max))
+        reserved = 0
+        while True:
+            block = not live and not pending
+            try:
+                while True:
+                    job = self._queue.get(block=block)
+                    block = False
+                    if job is None:
+                        self._fail([*(s.job for s in live), *(u.job for u in pending)],
+                                   BackendError("the llama.cpp backend was closed"))
+                        return
+                    pending.extend(_Unit(job, ri, list(range(r.n)))
+                                   for ri, r in enumerate(job.requests))
+            except queue.Empty:
+                pass
+            try:
+                admitted, reserved = self._admit(pending, len(free_ids), reserved, bool(live))
+                if admitted:
+                    live.extend(self._prefill(admitted, free_ids, logits))
+                for s in live:
+                    if s.unit.job.cancel.is_set():
+                        s.finish = "cancelled"
                     else:
-                        rounds.append(current)
-                        current, cells, seqs = [], 0, 0
+                        self._advance(s, logits[s.seq_id])
+                jobs = {id(s.unit.job): s.unit.job for s in live}
+                for job in jobs.values():
+                    job.produced += sum(1 for s in live if s.unit.job is job)
+                    if job.on_progress is not None:
+                        job.on_progress(job.produced)
+                still: list[_Seq] = []
+                for s in live:
+                    if s.finish is None:
+                        still.append(s)
                         continue
-                current.append((ri, pending[:fit]))
-                pending = pending[fit:]
-                cells += len(prompts[ri]) + fit * per_sample
-                seqs += fit
-        if current:
-            rounds.append(current)
-        return rounds
+                    llama_cpp.llama_memory_seq_rm(self._memory, s.seq_id, -1, -1)
+                    free_ids.append(s.seq_id)
+                    del logits[s.seq_id]
+                    reserved -= s.reserved
+                    s.unit.alive -= 1
+                    if s.unit.alive == 0:
+                        reserved -= len(s.unit.job.prompts[s.unit.request])
+                    self._finish(s)
+                live = still
+                if live:
+                    rows = self._decode([(s.tokens[-1], s.pos, s.seq_id, True) for s in live])
+                    for s, row in zip(live, rows, strict=True):
+                        s.pos += 1
+                        logits[s.seq_id] = row
+            except Exception as exc:  # noqa: BLE001 - delivered to every caller waiting on it
+                error = exc if isinstance(exc, BackendError) else BackendError(
+                    f"llama.cpp generation failed: {exc}")
+                self._fail([*(s.job for s in live), *(u.job for u in pending)], error)
+                llama_cpp.llama_memory_clear(self._memory, True)
+                live, pending, logits = [], collections.deque(), {}
+                free_ids, reserved = list(range(self.n_seq_max)), 0
+
+    def _per_sample(self, unit: _Unit) -> int:
+        prompt = len(unit.job.prompts[unit.request])
+        return max(1, min(unit.job.requests[unit.request].params.max_tokens, self.n_ctx - prompt))
+
+    def _admit(self, pending: collections.deque[_Unit], slots: int, reserved: int, busy: bool
+               ) -> tuple[list[_Unit], int]:
+        """Take as many pending samples as free sequence slots and KV cells allow, reserving
+        each sample's worst case (prompt once per unit, max_tokens per sample)."""
+        admitted: list[_Unit] = []
+        while pending and slots > 0:
+            unit = pending[0]
+            if unit.job.cancel.is_set() or unit.job.future.done():
+                pending.popleft()
+                self._drop(unit)
+                continue
+            prompt = len(unit.job.prompts[unit.request])
+            per_sample = self._per_sample(unit)
+            room = (self.n_ctx - reserved - prompt) // per_sample
+            k = min(len(unit.indices), slots, room)
+            if k < 1:
+                if busy or admitted:
+                    break  # wait for running sequences to free cells
+                k = 1  # alone, one sample always fits: its length is capped by the context
+            if k < len(unit.indices):
+                pending[0] = _Unit(unit.job, unit.request, unit.indices[k:])
+                unit = _Unit(unit.job, unit.request, unit.indices[:k])
+            else:
+                pending.popleft()
+            admitted.append(unit)
+            slots -= k
+            reserved += prompt + k * per_sample
+        return admitted, reserved
+
+    def _prefill(self, units: list[_Unit], free_ids: list[int], logits: dict[int, np.ndarray]
+                 ) -> list[_Seq]:
+        """Evaluate each admitted unit's prompt once (packed into shared batches), then share it
+        with the unit's other samples by sequence copy."""
+        llama_cpp = self._llama_cpp
+        heads = []
+        items: list[tuple[int, int, int, bool]] = []
+        for unit in units:
+            head = free_ids.pop()
+            heads.append(head)
+            prompt = unit.job.prompts[unit.request]
+            items.extend((t, p, head, p == len(prompt) - 1) for p, t in enumerate(prompt))
+        rows = self._decode(items)
+        seqs = []
+        for unit, head, row in zip(units, heads, rows, strict=True):
+            request = unit.job.requests[unit.request]
+            for k, index in enumerate(unit.indices):
+                seq_id = head if k == 0 else free_ids.pop()
+                if seq_id != head:
+                    llama_cpp.llama_memory_seq_cp(self._memory, head, seq_id, -1, -1)
+                seed = request.params.seed
+                rng = np.random.default_rng(None if seed is None else [seed, index])
+                seqs.append(_Seq(unit, index, seq_id, rng, len(unit.job.prompts[unit.request]),
+                                 self._per_sample(unit)))
+                logits[seq_id] = row
+            unit.alive = len(unit.indices)
+        return seqs
+
+    def _finish(self, s: _Seq) -> None:
+        """Store a finished sample's completion; deliver the job when it has all of them."""
+        job, ri = s.unit.job, s.unit.request
+        request = job.requests[ri]
+        first = ri not in job.charged
+        job.charged.add(ri)
+        text = b"".join(s.pieces).decode("utf-8", errors="replace")
+        job.results[ri][s.index] = Completion(
+            text=_cut_at_stop(text, request.params.stop),
+            finish_reason=s.finish,  # type: ignore[arg-type]
+            usage=Usage(
+                prompt_tokens=len(job.prompts[ri]) if first else 0,
+                completion_tokens=len(s.tokens),
+                calls=1 if first else 0,
+            ),
+            logprobs=tuple(s.logprobs) if request.params.logprobs is not None else None,
+        )
+        job.remaining -= 1
+        if job.remaining == 0:
+            self._deliver(job)
+
+    def _drop(self, unit: _Unit) -> None:
+        """Samples of a cancelled job that never started: empty, cancelled completions."""
+        job = unit.job
+        for index in unit.indices:
+            job.results[unit.request][index] = Completion(text="", finish_reason="cancelled")
+            job.remaining -= 1
+        if job.remaining == 0:
+            self._deliver(job)
+
+    @staticmethod
+    def _deliver(job: _Job) -> None:
+        seconds = time.monotonic() - job.submitted
+        rows = []
+        for row in job.results:
+            done = [c for c in row if c is not None]
+            if done:  # the request's wall time goes with its prompt, on its first sample
+                first = done[0]
+                done[0] = Completion(first.text, first.finish_reason,
+                                     first.usage + Usage(seconds=seconds), first.logprobs)
+            rows.append(done)
+        if not job.future.done():
+            job.future.set_result(rows)
+
+    @staticmethod
+    def _fail(jobs: list[_Job], error: Exception) -> None:
+        for job in {id(j): j for j in jobs}.values():
+            if not job.future.done():
+                job.future.set_exception(error)
 
     def _decode(self, items: list[tuple[int, int, int, bool]]) -> list[np.ndarray]:
         """Decode (token, pos, seq_id, want_logits) items; return logits rows for wanted items."""
@@ -263,85 +451,9 @@ class LlamaCppBackend:
                 out.append(np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy())
         return out
 
-    def _run_round(
-        self,
-        requests: list[GenerationRequest],
-        prompts: list[list[int]],
-        round_: list[tuple[int, list[int]]],
-        results: list[list[Completion | None]],
-        on_progress: ProgressCallback | None,
-        produced: list[int],
-        cancel: threading.Event,
-    ) -> None:
-        llama_cpp = self._llama_cpp
-        llama_cpp.llama_memory_clear(self._memory, True)
-        started = time.monotonic()
-        seqs: list[_Seq] = []
-        first_logits: list[np.ndarray] = []
-        next_seq = 0
-        for ri, indices in round_:
-            request, prompt = requests[ri], prompts[ri]
-            head = next_seq
-            items = [(t, p, head, p == len(prompt) - 1) for p, t in enumerate(prompt)]
-            [logits] = self._decode(items)
-            for index in indices:
-                seq_id = next_seq
-                next_seq += 1
-                if seq_id != head:
-                    llama_cpp.llama_memory_seq_cp(self._memory, head, seq_id, -1, -1)
-                seed = request.params.seed
-                rng = np.random.default_rng(None if seed is None else [seed, index])
-                seqs.append(_Seq(ri, index, seq_id, request.params, rng, len(prompt)))
-                first_logits.append(logits)
-        prompt_seconds = time.monotonic() - started
-        charged: set[int] = set()
-        logits_by_seq = dict(zip((s.seq_id for s in seqs), first_logits, strict=True))
-        live = list(seqs)
-        while live:
-            for s in live:
-                self._advance(s, logits_by_seq[s.seq_id], requests[s.request], prompts[s.request])
-            produced[0] += len(live)
-            if on_progress is not None:
-                on_progress(produced[0])
-            if cancel.is_set():
-                for s in live:
-                    s.finish = s.finish or "cancelled"
-            for s in live:
-                if s.finish is not None:
-                    llama_cpp.llama_memory_seq_rm(self._memory, s.seq_id, -1, -1)
-            live = [s for s in live if s.finish is None]
-            if not live:
-                break
-            items = [(s.tokens[-1], s.pos, s.seq_id, True) for s in live]
-            rows = self._decode(items)
-            for s, row in zip(live, rows, strict=True):
-                s.pos += 1
-                logits_by_seq[s.seq_id] = row
-        elapsed = time.monotonic() - started
-        total_tokens = max(1, sum(len(s.tokens) for s in seqs))
-        for s in seqs:
-            request = requests[s.request]
-            first = s.request not in charged
-            charged.add(s.request)
-            usage = Usage(
-                prompt_tokens=len(prompts[s.request]) if first else 0,
-                completion_tokens=len(s.tokens),
-                calls=1 if first else 0,
-                seconds=(prompt_seconds if first else 0.0)
-                + (elapsed - prompt_seconds) * len(s.tokens) / total_tokens,
-            )
-            text = b"".join(s.pieces).decode("utf-8", errors="replace")
-            text = _cut_at_stop(text, request.params.stop)
-            results[s.request][s.index] = Completion(
-                text=text,
-                finish_reason=s.finish,  # type: ignore[arg-type]
-                usage=usage,
-                logprobs=tuple(s.logprobs) if request.params.logprobs is not None else None,
-            )
-
-    def _advance(self, s: _Seq, logits: np.ndarray, request: GenerationRequest,
-                 prompt: list[int]) -> None:
+    def _advance(self, s: _Seq, logits: np.ndarray) -> None:
         """Sample one token for ``s`` and decide whether it is finished."""
+        request = s.unit.job.requests[s.unit.request]
         params = request.params
         token = sample_token(logits, params, s.rng)
         s.tokens.append(token)
@@ -370,7 +482,7 @@ class LlamaCppBackend:
         if request.monitor is not None and request.monitor(s.index, s.text, token_lp):
             s.finish = "cancelled"
             return
-        if len(s.tokens) >= params.max_tokens or s.pos + 1 >= self.n_ctx:
+        if len(s.tokens) >= s.reserved or s.pos + 1 >= self.n_ctx:
             s.finish = "length"
 
     async def aclose(self) -> None:
@@ -378,10 +490,17 @@ class LlamaCppBackend:
 
     def close(self) -> None:
         with self._lock:
-            for obj in ("_batch", "_ctx", "_model"):
-                closer = getattr(getattr(self, obj, None), "close", None)
-                if closer is not None:
-                    closer()
+            if self._closed:
+                return
+            self._closed = True
+            worker = self._worker
+            self._queue.put(None)
+        if worker is not None:
+            worker.join()
+        for obj in ("_batch", "_ctx", "_model"):
+            closer = getattr(getattr(self, obj, None), "close", None)
+            if closer is not None:
+                closer()
 
 
 def _cut_at_stop(text: str, stops: Sequence[str]) -> str:

@@ -6,7 +6,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -196,17 +196,28 @@ def to_candidate(traced: Traced, text: str | None = None) -> Candidate:
     )
 
 
+EvalMode = Literal["single", "vote", "best-score", "budget"]
+
+
 class Strategy(Protocol):
     """A way to spend compute on a problem. One file each, one config model each.
 
-    ``effort_presets`` maps ``low``/``medium``/``high`` to config overrides.
+    ``effort_presets`` maps ``low``/``medium``/``high`` to config overrides. ``eval_mode`` tells
+    the evaluation harness how compute scales: ``single`` (budget plays no part), ``vote`` and
+    ``best-score`` (n independent samples: generate the largest n once, subsample smaller ones,
+    aggregate by vote or by best verifier score), ``budget`` (run once per budget with
+    ``budget_overrides(budget)``).
     """
 
     name: ClassVar[str]
     description: ClassVar[str]
     Config: ClassVar[type[StrategyConfig]]
     effort_presets: ClassVar[dict[str, dict[str, Any]]]
+    eval_mode: ClassVar[EvalMode]
     config: StrategyConfig
+
+    @classmethod
+    def budget_overrides(cls, budget: int) -> dict[str, Any]: ...
 
     async def run(self, problem: Problem, ctx: Context) -> Result: ...
 

@@ -11,6 +11,7 @@ from ponder.errors import BudgetExhausted, ConfigError
 from ponder.strategies.aggregate import majority_vote
 from ponder.strategies.base import (
     Context,
+    EvalMode,
     StrategyConfig,
     make_result,
     problem_messages,
@@ -33,6 +34,12 @@ class BestOfN:
         "medium": {"n": 8},
         "high": {"n": 16},
     }
+
+    eval_mode: ClassVar[EvalMode] = "best-score"
+
+    @classmethod
+    def budget_overrides(cls, budget: int) -> dict[str, Any]:
+        return {"n": budget}
 
     def __init__(self, config: BestOfNConfig | None = None) -> None:
         self.config = config or BestOfNConfig()

@@ -13,7 +13,13 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 
 from ponder.errors import BudgetExhausted
-from ponder.strategies.base import Context, StrategyConfig, make_result, problem_messages
+from ponder.strategies.base import (
+    Context,
+    EvalMode,
+    StrategyConfig,
+    make_result,
+    problem_messages,
+)
 from ponder.types import Candidate, Problem, Result, Usage
 from ponder.verifiers.answers import extract_answer
 
@@ -43,6 +49,12 @@ class BudgetForcing:
         "medium": {"min_thinking_tokens": 256, "max_thinking_tokens": 1024},
         "high": {"min_thinking_tokens": 512, "max_thinking_tokens": 2048},
     }
+
+    eval_mode: ClassVar[EvalMode] = "budget"
+
+    @classmethod
+    def budget_overrides(cls, budget: int) -> dict[str, Any]:
+        return {"min_thinking_tokens": 64 * budget, "max_thinking_tokens": 128 * budget}
 
     def __init__(self, config: BudgetForcingConfig | None = None) -> None:
         self.config = config or BudgetForcingConfig()

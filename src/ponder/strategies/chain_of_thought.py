@@ -9,6 +9,7 @@ from pydantic import Field
 
 from ponder.strategies.base import (
     Context,
+    EvalMode,
     StrategyConfig,
     make_result,
     problem_messages,
@@ -30,6 +31,12 @@ class ChainOfThought:
         "medium": {"max_tokens": 512},
         "high": {"max_tokens": 1024},
     }
+
+    eval_mode: ClassVar[EvalMode] = "single"
+
+    @classmethod
+    def budget_overrides(cls, budget: int) -> dict[str, Any]:
+        return {}
 
     def __init__(self, config: ChainOfThoughtConfig | None = None) -> None:
         self.config = config or ChainOfThoughtConfig()

@@ -12,6 +12,7 @@ from ponder.errors import BudgetExhausted, ConfigError
 from ponder.strategies.aggregate import majority_vote
 from ponder.strategies.base import (
     Context,
+    EvalMode,
     StrategyConfig,
     make_result,
     problem_messages,
@@ -36,6 +37,12 @@ class SelfConsistency:
         "medium": {"n": 8},
         "high": {"n": 16},
     }
+
+    eval_mode: ClassVar[EvalMode] = "vote"
+
+    @classmethod
+    def budget_overrides(cls, budget: int) -> dict[str, Any]:
+        return {"n": budget}
 
     def __init__(self, config: SelfConsistencyConfig | None = None) -> None:
         self.config = config or SelfConsistencyConfig()

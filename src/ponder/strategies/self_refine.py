@@ -11,6 +11,7 @@ from pydantic import Field
 from ponder.errors import BudgetExhausted
 from ponder.strategies.base import (
     Context,
+    EvalMode,
     StrategyConfig,
     make_result,
     problem_messages,
@@ -64,6 +65,12 @@ class SelfRefine:
         "medium": {"rounds": 2},
         "high": {"rounds": 4},
     }
+
+    eval_mode: ClassVar[EvalMode] = "budget"
+
+    @classmethod
+    def budget_overrides(cls, budget: int) -> dict[str, Any]:
+        return {"rounds": budget}
 
     def __init__(self, config: SelfRefineConfig | None = None) -> None:
         self.config = config or SelfRefineConfig()

@@ -30,7 +30,7 @@ _CHOICE = re.compile(r"^\(?([A-Ea-e])\)?(?:[.:)]|\s|$)")
 _LAST_NUMBER = re.compile(rf"(?:{_NUMBER})(?:\s*/\s*\d+)?")
 
 
-def _boxed(text: str) -> str | None:
+def last_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), braces balanced."""
     start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
     if start < 0:
@@ -62,7 +62,7 @@ def extract_answer(text: str) -> str | None:
     """The final answer in ``text``, or None when there is none."""
     if not text:
         return None
-    boxed = _boxed(text)
+    boxed = last_boxed(text)
     if boxed:
         return boxed
     hashes = list(_HASHES.finditer(text))
@@ -72,7 +72,7 @@ def extract_answer(text: str) -> str | None:
     for match in reversed(phrases):
         ans = _clean(match.group("ans"))
         if ans:
-            inner = _boxed(ans)
+            inner = last_boxed(ans)
             return inner if inner else ans
     numbers = _LAST_NUMBER.findall(text)
     if numbers:

@@ -1,0 +1,154 @@
+"""``ponder eval``: accuracy against compute for strategies x budgets on a benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ponder import __version__
+from ponder.api import load_backend
+from ponder.backends.models import resolve_model
+from ponder.cli.ask import _option
+from ponder.cli.render import stdout_console
+from ponder.errors import ConfigError
+from ponder.eval.datasets import FORMATS, load_dataset
+from ponder.eval.harness import Harness, Status, parse_budgets
+from ponder.eval.report import HEADER, table_rows, write_reports
+from ponder.eval.store import Store
+
+STORE = "samples.sqlite"
+OUTPUTS = ("report.md", "scaling.png", "report.html", "report.json")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="accuracy-vs-compute curves on a benchmark",
+                       description="Evaluate strategies at several budgets; resumable.")
+    p.add_argument("--dataset", required=True,
+                   help="a JSONL file (GSM8K or MATH format, or any with --question-field/"
+                   "--answer-field), 'humaneval', or hf:NAME[:CONFIG[:SPLIT]]")
+    p.add_argument("--format", default="auto", choices=FORMATS)
+    p.add_argument("--question-field", default=None)
+    p.add_argument("--answer-field", default=None)
+    p.add_argument("--limit", type=int, default=None, help="the first N problems")
+    p.add_argument("--strategies", default="cot,self-consistency,best-of-n")
+    p.add_argument("--budgets", default="1,2,4,8,16", help="increasing, e.g. 1,2,4,8,16")
+    p.add_argument("-m", "--model", default=None)
+    p.add_argument("--base-url", default=None)
+    p.add_argument("--api-key", default=None)
+    p.add_argument("--verifier", default=None, help="for best-of-n (default: judge)")
+    p.add_argument("--max-tokens", type=int, default=None, help="new tokens per generation")
+    p.add_argument("-t", "--temperature", type=float, default=None)
+    p.add_argument("-o", "--option", type=_option, action="append", default=[],
+                   metavar="KEY=VALUE", help="an option for every strategy")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--draws", type=int, default=200, help="random subsets per smaller budget")
+    p.add_argument("--concurrency", type=int, default=4, help="problems in flight at once")
+    p.add_argument("--no-greedy", action="store_true", help="skip the greedy baseline")
+    p.add_argument("--out", required=True, type=Path, help="output folder (resumable)")
+    p.add_argument("--fresh", action="store_true", help="discard what --out holds and start over")
+    p.set_defaults(handler=run)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _progress_fields(status: Status) -> dict[str, str]:
+    seconds = max(1e-9, time.monotonic() - status.started)
+    acc = status.accuracy
+    return {
+        "samples": f"{status.samples:,} samples",
+        "rate": f"{status.tokens / seconds:,.1f} tok/s",
+        "acc": f"acc {100 * acc:.1f}%" if acc is not None else "acc —",
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    budgets = parse_budgets(args.budgets)
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if not strategies:
+        raise ConfigError("--strategies is empty")
+    if args.draws < 1 or args.concurrency < 1:
+        raise ConfigError("--draws and --concurrency must be positive")
+    options = dict(args.option)
+    if args.max_tokens is not None:
+        options["max_tokens"] = args.max_tokens
+    if args.temperature is not None:
+        options["temperature"] = args.temperature
+    problems = load_dataset(args.dataset, args.format, question_field=args.question_field,
+                            answer_field=args.answer_field, limit=args.limit)
+    spec = resolve_model(args.model, args.base_url)
+    model_id = spec.base_url + "#" + spec.name if spec.backend == "openai" else str(spec.path)
+    model_hash = file_sha256(spec.path) if spec.path else "n/a (server)"
+    dataset = args.dataset if args.dataset.startswith(("hf:", "humaneval")) else \
+        str(Path(args.dataset).resolve())
+    dataset_hash = file_sha256(Path(dataset)) if Path(dataset).is_file() else dataset
+
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
+    if args.fresh:
+        for name in (STORE, f"{STORE}-wal", f"{STORE}-shm", *OUTPUTS):
+            (out / name).unlink(missing_ok=True)
+    elif out.is_dir() and any(out.iterdir()) and not (out / STORE).exists():
+        raise ConfigError(f"--out {out} holds files but no ponder run; choose another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    store = Store(out / STORE)
+    try:
+        store.claim({"model_sha256": model_hash, "dataset_sha256": dataset_hash,
+                     "seed": str(args.seed)})
+        harness = Harness(
+            load_backend(args.model, args.base_url, api_key=args.api_key), store, problems,
+            strategies, budgets, options=options, verifier=args.verifier, seed=args.seed,
+            greedy=not args.no_greedy, concurrency=args.concurrency,
+        )
+        err = Console(stderr=True)
+        columns = (TextColumn("[bold]eval[/]"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[samples]}"), TextColumn("{task.fields[rate]}"),
+                   TextColumn("{task.fields[acc]}"), TimeRemainingColumn())
+        with Progress(*columns, console=err, transient=False) as bar:
+            task = bar.add_task("eval", total=len(problems), **_progress_fields(harness.status))
+
+            def update(status: Status) -> None:
+                bar.update(task, completed=status.problems_done, **_progress_fields(status))
+
+            harness.on_update = update
+            try:
+                asyncio.run(harness.run())
+            except KeyboardInterrupt:
+                err.print(f"interrupted: what finished is stored in {out / STORE}; "
+                          "rerun the same command to resume")
+                return 130
+        data = harness.curves(draws=args.draws)
+        config = {
+            "dataset": dataset, "dataset_sha256": dataset_hash, "problems": len(problems),
+            "model": spec.name, "model_id": model_id, "model_sha256": model_hash,
+            "strategies": {p.label: {"name": p.name, "key": p.key, "mode": p.mode,
+                                     "budgets": p.budgets, "options": p.options}
+                           for p in harness.plans},
+            "budgets": budgets, "seed": args.seed, "draws": args.draws,
+            "verifier": args.verifier, "ponder_version": __version__,
+        }
+        paths = write_reports(out, data, config)
+    finally:
+        store.close()
+    console = stdout_console()
+    table = Table(title=f"{len(problems)} problems · {spec.name}", title_justify="left")
+    for h in HEADER:
+        table.add_column(h, justify="left" if h == "strategy" else "right")
+    for row in table_rows(data):
+        table.add_row(*row)
+    console.print(table)
+    console.print("wrote " + ", ".join(str(p) for p in paths))
+    return 0

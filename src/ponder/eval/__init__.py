@@ -1,0 +1,1 @@
+"""Evaluation: datasets, a resumable sample store, the harness, curves and reports."""

@@ -1,0 +1,108 @@
+"""Accuracy at every budget from stored samples: subsampling, coverage, confidence intervals.
+
+The largest budget's samples are generated once; a smaller budget k is scored by drawing many
+random k-subsets of them (fixed seed) and aggregating each subset as the strategy would (majority
+vote, or the best verifier score). Each problem contributes its expected accuracy over the draws.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ponder.strategies.aggregate import group_answers
+
+Z95 = 1.959963984540054
+
+
+def cluster_ids(answers: Sequence[str | None]) -> list[int | None]:
+    """Label each answer with its equivalence class (None for no answer)."""
+    labels: list[int | None] = [None] * len(answers)
+    for g, group in enumerate(group_answers(answers)):
+        for i in group.members:
+            labels[i] = g
+    return labels
+
+
+def vote_pick(clusters: Sequence[int | None], subset: Sequence[int]) -> int | None:
+    """The sample whose answer wins a majority vote within ``subset`` (ties: earliest)."""
+    counts: dict[int, int] = {}
+    first: dict[int, int] = {}
+    for i in subset:
+        c = clusters[i]
+        if c is None:
+            continue
+        counts[c] = counts.get(c, 0) + 1
+        first.setdefault(c, i)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return min(first[c] for c, n in counts.items() if n == best)
+
+
+def best_score_pick(scores: Sequence[float | None], clusters: Sequence[int | None],
+                    subset: Sequence[int]) -> int | None:
+    """The highest-scored sample with an answer in ``subset`` (ties: earliest); a vote when no
+    sample in it has a score."""
+    scored = [i for i in subset if scores[i] is not None and clusters[i] is not None]
+    if not scored:
+        return vote_pick(clusters, subset)
+    return max(scored, key=lambda i: (scores[i], -i))
+
+
+Picker = Callable[[Sequence[int]], "int | None"]
+
+
+def expected_accuracy(pick: Picker, correct: Sequence[bool], k: int, draws: int,
+                      rng: random.Random) -> float:
+    """Mean correctness of ``pick`` over ``draws`` random k-subsets of the samples."""
+    n = len(correct)
+    if n == 0:
+        return 0.0
+    if k >= n:
+        chosen = pick(sorted(range(n)))
+        return float(chosen is not None and correct[chosen])
+    hits = 0
+    for _ in range(draws):
+        chosen = pick(sorted(rng.sample(range(n), k)))
+        hits += chosen is not None and correct[chosen]
+    return hits / draws
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased coverage estimator: 1 - C(n-c, k) / C(n, k)."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean and 95% normal-approximation interval over problems, clipped to [0, 1]."""
+    if not values:
+        return (math.nan, math.nan, math.nan)
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return (mean, mean, mean)
+    half = Z95 * statistics.stdev(values) / math.sqrt(len(values))
+    return (mean, max(0.0, mean - half), min(1.0, mean + half))
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    strategy: str
+    budget: int
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    tokens: float  # mean generated tokens per problem, verifier tokens included
+    calls: float
+    seconds: float
+    problems: int
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        return dict(self.__dict__)

@@ -1,0 +1,173 @@
+"""Reports of an evaluation: report.md, scaling.png, report.html (self-contained), report.json."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ponder.eval.harness import GREEDY
+
+
+def _pct(x: float) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+
+def table_rows(data: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for p in data["points"] + data["coverage"]:
+        rows.append([
+            p["strategy"], str(p["budget"]), _pct(p["accuracy"]),
+            f"{_pct(p['ci_low'])} – {_pct(p['ci_high'])}", f"{p['tokens']:.0f}",
+            f"{p['calls']:.2f}" if not p["strategy"].startswith("coverage") else "—",
+            f"{p['seconds']:.1f}" if not p["strategy"].startswith("coverage") else "—",
+            str(p["problems"]),
+        ])
+    return rows
+
+
+HEADER = ["strategy", "budget", "accuracy", "95% CI", "tokens/problem", "calls/problem",
+          "seconds/problem", "problems"]
+
+
+def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
+    lines = [
+        f"# ponder eval: {config['dataset']}",
+        "",
+        f"Model `{config['model']}` (sha256 {config['model_sha256'][:12]}…), "
+        f"{config['problems']} problems, seed {config['seed']}, ponder {config['ponder_version']}.",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(HEADER))) + "|",
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in table_rows(data)]
+    lines += [
+        "",
+        "Accuracy is the mean over problems of the expected accuracy at that budget; for sampling "
+        "strategies, smaller budgets are drawn as random subsets of the largest budget's samples. "
+        "The 95% interval is a normal approximation over problems. Tokens are generated tokens "
+        "per problem (verifier tokens included); calls and seconds of subsampled budgets are the "
+        "full run's, prorated. Coverage is pass@k (unbiased estimator): the share of problems "
+        "that at least one of k samples gets right, an upper bound for any selection rule.",
+        "",
+        "![scaling](scaling.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(data: dict[str, Any], config: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    fig, ax = plt.subplots(figsize=(8, 5.2), dpi=120)
+    by_strategy: dict[str, list[dict[str, Any]]] = {}
+    for p in data["points"]:
+        by_strategy.setdefault(p["strategy"], []).append(p)
+    for label, pts in by_strategy.items():
+        pts = sorted(pts, key=lambda p: p["tokens"])
+        if label == GREEDY:
+            p = pts[0]
+            ax.axhline(p["accuracy"], color="0.4", linestyle=":", linewidth=1.5,
+                       label=f"greedy CoT ({_pct(p['accuracy'])}, {p['tokens']:.0f} tok)")
+            continue
+        xs = [max(p["tokens"], 1e-9) for p in pts]
+        line, = ax.plot(xs, [p["accuracy"] for p in pts], marker="o", label=label)
+        ax.fill_between(xs, [p["ci_low"] for p in pts], [p["ci_high"] for p in pts],
+                        color=line.get_color(), alpha=0.15)
+        for p, x in zip(pts, xs, strict=True):
+            ax.annotate(str(p["budget"]), (x, p["accuracy"]), textcoords="offset points",
+                        xytext=(0, 6), ha="center", fontsize=7, color=line.get_color())
+    if data["coverage"]:
+        pts = sorted(data["coverage"], key=lambda p: p["tokens"])
+        ax.plot([p["tokens"] for p in pts], [p["accuracy"] for p in pts], linestyle="--",
+                color="black", linewidth=1, label="coverage pass@k (upper bound)")
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(0, 1)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel("mean generated tokens per problem (log2)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{Path(config['dataset']).name} · {config['model']} · "
+                 f"{config['problems']} problems", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _html_candidates(entry: dict[str, Any]) -> str:
+    items = []
+    for i, c in enumerate(entry["candidates"], 1):
+        mark = "✓" if c["correct"] else "✗"
+        score = "" if c["score"] is None else f", score {c['score']:.3f}"
+        items.append(
+            f"<details><summary>{mark} #{i}: <b>{html.escape(str(c['answer']))}</b>"
+            f" ({c['tokens']} tokens{score})</summary><pre>{html.escape(c['text'])}</pre>"
+            "</details>"
+        )
+    return "".join(items)
+
+
+def html_page(data: dict[str, Any], config: dict[str, Any], png: Path) -> str:
+    image = base64.b64encode(png.read_bytes()).decode() if png.is_file() else ""
+    head = "".join(f"<th>{h}</th>" for h in HEADER)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+        for row in table_rows(data)
+    )
+    problems = []
+    for p in data["problems"]:
+        parts = []
+        for label, entry in p["strategies"].items():
+            mark = "✓" if entry["correct"] else "✗"
+            parts.append(
+                f"<div class='s'><b>{html.escape(label)}</b> (budget {entry['budget']}): "
+                f"{mark} <b>{html.escape(str(entry['answer']))}</b>"
+                f"{_html_candidates(entry)}</div>"
+            )
+        problems.append(
+            f"<details class='p'><summary>{html.escape(p['id'])}: "
+            f"{html.escape(p['question'][:120])} — gold <b>{html.escape(str(p['gold']))}</b>"
+            f"</summary><pre>{html.escape(p['question'])}</pre>{''.join(parts)}</details>"
+        )
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>ponder eval: {html.escape(config['dataset'])}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+pre {{ white-space: pre-wrap; background: #f6f6f6; padding: 6px; }}
+details.p {{ border-top: 1px solid #ddd; padding: 4px 0; }}
+div.s {{ margin-left: 1.5em; }} div.s details {{ margin-left: 1.5em; }}
+</style></head><body>
+<h1>ponder eval</h1>
+<p>Dataset <code>{html.escape(config['dataset'])}</code>, model <code>{html.escape(config['model'])}
+</code> (sha256 <code>{config['model_sha256'][:16]}…</code>), {config['problems']} problems,
+seed {config['seed']}, ponder {config['ponder_version']}.</p>
+<table><tr>{head}</tr>{body}</table>
+<img alt="accuracy against tokens" src="data:image/png;base64,{image}" style="max-width:100%">
+<h2>Problems</h2>
+{''.join(problems)}
+</body></html>
+"""
+
+
+def write_reports(out: Path, data: dict[str, Any], config: dict[str, Any]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / "scaling.png"
+    plot(data, config, png)
+    md = out / "report.md"
+    md.write_text(markdown(data, config), encoding="utf-8")
+    page = out / "report.html"
+    page.write_text(html_page(data, config, png), encoding="utf-8")
+    js = out / "report.json"
+    js.write_text(json.dumps({"config": config, **data}, indent=2, default=str), encoding="utf-8")
+    return [md, png, page, js]

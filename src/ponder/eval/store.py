@@ -1,0 +1,160 @@
+"""The sample store: one SQLite file per evaluation folder, written as results arrive.
+
+Every row is committed as soon as its generation returns (WAL journal), so a run killed even with
+``kill -9`` loses only the generations in flight, and a rerun resumes. Rows are keyed by a
+strategy key (a hash of the strategy's name and configuration): changing a configuration
+never mixes its results with another's. The folder itself belongs to one model and one dataset
+(``meta``): a different one is refused unless the run starts fresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ponder.errors import ConfigError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS strategies (
+    strategy_key TEXT PRIMARY KEY, name TEXT NOT NULL, config TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS samples (
+    strategy_key TEXT NOT NULL, problem_id TEXT NOT NULL, idx INTEGER NOT NULL,
+    text TEXT NOT NULL, answer TEXT, correct INTEGER NOT NULL, score REAL,
+    prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+    extra_tokens REAL NOT NULL, calls REAL NOT NULL, seconds REAL NOT NULL,
+    finish_reason TEXT NOT NULL,
+    PRIMARY KEY (strategy_key, problem_id, idx));
+CREATE TABLE IF NOT EXISTS results (
+    strategy_key TEXT NOT NULL, problem_id TEXT NOT NULL, budget INTEGER NOT NULL,
+    answer TEXT, correct INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+    calls INTEGER NOT NULL, seconds REAL NOT NULL, candidates TEXT NOT NULL,
+    PRIMARY KEY (strategy_key, problem_id, budget));
+"""
+
+
+def strategy_key(name: str, config: dict[str, Any]) -> str:
+    blob = json.dumps({"name": name, "config": config}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    """One stored sample of a sampling strategy (self-consistency, best-of-n)."""
+
+    idx: int
+    text: str
+    answer: str | None
+    correct: bool
+    score: float | None
+    prompt_tokens: int
+    completion_tokens: int
+    extra_tokens: float  # the sample's share of the tokens its verifier generated
+    calls: float  # the sample's share of the calls
+    seconds: float  # the sample's share of the wall time
+    finish_reason: str = "stop"
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One stored strategy run on one problem at one budget."""
+
+    budget: int
+    answer: str | None
+    correct: bool
+    prompt_tokens: int
+    completion_tokens: int
+    calls: int
+    seconds: float
+    candidates: list[dict[str, Any]]
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.db = sqlite3.connect(self.path)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        self.db.commit()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- the run this folder belongs to ----------------------------------------------------
+
+    def claim(self, identity: dict[str, str]) -> None:
+        """Record which model and dataset this store holds; refuse a different one."""
+        stored = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        clashes = [k for k, v in identity.items() if k in stored and stored[k] != v]
+        if clashes:
+            what = ", ".join(f"{k} {stored[k]!r} (now {identity[k]!r})" for k in clashes)
+            raise ConfigError(f"{self.path.parent} holds a different run: {what}; "
+                              "use --fresh to start over or another --out")
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", identity.items())
+
+    def register_strategy(self, key: str, name: str, config: dict[str, Any]) -> None:
+        with self.db:
+            self.db.execute("INSERT OR IGNORE INTO strategies VALUES (?, ?, ?)",
+                            (key, name, json.dumps(config, sort_keys=True, default=str)))
+
+    # -- samples ---------------------------------------------------------------------------
+
+    def add_samples(self, key: str, problem_id: str, rows: Iterable[SampleRow]) -> None:
+        with self.db:
+            self.db.executemany(
+                "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(key, problem_id, r.idx, r.text, r.answer, int(r.correct), r.score,
+                  r.prompt_tokens, r.completion_tokens, r.extra_tokens, r.calls, r.seconds,
+                  r.finish_reason) for r in rows],
+            )
+
+    def samples(self, key: str, problem_id: str) -> list[SampleRow]:
+        rows = self.db.execute(
+            "SELECT idx, text, answer, correct, score, prompt_tokens, completion_tokens, "
+            "extra_tokens, calls, seconds, finish_reason FROM samples "
+            "WHERE strategy_key = ? AND problem_id = ? ORDER BY idx", (key, problem_id),
+        ).fetchall()
+        return [SampleRow(r[0], r[1], r[2], bool(r[3]), *r[4:]) for r in rows]
+
+    def sample_count(self, key: str, problem_id: str) -> int:
+        return self.db.execute(
+            "SELECT COUNT(*) FROM samples WHERE strategy_key = ? AND problem_id = ?",
+            (key, problem_id),
+        ).fetchone()[0]
+
+    # -- results ---------------------------------------------------------------------------
+
+    def add_result(self, key: str, problem_id: str, row: ResultRow) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, problem_id, row.budget, row.answer, int(row.correct), row.prompt_tokens,
+                 row.completion_tokens, row.calls, row.seconds, json.dumps(row.candidates)),
+            )
+
+    def result(self, key: str, problem_id: str, budget: int) -> ResultRow | None:
+        r = self.db.execute(
+            "SELECT budget, answer, correct, prompt_tokens, completion_tokens, calls, seconds, "
+            "candidates FROM results WHERE strategy_key = ? AND problem_id = ? AND budget = ?",
+            (key, problem_id, budget),
+        ).fetchone()
+        if r is None:
+            return None
+        return ResultRow(r[0], r[1], bool(r[2]), r[3], r[4], r[5], r[6], json.loads(r[7]))
+
+    def counts(self, key: str, problem_ids: Sequence[str]) -> dict[str, int]:
+        """Stored samples per problem (for progress and checks)."""
+        rows = self.db.execute(
+            "SELECT problem_id, COUNT(*) FROM samples WHERE strategy_key = ? GROUP BY problem_id",
+            (key,),
+        ).fetchall()
+        found = dict(rows)
+        return {pid: found.get(pid, 0) for pid in problem_ids}
