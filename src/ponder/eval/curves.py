@@ -7,6 +7,7 @@ vote, or the best verifier score). Each problem contributes its expected accurac
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import statistics
@@ -58,13 +59,19 @@ Picker = Callable[[Sequence[int]], "int | None"]
 
 def expected_accuracy(pick: Picker, correct: Sequence[bool], k: int, draws: int,
                       rng: random.Random) -> float:
-    """Mean correctness of ``pick`` over ``draws`` random k-subsets of the samples."""
+    """Mean correctness of ``pick`` over k-subsets of the samples: every subset when there are
+    at most ``draws`` of them (exact), else ``draws`` random ones."""
     n = len(correct)
     if n == 0:
         return 0.0
-    if k >= n:
-        chosen = pick(sorted(range(n)))
-        return float(chosen is not None and correct[chosen])
+    k = min(k, n)
+    if math.comb(n, k) <= draws:
+        subsets = list(itertools.combinations(range(n), k))
+        hits = 0
+        for subset in subsets:
+            chosen = pick(subset)
+            hits += chosen is not None and correct[chosen]
+        return hits / len(subsets)
     hits = 0
     for _ in range(draws):
         chosen = pick(sorted(rng.sample(range(n), k)))

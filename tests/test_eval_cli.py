@@ -1,0 +1,108 @@
+"""ponder eval end to end on the bundled model, including a run killed with SIGKILL."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ponder.cli.main import main
+
+PROBLEMS = [{"question": f"What is {a} + {b}?", "answer": f"{a} + {b} = {a + b}\n#### {a + b}"}
+            for a, b in [(2, 3), (4, 4), (10, 5), (7, 1), (6, 6), (9, 3)]]
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    path = tmp_path / "tiny.jsonl"
+    path.write_text("\n".join(json.dumps(p) for p in PROBLEMS) + "\n")
+    return path
+
+
+def eval_cmd(dataset, out, *extra):
+    return [sys.executable, "-m", "ponder", "eval", "--dataset", str(dataset), "--strategies",
+            "self-consistency", "--budgets", "1,2", "--max-tokens", "24", "--out", str(out),
+            "--concurrency", "1", *extra]
+
+
+@pytest.mark.model
+def test_eval_writes_all_four_outputs(dataset, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(eval_cmd(dataset, out, "--limit", "3"), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("report.md", "scaling.png", "report.html", "report.json", "samples.sqlite"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    labels = {(p["strategy"], p["budget"]) for p in report["points"]}
+    assert labels == {("greedy", 1), ("self-consistency", 1), ("self-consistency", 2)}
+    assert [p["budget"] for p in report["coverage"]] == [1, 2]
+    assert report["config"]["model_sha256"] and report["config"]["problems"] == 3
+    assert len(report["problems"]) == 3
+    assert (out / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+    assert "| self-consistency | 2 |" in (out / "report.md").read_text()
+
+
+@pytest.mark.model
+def test_killed_run_resumes_without_duplicates(dataset, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(eval_cmd(dataset, out), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    db = out / "samples.sqlite"
+    deadline = time.monotonic() + 300
+    stored = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as con:
+                    stored = con.execute("SELECT COUNT(DISTINCT problem_id) FROM samples"
+                                         ).fetchone()[0]
+            except sqlite3.OperationalError:
+                stored = 0
+            if stored >= 2:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 2 <= stored < len(PROBLEMS)
+    rerun = subprocess.run(eval_cmd(dataset, out), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    with sqlite3.connect(db) as con:
+        per_problem = con.execute("SELECT problem_id, COUNT(*) FROM samples GROUP BY problem_id"
+                                  ).fetchall()
+        greedy = con.execute("SELECT problem_id, COUNT(*) FROM results GROUP BY problem_id"
+                             ).fetchall()
+    assert sorted(per_problem) == [(str(i), 2) for i in range(len(PROBLEMS))]
+    assert sorted(greedy) == [(str(i), 1) for i in range(len(PROBLEMS))]
+    report = json.loads((out / "report.json").read_text())
+    assert all(p["problems"] == len(PROBLEMS) for p in report["points"])
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--budgets", "4,2"], "budgets must be increasing positive integers"),
+    (["--strategies", "nope"], "unknown strategy 'nope'"),
+    (["--format", "csv"], "invalid choice"),
+])
+def test_eval_bad_input(capsys, dataset, tmp_path, argv, message):
+    args = ["eval", "--dataset", str(dataset), "--out", str(tmp_path / "o"), *argv]
+    try:
+        code = main(args)
+    except SystemExit as exc:
+        code = exc.code
+    assert code != 0
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def test_eval_refuses_a_folder_of_another_run(capsys, dataset, tmp_path):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "notes.txt").write_text("mine")
+    code = main(["eval", "--dataset", str(dataset), "--out", str(tmp_path / "o")])
+    assert code == 1
+    assert "holds files but no ponder run" in capsys.readouterr().err
