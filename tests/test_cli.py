@@ -25,6 +25,7 @@ def one_line_error(capsys, argv, code=1):
     (["ask", "q", "--base-url", "http://127.0.0.1:9/v1"], "needs --model"),
     (["ask", "q", "-o", "weighting=bogus"], "weighting"),
     (["ask", "q", "--model", "hf:only-owner"], "hf:OWNER/REPO/FILE.gguf"),
+    (["ask", "q", "-B", "bogus=1"], "unknown llamacpp backend option bogus; valid: n_ctx"),
 ])
 def test_bad_input_one_line_nonzero(capsys, argv, message):
     assert message in one_line_error(capsys, argv)

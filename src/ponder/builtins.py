@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+
 from ponder import registry
 from ponder.backends.fake import ScriptedBackend
+from ponder.errors import ConfigError
 from ponder.strategies.best_of_n import BestOfN
 from ponder.strategies.budget_forcing import BudgetForcing
 from ponder.strategies.chain_of_thought import ChainOfThought
@@ -13,16 +16,26 @@ from ponder.verifiers.base import MeanLogprobVerifier
 from ponder.verifiers.judge import JudgeVerifier
 
 
+def _checked(cls, options):
+    """Refuse unknown options with the list of valid ones, before anything is loaded."""
+    params = inspect.signature(cls).parameters
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        valid = ", ".join(n for n, p in params.items() if p.kind is p.KEYWORD_ONLY)
+        raise ConfigError(f"unknown {cls.name} backend option {', '.join(unknown)}; valid: {valid}")
+    return cls(**options)
+
+
 def _llamacpp(**options):  # imported lazily: loading llama.cpp is not free
     from ponder.backends.llamacpp import LlamaCppBackend
 
-    return LlamaCppBackend(**options)
+    return _checked(LlamaCppBackend, options)
 
 
 def _openai(**options):
     from ponder.backends.openai_http import OpenAIBackend
 
-    return OpenAIBackend(**options)
+    return _checked(OpenAIBackend, options)
 
 
 for _strategy in (ChainOfThought, SelfConsistency, BestOfN, SelfRefine, BudgetForcing):

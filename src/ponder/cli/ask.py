@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ponder.api import asolve
+from ponder.api import asolve, load_backend
 from ponder.cli.render import Progress, print_result, stdout_console, trace_tree
 from ponder.effort import EFFORTS
 from ponder.errors import ConfigError
@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-url", default=None, help="an OpenAI-compatible server, e.g. "
                    "http://localhost:8000/v1")
     p.add_argument("--api-key", default=None, help="for --base-url (default: $OPENAI_API_KEY)")
+    p.add_argument("-B", "--backend-option", type=_option, action="append", default=[],
+                   metavar="KEY=VALUE", help="backend setting, e.g. -B n_ctx=16384 -B n_seq_max=16")
     p.add_argument("--verifier", default=None, help="judge or logprob (best-of-n: judge)")
     p.add_argument("--max-tokens-total", type=int, default=None,
                    help="token budget over all calls (prompt + completion)")
@@ -71,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         return await asolve(
             args.question, args.strategy, n=args.n, effort=args.effort, model=args.model,
             base_url=args.base_url, api_key=args.api_key, verifier=args.verifier,
+            backend=load_backend(args.model, args.base_url, api_key=args.api_key,
+                                 **dict(args.backend_option)) if args.backend_option else None,
             max_tokens_total=args.max_tokens_total, seed=args.seed,
             events=progress if show_progress else None, **options,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import sys
 import time
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-m", "--model", default=None)
     p.add_argument("--base-url", default=None)
     p.add_argument("--api-key", default=None)
+    p.add_argument("-B", "--backend-option", type=_option, action="append", default=[],
+                   metavar="KEY=VALUE", help="backend setting, e.g. -B n_ctx=16384 -B n_seq_max=16")
     p.add_argument("--verifier", default=None, help="for best-of-n (default: judge)")
     p.add_argument("--max-tokens", type=int, default=None, help="new tokens per generation")
     p.add_argument("-t", "--temperature", type=float, default=None)
@@ -72,6 +75,14 @@ def _progress_fields(status: Status) -> dict[str, str]:
         "rate": f"{status.tokens / seconds:,.1f} tok/s",
         "acc": f"acc {100 * acc:.1f}%" if acc is not None else "acc —",
     }
+
+
+def _progress_line(status: Status) -> str:
+    f = _progress_fields(status)
+    done, total = status.problems_done, status.problems_total
+    elapsed = time.monotonic() - status.started
+    eta = f"ETA {elapsed / done * (total - done) / 60:.0f} min" if done else "ETA —"
+    return f"eval: {done}/{total} problems · {f['samples']} · {f['rate']} · {f['acc']} · {eta}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         store.claim({"model_sha256": model_hash, "dataset_sha256": dataset_hash,
                      "seed": str(args.seed)})
         harness = Harness(
-            load_backend(args.model, args.base_url, api_key=args.api_key), store, problems,
+            load_backend(args.model, args.base_url, api_key=args.api_key,
+                         **dict(args.backend_option)), store, problems,
             strategies, budgets, options=options, verifier=args.verifier, seed=args.seed,
             greedy=not args.no_greedy, concurrency=args.concurrency,
         )
@@ -117,11 +129,18 @@ def run(args: argparse.Namespace) -> int:
         columns = (TextColumn("[bold]eval[/]"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[samples]}"), TextColumn("{task.fields[rate]}"),
                    TextColumn("{task.fields[acc]}"), TimeRemainingColumn())
-        with Progress(*columns, console=err, transient=False) as bar:
+        with Progress(*columns, console=err, transient=False,
+                      disable=not err.is_terminal) as bar:
             task = bar.add_task("eval", total=len(problems), **_progress_fields(harness.status))
+            last_line = [0.0]
 
             def update(status: Status) -> None:
                 bar.update(task, completed=status.problems_done, **_progress_fields(status))
+                now = time.monotonic()
+                if not err.is_terminal and (now - last_line[0] >= 30
+                                            or status.problems_done == status.problems_total):
+                    last_line[0] = now  # piped or logged: a plain line every 30 s
+                    print(_progress_line(status), file=sys.stderr, flush=True)
 
             harness.on_update = update
             try:
