@@ -14,7 +14,7 @@ from ponder.eval.curves import (
     vote_pick,
 )
 from ponder.eval.harness import Harness, parse_budgets
-from ponder.eval.store import SampleRow, Store
+from ponder.eval.store import SampleRow, ScoreRow, Store
 from ponder.types import Problem
 
 PROBLEMS = [Problem("a?", "5", "A"), Problem("b?", "4", "B")]
@@ -31,9 +31,13 @@ def harness(tmp_path, strategies=("self-consistency",), budgets=(1, 2, 3), backe
 
 def fill(h, plan):
     for p in PROBLEMS:
-        rows = [SampleRow(i, f"The answer is {a}", a, a == p.answer, SCORES[p.id][i], 0, 10, 1.0,
-                          0.5, 1.0) for i, a in enumerate(SAMPLES[p.id])]
-        h.store.add_samples(plan.key, p.id, rows)
+        rows = [SampleRow(i, f"The answer is {a}", a, a == p.answer, 0, 10, 0.5, 1.0)
+                for i, a in enumerate(SAMPLES[p.id])]
+        h.store.add_samples(plan.sample_key, p.id, rows)
+        if plan.verifier:
+            h.store.add_scores(plan.sample_key, plan.verifier, p.id,
+                               [ScoreRow(i, v, 1.0, 50.0, 1.0, 0.5)
+                                for i, v in enumerate(SCORES[p.id])])
 
 
 def test_vote_curve_matches_hand_computed_values(tmp_path):
@@ -45,7 +49,7 @@ def test_vote_curve_matches_hand_computed_values(tmp_path):
     # B = [3, -, 4] (gold 4): k=1 1/3, k=2 1/3, k=3 0 (3 and 4 tie, 3 came first).
     assert acc == pytest.approx({1: 0.5, 2: 2 / 3, 3: 0.5})
     tokens = {p["budget"]: p["tokens"] for p in data["points"]}
-    assert tokens == pytest.approx({1: 11.0, 2: 22.0, 3: 33.0})  # (10 + 1 verifier) per sample
+    assert tokens == pytest.approx({1: 10.0, 2: 20.0, 3: 30.0})
     point3 = [p for p in data["points"] if p["budget"] == 3][0]
     assert (point3["ci_low"], point3["ci_high"]) == (0.0, 1.0)  # values [1, 0]
     cov = {p["budget"]: p["accuracy"] for p in data["coverage"]}
@@ -55,7 +59,9 @@ def test_vote_curve_matches_hand_computed_values(tmp_path):
 def test_best_score_curve(tmp_path):
     h = harness(tmp_path, strategies=("best-of-n",))
     fill(h, h.plans[0])
-    acc = {p["budget"]: p["accuracy"] for p in h.curves(draws=1000)["points"]}
+    points = h.curves(draws=1000)["points"]
+    acc = {p["budget"]: p["accuracy"] for p in points}
+    assert {p["budget"]: p["tokens"] for p in points} == pytest.approx({1: 11, 2: 22, 3: 33})
     # A: scores .9 .2 .95 -> k=3 picks "7" (wrong); k=2 subsets {0,1}->5 {0,2}->7 {1,2}->7.
     # B: scores .1 - .8 -> k=3 picks "4"; k=2 {0,1}->3 {0,2}->4 {1,2}->4.
     assert acc == pytest.approx({1: 0.5, 2: (1 / 3 + 2 / 3) / 2, 3: 0.5})
@@ -104,7 +110,7 @@ def test_harness_generates_once_and_resumes(tmp_path):
     h = harness(tmp_path, budgets=(1, 2, 4), backend=fake)
     asyncio.run(h.run())
     assert [r.n for r in fake.history] == [4, 4]  # the largest budget, once per problem
-    assert h.store.counts(h.plans[0].key, ["A", "B"]) == {"A": 4, "B": 4}
+    assert h.store.counts(h.plans[0].sample_key, ["A", "B"]) == {"A": 4, "B": 4}
     h.store.close()
     # A second run over the same store generates nothing; a larger budget only the extra.
     h2 = harness(tmp_path, budgets=(1, 2, 4, 6), backend=fake)
@@ -115,7 +121,26 @@ def test_harness_generates_once_and_resumes(tmp_path):
                                                                     6: 1.0}
     # A changed configuration is a different key: nothing is mixed.
     h3 = harness(tmp_path, budgets=(1,), backend=fake, options={"temperature": 0.3})
-    assert h3.plans[0].key != h2.plans[0].key
+    assert h3.plans[0].sample_key != h2.plans[0].sample_key
+
+
+def test_self_consistency_and_best_of_n_share_one_sample_pool(tmp_path):
+    from helpers import judge_aware
+
+    answers = ["The answer is 5", "The answer is 7", "The answer is 5"] * 2
+    fake = ScriptedBackend(judge_aware(answers, {"5": 0.9, "7": 0.2, "4": 0.8, "3": 0.1}))
+    h = harness(tmp_path, strategies=("self-consistency", "best-of-n"), budgets=(1, 3),
+                backend=fake)
+    sc, bon = h.plans
+    assert sc.sample_key == bon.sample_key and bon.verifier == "judge"
+    asyncio.run(h.run())
+    sampling = [r for r in fake.history if r.params.logprobs is None]
+    judging = [r for r in fake.history if r.params.logprobs == 20]
+    assert [r.n for r in sampling] == [3, 3]  # generated once per problem, not per strategy
+    assert len(judging) == 6  # every sample judged once
+    data = h.curves()
+    assert {(p["strategy"], p["budget"]) for p in data["points"]} == {
+        ("self-consistency", 1), ("self-consistency", 3), ("best-of-n", 1), ("best-of-n", 3)}
 
 
 def test_store_refuses_a_different_run(tmp_path):

@@ -31,9 +31,9 @@ from ponder.eval.curves import (
     pass_at_k,
     vote_pick,
 )
-from ponder.eval.store import ResultRow, SampleRow, Store, strategy_key
-from ponder.strategies.base import Context
-from ponder.types import Problem, Result
+from ponder.eval.store import ResultRow, SampleRow, ScoreRow, Store, strategy_key
+from ponder.strategies.base import Context, StrategyConfig, problem_messages, to_candidate
+from ponder.types import Candidate, Problem
 from ponder.verifiers.answers import equivalent
 
 GREEDY = "greedy"
@@ -54,7 +54,11 @@ def parse_budgets(text: str) -> list[int]:
 
 @dataclass
 class Plan:
-    """One strategy of the grid: its label, store key, mode and how to build it per budget."""
+    """One strategy of the grid: its label, store keys, mode and how to build it per budget.
+
+    Sampling plans (vote, best-score) draw from the sample pool ``sample_key``, shared by every
+    plan with the same sampling configuration; best-score plans add ``verifier`` scores.
+    """
 
     label: str
     name: str
@@ -62,6 +66,8 @@ class Plan:
     mode: str
     budgets: list[int]
     options: dict[str, Any]
+    sample_key: str | None = None
+    verifier: str | None = None
 
     def build(self, budget: int | None = None) -> Any:
         overrides = {}
@@ -130,11 +136,20 @@ class Harness:
         config = strategy.config.model_dump()
         for knob in type(strategy).budget_overrides(1):
             config.pop(knob, None)  # the budget is a row key, not part of the strategy's key
-        config["verifier"] = self.verifier or getattr(strategy, "default_verifier", None)
+        sample_key = verifier = None
+        if mode in ("vote", "best-score"):
+            if config.get("weighting", "none") != "none":
+                raise ConfigError("ponder eval scores self-consistency by plain majority vote; "
+                                  f"weighting={config['weighting']} is not supported there")
+            sampling = {k: config[k] for k in StrategyConfig.model_fields}
+            sample_key = strategy_key("samples", sampling)
+            if mode == "best-score":
+                verifier = self.verifier or getattr(strategy, "default_verifier", None)
+                config["verifier"] = verifier
         key = strategy_key(name, config)
         self.store.register_strategy(key, name, config)
         budgets = [1] if mode == "single" else self.budgets
-        return Plan(label, name, key, mode, budgets, dict(options))
+        return Plan(label, name, key, mode, budgets, dict(options), sample_key, verifier)
 
     # -- generation ------------------------------------------------------------------------
 
@@ -154,34 +169,24 @@ class Harness:
         if self.on_update is not None:
             self.on_update(self.status)
 
-    def _context(self, strategy: Any, seed: int) -> Context:
-        return Context(backend=self.backend, verifier=make_verifier(self.verifier, strategy),
-                       seed=seed)
-
-    def _note(self, result: Result, problem: Problem) -> None:
-        self.status.tokens += result.usage.completion_tokens
+    def _note(self, problem: Problem, answer: str | None, completion_tokens: int,
+              samples: int) -> None:
+        self.status.samples += samples
+        self.status.tokens += completion_tokens
         self.status.scored += 1
-        self.status.correct += equivalent(result.answer, problem.answer)
+        self.status.correct += equivalent(answer, problem.answer)
         self._update()
 
     async def _ensure(self, plan: Plan, problem: Problem) -> None:
-        if plan.mode in ("vote", "best-score"):
-            have = self.store.sample_count(plan.key, problem.id)
-            need = max(plan.budgets) - have
-            if need <= 0:
-                return
-            strategy = plan.build(need)
-            ctx = self._context(strategy, _seed(self.seed, plan.key, problem.id, have))
-            result = await strategy.run(problem, ctx)
-            self.store.add_samples(plan.key, problem.id, self._sample_rows(result, problem, have))
-            self.status.samples += len(result.candidates)
-            self._note(result, problem)
+        if plan.sample_key is not None:
+            await self._ensure_sampled(plan, plan.sample_key, problem)
             return
         for budget in plan.budgets:
             if self.store.result(plan.key, problem.id, budget) is not None:
                 continue
             strategy = plan.build(budget if plan.mode == "budget" else None)
-            ctx = self._context(strategy, _seed(self.seed, plan.key, problem.id, budget))
+            ctx = Context(backend=self.backend, verifier=make_verifier(self.verifier, strategy),
+                          seed=_seed(self.seed, plan.key, problem.id, budget))
             result = await strategy.run(problem, ctx)
             u = result.usage
             self.store.add_result(plan.key, problem.id, ResultRow(
@@ -189,25 +194,65 @@ class Harness:
                 u.prompt_tokens, u.completion_tokens, u.calls, u.seconds,
                 [c.to_dict() for c in result.candidates],
             ))
-            self.status.samples += len(result.candidates)
-            self._note(result, problem)
+            self._note(problem, result.answer, u.completion_tokens, len(result.candidates))
+
+    async def _ensure_sampled(self, plan: Plan, sample_key: str, problem: Problem) -> None:
+        """Top up the problem's sample pool to the largest budget, then (best-score) score the
+        samples that lack this verifier's score. Each step is stored as soon as it returns."""
+        target = max(plan.budgets)
+        have = self.store.sample_count(sample_key, problem.id)
+        new_tokens = 0
+        if have < target:
+            cfg = plan.build().config
+            ctx = Context(backend=self.backend, seed=_seed(self.seed, sample_key, problem.id, have))
+            started = time.monotonic()
+            traced = await ctx.sample(problem_messages(problem, cfg.system), cfg.sampling(),
+                                      n=target - have, label="sample")
+            seconds, calls, n = time.monotonic() - started, ctx.trace.usage.calls, len(traced)
+            rows = []
+            for i, t in enumerate(traced):
+                c = to_candidate(t)
+                rows.append(SampleRow(
+                    have + i, c.text, c.answer, equivalent(c.answer, problem.answer),
+                    c.usage.prompt_tokens, c.usage.completion_tokens, calls / n, seconds / n,
+                    c.finish_reason,
+                ))
+                new_tokens += c.usage.completion_tokens
+            self.store.add_samples(sample_key, problem.id, rows)
+        samples = self.store.samples(sample_key, problem.id)[:target]
+        scores: dict[int, ScoreRow] = {}
+        if plan.verifier is not None:
+            scores = self.store.scores(sample_key, plan.verifier, problem.id)
+            missing = [r for r in samples if r.idx not in scores]
+            if missing:
+                ctx = Context(backend=self.backend, seed=_seed(self.seed, plan.key, problem.id))
+                started = time.monotonic()
+                verifier = make_verifier(plan.verifier, None)
+                assert verifier is not None
+                values = await verifier.score(
+                    problem, [Candidate(r.text, r.answer) for r in missing], ctx, None)
+                u, m = ctx.trace.usage, len(missing)
+                seconds = time.monotonic() - started
+                rows = [ScoreRow(r.idx, v, u.completion_tokens / m, u.prompt_tokens / m,
+                                 u.calls / m, seconds / m)
+                        for r, v in zip(missing, values, strict=True)]
+                self.store.add_scores(sample_key, plan.verifier, problem.id, rows)
+                scores.update({r.idx: r for r in rows})
+                new_tokens += u.completion_tokens
+        if have < target or plan.verifier is not None:
+            chosen = self._pick(plan, samples, scores, range(len(samples)))
+            answer = samples[chosen].answer if chosen is not None else None
+            self._note(problem, answer, new_tokens, max(0, target - have))
 
     @staticmethod
-    def _sample_rows(result: Result, problem: Problem, start: int) -> list[SampleRow]:
-        candidates = result.candidates
-        n = max(1, len(candidates))
-        own = sum(c.usage.completion_tokens for c in candidates)
-        extra = (result.usage.completion_tokens - own) / n  # tokens the verifier generated
-        return [
-            SampleRow(
-                idx=start + i, text=c.text, answer=c.answer,
-                correct=equivalent(c.answer, problem.answer), score=c.score,
-                prompt_tokens=c.usage.prompt_tokens, completion_tokens=c.usage.completion_tokens,
-                extra_tokens=max(0.0, extra), calls=result.usage.calls / n,
-                seconds=result.usage.seconds / n, finish_reason=c.finish_reason,
-            )
-            for i, c in enumerate(candidates)
-        ]
+    def _pick(plan: Plan, samples: Sequence[SampleRow], scores: dict[int, ScoreRow],
+              subset: Sequence[int], clusters: Sequence[int | None] | None = None
+              ) -> int | None:
+        clusters = clusters if clusters is not None else cluster_ids([r.answer for r in samples])
+        if plan.mode == "vote":
+            return vote_pick(clusters, subset)
+        values = [scores[r.idx].score if r.idx in scores else None for r in samples]
+        return best_score_pick(values, clusters, subset)
 
     # -- curves ----------------------------------------------------------------------------
 
@@ -235,40 +280,41 @@ class Harness:
 
     def _sampled_points(self, plan: Plan, draws: int, per_problem: dict[str, Any]
                         ) -> list[CurvePoint]:
+        assert plan.sample_key is not None
         rng = random.Random(_seed(self.seed, "curves", plan.key))
         by_budget: dict[int, list[tuple[float, float, float, float]]] = {}
         for problem in self.problems:
-            rows = self.store.samples(plan.key, problem.id)[: max(plan.budgets)]
-            if not rows:
+            samples = self.store.samples(plan.sample_key, problem.id)[: max(plan.budgets)]
+            scores = (self.store.scores(plan.sample_key, plan.verifier, problem.id)
+                      if plan.verifier else {})
+            if not samples or (plan.verifier and len(scores) < len(samples)):
                 continue
-            clusters = cluster_ids([r.answer for r in rows])
-            correct = [r.correct for r in rows]
-            scores = [r.score for r in rows]
+            clusters = cluster_ids([r.answer for r in samples])
 
-            def pick(subset: Sequence[int], clusters=clusters, scores=scores) -> int | None:
-                if plan.mode == "vote":
-                    return vote_pick(clusters, subset)
-                return best_score_pick(scores, clusters, subset)
+            def pick(subset: Sequence[int], samples=samples, scores=scores, clusters=clusters
+                     ) -> int | None:
+                return self._pick(plan, samples, scores, subset, clusters)
 
-            per_sample_tokens = statistics.fmean(r.completion_tokens + r.extra_tokens
-                                                 for r in rows)
-            per_sample_calls = statistics.fmean(r.calls for r in rows)
-            per_sample_seconds = statistics.fmean(r.seconds for r in rows)
+            cost = [(r.completion_tokens, r.calls, r.seconds) for r in samples]
+            if plan.verifier:
+                cost = [(t + scores[r.idx].completion_tokens, c + scores[r.idx].calls,
+                         s + scores[r.idx].seconds) for (t, c, s), r in zip(cost, samples,
+                                                                            strict=True)]
+            mean_cost = [statistics.fmean(x[i] for x in cost) for i in range(3)]
+            correct = [r.correct for r in samples]
             for k in plan.budgets:
-                if k > len(rows):
-                    continue
-                acc = expected_accuracy(pick, correct, k, draws, rng)
-                by_budget.setdefault(k, []).append(
-                    (acc, k * per_sample_tokens, k * per_sample_calls, k * per_sample_seconds)
-                )
-            chosen = pick(list(range(len(rows))))
+                if k <= len(samples):
+                    acc = expected_accuracy(pick, correct, k, draws, rng)
+                    by_budget.setdefault(k, []).append((acc, *(k * m for m in mean_cost)))
+            chosen = pick(list(range(len(samples))))
             per_problem[problem.id]["strategies"][plan.label] = {
-                "budget": len(rows),
-                "answer": rows[chosen].answer if chosen is not None else None,
-                "correct": bool(chosen is not None and rows[chosen].correct),
+                "budget": len(samples),
+                "answer": samples[chosen].answer if chosen is not None else None,
+                "correct": bool(chosen is not None and samples[chosen].correct),
                 "candidates": [
-                    {"answer": r.answer, "score": r.score, "correct": r.correct,
-                     "tokens": r.completion_tokens, "text": r.text} for r in rows
+                    {"answer": r.answer, "correct": r.correct, "tokens": r.completion_tokens,
+                     "score": scores[r.idx].score if r.idx in scores else None, "text": r.text}
+                    for r in samples
                 ],
             }
         return [self._point(plan.label, k, values) for k, values in sorted(by_budget.items())]
@@ -311,8 +357,9 @@ class Harness:
 
     def _coverage(self, plan: Plan) -> list[CurvePoint]:
         by_budget: dict[int, list[tuple[float, float, float, float]]] = {}
+        assert plan.sample_key is not None
         for problem in self.problems:
-            rows = self.store.samples(plan.key, problem.id)[: max(plan.budgets)]
+            rows = self.store.samples(plan.sample_key, problem.id)[: max(plan.budgets)]
             if not rows:
                 continue
             c = sum(r.correct for r in rows)

@@ -2,8 +2,10 @@
 
 Every row is committed as soon as its generation returns (WAL journal), so a run killed even with
 ``kill -9`` loses only the generations in flight, and a rerun resumes. Rows are keyed by a
-strategy key (a hash of the strategy's name and configuration): changing a configuration
-never mixes its results with another's. The folder itself belongs to one model and one dataset
+hash of what produced them: samples by their sampling configuration (so self-consistency and
+best-of-n with the same sampling share one pool of samples), verifier scores by sample and
+verifier, results by the strategy's name and configuration. Changing a configuration never
+mixes its rows with another's. The folder itself belongs to one model and one dataset
 (``meta``): a different one is refused unless the run starts fresh.
 """
 
@@ -24,12 +26,16 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS strategies (
     strategy_key TEXT PRIMARY KEY, name TEXT NOT NULL, config TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS samples (
-    strategy_key TEXT NOT NULL, problem_id TEXT NOT NULL, idx INTEGER NOT NULL,
-    text TEXT NOT NULL, answer TEXT, correct INTEGER NOT NULL, score REAL,
+    sample_key TEXT NOT NULL, problem_id TEXT NOT NULL, idx INTEGER NOT NULL,
+    text TEXT NOT NULL, answer TEXT, correct INTEGER NOT NULL,
     prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
-    extra_tokens REAL NOT NULL, calls REAL NOT NULL, seconds REAL NOT NULL,
-    finish_reason TEXT NOT NULL,
-    PRIMARY KEY (strategy_key, problem_id, idx));
+    calls REAL NOT NULL, seconds REAL NOT NULL, finish_reason TEXT NOT NULL,
+    PRIMARY KEY (sample_key, problem_id, idx));
+CREATE TABLE IF NOT EXISTS scores (
+    sample_key TEXT NOT NULL, verifier TEXT NOT NULL, problem_id TEXT NOT NULL,
+    idx INTEGER NOT NULL, score REAL, completion_tokens REAL NOT NULL,
+    prompt_tokens REAL NOT NULL, calls REAL NOT NULL, seconds REAL NOT NULL,
+    PRIMARY KEY (sample_key, verifier, problem_id, idx));
 CREATE TABLE IF NOT EXISTS results (
     strategy_key TEXT NOT NULL, problem_id TEXT NOT NULL, budget INTEGER NOT NULL,
     answer TEXT, correct INTEGER NOT NULL,
@@ -52,13 +58,23 @@ class SampleRow:
     text: str
     answer: str | None
     correct: bool
-    score: float | None
     prompt_tokens: int
     completion_tokens: int
-    extra_tokens: float  # the sample's share of the tokens its verifier generated
-    calls: float  # the sample's share of the calls
-    seconds: float  # the sample's share of the wall time
+    calls: float  # the sample's share of its call
+    seconds: float  # the sample's share of its call's wall time
     finish_reason: str = "stop"
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """A verifier's score of one stored sample, with the sample's share of what it cost."""
+
+    idx: int
+    score: float | None
+    completion_tokens: float
+    prompt_tokens: float
+    calls: float
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -110,25 +126,41 @@ class Store:
     def add_samples(self, key: str, problem_id: str, rows: Iterable[SampleRow]) -> None:
         with self.db:
             self.db.executemany(
-                "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(key, problem_id, r.idx, r.text, r.answer, int(r.correct), r.score,
-                  r.prompt_tokens, r.completion_tokens, r.extra_tokens, r.calls, r.seconds,
-                  r.finish_reason) for r in rows],
+                "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(key, problem_id, r.idx, r.text, r.answer, int(r.correct), r.prompt_tokens,
+                  r.completion_tokens, r.calls, r.seconds, r.finish_reason) for r in rows],
             )
 
     def samples(self, key: str, problem_id: str) -> list[SampleRow]:
         rows = self.db.execute(
-            "SELECT idx, text, answer, correct, score, prompt_tokens, completion_tokens, "
-            "extra_tokens, calls, seconds, finish_reason FROM samples "
-            "WHERE strategy_key = ? AND problem_id = ? ORDER BY idx", (key, problem_id),
+            "SELECT idx, text, answer, correct, prompt_tokens, completion_tokens, calls, "
+            "seconds, finish_reason FROM samples WHERE sample_key = ? AND problem_id = ? "
+            "ORDER BY idx", (key, problem_id),
         ).fetchall()
         return [SampleRow(r[0], r[1], r[2], bool(r[3]), *r[4:]) for r in rows]
 
     def sample_count(self, key: str, problem_id: str) -> int:
         return self.db.execute(
-            "SELECT COUNT(*) FROM samples WHERE strategy_key = ? AND problem_id = ?",
+            "SELECT COUNT(*) FROM samples WHERE sample_key = ? AND problem_id = ?",
             (key, problem_id),
         ).fetchone()[0]
+
+    def add_scores(self, key: str, verifier: str, problem_id: str, rows: Iterable[ScoreRow]
+                   ) -> None:
+        with self.db:
+            self.db.executemany(
+                "INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(key, verifier, problem_id, r.idx, r.score, r.completion_tokens,
+                  r.prompt_tokens, r.calls, r.seconds) for r in rows],
+            )
+
+    def scores(self, key: str, verifier: str, problem_id: str) -> dict[int, ScoreRow]:
+        rows = self.db.execute(
+            "SELECT idx, score, completion_tokens, prompt_tokens, calls, seconds FROM scores "
+            "WHERE sample_key = ? AND verifier = ? AND problem_id = ?",
+            (key, verifier, problem_id),
+        ).fetchall()
+        return {r[0]: ScoreRow(*r) for r in rows}
 
     # -- results ---------------------------------------------------------------------------
 
@@ -153,7 +185,7 @@ class Store:
     def counts(self, key: str, problem_ids: Sequence[str]) -> dict[str, int]:
         """Stored samples per problem (for progress and checks)."""
         rows = self.db.execute(
-            "SELECT problem_id, COUNT(*) FROM samples WHERE strategy_key = ? GROUP BY problem_id",
+            "SELECT problem_id, COUNT(*) FROM samples WHERE sample_key = ? GROUP BY problem_id",
             (key,),
         ).fetchall()
         found = dict(rows)
