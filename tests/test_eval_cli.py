@@ -88,7 +88,8 @@ def test_killed_run_resumes_without_duplicates(dataset, tmp_path):
     (["--budgets", "4,2"], "budgets must be increasing positive integers"),
     (["--strategies", "nope"], "unknown strategy 'nope'"),
     (["--format", "csv"], "invalid choice"),
-    (["--strategies", "self-consistency", "-o", "weighting=logprob"], "is not supported there"),
+    (["--strategies", "self-consistency", "-o", "weighting=logprob", "--no-greedy"],
+     "is not supported there"),
 ])
 def test_eval_bad_input(capsys, dataset, tmp_path, argv, message):
     args = ["eval", "--dataset", str(dataset), "--out", str(tmp_path / "o"), *argv]
