@@ -99,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
         options["temperature"] = args.temperature
     problems = load_dataset(args.dataset, args.format, question_field=args.question_field,
                             answer_field=args.answer_field, limit=args.limit)
+    if any("test" in p.metadata for p in problems):
+        raise ConfigError("scoring code problems (HumanEval) needs sandboxed execution, which "
+                          "ponder eval does not have yet; math and text datasets work")
     spec = resolve_model(args.model, args.base_url)
     model_id = spec.base_url + "#" + spec.name if spec.backend == "openai" else str(spec.path)
     model_hash = file_sha256(spec.path) if spec.path else "n/a (server)"
@@ -154,7 +157,9 @@ def run(args: argparse.Namespace) -> int:
             "dataset": dataset, "dataset_sha256": dataset_hash, "problems": len(problems),
             "model": spec.name, "model_id": model_id, "model_sha256": model_hash,
             "strategies": {p.label: {"name": p.name, "key": p.key, "mode": p.mode,
-                                     "budgets": p.budgets, "options": p.options}
+                                     "budgets": p.budgets, "sample_key": p.sample_key,
+                                     "verifier": p.verifier,
+                                     "config": p.build().config.model_dump()}
                            for p in harness.plans},
             "budgets": budgets, "seed": args.seed, "draws": args.draws,
             "verifier": args.verifier, "ponder_version": __version__,
