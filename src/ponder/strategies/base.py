@@ -222,6 +222,26 @@ class Strategy(Protocol):
     async def run(self, problem: Problem, ctx: Context) -> Result: ...
 
 
+class BaseStrategy:
+    """Plumbing the built-in strategies share: construction from a config (default: the
+    ``Config`` defaults) and the budget mapping. ``budget_knob`` names the option that a budget
+    sets in the evaluation harness (None: the budget plays no part)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Config: ClassVar[type[StrategyConfig]]
+    effort_presets: ClassVar[dict[str, dict[str, Any]]]
+    eval_mode: ClassVar[EvalMode]
+    budget_knob: ClassVar[str | None] = None
+
+    def __init__(self, config: StrategyConfig | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def budget_overrides(cls, budget: int) -> dict[str, Any]:
+        return {cls.budget_knob: budget} if cls.budget_knob else {}
+
+
 def make_result(
     strategy: Strategy,
     ctx: Context,

@@ -10,6 +10,7 @@ from pydantic import Field
 from ponder.errors import BudgetExhausted, ConfigError
 from ponder.strategies.aggregate import majority_vote
 from ponder.strategies.base import (
+    BaseStrategy,
     Context,
     EvalMode,
     StrategyConfig,
@@ -24,10 +25,11 @@ class BestOfNConfig(StrategyConfig):
     n: int = Field(8, ge=1, le=1024, description="number of candidates")
 
 
-class BestOfN:
+class BestOfN(BaseStrategy):
     name: ClassVar[str] = "best-of-n"
     description: ClassVar[str] = "N candidates scored by a verifier (default: judge); best wins"
     Config: ClassVar[type[StrategyConfig]] = BestOfNConfig
+    config: BestOfNConfig
     default_verifier: ClassVar[str] = "judge"
     effort_presets: ClassVar[dict[str, dict[str, Any]]] = {
         "low": {"n": 4},
@@ -35,14 +37,8 @@ class BestOfN:
         "high": {"n": 16},
     }
 
+    budget_knob: ClassVar[str | None] = "n"
     eval_mode: ClassVar[EvalMode] = "best-score"
-
-    @classmethod
-    def budget_overrides(cls, budget: int) -> dict[str, Any]:
-        return {"n": budget}
-
-    def __init__(self, config: BestOfNConfig | None = None) -> None:
-        self.config = config or BestOfNConfig()
 
     async def run(self, problem: Problem, ctx: Context) -> Result:
         if ctx.verifier is None:

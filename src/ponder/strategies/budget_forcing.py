@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from ponder.errors import BudgetExhausted
 from ponder.strategies.base import (
+    BaseStrategy,
     Context,
     EvalMode,
     StrategyConfig,
@@ -40,10 +41,11 @@ class BudgetForcingConfig(StrategyConfig):
         return self
 
 
-class BudgetForcing:
+class BudgetForcing(BaseStrategy):
     name: ClassVar[str] = "budget-forcing"
     description: ClassVar[str] = "s1 budget forcing: 'Wait' until min thinking tokens, cap, answer"
     Config: ClassVar[type[StrategyConfig]] = BudgetForcingConfig
+    config: BudgetForcingConfig
     effort_presets: ClassVar[dict[str, dict[str, Any]]] = {
         "low": {"min_thinking_tokens": 128, "max_thinking_tokens": 512},
         "medium": {"min_thinking_tokens": 256, "max_thinking_tokens": 1024},
@@ -55,9 +57,6 @@ class BudgetForcing:
     @classmethod
     def budget_overrides(cls, budget: int) -> dict[str, Any]:
         return {"min_thinking_tokens": 64 * budget, "max_thinking_tokens": 128 * budget}
-
-    def __init__(self, config: BudgetForcingConfig | None = None) -> None:
-        self.config = config or BudgetForcingConfig()
 
     async def run(self, problem: Problem, ctx: Context) -> Result:
         cfg = self.config

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from ponder.strategies.base import (
+    BaseStrategy,
     Context,
     EvalMode,
     StrategyConfig,
@@ -22,10 +23,11 @@ class ChainOfThoughtConfig(StrategyConfig):
     temperature: float = Field(0.0, ge=0.0, le=5.0)
 
 
-class ChainOfThought:
+class ChainOfThought(BaseStrategy):
     name: ClassVar[str] = "cot"
     description: ClassVar[str] = "one step-by-step chain of thought (greedy)"
     Config: ClassVar[type[StrategyConfig]] = ChainOfThoughtConfig
+    config: ChainOfThoughtConfig
     effort_presets: ClassVar[dict[str, dict[str, Any]]] = {
         "low": {"max_tokens": 256},
         "medium": {"max_tokens": 512},
@@ -33,13 +35,6 @@ class ChainOfThought:
     }
 
     eval_mode: ClassVar[EvalMode] = "single"
-
-    @classmethod
-    def budget_overrides(cls, budget: int) -> dict[str, Any]:
-        return {}
-
-    def __init__(self, config: ChainOfThoughtConfig | None = None) -> None:
-        self.config = config or ChainOfThoughtConfig()
 
     async def run(self, problem: Problem, ctx: Context) -> Result:
         started = time.monotonic()

@@ -11,6 +11,7 @@ from pydantic import Field
 from ponder.errors import BudgetExhausted, ConfigError
 from ponder.strategies.aggregate import majority_vote
 from ponder.strategies.base import (
+    BaseStrategy,
     Context,
     EvalMode,
     StrategyConfig,
@@ -28,24 +29,19 @@ class SelfConsistencyConfig(StrategyConfig):
     weighting: Literal["none", "verifier", "logprob"] = "none"
 
 
-class SelfConsistency:
+class SelfConsistency(BaseStrategy):
     name: ClassVar[str] = "self-consistency"
     description: ClassVar[str] = "N sampled chains, majority vote over equivalent answers"
     Config: ClassVar[type[StrategyConfig]] = SelfConsistencyConfig
+    config: SelfConsistencyConfig
     effort_presets: ClassVar[dict[str, dict[str, Any]]] = {
         "low": {"n": 4},
         "medium": {"n": 8},
         "high": {"n": 16},
     }
 
+    budget_knob: ClassVar[str | None] = "n"
     eval_mode: ClassVar[EvalMode] = "vote"
-
-    @classmethod
-    def budget_overrides(cls, budget: int) -> dict[str, Any]:
-        return {"n": budget}
-
-    def __init__(self, config: SelfConsistencyConfig | None = None) -> None:
-        self.config = config or SelfConsistencyConfig()
 
     async def run(self, problem: Problem, ctx: Context) -> Result:
         cfg = self.config

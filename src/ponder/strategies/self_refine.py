@@ -10,6 +10,7 @@ from pydantic import Field
 
 from ponder.errors import BudgetExhausted
 from ponder.strategies.base import (
+    BaseStrategy,
     Context,
     EvalMode,
     StrategyConfig,
@@ -56,24 +57,19 @@ class SelfRefineConfig(StrategyConfig):
     critique_temperature: float = Field(0.0, ge=0.0, le=5.0)
 
 
-class SelfRefine:
+class SelfRefine(BaseStrategy):
     name: ClassVar[str] = "self-refine"
     description: ClassVar[str] = "draft, self-critique, revise; stops when no error is found"
     Config: ClassVar[type[StrategyConfig]] = SelfRefineConfig
+    config: SelfRefineConfig
     effort_presets: ClassVar[dict[str, dict[str, Any]]] = {
         "low": {"rounds": 1},
         "medium": {"rounds": 2},
         "high": {"rounds": 4},
     }
 
+    budget_knob: ClassVar[str | None] = "rounds"
     eval_mode: ClassVar[EvalMode] = "budget"
-
-    @classmethod
-    def budget_overrides(cls, budget: int) -> dict[str, Any]:
-        return {"rounds": budget}
-
-    def __init__(self, config: SelfRefineConfig | None = None) -> None:
-        self.config = config or SelfRefineConfig()
 
     async def run(self, problem: Problem, ctx: Context) -> Result:
         cfg = self.config
