@@ -148,3 +148,22 @@ def test_cancelling_a_call_stops_its_generation(llama):
     # The loop is free again at once.
     [[c]] = generate(llama, GenerationRequest(QUESTION, SamplingParams(max_tokens=4)))
     assert c.usage.completion_tokens <= 4
+
+
+def test_a_failing_call_fails_alone_and_the_loop_goes_on(llama):
+    from ponder import BackendError
+
+    def explode(tokens):
+        raise RuntimeError("progress display crashed")
+
+    async def both():
+        bad = GenerationRequest(QUESTION, SamplingParams(max_tokens=8))
+        good = GenerationRequest(QUESTION, SamplingParams(max_tokens=8, seed=1), n=2)
+        return await asyncio.gather(llama.generate([bad], on_progress=explode),
+                                    llama.generate([good]), return_exceptions=True)
+
+    bad, good = asyncio.run(both())
+    assert isinstance(bad, BackendError) and "progress display crashed" in str(bad)
+    assert len(good[0]) == 2  # the other caller's samples were not lost
+    [[c]] = generate(llama, GenerationRequest(QUESTION, SamplingParams(max_tokens=4)))
+    assert c.usage.completion_tokens >= 1  # and the decoding thread goes on

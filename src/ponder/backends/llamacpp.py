@@ -266,7 +266,7 @@ class LlamaCppBackend:
                     job = self._queue.get(block=block)
                     block = False
                     if job is None:
-                        self._fail([*(s.job for s in live), *(u.job for u in pending)],
+                        self._fail([*(s.unit.job for s in live), *(u.job for u in pending)],
                                    BackendError("the llama.cpp backend was closed"))
                         return
                     pending.extend(_Unit(job, ri, list(range(r.n)))
@@ -286,7 +286,11 @@ class LlamaCppBackend:
                 for job in jobs.values():
                     job.produced += sum(1 for s in live if s.unit.job is job)
                     if job.on_progress is not None:
-                        job.on_progress(job.produced)
+                        try:
+                            job.on_progress(job.produced)
+                        except Exception as exc:  # noqa: BLE001 - the caller's callback
+                            self._fail([job], BackendError(f"progress callback failed: {exc}"))
+                            job.cancel.set()  # its sequences stop; other jobs go on
                 still: list[_Seq] = []
                 for s in live:
                     if s.finish is None:
@@ -309,7 +313,7 @@ class LlamaCppBackend:
             except Exception as exc:  # noqa: BLE001 - delivered to every caller waiting on it
                 error = exc if isinstance(exc, BackendError) else BackendError(
                     f"llama.cpp generation failed: {exc}")
-                self._fail([*(s.job for s in live), *(u.job for u in pending)], error)
+                self._fail([*(s.unit.job for s in live), *(u.job for u in pending)], error)
                 llama_cpp.llama_memory_clear(self._memory, True)
                 live, pending, logits = [], collections.deque(), {}
                 free_ids, reserved = list(range(self.n_seq_max)), 0
