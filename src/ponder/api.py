@@ -50,6 +50,7 @@ async def asolve(
     base_url: str | None = None,
     api_key: str | None = None,
     backend: Backend | None = None,
+    backend_options: dict[str, Any] | None = None,
     verifier: str | Verifier | None = None,
     max_tokens_total: int | None = None,
     seed: int | None = None,
@@ -70,7 +71,7 @@ async def asolve(
     budget = Budget(max_tokens=max_tokens_total)
     owned = backend is None
     if backend is None:
-        backend = load_backend(model, base_url, api_key=api_key)
+        backend = load_backend(model, base_url, api_key=api_key, **(backend_options or {}))
     try:
         probe = getattr(backend, "probe", None)
         if probe is not None:

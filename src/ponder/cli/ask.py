@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ponder.api import asolve, load_backend
+from ponder.api import asolve
 from ponder.cli.render import Progress, print_result, stdout_console, trace_tree
 from ponder.effort import EFFORTS
 from ponder.errors import ConfigError
@@ -79,8 +79,7 @@ def run(args: argparse.Namespace) -> int:
         return await asolve(
             args.question, args.strategy, n=args.n, effort=args.effort, model=args.model,
             base_url=args.base_url, api_key=args.api_key, verifier=args.verifier,
-            backend=load_backend(args.model, args.base_url, api_key=args.api_key,
-                                 **dict(args.backend_option)) if args.backend_option else None,
+            backend_options=dict(args.backend_option),
             max_tokens_total=args.max_tokens_total, seed=args.seed,
             events=progress if show_progress else None, **options,
         )
