@@ -154,6 +154,9 @@ class Harness:
     # -- generation ------------------------------------------------------------------------
 
     async def run(self) -> None:
+        probe = getattr(self.backend, "probe", None)
+        if probe is not None:
+            await probe()  # an HTTP backend learns what it can do before the judge asks
         semaphore = asyncio.Semaphore(self.concurrency)
 
         async def one(problem: Problem) -> None:
