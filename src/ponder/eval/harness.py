@@ -22,16 +22,9 @@ from ponder.api import make_verifier
 from ponder.backends.base import Backend
 from ponder.effort import build_strategy
 from ponder.errors import ConfigError
-from ponder.eval.curves import (
-    CurvePoint,
-    best_score_pick,
-    cluster_ids,
-    expected_accuracy,
-    mean_ci,
-    pass_at_k,
-    vote_pick,
-)
+from ponder.eval.curves import CurvePoint, expected_accuracy, mean_ci, pass_at_k
 from ponder.eval.store import ResultRow, SampleRow, ScoreRow, Store, strategy_key
+from ponder.strategies.aggregate import best_score_pick, cluster_ids, vote_pick
 from ponder.strategies.base import Context, StrategyConfig, problem_messages, to_candidate
 from ponder.types import Candidate, Problem
 from ponder.verifiers.answers import equivalent

@@ -1,4 +1,7 @@
-"""Vote over candidate answers, compared by equivalence rather than string identity."""
+"""Selection rules over candidate answers, compared by equivalence rather than string identity.
+
+The strategies and the evaluation harness (which replays them on subsets of stored samples) use
+the same functions, so a subsampled budget is scored exactly as the strategy would choose."""
 
 from __future__ import annotations
 
@@ -49,3 +52,38 @@ def majority_vote(answers: Sequence[str | None], weights: Sequence[float] | None
         return None, groups
     best = max(groups, key=lambda g: g.weight)  # max keeps the first of equal weights
     return best, groups
+
+
+def cluster_ids(answers: Sequence[str | None]) -> list[int | None]:
+    """Label each answer with its equivalence class (None for no answer)."""
+    labels: list[int | None] = [None] * len(answers)
+    for g, group in enumerate(group_answers(answers)):
+        for i in group.members:
+            labels[i] = g
+    return labels
+
+
+def vote_pick(clusters: Sequence[int | None], subset: Sequence[int]) -> int | None:
+    """The sample whose answer wins a majority vote within ``subset`` (ties: earliest)."""
+    counts: dict[int, int] = {}
+    first: dict[int, int] = {}
+    for i in subset:
+        c = clusters[i]
+        if c is None:
+            continue
+        counts[c] = counts.get(c, 0) + 1
+        first.setdefault(c, i)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return min(first[c] for c, n in counts.items() if n == best)
+
+
+def best_score_pick(scores: Sequence[float | None], clusters: Sequence[int | None],
+                    subset: Sequence[int]) -> int | None:
+    """The highest-scored sample with an answer in ``subset`` (ties: earliest); a vote when no
+    sample in it has a score."""
+    scored = [i for i in subset if scores[i] is not None and clusters[i] is not None]
+    if not scored:
+        return vote_pick(clusters, subset)
+    return max(scored, key=lambda i: (scores[i], -i))

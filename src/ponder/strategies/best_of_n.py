@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from ponder.errors import BudgetExhausted, ConfigError
-from ponder.strategies.aggregate import majority_vote
+from ponder.strategies.aggregate import best_score_pick, cluster_ids
 from ponder.strategies.base import (
     BaseStrategy,
     Context,
@@ -57,14 +57,16 @@ class BestOfN(BaseStrategy):
         except BudgetExhausted:
             scores = [None] * len(candidates)
         candidates = [c.replace(score=s) for c, s in zip(candidates, scores, strict=True)]
-        scored = [i for i, s in enumerate(scores) if s is not None and candidates[i].answer]
-        if scored:
-            best = max(scored, key=lambda i: scores[i])  # ties: the earliest candidate
+        clusters = cluster_ids([c.answer for c in candidates])
+        # Highest score among answered candidates (ties: the earliest); a vote when the verifier
+        # abstained on all of them.
+        best = best_score_pick(scores, clusters, range(len(candidates)))
+        if any(s is not None and k is not None for s, k in zip(scores, clusters, strict=True)):
             how = "highest verifier score"
-        else:  # the verifier abstained on everything: fall back to a vote
-            winner, _ = majority_vote([c.answer for c in candidates])
-            best = winner.members[0] if winner else (0 if candidates else None)
+        else:
             how = "verifier abstained: majority vote"
+        if best is None and candidates:
+            best = 0
         ctx.trace.add("decision", how, parent=root, chosen=best, scores=scores)
         if best is None:
             return make_result(self, ctx, answer=None, text="", candidates=[], started=started)
