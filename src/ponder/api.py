@@ -9,6 +9,7 @@ from ponder import registry
 from ponder.backends.base import Backend
 from ponder.backends.models import resolve_model
 from ponder.budget import Budget
+from ponder.domains import domain_for
 from ponder.effort import build_strategy
 from ponder.errors import ConfigError
 from ponder.strategies.base import Context, EventSink
@@ -33,8 +34,13 @@ def load_backend(model: str | None = None, base_url: str | None = None, *,
     return _LOADED[key]
 
 
-def make_verifier(verifier: str | Verifier | None, strategy: Any) -> Verifier | None:
+def make_verifier(verifier: str | Verifier | None, strategy: Any,
+                  problem: Problem | None = None) -> Verifier | None:
+    """The verifier named, else the strategy's default one, which for a problem of another
+    domain is that domain's (code problems: ``code-tests``)."""
     name = verifier if verifier is not None else getattr(strategy, "default_verifier", None)
+    if verifier is None and name is not None and problem is not None:
+        name = domain_for(problem).default_verifier or name
     if name is None or not isinstance(name, str):
         return name
     return registry.verifiers.get(name)()
@@ -76,8 +82,8 @@ async def asolve(
         probe = getattr(backend, "probe", None)
         if probe is not None:
             await probe()  # fail early and clearly on a wrong URL or model, learn capabilities
-        ctx = Context(backend=backend, budget=budget, verifier=make_verifier(verifier, chosen),
-                      seed=seed, events=events)
+        ctx = Context(backend=backend, budget=budget,
+                      verifier=make_verifier(verifier, chosen, problem), seed=seed, events=events)
         return await chosen.run(problem, ctx)
     finally:
         if owned and backend.name != "llamacpp":

@@ -11,8 +11,10 @@ from ponder.strategies.best_of_n import BestOfN
 from ponder.strategies.budget_forcing import BudgetForcing
 from ponder.strategies.chain_of_thought import ChainOfThought
 from ponder.strategies.self_consistency import SelfConsistency
+from ponder.strategies.self_debug import SelfDebug
 from ponder.strategies.self_refine import SelfRefine
 from ponder.verifiers.base import MeanLogprobVerifier
+from ponder.verifiers.code import CodeTestsVerifier
 from ponder.verifiers.judge import JudgeVerifier
 
 
@@ -38,9 +40,10 @@ def _openai(**options):
     return _checked(OpenAIBackend, options)
 
 
-for _strategy in (ChainOfThought, SelfConsistency, BestOfN, SelfRefine, BudgetForcing):
+for _strategy in (ChainOfThought, SelfConsistency, BestOfN, SelfRefine, BudgetForcing,
+                  SelfDebug):
     registry.strategies.register(_strategy.name, _strategy)
-for _verifier in (JudgeVerifier, MeanLogprobVerifier):
+for _verifier in (JudgeVerifier, MeanLogprobVerifier, CodeTestsVerifier):
     registry.verifiers.register(_verifier.name, _verifier)
 registry.backends.register("llamacpp", _llamacpp)
 registry.backends.register("openai", _openai)

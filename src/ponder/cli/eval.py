@@ -86,9 +86,6 @@ def run(args: argparse.Namespace) -> int:
     options = strategy_options(args)
     problems = load_dataset(args.dataset, args.format, question_field=args.question_field,
                             answer_field=args.answer_field, limit=args.limit)
-    if any("test" in p.metadata for p in problems):
-        raise ConfigError("scoring code problems (HumanEval) needs sandboxed execution, which "
-                          "ponder eval does not have yet; math and text datasets work")
     spec = resolve_model(args.model, args.base_url)
     model_id = spec.base_url + "#" + spec.name if spec.backend == "openai" else str(spec.path)
     model_hash = file_sha256(spec.path) if spec.path else "n/a (server)"

@@ -20,12 +20,20 @@ from typing import Any
 from ponder import registry
 from ponder.api import make_verifier
 from ponder.backends.base import Backend
+from ponder.domains import domain_for, labels
 from ponder.effort import build_strategy
 from ponder.errors import ConfigError
 from ponder.eval.curves import CurvePoint, expected_accuracy, mean_ci, pass_at_k
 from ponder.eval.store import ResultRow, SampleRow, ScoreRow, Store, strategy_key
+from ponder.sandbox import Sandbox
 from ponder.strategies.aggregate import best_score_pick, cluster_ids, vote_pick
-from ponder.strategies.base import Context, StrategyConfig, problem_messages, to_candidate
+from ponder.strategies.base import (
+    DEFAULT_SANDBOX,
+    Context,
+    StrategyConfig,
+    problem_messages,
+    to_candidate,
+)
 from ponder.types import Candidate, Problem
 from ponder.verifiers.answers import equivalent
 
@@ -86,6 +94,13 @@ class Status:
         return self.correct / self.scored if self.scored else None
 
 
+def _clusters(samples: Sequence[SampleRow]) -> list[int | None]:
+    """Stored execution signatures (code) when there are any, else answer equivalence."""
+    if any(r.signature is not None for r in samples):
+        return labels([r.signature for r in samples])
+    return cluster_ids([r.answer for r in samples])
+
+
 def _seed(*parts: Any) -> int:
     digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
@@ -106,6 +121,7 @@ class Harness:
         greedy: bool = True,
         concurrency: int = 1,
         on_update: Callable[[Status], None] | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.backend = backend
         self.store = store
@@ -116,6 +132,7 @@ class Harness:
         self.seed = seed
         self.concurrency = max(1, concurrency)
         self.on_update = on_update
+        self.sandbox = sandbox or DEFAULT_SANDBOX
         self.status = Status(len(self.problems))
         self.plans: list[Plan] = []
         if greedy:
@@ -137,7 +154,9 @@ class Harness:
             sampling = {k: config[k] for k in StrategyConfig.model_fields}
             sample_key = strategy_key("samples", sampling)
             if mode == "best-score":
-                verifier = self.verifier or getattr(strategy, "default_verifier", None)
+                verifier = self.verifier or (
+                    domain_for(self.problems[0]).default_verifier if self.problems else None
+                ) or getattr(strategy, "default_verifier", None)
                 config["verifier"] = verifier
         key = strategy_key(name, config)
         self.store.register_strategy(key, name, config)
@@ -165,13 +184,15 @@ class Harness:
         if self.on_update is not None:
             self.on_update(self.status)
 
-    def _note(self, problem: Problem, answer: str | None, completion_tokens: int,
-              samples: int) -> None:
+    def _note(self, correct: bool, completion_tokens: int, samples: int) -> None:
         self.status.samples += samples
         self.status.tokens += completion_tokens
         self.status.scored += 1
-        self.status.correct += equivalent(answer, problem.answer)
+        self.status.correct += correct
         self._update()
+
+    async def _grade(self, problem: Problem, answers: Sequence[str | None]) -> list[bool]:
+        return await domain_for(problem).grade(problem, answers, self.sandbox)
 
     async def _ensure(self, plan: Plan, problem: Problem) -> None:
         if plan.sample_key is not None:
@@ -181,16 +202,20 @@ class Harness:
             if self.store.result(plan.key, problem.id, budget) is not None:
                 continue
             strategy = plan.build(budget if plan.mode == "budget" else None)
-            ctx = Context(backend=self.backend, verifier=make_verifier(self.verifier, strategy),
+            ctx = Context(backend=self.backend, sandbox=self.sandbox,
+                          verifier=make_verifier(self.verifier, strategy, problem),
                           seed=_seed(self.seed, plan.key, problem.id, budget))
             result = await strategy.run(problem, ctx)
             u = result.usage
+            answers = [result.answer, *(c.answer for c in result.candidates)]
+            correct, *each = await self._grade(problem, answers)
             self.store.add_result(plan.key, problem.id, ResultRow(
-                budget, result.answer, equivalent(result.answer, problem.answer),
+                budget, result.answer, correct,
                 u.prompt_tokens, u.completion_tokens, u.calls, u.seconds,
-                [c.to_dict() for c in result.candidates],
+                [{**c.to_dict(), "correct": ok} for c, ok in zip(result.candidates, each,
+                                                                  strict=True)],
             ))
-            self._note(problem, result.answer, u.completion_tokens, len(result.candidates))
+            self._note(correct, u.completion_tokens, len(result.candidates))
 
     async def _ensure_sampled(self, plan: Plan, sample_key: str, problem: Problem) -> None:
         """Top up the problem's sample pool to the largest budget, then (best-score) score the
@@ -205,13 +230,17 @@ class Harness:
             traced = await ctx.sample(problem_messages(problem, cfg.system), cfg.sampling(),
                                       n=target - have, label="sample")
             seconds, calls, n = time.monotonic() - started, ctx.trace.usage.calls, len(traced)
+            candidates = [to_candidate(t, problem) for t in traced]
+            answers = [c.answer for c in candidates]
+            domain = domain_for(problem)
+            grades = await domain.grade(problem, answers, self.sandbox)
+            keys = await domain.signatures(problem, answers, self.sandbox) or [None] * n
             rows = []
-            for i, t in enumerate(traced):
-                c = to_candidate(t)
+            for i, (c, ok, key) in enumerate(zip(candidates, grades, keys, strict=True)):
                 rows.append(SampleRow(
-                    have + i, c.text, c.answer, equivalent(c.answer, problem.answer),
+                    have + i, c.text, c.answer, ok,
                     c.usage.prompt_tokens, c.usage.completion_tokens, calls / n, seconds / n,
-                    c.finish_reason,
+                    c.finish_reason, key,
                 ))
                 new_tokens += c.usage.completion_tokens
             self.store.add_samples(sample_key, problem.id, rows)
@@ -221,9 +250,10 @@ class Harness:
             scores = self.store.scores(sample_key, plan.verifier, problem.id)
             missing = [r for r in samples if r.idx not in scores]
             if missing:
-                ctx = Context(backend=self.backend, seed=_seed(self.seed, plan.key, problem.id))
+                ctx = Context(backend=self.backend, sandbox=self.sandbox,
+                              seed=_seed(self.seed, plan.key, problem.id))
                 started = time.monotonic()
-                verifier = make_verifier(plan.verifier, None)
+                verifier = make_verifier(plan.verifier, None, problem)
                 assert verifier is not None
                 values = await verifier.score(
                     problem, [Candidate(r.text, r.answer) for r in missing], ctx, None)
@@ -237,14 +267,14 @@ class Harness:
                 new_tokens += u.completion_tokens
         if have < target or plan.verifier is not None:
             chosen = self._pick(plan, samples, scores, range(len(samples)))
-            answer = samples[chosen].answer if chosen is not None else None
-            self._note(problem, answer, new_tokens, max(0, target - have))
+            correct = chosen is not None and samples[chosen].correct
+            self._note(correct, new_tokens, max(0, target - have))
 
     @staticmethod
     def _pick(plan: Plan, samples: Sequence[SampleRow], scores: dict[int, ScoreRow],
               subset: Sequence[int], clusters: Sequence[int | None] | None = None
               ) -> int | None:
-        clusters = clusters if clusters is not None else cluster_ids([r.answer for r in samples])
+        clusters = clusters if clusters is not None else _clusters(samples)
         if plan.mode == "vote":
             return vote_pick(clusters, subset)
         values = [scores[r.idx].score if r.idx in scores else None for r in samples]
@@ -285,7 +315,7 @@ class Harness:
                       if plan.verifier else {})
             if not samples or (plan.verifier and len(scores) < len(samples)):
                 continue
-            clusters = cluster_ids([r.answer for r in samples])
+            clusters = _clusters(samples)
 
             def pick(subset: Sequence[int], samples=samples, scores=scores, clusters=clusters
                      ) -> int | None:
@@ -330,7 +360,8 @@ class Harness:
                         "budget": budget, "answer": row.answer, "correct": row.correct,
                         "candidates": [
                             {"answer": c["answer"], "score": c["score"],
-                             "correct": equivalent(c["answer"], problem.answer),
+                             "correct": c.get("correct",
+                                              equivalent(c["answer"], problem.answer)),
                              "tokens": c["usage"]["completion_tokens"], "text": c["text"]}
                             for c in row.candidates
                         ],

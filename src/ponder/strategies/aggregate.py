@@ -20,26 +20,33 @@ class AnswerGroup:
     weight: float = 0.0
 
 
-def group_answers(answers: Sequence[str | None], weights: Sequence[float] | None = None
-                  ) -> list[AnswerGroup]:
-    """Group equivalent answers in order of first appearance; None answers do not vote."""
+def group_answers(answers: Sequence[str | None], weights: Sequence[float] | None = None,
+                  clusters: Sequence[int | None] | None = None) -> list[AnswerGroup]:
+    """Group equivalent answers in order of first appearance; None answers do not vote.
+    ``clusters`` (labels from the problem's domain, e.g. execution signatures of programs)
+    replaces the pairwise equivalence test."""
     groups: list[AnswerGroup] = []
+    by_label: dict[int, AnswerGroup] = {}
     for i, answer in enumerate(answers):
-        if answer is None:
+        if answer is None or (clusters is not None and clusters[i] is None):
             continue
         weight = 1.0 if weights is None else weights[i]
-        for group in groups:
-            if equivalent(group.answer, answer):
-                break
+        if clusters is not None:
+            group = by_label.get(clusters[i])  # type: ignore[arg-type]
         else:
+            group = next((g for g in groups if equivalent(g.answer, answer)), None)
+        if group is None:
             group = AnswerGroup(answer)
             groups.append(group)
+            if clusters is not None:
+                by_label[clusters[i]] = group  # type: ignore[index]
         group.members.append(i)
         group.weight += weight
     return groups
 
 
-def majority_vote(answers: Sequence[str | None], weights: Sequence[float] | None = None
+def majority_vote(answers: Sequence[str | None], weights: Sequence[float] | None = None,
+                  clusters: Sequence[int | None] | None = None
                   ) -> tuple[AnswerGroup | None, list[AnswerGroup]]:
     """The winning group (largest total weight; ties go to the answer seen first) and all groups.
 
@@ -47,7 +54,7 @@ def majority_vote(answers: Sequence[str | None], weights: Sequence[float] | None
     >>> winner.answer, winner.members
     ('22', [0, 2])
     """
-    groups = group_answers(answers, weights)
+    groups = group_answers(answers, weights, clusters)
     if not groups:
         return None, groups
     best = max(groups, key=lambda g: g.weight)  # max keeps the first of equal weights

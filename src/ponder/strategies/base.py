@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ponder.backends.base import Backend
 from ponder.budget import Budget
+from ponder.domains import domain_for
 from ponder.errors import BudgetExhausted
+from ponder.sandbox import Sandbox
 from ponder.trace import Trace
 from ponder.types import (
     Candidate,
@@ -25,7 +27,6 @@ from ponder.types import (
     StopReason,
     Usage,
 )
-from ponder.verifiers.answers import extract_answer
 
 if TYPE_CHECKING:
     from ponder.verifiers.base import Verifier
@@ -38,6 +39,9 @@ DEFAULT_SYSTEM = (
     "You are a careful problem solver. Think step by step, showing your reasoning. "
     "Finish with a final line of the form 'The answer is: <answer>'."
 )
+
+
+DEFAULT_SANDBOX = Sandbox()  # shared, so its worker limit holds across concurrent runs
 
 
 class StrategyConfig(BaseModel):
@@ -81,6 +85,7 @@ class Context:
     verifier: Verifier | None = None
     seed: int | None = None
     events: EventSink | None = None
+    sandbox: Sandbox = field(default_factory=lambda: DEFAULT_SANDBOX)
     stop_reason: StopReason = "done"
     rng: random.Random = field(init=False)
     _seed_counter: int = field(default=0, init=False)
@@ -176,19 +181,18 @@ class Context:
 
 
 def problem_messages(problem: Problem, system: str) -> list[Message]:
-    messages = []
-    if problem.system or system:
-        messages.append(Message("system", problem.system or system))
-    messages.append(Message("user", problem.question))
-    return messages
+    """The conversation that poses ``problem``, as its domain words it (``system`` unless the
+    problem brings its own; code problems swap the default for a coding one)."""
+    return domain_for(problem).messages(problem, system, DEFAULT_SYSTEM)
 
 
-def to_candidate(traced: Traced, text: str | None = None) -> Candidate:
+def to_candidate(traced: Traced, problem: Problem, text: str | None = None) -> Candidate:
+    """A completion as a candidate, its answer extracted the way the problem's domain reads it."""
     completion = traced.completion
     body = completion.text if text is None else text
     return Candidate(
         text=body,
-        answer=extract_answer(body),
+        answer=domain_for(problem).extract(problem, body),
         usage=completion.usage,
         finish_reason=completion.finish_reason,
         mean_logprob=completion.mean_logprob,

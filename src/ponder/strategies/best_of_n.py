@@ -7,8 +7,9 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from ponder.domains import cluster_answers
 from ponder.errors import BudgetExhausted, ConfigError
-from ponder.strategies.aggregate import best_score_pick, cluster_ids
+from ponder.strategies.aggregate import best_score_pick
 from ponder.strategies.base import (
     BaseStrategy,
     Context,
@@ -51,13 +52,13 @@ class BestOfN(BaseStrategy):
                                        n=cfg.n, parent=root, label="candidate")
         except BudgetExhausted:
             samples = []
-        candidates = [to_candidate(t) for t in samples]
+        candidates = [to_candidate(t, problem) for t in samples]
         try:
             scores = await ctx.verifier.score(problem, candidates, ctx, root)
         except BudgetExhausted:
             scores = [None] * len(candidates)
         candidates = [c.replace(score=s) for c, s in zip(candidates, scores, strict=True)]
-        clusters = cluster_ids([c.answer for c in candidates])
+        clusters = await cluster_answers(problem, [c.answer for c in candidates], ctx.sandbox)
         # Highest score among answered candidates (ties: the earliest); a vote when the verifier
         # abstained on all of them.
         best = best_score_pick(scores, clusters, range(len(candidates)))

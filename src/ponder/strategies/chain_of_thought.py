@@ -43,6 +43,6 @@ class ChainOfThought(BaseStrategy):
             problem_messages(problem, self.config.system), self.config.sampling(),
             parent=root, label="chain",
         )
-        candidate = to_candidate(traced).replace(votes=1.0)
+        candidate = to_candidate(traced, problem).replace(votes=1.0)
         return make_result(self, ctx, answer=candidate.answer, text=candidate.text,
                            candidates=[candidate], started=started)

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from ponder.domains import cluster_answers
 from ponder.errors import BudgetExhausted, ConfigError
 from ponder.strategies.aggregate import majority_vote
 from ponder.strategies.base import (
@@ -55,7 +56,7 @@ class SelfConsistency(BaseStrategy):
                                        parent=root, label="chain")
         except BudgetExhausted:
             samples = []
-        candidates = [to_candidate(t) for t in samples]
+        candidates = [to_candidate(t, problem) for t in samples]
         weights = None
         if cfg.weighting == "logprob":
             weights = [math.exp(c.mean_logprob) if c.mean_logprob is not None else NEUTRAL_SCORE
@@ -68,7 +69,9 @@ class SelfConsistency(BaseStrategy):
                 scores = [None] * len(candidates)
             weights = [NEUTRAL_SCORE if s is None else s for s in scores]
             candidates = [c.replace(score=s) for c, s in zip(candidates, scores, strict=True)]
-        winner, groups = majority_vote([c.answer for c in candidates], weights)
+        answers = [c.answer for c in candidates]
+        clusters = await cluster_answers(problem, answers, ctx.sandbox)
+        winner, groups = majority_vote(answers, weights, clusters)
         votes = {i: g.weight for g in groups for i in g.members}
         candidates = [c.replace(votes=votes.get(i, 0.0)) for i, c in enumerate(candidates)]
         ctx.trace.add(

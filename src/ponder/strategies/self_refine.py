@@ -79,7 +79,7 @@ class SelfRefine(BaseStrategy):
         try:
             [draft] = await ctx.sample(problem_messages(problem, cfg.system), cfg.sampling(),
                                        parent=root, label="draft")
-            versions.append(to_candidate(draft))
+            versions.append(to_candidate(draft, problem))
             parent = draft.node
             for round_ in range(1, cfg.rounds + 1):
                 current = versions[-1]
@@ -100,7 +100,7 @@ class SelfRefine(BaseStrategy):
                                                           solution=current.text, critique=text))],
                     cfg.sampling(), parent=critique.node, label=f"revision {round_}",
                 )
-                versions.append(to_candidate(revision))
+                versions.append(to_candidate(revision, problem))
                 parent = revision.node
         except BudgetExhausted:
             ctx.trace.add("decision", "budget exhausted: keep the latest version", parent=root)

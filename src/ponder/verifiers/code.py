@@ -1,0 +1,235 @@
+"""Code problems: pulling the program out of a completion, the tests it is judged by, and the
+``code-tests`` verifier (fraction of the visible tests a candidate passes in the sandbox).
+
+A code problem is a :class:`~ponder.types.Problem` whose metadata holds any of:
+
+- ``entry_point``: the function to write (HumanEval); the question is its signature + docstring;
+- ``tests``: visible tests, a list of Python statements (usually ``assert f(1) == 2``);
+- ``test``: hidden tests in HumanEval's form, a source defining ``check(candidate)`` — used to
+  grade, never shown to a strategy.
+
+Without ``tests``, the visible tests are the examples in the question's docstring (``>>>``
+doctests, or lines like ``f(1) == 2`` / ``f(1) ➞ 2``), as in the Self-Debugging paper.
+"""
+
+from __future__ import annotations
+
+import ast
+import doctest
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+from ponder.sandbox import Sandbox, TestCase
+from ponder.types import Candidate, Problem
+
+if TYPE_CHECKING:
+    from ponder.strategies.base import Context
+
+_FENCE = re.compile(
+    r"(?P<fence>```|~~~)[ \t]*(?P<lang>[\w+-]*)[^\n]*\n(?P<body>.*?)(?:(?P=fence)|\Z)", re.DOTALL)
+_CODE_LANGS = {"", "python", "py", "python3", "py3"}
+_EXAMPLE_ARROWS = r"==>|=>|==|➞|->|→|returns|should return"
+_CLOSING_QUOTES = re.compile(r"\n?\s*(?:\"\"\"|\'\'\')\s*$")
+
+
+def is_code_problem(problem: Problem) -> bool:
+    meta = problem.metadata
+    return bool(meta.get("entry_point") or meta.get("tests") or meta.get("domain") == "code")
+
+
+def extract_code(text: str, entry_point: str | None = None) -> str | None:
+    """The program in a completion: the fenced Python block that defines ``entry_point`` (else
+    the last Python block); an unclosed fence (a truncated answer) runs to the end; with no fence,
+    the whole text when it parses as Python.
+
+    >>> extract_code("Here:\\n```python\\ndef f(x):\\n    return x\\n```\\nDone.")
+    'def f(x):\\n    return x\\n'
+    """
+    blocks = [m.group("body") for m in _FENCE.finditer(text)
+              if m.group("lang").lower() in _CODE_LANGS]
+    blocks = [b for b in blocks if b.strip()]
+    if blocks:
+        if entry_point:
+            pattern = re.compile(rf"\bdef\s+{re.escape(entry_point)}\s*\(")
+            defining = [b for b in blocks if pattern.search(b)]
+            if defining:
+                return defining[-1]
+        return blocks[-1]
+    try:
+        ast.parse(text)
+    except SyntaxError:
+        return None
+    return text if text.strip() else None
+
+
+def assemble_program(problem: Problem, code: str) -> str:
+    """A runnable program for a function problem: the code, after the question's imports; when
+    the code is only the function's body (it never defines the entry point), the question's
+    signature in front of it."""
+    entry = problem.metadata.get("entry_point")
+    if not entry:
+        return code
+    if re.search(rf"\bdef\s+{re.escape(entry)}\s*\(", code):
+        imports = [line for line in problem.question.splitlines()
+                   if re.match(r"\s*(?:from\s+\S+\s+)?import\s", line) and not line.startswith(" ")]
+        return "\n".join(imports + [code]) if imports else code
+    body = code if code.startswith((" ", "\t")) else "\n".join(
+        "    " + line if line.strip() else line for line in code.splitlines())
+    return problem.question.rstrip("\n") + "\n" + body
+
+
+def program_of(problem: Problem, text: str) -> str | None:
+    """The runnable program a completion proposes for ``problem`` (None: no code found)."""
+    code = extract_code(text, problem.metadata.get("entry_point"))
+    return None if code is None else assemble_program(problem, code)
+
+
+def _doctest_cases(question: str) -> list[tuple[str, str | None]]:
+    try:
+        examples = doctest.DocTestParser().get_examples(question)
+    except ValueError:
+        return []
+    return [(e.source.strip(), _CLOSING_QUOTES.sub("", e.want).strip() or None)
+            for e in examples]
+
+
+def _line_cases(question: str, entry: str) -> list[tuple[str, str | None]]:
+    cases: list[tuple[str, str | None]] = []
+    call = re.compile(rf"(?P<call>\b{re.escape(entry)}\s*\(.*\))\s*(?:{_EXAMPLE_ARROWS})\s*"
+                      r"(?P<want>.+?)\s*$")
+    for line in question.splitlines():
+        m = call.search(line)
+        if m:
+            want = m.group("want").rstrip(".,;")
+            if re.search(r"(?<![=!<>])=(?!=)", want):  # "19 - 5 - 6 = 8": the value is last
+                want = want.rsplit("=", 1)[1].strip()
+            want = {"true": "True", "false": "False", "null": "None"}.get(want, want)
+            cases.append((m.group("call"), want))
+    return cases
+
+
+def example_cases(problem: Problem) -> list[tuple[str, str | None]]:
+    """(call expression, expected repr) pairs shown in the question; ``None`` expected means
+    the expression is itself a check (``f(1) == 2``). Only calls that parse and use literal
+    arguments are kept."""
+    entry = problem.metadata.get("entry_point")
+    cases = _doctest_cases(problem.question)
+    if not cases and entry:
+        cases = _line_cases(problem.question, entry)
+    good = []
+    for source, want in cases:
+        try:
+            tree = ast.parse(source, mode="eval")
+        except SyntaxError:
+            continue
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+        names = {n.id for c in calls for a in (*c.args, *(k.value for k in c.keywords))
+                 for n in ast.walk(a) if isinstance(n, ast.Name)}
+        if not calls or names - {"True", "False", "None"}:
+            continue  # "is_happy(a) => False": not a literal input
+        if want is None and not isinstance(tree.body, ast.Compare):
+            want = "None"
+        good.append((ast.unparse(tree), want))
+    return good
+
+
+def _example_test(source: str, want: str | None) -> str:
+    if want is None:
+        return f"assert {source}, {source + ' is False'!r}\n"
+    return (
+        f"__got = ({source})\n"
+        f"try:\n    __want = eval({want!r})\nexcept Exception:\n    __want = object()\n"
+        f"assert __got == __want or repr(__got) == {want!r} or str(__got) == {want!r}, "
+        f"'%s returned %r, expected %s' % ({source!r}, __got, {want!r})\n"
+    )
+
+
+def visible_tests(problem: Problem) -> list[TestCase]:
+    """The tests a strategy may see: ``metadata['tests']``, else the question's examples."""
+    given = problem.metadata.get("tests")
+    if given:
+        return [TestCase(f"test {i + 1}", src) for i, src in enumerate(given)]
+    return [TestCase(f"example {i + 1}", _example_test(src, want))
+            for i, (src, want) in enumerate(example_cases(problem))]
+
+
+def hidden_tests(problem: Problem) -> tuple[str, list[TestCase]]:
+    """(setup, tests) that grade a program: HumanEval's ``check(entry_point)`` when present,
+    else the visible tests."""
+    test = problem.metadata.get("test")
+    entry = problem.metadata.get("entry_point")
+    if test and entry:
+        return test, [TestCase("check", f"check({entry})")]
+    return "", visible_tests(problem)
+
+
+def probe_inputs(problem: Problem) -> list[str]:
+    """Calls to compare programs by (execution-based voting): ``metadata['inputs']``, else the
+    calls in the visible examples."""
+    given = problem.metadata.get("inputs")
+    if given:
+        return list(given)
+    tests = problem.metadata.get("tests") or []
+    calls = []
+    entry = problem.metadata.get("entry_point")
+    for src in tests:
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and (
+                    entry is None or node.func.id == entry):
+                calls.append(ast.unparse(node))
+                break
+    if calls:
+        return calls
+    found = []
+    for src, _ in example_cases(problem):
+        tree = ast.parse(src, mode="eval").body
+        found.append(ast.unparse(tree.left) if isinstance(tree, ast.Compare) else src)
+    return found
+
+
+def failure_report(outcomes: Sequence, limit: int = 3, width: int = 300) -> str:
+    """A short account of the failed tests, for feeding back to the model."""
+    lines = []
+    for outcome in list(outcomes)[:limit]:
+        message = outcome.message.strip() or outcome.status
+        lines.append(f"- {outcome.name}: {outcome.status}: {message[:width]}")
+    return "\n".join(lines)
+
+
+class CodeTestsVerifier:
+    """Score = fraction of the problem's visible tests the candidate's program passes (None when
+    the problem has no tests or the candidate no code)."""
+
+    name: ClassVar[str] = "code-tests"
+    description: ClassVar[str] = "fraction of the visible tests passed in the sandbox"
+
+    def __init__(self, sandbox: Sandbox | None = None) -> None:
+        self.sandbox = sandbox
+
+    async def score(self, problem: Problem, candidates: Sequence[Candidate], ctx: Context,
+                    parent: int | None) -> list[float | None]:
+        import asyncio
+
+        tests = visible_tests(problem)
+        if not tests:
+            return [None] * len(candidates)
+        sandbox = self.sandbox or ctx.sandbox
+        programs = [c.answer for c in candidates]
+        runs = await asyncio.gather(*(sandbox.run(p, tests) for p in programs if p is not None))
+        scores: list[float | None] = []
+        it = iter(runs)
+        for i, program in enumerate(programs):
+            if program is None:
+                scores.append(0.0)
+                continue
+            run = next(it)
+            scores.append(run.fraction)
+            ctx.trace.add("execute", f"tests of candidate {i + 1}", parent=parent,
+                          status=run.status, passed=run.passed, tests=len(run.tests),
+                          seconds=round(run.seconds, 4), failures=failure_report(run.failures()))
+        return scores
