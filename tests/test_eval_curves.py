@@ -27,9 +27,9 @@ def fill(h, plan):
     for p in PROBLEMS:
         rows = [SampleRow(i, f"The answer is {a}", a, a == p.answer, 0, 10, 0.5, 1.0)
                 for i, a in enumerate(SAMPLES[p.id])]
-        h.store.add_samples(plan.sample_key, p.id, rows)
+        h.store.add_samples(plan.pools[0].key, p.id, rows)
         if plan.verifier:
-            h.store.add_scores(plan.sample_key, plan.verifier, p.id,
+            h.store.add_scores(plan.pools[0].key, plan.verifier, p.id,
                                [ScoreRow(i, v, 1.0, 50.0, 1.0, 0.5)
                                 for i, v in enumerate(SCORES[p.id])])
 
@@ -104,7 +104,7 @@ def test_harness_generates_once_and_resumes(tmp_path):
     h = harness(tmp_path, budgets=(1, 2, 4), backend=fake)
     asyncio.run(h.run())
     assert [r.n for r in fake.history] == [4, 4]  # the largest budget, once per problem
-    assert h.store.counts(h.plans[0].sample_key, ["A", "B"]) == {"A": 4, "B": 4}
+    assert h.store.counts(h.plans[0].pools[0].key, ["A", "B"]) == {"A": 4, "B": 4}
     h.store.close()
     # A second run over the same store generates nothing; a larger budget only the extra.
     h2 = harness(tmp_path, budgets=(1, 2, 4, 6), backend=fake)
@@ -115,7 +115,7 @@ def test_harness_generates_once_and_resumes(tmp_path):
                                                                     6: 1.0}
     # A changed configuration is a different key: nothing is mixed.
     h3 = harness(tmp_path, budgets=(1,), backend=fake, options={"temperature": 0.3})
-    assert h3.plans[0].sample_key != h2.plans[0].sample_key
+    assert h3.plans[0].pools != h2.plans[0].pools
 
 
 def test_self_consistency_and_best_of_n_share_one_sample_pool(tmp_path):
@@ -126,7 +126,7 @@ def test_self_consistency_and_best_of_n_share_one_sample_pool(tmp_path):
     h = harness(tmp_path, strategies=("self-consistency", "best-of-n"), budgets=(1, 3),
                 backend=fake)
     sc, bon = h.plans
-    assert sc.sample_key == bon.sample_key and bon.verifier == "judge"
+    assert sc.pools == bon.pools and bon.verifier == "judge"
     asyncio.run(h.run())
     sampling = [r for r in fake.history if r.params.logprobs is None]
     judging = [r for r in fake.history if r.params.logprobs == 20]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -13,6 +14,7 @@ from ponder.api import asolve
 from ponder.cli.render import Progress, print_result, stdout_console, trace_tree
 from ponder.effort import EFFORTS
 from ponder.errors import ConfigError
+from ponder.types import Problem
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -37,7 +39,7 @@ def strategy_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ask", help="solve one question", description="Solve one question.")
-    p.add_argument("question")
+    p.add_argument("question", help="the question, or @FILE to read it from a file")
     p.add_argument("-s", "--strategy", default="self-consistency",
                    help="see `ponder strategies` (default: self-consistency)")
     p.add_argument("-n", type=int, default=None, help="samples / candidates, for strategies "
@@ -51,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key", default=None, help="for --base-url (default: $OPENAI_API_KEY)")
     p.add_argument("-B", "--backend-option", type=_option, action="append", default=[],
                    metavar="KEY=VALUE", help="backend setting, e.g. -B n_ctx=16384 -B n_seq_max=16")
-    p.add_argument("--verifier", default=None, help="judge or logprob (best-of-n: judge)")
+    p.add_argument("--verifier", default=None, help="judge, logprob or code-tests "
+                   "(best-of-n: judge; on code: code-tests)")
     p.add_argument("--max-tokens-total", type=int, default=None,
                    help="token budget over all calls (prompt + completion)")
     p.add_argument("--max-tokens", type=int, default=None, help="new tokens per generation")
@@ -59,6 +62,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="make sampling reproducible")
     p.add_argument("-o", "--option", type=_option, action="append", default=[],
                    metavar="KEY=VALUE", help="any strategy option, e.g. -o weighting=logprob")
+    code = p.add_argument_group("code problems (answers are programs, run in the sandbox)")
+    code.add_argument("--code", action="store_true", help="treat the question as a coding task")
+    code.add_argument("--entry-point", default=None, metavar="NAME",
+                      help="the function to write (its examples become visible tests)")
+    code.add_argument("--test", action="append", default=[], metavar="STATEMENT",
+                      help="a visible test, e.g. --test 'assert add(1, 2) == 3' (repeatable)")
+    code.add_argument("--tests-file", default=None, metavar="FILE",
+                      help="visible tests, one Python statement per line")
     p.add_argument("--json", action="store_true", help="print the whole Result as JSON")
     p.add_argument("--show-trace", action="store_true", help="print the trace as a tree")
     p.add_argument("--trace-out", default=None, metavar="FILE", help="write the trace as JSONL")
@@ -66,9 +77,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    if not args.question.strip():
+def _read(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def build_problem(args: argparse.Namespace) -> Problem:
+    """The question, with code metadata when a coding flag is given."""
+    question = args.question
+    if question.startswith("@") and len(question) > 1:
+        question = _read(question[1:], "the question file")
+    if not question.strip():
         raise ConfigError("the question is empty")
+    tests = list(args.test)
+    if args.tests_file:
+        tests += [line for line in _read(args.tests_file, "--tests-file").splitlines()
+                  if line.strip() and not line.lstrip().startswith("#")]
+    for test in tests:
+        try:
+            compile(test, "<test>", "exec")
+        except SyntaxError as exc:
+            raise ConfigError(f"test {test!r} is not valid Python: {exc.msg}") from None
+    metadata: dict[str, Any] = {}
+    if args.code or args.entry_point or tests:
+        metadata["domain"] = "code"
+    if args.entry_point:
+        metadata["entry_point"] = args.entry_point
+    if tests:
+        metadata["tests"] = tests
+    return Problem(question, metadata=metadata)
+
+
+def run(args: argparse.Namespace) -> int:
+    problem = build_problem(args)
     options = strategy_options(args)
     out = stdout_console()
     err = Console(stderr=True)
@@ -77,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def go():
         return await asolve(
-            args.question, args.strategy, n=args.n, effort=args.effort, model=args.model,
+            problem, args.strategy, n=args.n, effort=args.effort, model=args.model,
             base_url=args.base_url, api_key=args.api_key, verifier=args.verifier,
             backend_options=dict(args.backend_option),
             max_tokens_total=args.max_tokens_total, seed=args.seed,

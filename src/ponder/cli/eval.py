@@ -20,6 +20,7 @@ from ponder.cli.render import stdout_console
 from ponder.errors import ConfigError
 from ponder.eval.datasets import FORMATS, load_dataset
 from ponder.eval.harness import Harness, Status, parse_budgets
+from ponder.eval.pools import split_specs
 from ponder.eval.report import HEADER, table_rows, write_reports
 from ponder.eval.store import Store
 
@@ -37,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--question-field", default=None)
     p.add_argument("--answer-field", default=None)
     p.add_argument("--limit", type=int, default=None, help="the first N problems")
-    p.add_argument("--strategies", default="cot,self-consistency,best-of-n")
+    p.add_argument("--strategies", default="cot,self-consistency,best-of-n",
+                   help="comma-separated; per-strategy options in brackets, e.g. "
+                   "'self-consistency,program-of-thought,self-consistency[mode=mixed]'")
     p.add_argument("--budgets", default="1,2,4,8,16", help="increasing, e.g. 1,2,4,8,16")
     p.add_argument("-m", "--model", default=None)
     p.add_argument("--base-url", default=None)
@@ -78,7 +81,7 @@ def _progress_line(status: Status) -> str:
 
 def run(args: argparse.Namespace) -> int:
     budgets = parse_budgets(args.budgets)
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    strategies = split_specs(args.strategies)
     if not strategies:
         raise ConfigError("--strategies is empty")
     if args.draws < 1 or args.concurrency < 1:
@@ -141,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
             "dataset": dataset, "dataset_sha256": dataset_hash, "problems": len(problems),
             "model": spec.name, "model_id": model_id, "model_sha256": model_hash,
             "strategies": {p.label: {"name": p.name, "key": p.key, "mode": p.mode,
-                                     "budgets": p.budgets, "sample_key": p.sample_key,
+                                     "budgets": p.budgets, "pools": [pool.key for pool in p.pools],
                                      "verifier": p.verifier,
                                      "config": p.build().config.model_dump()}
                            for p in harness.plans},

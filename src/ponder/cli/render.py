@@ -87,7 +87,7 @@ def print_result(console: Console, result: Result) -> None:
     for i, c in enumerate(result.candidates, 1):
         table.add_row(
             str(i),
-            escape(c.answer) if c.answer is not None else "—",
+            _preview(c.answer, 40) if c.answer is not None else "—",
             f"{c.votes:g}",
             "—" if c.score is None else f"{c.score:.3f}",
             str(c.usage.completion_tokens),
@@ -99,6 +99,8 @@ def print_result(console: Console, result: Result) -> None:
     console.print(table)
     u = result.usage
     answer = escape(result.answer) if result.answer is not None else "(none)"
+    if "\n" in answer:  # a program: on its own lines
+        answer = "\n" + answer.rstrip()
     console.print(f"[bold]Answer:[/] {answer}")
     note = "  [yellow](stopped by the token budget)[/]" if result.stop_reason == "budget" else ""
     console.print(

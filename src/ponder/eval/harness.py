@@ -9,6 +9,7 @@ chain of thought is the baseline; coverage (pass@k) comes from the first samplin
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import random
 import statistics
@@ -20,20 +21,25 @@ from typing import Any
 from ponder import registry
 from ponder.api import make_verifier
 from ponder.backends.base import Backend
-from ponder.domains import domain_for, labels
+from ponder.domains import domain_for
 from ponder.effort import build_strategy
 from ponder.errors import ConfigError
-from ponder.eval.curves import CurvePoint, expected_accuracy, mean_ci, pass_at_k
+from ponder.eval.curves import CurvePoint, mean_ci, pass_at_k
+from ponder.eval.pools import (
+    Pool,
+    clusters_of,
+    counts,
+    parse_strategy_spec,
+    pick,
+    pool_keys,
+    pools_for,
+    score_values,
+    stratified_accuracy,
+)
 from ponder.eval.store import ResultRow, SampleRow, ScoreRow, Store, strategy_key
 from ponder.sandbox import Sandbox
-from ponder.strategies.aggregate import best_score_pick, cluster_ids, vote_pick
-from ponder.strategies.base import (
-    DEFAULT_SANDBOX,
-    Context,
-    StrategyConfig,
-    problem_messages,
-    to_candidate,
-)
+from ponder.strategies.base import DEFAULT_SANDBOX, Context
+from ponder.strategies.samplers import sample_candidates
 from ponder.types import Candidate, Problem
 from ponder.verifiers.answers import equivalent
 
@@ -57,8 +63,8 @@ def parse_budgets(text: str) -> list[int]:
 class Plan:
     """One strategy of the grid: its label, store keys, mode and how to build it per budget.
 
-    Sampling plans (vote, best-score) draw from the sample pool ``sample_key``, shared by every
-    plan with the same sampling configuration; best-score plans add ``verifier`` scores.
+    Sampling plans (vote, best-score) draw from sample ``pools``, shared by every plan with the
+    same sampling configuration; best-score plans add ``verifier`` scores.
     """
 
     label: str
@@ -67,8 +73,12 @@ class Plan:
     mode: str
     budgets: list[int]
     options: dict[str, Any]
-    sample_key: str | None = None
+    pools: list[Pool] = field(default_factory=list)
     verifier: str | None = None
+
+    @functools.cached_property
+    def config(self) -> Any:
+        return self.build().config
 
     def build(self, budget: int | None = None) -> Any:
         overrides = {}
@@ -92,13 +102,6 @@ class Status:
     @property
     def accuracy(self) -> float | None:
         return self.correct / self.scored if self.scored else None
-
-
-def _clusters(samples: Sequence[SampleRow]) -> list[int | None]:
-    """Stored execution signatures (code) when there are any, else answer equivalence."""
-    if any(r.signature is not None for r in samples):
-        return labels([r.signature for r in samples])
-    return cluster_ids([r.answer for r in samples])
 
 
 def _seed(*parts: Any) -> int:
@@ -137,8 +140,12 @@ class Harness:
         self.plans: list[Plan] = []
         if greedy:
             self.plans.append(self._plan(GREEDY, "cot", {**self.options, "temperature": 0.0}))
-        for name in strategies:
-            self.plans.append(self._plan(name, name, self.options))
+        for spec in strategies:
+            name, own = parse_strategy_spec(spec)
+            self.plans.append(self._plan(spec, name, {**self.options, **own}))
+        labels = [p.label for p in self.plans]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"a strategy is listed twice: {', '.join(labels)}")
 
     def _plan(self, label: str, name: str, options: dict[str, Any]) -> Plan:
         strategy = build_strategy(name, **options)  # validates name and options up front
@@ -146,13 +153,13 @@ class Harness:
         config = strategy.config.model_dump()
         for knob in type(strategy).budget_overrides(1):
             config.pop(knob, None)  # the budget is a row key, not part of the strategy's key
-        sample_key = verifier = None
+        pools: list[Pool] = []
+        verifier = None
         if mode in ("vote", "best-score"):
             if config.get("weighting", "none") != "none":
                 raise ConfigError("ponder eval scores self-consistency by plain majority vote; "
                                   f"weighting={config['weighting']} is not supported there")
-            sampling = {k: config[k] for k in StrategyConfig.model_fields}
-            sample_key = strategy_key("samples", sampling)
+            pools = pools_for(config)
             if mode == "best-score":
                 verifier = self.verifier or (
                     domain_for(self.problems[0]).default_verifier if self.problems else None
@@ -161,7 +168,7 @@ class Harness:
         key = strategy_key(name, config)
         self.store.register_strategy(key, name, config)
         budgets = [1] if mode == "single" else self.budgets
-        return Plan(label, name, key, mode, budgets, dict(options), sample_key, verifier)
+        return Plan(label, name, key, mode, budgets, dict(options), pools, verifier)
 
     # -- generation ------------------------------------------------------------------------
 
@@ -195,8 +202,8 @@ class Harness:
         return await domain_for(problem).grade(problem, answers, self.sandbox)
 
     async def _ensure(self, plan: Plan, problem: Problem) -> None:
-        if plan.sample_key is not None:
-            await self._ensure_sampled(plan, plan.sample_key, problem)
+        if plan.pools:
+            await self._ensure_sampled(plan, problem)
             return
         for budget in plan.budgets:
             if self.store.result(plan.key, problem.id, budget) is not None:
@@ -217,68 +224,81 @@ class Harness:
             ))
             self._note(correct, u.completion_tokens, len(result.candidates))
 
-    async def _ensure_sampled(self, plan: Plan, sample_key: str, problem: Problem) -> None:
-        """Top up the problem's sample pool to the largest budget, then (best-score) score the
+    async def _ensure_sampled(self, plan: Plan, problem: Problem) -> None:
+        """Top up the problem's sample pools to the largest budget, then (best-score) score the
         samples that lack this verifier's score. Each step is stored as soon as it returns."""
-        target = max(plan.budgets)
-        have = self.store.sample_count(sample_key, problem.id)
-        new_tokens = 0
-        if have < target:
-            cfg = plan.build().config
-            ctx = Context(backend=self.backend, seed=_seed(self.seed, sample_key, problem.id, have))
-            started = time.monotonic()
-            traced = await ctx.sample(problem_messages(problem, cfg.system), cfg.sampling(),
-                                      n=target - have, label="sample")
-            seconds, calls, n = time.monotonic() - started, ctx.trace.usage.calls, len(traced)
-            candidates = [to_candidate(t, problem) for t in traced]
-            answers = [c.answer for c in candidates]
-            domain = domain_for(problem)
-            grades = await domain.grade(problem, answers, self.sandbox)
-            keys = await domain.signatures(problem, answers, self.sandbox) or [None] * n
-            rows = []
-            for i, (c, ok, key) in enumerate(zip(candidates, grades, keys, strict=True)):
-                rows.append(SampleRow(
-                    have + i, c.text, c.answer, ok,
-                    c.usage.prompt_tokens, c.usage.completion_tokens, calls / n, seconds / n,
-                    c.finish_reason, key,
-                ))
-                new_tokens += c.usage.completion_tokens
-            self.store.add_samples(sample_key, problem.id, rows)
-        samples = self.store.samples(sample_key, problem.id)[:target]
-        scores: dict[int, ScoreRow] = {}
+        targets = counts(plan.config, plan.pools, max(plan.budgets))
+        new_tokens = new_samples = 0
+        for pool, target in zip(plan.pools, targets, strict=True):
+            have = self.store.sample_count(pool.key, problem.id)
+            if have < target:
+                new_tokens += await self._sample(plan, pool, problem, have, target - have)
+                new_samples += target - have
+        samples = self._samples(plan, problem, targets)
+        scores: list[float | None] = [None] * len(samples)
         if plan.verifier is not None:
-            scores = self.store.scores(sample_key, plan.verifier, problem.id)
-            missing = [r for r in samples if r.idx not in scores]
-            if missing:
-                ctx = Context(backend=self.backend, sandbox=self.sandbox,
-                              seed=_seed(self.seed, plan.key, problem.id))
-                started = time.monotonic()
-                verifier = make_verifier(plan.verifier, None, problem)
-                assert verifier is not None
-                values = await verifier.score(
-                    problem, [Candidate(r.text, r.answer) for r in missing], ctx, None)
-                u, m = ctx.trace.usage, len(missing)
-                seconds = time.monotonic() - started
-                rows = [ScoreRow(r.idx, v, u.completion_tokens / m, u.prompt_tokens / m,
-                                 u.calls / m, seconds / m)
-                        for r, v in zip(missing, values, strict=True)]
-                self.store.add_scores(sample_key, plan.verifier, problem.id, rows)
-                scores.update({r.idx: r for r in rows})
-                new_tokens += u.completion_tokens
-        if have < target or plan.verifier is not None:
-            chosen = self._pick(plan, samples, scores, range(len(samples)))
+            stored = {p.key: self.store.scores(p.key, plan.verifier, problem.id)
+                      for p in plan.pools}
+            new_tokens += await self._score(plan, problem, samples, stored)
+            scores = score_values(samples, plan.pools, stored)
+        if new_samples or plan.verifier is not None:
+            chosen = pick(plan.mode, plan.config, samples, scores, range(len(samples)))
             correct = chosen is not None and samples[chosen].correct
-            self._note(correct, new_tokens, max(0, target - have))
+            self._note(correct, new_tokens, new_samples)
 
-    @staticmethod
-    def _pick(plan: Plan, samples: Sequence[SampleRow], scores: dict[int, ScoreRow],
-              subset: Sequence[int], clusters: Sequence[int | None] | None = None
-              ) -> int | None:
-        clusters = clusters if clusters is not None else _clusters(samples)
-        if plan.mode == "vote":
-            return vote_pick(clusters, subset)
-        values = [scores[r.idx].score if r.idx in scores else None for r in samples]
-        return best_score_pick(values, clusters, subset)
+    def _samples(self, plan: Plan, problem: Problem, targets: Sequence[int]) -> list[SampleRow]:
+        """The plan's samples of a problem: each pool's first ``target``, chains first."""
+        return [row for pool, target in zip(plan.pools, targets, strict=True)
+                for row in self.store.samples(pool.key, problem.id)[:target]]
+
+    async def _sample(self, plan: Plan, pool: Pool, problem: Problem, have: int, n: int) -> int:
+        cfg = plan.config
+        if "mode" in type(cfg).model_fields:
+            cfg = cfg.model_copy(update={"mode": pool.mode})
+        ctx = Context(backend=self.backend, sandbox=self.sandbox,
+                      seed=_seed(self.seed, pool.key, problem.id, have))
+        started = time.monotonic()
+        candidates = await sample_candidates(problem, ctx, cfg, n, None, label="sample")
+        seconds, calls, n = time.monotonic() - started, ctx.trace.usage.calls, len(candidates)
+        answers = [c.answer for c in candidates]
+        domain = domain_for(problem)
+        grades = await domain.grade(problem, answers, self.sandbox)
+        keys = await domain.signatures(problem, answers, self.sandbox) or [None] * n
+        rows = [
+            SampleRow(have + i, c.text, c.answer, ok, c.usage.prompt_tokens,
+                      c.usage.completion_tokens, calls / n, seconds / n, c.finish_reason, key,
+                      {k: v for k, v in c.metadata.items() if k != "node"} or None)
+            for i, (c, ok, key) in enumerate(zip(candidates, grades, keys, strict=True))
+        ]
+        self.store.add_samples(pool.key, problem.id, rows)
+        return sum(c.usage.completion_tokens for c in candidates)
+
+    async def _score(self, plan: Plan, problem: Problem, samples: Sequence[SampleRow],
+                     stored: dict[str, dict[int, ScoreRow]]) -> int:
+        assert plan.verifier is not None
+        tokens = 0
+        for pool in plan.pools:
+            missing = [r for r in samples if r.mode == pool.mode or len(plan.pools) == 1]
+            missing = [r for r in missing if r.idx not in stored[pool.key]]
+            if not missing:
+                continue
+            ctx = Context(backend=self.backend, sandbox=self.sandbox,
+                          seed=_seed(self.seed, plan.key, problem.id))
+            started = time.monotonic()
+            verifier = make_verifier(plan.verifier, None, problem)
+            assert verifier is not None
+            values = await verifier.score(
+                problem, [Candidate(r.text, r.answer, metadata=r.meta or {}) for r in missing],
+                ctx, None)
+            u, m = ctx.trace.usage, len(missing)
+            seconds = time.monotonic() - started
+            rows = [ScoreRow(r.idx, v, u.completion_tokens / m, u.prompt_tokens / m,
+                             u.calls / m, seconds / m)
+                    for r, v in zip(missing, values, strict=True)]
+            self.store.add_scores(pool.key, plan.verifier, problem.id, rows)
+            stored[pool.key].update({r.idx: r for r in rows})
+            tokens += u.completion_tokens
+        return tokens
 
     # -- curves ----------------------------------------------------------------------------
 
@@ -306,41 +326,55 @@ class Harness:
 
     def _sampled_points(self, plan: Plan, draws: int, per_problem: dict[str, Any]
                         ) -> list[CurvePoint]:
-        assert plan.sample_key is not None
         rng = random.Random(_seed(self.seed, "curves", plan.key))
         by_budget: dict[int, list[tuple[float, float, float, float]]] = {}
+        targets = counts(plan.config, plan.pools, max(plan.budgets))
         for problem in self.problems:
-            samples = self.store.samples(plan.sample_key, problem.id)[: max(plan.budgets)]
-            scores = (self.store.scores(plan.sample_key, plan.verifier, problem.id)
-                      if plan.verifier else {})
-            if not samples or (plan.verifier and len(scores) < len(samples)):
-                continue
-            clusters = _clusters(samples)
+            samples = self._samples(plan, problem, targets)
+            stored = ({p.key: self.store.scores(p.key, plan.verifier, problem.id)
+                       for p in plan.pools} if plan.verifier else {})
+            scores = score_values(samples, plan.pools, stored)
+            keys = pool_keys(samples, plan.pools)
+            if not samples or (plan.verifier and any(
+                    r.idx not in stored[k] for k, r in zip(keys, samples, strict=True))):
+                continue  # not (fully) generated or scored yet
+            clusters = clusters_of(samples)
 
-            def pick(subset: Sequence[int], samples=samples, scores=scores, clusters=clusters
-                     ) -> int | None:
-                return self._pick(plan, samples, scores, subset, clusters)
+            def chooser(subset: Sequence[int], samples=samples, scores=scores,
+                        clusters=clusters) -> int | None:
+                return pick(plan.mode, plan.config, samples, scores, subset, clusters)
 
             cost = [(r.completion_tokens, r.calls, r.seconds) for r in samples]
             if plan.verifier:
-                cost = [(t + scores[r.idx].completion_tokens, c + scores[r.idx].calls,
-                         s + scores[r.idx].seconds) for (t, c, s), r in zip(cost, samples,
-                                                                            strict=True)]
-            mean_cost = [statistics.fmean(x[i] for x in cost) for i in range(3)]
+                extra = [stored[k][r.idx] for k, r in zip(keys, samples, strict=True)]
+                cost = [(t + x.completion_tokens, c + x.calls, s + x.seconds)
+                        for (t, c, s), x in zip(cost, extra, strict=True)]
+            strata, start = [], 0
+            for pool in plan.pools:
+                size = sum(1 for r in samples[start:] if r.mode == pool.mode
+                           or len(plan.pools) == 1)
+                strata.append(range(start, start + size))
+                start += size
             correct = [r.correct for r in samples]
             for k in plan.budgets:
-                if k <= len(samples):
-                    acc = expected_accuracy(pick, correct, k, draws, rng)
-                    by_budget.setdefault(k, []).append((acc, *(k * m for m in mean_cost)))
-            chosen = pick(list(range(len(samples))))
+                sizes = counts(plan.config, plan.pools, k)
+                if any(n > len(s) for n, s in zip(sizes, strata, strict=True)):
+                    continue
+                acc = stratified_accuracy(chooser, correct, strata, sizes, draws, rng)
+                spent = [sum(n * statistics.fmean(cost[i][j] for i in s) if n else 0.0
+                             for n, s in zip(sizes, strata, strict=True)) for j in range(3)]
+                by_budget.setdefault(k, []).append((acc, *spent))
+            chosen = chooser(list(range(len(samples))))
             per_problem[problem.id]["strategies"][plan.label] = {
                 "budget": len(samples),
                 "answer": samples[chosen].answer if chosen is not None else None,
                 "correct": bool(chosen is not None and samples[chosen].correct),
                 "candidates": [
                     {"answer": r.answer, "correct": r.correct, "tokens": r.completion_tokens,
-                     "score": scores[r.idx].score if r.idx in scores else None, "text": r.text}
-                    for r in samples
+                     "score": score, "mode": r.mode, "text": r.text,
+                     **({"output": r.meta.get("output"), "error": r.meta.get("error")}
+                        if r.mode == "program" and r.meta else {})}
+                    for r, score in zip(samples, scores, strict=True)
                 ],
             }
         return [self._point(plan.label, k, values) for k, values in sorted(by_budget.items())]
@@ -383,10 +417,11 @@ class Harness:
         )
 
     def _coverage(self, plan: Plan) -> list[CurvePoint]:
+        """pass@k (unbiased) over the plan's first pool."""
         by_budget: dict[int, list[tuple[float, float, float, float]]] = {}
-        assert plan.sample_key is not None
+        pool = plan.pools[0]
         for problem in self.problems:
-            rows = self.store.samples(plan.sample_key, problem.id)[: max(plan.budgets)]
+            rows = self.store.samples(pool.key, problem.id)[: max(plan.budgets)]
             if not rows:
                 continue
             c = sum(r.correct for r in rows)

@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS samples (
     text TEXT NOT NULL, answer TEXT, correct INTEGER NOT NULL,
     prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
     calls REAL NOT NULL, seconds REAL NOT NULL, finish_reason TEXT NOT NULL,
-    signature TEXT,
+    signature TEXT, meta TEXT,
     PRIMARY KEY (sample_key, problem_id, idx));
 CREATE TABLE IF NOT EXISTS scores (
     sample_key TEXT NOT NULL, verifier TEXT NOT NULL, problem_id TEXT NOT NULL,
@@ -65,6 +65,11 @@ class SampleRow:
     seconds: float  # the sample's share of its call's wall time
     finish_reason: str = "stop"
     signature: str | None = None  # code: what the program does (execution-based voting)
+    meta: dict[str, Any] | None = None  # e.g. mode (chain/program), the program, its output
+
+    @property
+    def mode(self) -> str:
+        return (self.meta or {}).get("mode", "chain")
 
 
 @dataclass(frozen=True)
@@ -101,8 +106,9 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
         columns = {r[1] for r in self.db.execute("PRAGMA table_info(samples)")}
-        if "signature" not in columns:  # a store written before code problems existed
-            self.db.execute("ALTER TABLE samples ADD COLUMN signature TEXT")
+        for column in ("signature", "meta"):  # a store written before they existed
+            if column not in columns:
+                self.db.execute(f"ALTER TABLE samples ADD COLUMN {column} TEXT")
         self.db.commit()
 
     def close(self) -> None:
@@ -131,19 +137,20 @@ class Store:
     def add_samples(self, key: str, problem_id: str, rows: Iterable[SampleRow]) -> None:
         with self.db:
             self.db.executemany(
-                "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(key, problem_id, r.idx, r.text, r.answer, int(r.correct), r.prompt_tokens,
-                  r.completion_tokens, r.calls, r.seconds, r.finish_reason, r.signature)
-                 for r in rows],
+                  r.completion_tokens, r.calls, r.seconds, r.finish_reason, r.signature,
+                  None if r.meta is None else json.dumps(r.meta)) for r in rows],
             )
 
     def samples(self, key: str, problem_id: str) -> list[SampleRow]:
         rows = self.db.execute(
             "SELECT idx, text, answer, correct, prompt_tokens, completion_tokens, calls, "
-            "seconds, finish_reason, signature FROM samples "
+            "seconds, finish_reason, signature, meta FROM samples "
             "WHERE sample_key = ? AND problem_id = ? ORDER BY idx", (key, problem_id),
         ).fetchall()
-        return [SampleRow(r[0], r[1], r[2], bool(r[3]), *r[4:]) for r in rows]
+        return [SampleRow(r[0], r[1], r[2], bool(r[3]), *r[4:10],
+                          None if r[10] is None else json.loads(r[10])) for r in rows]
 
     def sample_count(self, key: str, problem_id: str) -> int:
         return self.db.execute(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ponder.verifiers.answers import equivalent
 
@@ -45,16 +46,28 @@ def group_answers(answers: Sequence[str | None], weights: Sequence[float] | None
     return groups
 
 
+def cross_mode_factor(modes: Sequence[str], bonus: float) -> float:
+    """An answer reached by more than one mode (chain and program) counts 1 + bonus times."""
+    return 1.0 + bonus if len(set(modes)) > 1 else 1.0
+
+
 def majority_vote(answers: Sequence[str | None], weights: Sequence[float] | None = None,
-                  clusters: Sequence[int | None] | None = None
+                  clusters: Sequence[int | None] | None = None,
+                  modes: Sequence[str] | None = None, cross_mode_bonus: float = 0.0
                   ) -> tuple[AnswerGroup | None, list[AnswerGroup]]:
     """The winning group (largest total weight; ties go to the answer seen first) and all groups.
+    With ``modes``, a group whose members come from several modes has its weight multiplied by
+    ``1 + cross_mode_bonus``.
 
     >>> winner, groups = majority_vote(["22", "21", "22.0", None])
     >>> winner.answer, winner.members
     ('22', [0, 2])
     """
     groups = group_answers(answers, weights, clusters)
+    if modes is not None:
+        for group in groups:
+            group.weight *= cross_mode_factor([modes[i] for i in group.members],
+                                              cross_mode_bonus)
     if not groups:
         return None, groups
     best = max(groups, key=lambda g: g.weight)  # max keeps the first of equal weights
@@ -70,27 +83,36 @@ def cluster_ids(answers: Sequence[str | None]) -> list[int | None]:
     return labels
 
 
-def vote_pick(clusters: Sequence[int | None], subset: Sequence[int]) -> int | None:
-    """The sample whose answer wins a majority vote within ``subset`` (ties: earliest)."""
-    counts: dict[int, int] = {}
+def vote_pick(clusters: Sequence[int | None], subset: Sequence[int],
+              weights: Sequence[float] | None = None, modes: Sequence[str] | None = None,
+              cross_mode_bonus: float = 0.0) -> int | None:
+    """The sample whose answer wins a (weighted, mode-aware: see :func:`majority_vote`) vote
+    within ``subset`` (ties: the earliest)."""
+    totals: dict[int, float] = {}
     first: dict[int, int] = {}
+    seen_modes: dict[int, list[str]] = {}
     for i in subset:
         c = clusters[i]
         if c is None:
             continue
-        counts[c] = counts.get(c, 0) + 1
+        totals[c] = totals.get(c, 0.0) + (1.0 if weights is None else weights[i])
         first.setdefault(c, i)
-    if not counts:
+        if modes is not None:
+            seen_modes.setdefault(c, []).append(modes[i])
+    if not totals:
         return None
-    best = max(counts.values())
-    return min(first[c] for c, n in counts.items() if n == best)
+    if modes is not None:
+        totals = {c: w * cross_mode_factor(seen_modes[c], cross_mode_bonus)
+                  for c, w in totals.items()}
+    best = max(totals.values())
+    return min(first[c] for c, w in totals.items() if w >= best - 1e-12)
 
 
 def best_score_pick(scores: Sequence[float | None], clusters: Sequence[int | None],
-                    subset: Sequence[int]) -> int | None:
-    """The highest-scored sample with an answer in ``subset`` (ties: earliest); a vote when no
-    sample in it has a score."""
+                    subset: Sequence[int], **vote: Any) -> int | None:
+    """The highest-scored sample with an answer in ``subset`` (ties: earliest); a vote
+    (:func:`vote_pick` with ``vote``'s weights and modes) when no sample in it has a score."""
     scored = [i for i in subset if scores[i] is not None and clusters[i] is not None]
     if not scored:
-        return vote_pick(clusters, subset)
+        return vote_pick(clusters, subset, **vote)
     return max(scored, key=lambda i: (scores[i], -i))

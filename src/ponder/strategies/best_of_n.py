@@ -16,13 +16,12 @@ from ponder.strategies.base import (
     EvalMode,
     StrategyConfig,
     make_result,
-    problem_messages,
-    to_candidate,
 )
+from ponder.strategies.samplers import SamplingModeConfig, sample_candidates
 from ponder.types import Problem, Result
 
 
-class BestOfNConfig(StrategyConfig):
+class BestOfNConfig(SamplingModeConfig):
     n: int = Field(8, ge=1, le=1024, description="number of candidates")
 
 
@@ -47,12 +46,7 @@ class BestOfN(BaseStrategy):
         cfg = self.config
         started = time.monotonic()
         root = ctx.trace.add("strategy", self.name, config=cfg.model_dump())
-        try:
-            samples = await ctx.sample(problem_messages(problem, cfg.system), cfg.sampling(),
-                                       n=cfg.n, parent=root, label="candidate")
-        except BudgetExhausted:
-            samples = []
-        candidates = [to_candidate(t, problem) for t in samples]
+        candidates = await sample_candidates(problem, ctx, cfg, cfg.n, root, label="candidate")
         try:
             scores = await ctx.verifier.score(problem, candidates, ctx, root)
         except BudgetExhausted:
@@ -61,7 +55,10 @@ class BestOfN(BaseStrategy):
         clusters = await cluster_answers(problem, [c.answer for c in candidates], ctx.sandbox)
         # Highest score among answered candidates (ties: the earliest); a vote when the verifier
         # abstained on all of them.
-        best = best_score_pick(scores, clusters, range(len(candidates)))
+        best = best_score_pick(scores, clusters, range(len(candidates)),
+                               weights=[cfg.vote_weight(c) for c in candidates],
+                               modes=[c.metadata.get("mode", "chain") for c in candidates],
+                               cross_mode_bonus=cfg.cross_mode_bonus)
         if any(s is not None and k is not None for s, k in zip(scores, clusters, strict=True)):
             how = "highest verifier score"
         else:

@@ -17,15 +17,14 @@ from ponder.strategies.base import (
     EvalMode,
     StrategyConfig,
     make_result,
-    problem_messages,
-    to_candidate,
 )
+from ponder.strategies.samplers import SamplingModeConfig, sample_candidates
 from ponder.types import Problem, Result
 
 NEUTRAL_SCORE = 0.5  # the weight of a candidate the verifier abstained on
 
 
-class SelfConsistencyConfig(StrategyConfig):
+class SelfConsistencyConfig(SamplingModeConfig):
     n: int = Field(8, ge=1, le=1024, description="number of sampled chains")
     weighting: Literal["none", "verifier", "logprob"] = "none"
 
@@ -51,33 +50,30 @@ class SelfConsistency(BaseStrategy):
         started = time.monotonic()
         root = ctx.trace.add("strategy", self.name, config=cfg.model_dump())
         params = cfg.sampling(logprobs=0 if cfg.weighting == "logprob" else None)
-        try:
-            samples = await ctx.sample(problem_messages(problem, cfg.system), params, n=cfg.n,
-                                       parent=root, label="chain")
-        except BudgetExhausted:
-            samples = []
-        candidates = [to_candidate(t, problem) for t in samples]
-        weights = None
+        candidates = await sample_candidates(problem, ctx, cfg, cfg.n, root, params)
+        weights = [cfg.vote_weight(c) for c in candidates]
         if cfg.weighting == "logprob":
-            weights = [math.exp(c.mean_logprob) if c.mean_logprob is not None else NEUTRAL_SCORE
-                       for c in candidates]
+            weights = [w * (math.exp(c.mean_logprob) if c.mean_logprob is not None
+                            else NEUTRAL_SCORE) for w, c in zip(weights, candidates, strict=True)]
         elif cfg.weighting == "verifier" and candidates:
             assert ctx.verifier is not None
             try:
                 scores = await ctx.verifier.score(problem, candidates, ctx, root)
             except BudgetExhausted:
                 scores = [None] * len(candidates)
-            weights = [NEUTRAL_SCORE if s is None else s for s in scores]
+            weights = [w * (NEUTRAL_SCORE if s is None else s)
+                       for w, s in zip(weights, scores, strict=True)]
             candidates = [c.replace(score=s) for c, s in zip(candidates, scores, strict=True)]
         answers = [c.answer for c in candidates]
         clusters = await cluster_answers(problem, answers, ctx.sandbox)
-        winner, groups = majority_vote(answers, weights, clusters)
+        modes = [c.metadata.get("mode", "chain") for c in candidates]
+        winner, groups = majority_vote(answers, weights, clusters, modes, cfg.cross_mode_bonus)
         votes = {i: g.weight for g in groups for i in g.members}
         candidates = [c.replace(votes=votes.get(i, 0.0)) for i, c in enumerate(candidates)]
         ctx.trace.add(
             "vote", "majority vote", parent=root,
-            groups=[{"answer": g.answer, "members": g.members, "weight": g.weight}
-                    for g in groups],
+            groups=[{"answer": g.answer, "members": g.members, "weight": round(g.weight, 6),
+                     "modes": sorted({modes[i] for i in g.members})} for g in groups],
             winner=winner.answer if winner else None,
         )
         text = candidates[winner.members[0]].text if winner else ""
