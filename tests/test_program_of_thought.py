@@ -188,3 +188,21 @@ def test_bad_strategy_specs_are_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="listed twice"):
         Harness(ScriptedBackend(), Store(tmp_path / "s.sqlite"), [Q],
                 ["self-consistency", "self-consistency"], [1])
+
+
+@pytest.mark.model
+def test_program_of_thought_on_the_bundled_model(llama):
+    """End to end: SmolLM2 writes programs, the sandbox runs them, a printed value becomes the
+    answer, and the usage is the sum over the trace."""
+    result = asyncio.run(asolve("What is 6 times 7?", "program-of-thought", n=4, repairs=1,
+                                max_tokens=120, seed=1, backend=llama))
+    assert result.answer is not None
+    winners = [c for c in result.candidates if c.answer == result.answer]
+    assert winners and all(c.metadata["mode"] == "program" for c in result.candidates)
+    for c in winners:  # the answer is what the sandboxed program printed
+        assert printed_answer(c.metadata["output"]) == result.answer
+        assert c.metadata["error"] is None and "print" in c.metadata["program"]
+    executed = [n for n in result.trace.nodes if n.kind == "execute"]
+    assert len(executed) >= 4
+    assert result.usage.completion_tokens == sum(c.usage.completion_tokens
+                                                 for c in result.candidates)

@@ -7,6 +7,7 @@ The tree::
      ├── ModelError             a model cannot be resolved or loaded (missing/corrupt, offline)
      ├── BackendError           a backend failed while generating
      │    ├── BackendUnavailable     the server cannot be reached, or keeps failing
+     │    │    └── BackendTimeout         it did not answer in time
      │    └── ModelNotServed         the server does not serve the requested model
      ├── BudgetExhausted        the token/call/time budget is spent (strategies catch it, finish)
      └── MissingDependency      an optional extra is missing; the message names the pip command
@@ -35,6 +36,10 @@ class BackendError(PonderError):
 
 class BackendUnavailable(BackendError):
     """The backend's server cannot be reached or keeps failing."""
+
+
+class BackendTimeout(BackendUnavailable):
+    """The backend's server did not answer in time."""
 
 
 class ModelNotServed(BackendError):

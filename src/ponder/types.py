@@ -59,6 +59,9 @@ class TokenLogprob:
 # Called after every generated token of every sequence: (sample index, text so far, the token's
 # logprob or None). Returning True stops that sequence (finish_reason "cancelled"), not the others.
 TokenMonitor = Callable[[int, str, "TokenLogprob | None"], bool]
+# Called once per sample as soon as it is finished: (sample index, its completion). Backends may
+# call it from their own thread.
+SampleCallback = Callable[[int, "Completion"], None]
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class GenerationRequest:
     n: int = 1
     prefill: str = ""
     monitor: TokenMonitor | None = field(default=None, compare=False, repr=False)
+    on_sample: SampleCallback | None = field(default=None, compare=False, repr=False)
 
     def replace(self, **changes: Any) -> GenerationRequest:
         return dataclasses.replace(self, **changes)

@@ -80,6 +80,8 @@ class ScriptedBackend:
                 first = Usage(prompt_tokens=prompt, calls=1) if i == 0 else Usage()
                 usage = first + Usage(completion_tokens=completion.usage.completion_tokens)
                 samples.append(replace(completion, usage=usage))
+                if request.on_sample is not None:
+                    request.on_sample(i, samples[-1])
                 produced += usage.completion_tokens
                 if on_progress:
                     on_progress(produced)

@@ -396,6 +396,12 @@ class LlamaCppBackend:
             ),
             logprobs=tuple(s.logprobs) if request.params.logprobs is not None else None,
         )
+        if request.on_sample is not None and not job.future.done():
+            try:
+                request.on_sample(s.index, job.results[ri][s.index])
+            except Exception as exc:  # noqa: BLE001 - the caller's callback
+                self._fail([job], BackendError(f"sample callback failed: {exc}"))
+                job.cancel.set()
         job.remaining -= 1
         if job.remaining == 0:
             self._deliver(job)

@@ -22,7 +22,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from ponder.backends.base import Capabilities, ProgressCallback
-from ponder.errors import BackendError, BackendUnavailable, MissingDependency, ModelNotServed
+from ponder.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    MissingDependency,
+    ModelNotServed,
+)
 from ponder.types import Completion, GenerationRequest, TokenLogprob, Usage
 
 CONTINUE_INSTRUCTION = "Continue your answer exactly where it stops. Do not repeat any of it."
@@ -80,7 +86,7 @@ class OpenAIBackend:
     def _translate(self, exc: Exception) -> BackendError:
         openai = self._openai
         if isinstance(exc, openai.APITimeoutError):
-            return BackendUnavailable(f"the server at {self.base_url} timed out")
+            return BackendTimeout(f"the server at {self.base_url} timed out")
         if isinstance(exc, openai.APIConnectionError):
             return BackendUnavailable(f"cannot reach the server at {self.base_url}")
         if isinstance(exc, openai.AuthenticationError):
@@ -239,21 +245,27 @@ class OpenAIBackend:
 
     async def _one_request(self, request: GenerationRequest, progress: ProgressCallback
                            ) -> list[Completion]:
+        def done(index: int, completion: Completion) -> Completion:
+            if request.on_sample is not None:
+                request.on_sample(index, completion)
+            return completion
+
+        async def streamed(index: int) -> Completion:
+            return done(index, await self._streamed(request, index, progress))
+
+        async def single(index: int) -> Completion:
+            [completion] = await self._batched(request.replace(params=_reseed(request, index)), 1)
+            progress(completion.usage.completion_tokens)
+            return done(index, completion)
+
         if request.monitor is not None:
-            parts = await asyncio.gather(*(self._streamed(request, i, progress)
-                                           for i in range(request.n)))
-            return list(parts)
+            return list(await asyncio.gather(*(streamed(i) for i in range(request.n))))
         if request.n > 1 and self._caps.parallel_n:
             completions = await self._batched(request, request.n)
             if len(completions) == request.n:
                 progress(sum(c.usage.completion_tokens for c in completions))
-                return completions
-        sampled = await asyncio.gather(*(self._batched(request.replace(params=_reseed(request, i)),
-                                                       1)
-                                         for i in range(request.n)))
-        completions = [c for row in sampled for c in row]
-        progress(sum(c.usage.completion_tokens for c in completions))
-        return completions
+                return [done(i, c) for i, c in enumerate(completions)]
+        return list(await asyncio.gather(*(single(i) for i in range(request.n))))
 
     async def _batched(self, request: GenerationRequest, n: int) -> list[Completion]:
         started = time.monotonic()

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from ponder.verifiers.base import Verifier
 
 # Progress events: (event name, details). Names: "generate" (before a backend call),
-# "tokens" (tokens generated so far in the call), "generated" (after the call), "phase".
+# "tokens" (tokens generated so far in the call), "sample" (one sample finished), "text" (the
+# text so far of the call's first sample, when the context streams text), "generated" (after
+# the call). Backends may emit from their own thread: sinks must be thread-safe.
 EventSink = Callable[[str, dict[str, Any]], None]
 
 DEFAULT_SYSTEM = (
@@ -86,6 +88,7 @@ class Context:
     seed: int | None = None
     events: EventSink | None = None
     sandbox: Sandbox = field(default_factory=lambda: DEFAULT_SANDBOX)
+    stream_text: bool = False
     stop_reason: StopReason = "done"
     rng: random.Random = field(init=False)
     _seed_counter: int = field(default=0, init=False)
@@ -135,6 +138,8 @@ class Context:
             if params.seed is None and self.seed is not None:
                 params = params.replace(seed=self._next_seed())
             prepared.append(r.replace(params=params))
+        if self.events is not None:
+            prepared = [self._observed(r, label, first=i == 0) for i, r in enumerate(prepared)]
         self.emit("generate", samples=n_total, label=label)
         started = time.monotonic()
         results = await (backend or self.backend).generate(
@@ -164,6 +169,30 @@ class Context:
             tokens=sum(t.completion.usage.completion_tokens for row in out for t in row),
         )
         return out
+
+    def _observed(self, request: GenerationRequest, label: str, first: bool
+                  ) -> GenerationRequest:
+        """The request with hooks that report each finished sample (and, when streaming text,
+        the first sample's text as it grows)."""
+        n = request.n
+
+        def on_sample(index: int, completion: Completion) -> None:
+            if request.on_sample is not None:
+                request.on_sample(index, completion)
+            self.emit("sample", label=label, index=index, n=n, text=completion.text,
+                      tokens=completion.usage.completion_tokens,
+                      finish_reason=completion.finish_reason)
+
+        monitor = request.monitor
+        if self.stream_text and first:
+            inner = request.monitor
+
+            def monitor(index: int, text: str, token: Any) -> bool:
+                if index == 0:
+                    self.emit("text", label=label, text=text)
+                return bool(inner is not None and inner(index, text, token))
+
+        return request.replace(on_sample=on_sample, monitor=monitor)
 
     async def sample(
         self,

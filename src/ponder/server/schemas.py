@@ -1,0 +1,91 @@
+"""The request body of ``POST /v1/chat/completions``, validated with pydantic.
+
+The standard OpenAI fields are accepted (those that do not apply to a reasoning search, such as
+``presence_penalty``, are accepted and ignored, so existing clients work unchanged); a field
+OpenAI does not define is refused, as OpenAI refuses it. ponder's own knobs travel in ``ponder``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(_Strict):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    reasoning_content: str | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text or "" for p in self.content if p.type in ("text", "input_text"))
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class PonderOptions(_Strict):
+    """ponder's own knobs: which strategy, how much compute."""
+
+    strategy: str | None = None
+    n: int | None = Field(None, ge=1, le=64, description="samples / candidates")
+    budget: int | None = Field(None, ge=1, le=10_000_000,
+                               description="total tokens over every internal call")
+    max_seconds: float | None = Field(None, gt=0, le=3600)
+    verifier: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="any strategy option, as -o KEY=VALUE")
+    trace: bool = Field(False, description="return the whole trace in the response")
+
+
+class ChatCompletionRequest(_Strict):
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(1, ge=1, le=8)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    max_completion_tokens: int | None = Field(None, ge=1, le=10_000_000)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    user: str | None = None
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    response_format: dict[str, Any] | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    parallel_tool_calls: bool | None = None
+    service_level: str | None = None
+    ponder: PonderOptions | None = None
+
+    @field_validator("messages")
+    @classmethod
+    def _has_a_question(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        if not any(m.role == "user" and m.text().strip() for m in messages):
+            raise ValueError("needs at least one user message with text")
+        return messages
