@@ -7,6 +7,7 @@ import inspect
 from ponder import registry
 from ponder.backends.fake import ScriptedBackend
 from ponder.errors import ConfigError
+from ponder.strategies.adaptive_consistency import AdaptiveConsistency
 from ponder.strategies.best_of_n import BestOfN
 from ponder.strategies.budget_forcing import BudgetForcing
 from ponder.strategies.chain_of_thought import ChainOfThought
@@ -42,7 +43,7 @@ def _openai(**options):
 
 
 for _strategy in (ChainOfThought, SelfConsistency, BestOfN, SelfRefine, BudgetForcing,
-                  SelfDebug, ProgramOfThought):
+                  SelfDebug, ProgramOfThought, AdaptiveConsistency):
     registry.strategies.register(_strategy.name, _strategy)
 for _verifier in (JudgeVerifier, MeanLogprobVerifier, CodeTestsVerifier):
     registry.verifiers.register(_verifier.name, _verifier)

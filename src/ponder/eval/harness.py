@@ -104,6 +104,11 @@ class Status:
         return self.correct / self.scored if self.scored else None
 
 
+def _quantile(values: Sequence[float], q: float) -> float:
+    """The q-quantile of sorted values (nearest rank)."""
+    return values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]
+
+
 def _seed(*parts: Any) -> int:
     digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
@@ -155,7 +160,7 @@ class Harness:
             config.pop(knob, None)  # the budget is a row key, not part of the strategy's key
         pools: list[Pool] = []
         verifier = None
-        if mode in ("vote", "best-score"):
+        if mode in ("vote", "best-score", "sequential"):
             if config.get("weighting", "none") != "none":
                 raise ConfigError("ponder eval scores self-consistency by plain majority vote; "
                                   f"weighting={config['weighting']} is not supported there")
@@ -242,7 +247,9 @@ class Harness:
             new_tokens += await self._score(plan, problem, samples, stored)
             scores = score_values(samples, plan.pools, stored)
         if new_samples or plan.verifier is not None:
-            chosen = pick(plan.mode, plan.config, samples, scores, range(len(samples)))
+            used = self._used(plan, samples, max(plan.budgets))
+            chosen = pick("vote" if plan.mode == "sequential" else plan.mode, plan.config,
+                          samples, scores, range(used))
             correct = chosen is not None and samples[chosen].correct
             self._note(correct, new_tokens, new_samples)
 
@@ -311,16 +318,22 @@ class Harness:
             p.id: {"id": p.id, "question": p.question, "gold": p.answer, "strategies": {}}
             for p in self.problems
         }
+        spent: list[dict[str, Any]] = []
         for plan in self.plans:
             if plan.mode in ("vote", "best-score"):
                 points.extend(self._sampled_points(plan, draws, per_problem))
                 if not coverage:
                     coverage = self._coverage(plan)
+            elif plan.mode == "sequential":
+                new, distribution = self._sequential_points(plan, per_problem)
+                points.extend(new)
+                spent.extend(distribution)
             else:
                 points.extend(self._run_points(plan, per_problem))
         return {
             "points": [p.to_dict() for p in points],
             "coverage": [p.to_dict() for p in coverage],
+            "spent": spent,
             "problems": list(per_problem.values()),
         }
 
@@ -378,6 +391,55 @@ class Harness:
                 ],
             }
         return [self._point(plan.label, k, values) for k, values in sorted(by_budget.items())]
+
+    def _used(self, plan: Plan, samples: Sequence[SampleRow], budget: int,
+              clusters: Sequence[int | None] | None = None) -> int:
+        """Samples a plan uses at a budget: all of them, unless it stops early (sequential)."""
+        if plan.mode != "sequential":
+            return len(samples)
+        cls = registry.strategies.get(plan.name)
+        return cls.samples_used(plan.config, clusters or clusters_of(samples), budget)
+
+    def _sequential_points(self, plan: Plan, per_problem: dict[str, Any]
+                           ) -> tuple[list[CurvePoint], list[dict[str, Any]]]:
+        """Replay an early-stopping strategy on the stored samples, in order: its accuracy and
+        the tokens it actually spent, per problem, at each budget (its most samples)."""
+        targets = counts(plan.config, plan.pools, max(plan.budgets))
+        by_budget: dict[int, list[tuple[float, float, float, float]]] = {}
+        used_at: dict[int, list[int]] = {}
+        for problem in self.problems:
+            samples = self._samples(plan, problem, targets)
+            if len(samples) < sum(targets):
+                continue
+            clusters = clusters_of(samples)
+            for budget in plan.budgets:
+                used = self._used(plan, samples, budget, clusters)
+                chosen = pick("vote", plan.config, samples, [None] * len(samples),
+                              range(used), clusters)
+                correct = float(chosen is not None and samples[chosen].correct)
+                by_budget.setdefault(budget, []).append((
+                    correct, float(sum(r.completion_tokens for r in samples[:used])),
+                    sum(r.calls for r in samples[:used]), sum(r.seconds for r in samples[:used])))
+                used_at.setdefault(budget, []).append(used)
+                if budget == max(plan.budgets):
+                    per_problem[problem.id]["strategies"][plan.label] = {
+                        "budget": used, "answer": samples[chosen].answer if chosen is not None
+                        else None, "correct": bool(correct),
+                        "candidates": [{"answer": r.answer, "correct": r.correct,
+                                        "tokens": r.completion_tokens, "score": None,
+                                        "text": r.text} for r in samples[:used]]}
+        points = [self._point(plan.label, k, v) for k, v in sorted(by_budget.items())]
+        distribution = []
+        for budget, values in sorted(by_budget.items()):
+            tokens = sorted(v[1] for v in values)
+            distribution.append({
+                "strategy": plan.label, "budget": budget, "problems": len(tokens),
+                "mean": statistics.fmean(tokens), "p10": _quantile(tokens, 0.1),
+                "p50": _quantile(tokens, 0.5), "p90": _quantile(tokens, 0.9),
+                "max": tokens[-1], "samples_mean": statistics.fmean(used_at[budget]),
+                "stopped_early": sum(u < budget for u in used_at[budget]) / len(tokens),
+            })
+        return points, distribution
 
     def _run_points(self, plan: Plan, per_problem: dict[str, Any]) -> list[CurvePoint]:
         points = []

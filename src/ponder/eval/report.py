@@ -44,6 +44,19 @@ def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
         "|" + "|".join("---" if i == 0 else "---:" for i in range(len(HEADER))) + "|",
     ]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(data)]
+    if data.get("spent"):
+        lines += [
+            "",
+            "Tokens actually spent per problem by the early-stopping strategies (replayed on the "
+            "same stored samples as self-consistency):",
+            "",
+            "| strategy | most samples | mean samples | stopped early | mean tokens | p10 | p50 "
+            "| p90 | max |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [f"| {d['strategy']} | {d['budget']} | {d['samples_mean']:.2f} | "
+                  f"{_pct(d['stopped_early'])} | {d['mean']:.0f} | {d['p10']:.0f} | "
+                  f"{d['p50']:.0f} | {d['p90']:.0f} | {d['max']:.0f} |" for d in data["spent"]]
     lines += [
         "",
         "Accuracy is the mean over problems of the expected accuracy at that budget; for sampling "

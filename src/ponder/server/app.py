@@ -336,8 +336,6 @@ class PonderServer:
         return result
 
     async def _pass_through(self, plan: Plan, seed: int | None, sink: Any) -> Result:
-        from ponder.trace import Trace
-
         req = plan.request
         messages = tuple(Message("system" if m.role == "developer" else
                                  ("user" if m.role == "tool" else m.role), m.text())
@@ -355,7 +353,7 @@ class PonderServer:
         return Result(answer=c.text, text=c.reasoning or "", candidates=(),
                       usage=Usage(c.usage.prompt_tokens, c.usage.completion_tokens, 1,
                                   time.monotonic() - started),
-                      trace=ctx.trace or Trace(), strategy="pass-through",
+                      trace=ctx.trace, strategy="pass-through",
                       model=self.model_id,
                       stop_reason="budget" if c.finish_reason == "length" else "done")
 

@@ -229,7 +229,7 @@ def to_candidate(traced: Traced, problem: Problem, text: str | None = None) -> C
     )
 
 
-EvalMode = Literal["single", "vote", "best-score", "budget"]
+EvalMode = Literal["single", "vote", "best-score", "budget", "sequential"]
 
 
 class Strategy(Protocol):
@@ -239,7 +239,8 @@ class Strategy(Protocol):
     the evaluation harness how compute scales: ``single`` (budget plays no part), ``vote`` and
     ``best-score`` (n independent samples: generate the largest n once, subsample smaller ones,
     aggregate by vote or by best verifier score), ``budget`` (run once per budget with
-    ``budget_overrides(budget)``).
+    ``budget_overrides(budget)``), ``sequential`` (draws samples in order and stops early:
+    replayed on the vote pool with the class's ``samples_used(config, clusters, budget)``).
     """
 
     name: ClassVar[str]

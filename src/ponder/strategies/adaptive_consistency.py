@@ -1,0 +1,133 @@
+"""adaptive-consistency: sample in waves; stop as soon as the leading answer is very likely to
+stay the leader (Aggarwal et al., "Let's Sample Step by Step: Adaptive-Consistency", 2023).
+
+After each wave the rule looks at the two largest answer groups, a (leader) and b (runner-up)
+votes, and puts a uniform prior on the leader's share among those two: the posterior is
+Beta(a + 1, b + 1), and sampling stops when P(share > 1/2) >= ``threshold``. For whole numbers
+that probability is a binomial tail, computed exactly. Four unanimous samples give 0.969; three
+against one 0.812; a tie 0.5.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from ponder.domains import cluster_answers
+from ponder.strategies.aggregate import majority_vote
+from ponder.strategies.base import (
+    BaseStrategy,
+    Context,
+    EvalMode,
+    StrategyConfig,
+    make_result,
+)
+from ponder.strategies.samplers import SamplingModeConfig, sample_candidates
+from ponder.types import Candidate, Problem, Result
+
+
+def leader_stays_probability(a: float, b: float) -> float:
+    """P(p > 1/2) for p ~ Beta(a + 1, b + 1): the chance the leader (a votes) beats the
+    runner-up (b votes). Exact binomial tail for whole counts; weighted counts are rounded.
+
+    >>> round(leader_stays_probability(4, 0), 3), leader_stays_probability(2, 2)
+    (0.969, 0.5)
+    """
+    a, b = round(a), round(b)
+    n = a + b + 1
+    # I_{1/2}(a + 1, b + 1) = P(Binomial(n, 1/2) >= a + 1) = P(p <= 1/2)
+    tail = sum(math.comb(n, k) for k in range(a + 1, n + 1)) / 2**n
+    return 1.0 - tail
+
+
+def top_two(clusters: Sequence[int | None], weights: Sequence[float] | None = None
+            ) -> tuple[float, float]:
+    totals: dict[int, float] = {}
+    for i, c in enumerate(clusters):
+        if c is not None:
+            totals[c] = totals.get(c, 0.0) + (1.0 if weights is None else weights[i])
+    ranked = sorted(totals.values(), reverse=True) + [0.0, 0.0]
+    return ranked[0], ranked[1]
+
+
+def should_stop(clusters: Sequence[int | None], threshold: float) -> tuple[bool, float]:
+    a, b = top_two(clusters)
+    p = leader_stays_probability(a, b) if a > 0 else 0.0
+    return p >= threshold, p
+
+
+class AdaptiveConsistencyConfig(SamplingModeConfig):
+    wave: int = Field(4, ge=1, le=256, description="samples per wave")
+    max_n: int = Field(16, ge=1, le=1024, description="most samples in all")
+    threshold: float = Field(0.95, gt=0.5, lt=1.0,
+                             description="stop when P(leader stays the leader) reaches this")
+
+
+class AdaptiveConsistency(BaseStrategy):
+    name: ClassVar[str] = "adaptive-consistency"
+    description: ClassVar[str] = ("self-consistency in waves; stops once the leading answer "
+                                  "is likely to stay ahead")
+    Config: ClassVar[type[StrategyConfig]] = AdaptiveConsistencyConfig
+    config: AdaptiveConsistencyConfig
+    effort_presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "low": {"max_n": 8, "threshold": 0.9},
+        "medium": {"max_n": 16, "threshold": 0.95},
+        "high": {"max_n": 32, "threshold": 0.99},
+    }
+    budget_knob: ClassVar[str | None] = "max_n"
+    # The harness replays the stopping rule on the stored self-consistency samples, in order:
+    # the same run as plain voting, so the saving is measured on identical samples.
+    eval_mode: ClassVar[EvalMode] = "sequential"
+
+    @staticmethod
+    def samples_used(config: Any, clusters: Sequence[int | None], budget: int) -> int:
+        """How many of these samples (in order) the strategy would draw at ``max_n = budget``:
+        the evaluation harness replays the rule on stored samples with it."""
+        limit = min(budget, len(clusters))
+        used = 0
+        while used < limit:
+            used = min(used + config.wave, limit)
+            if should_stop(clusters[:used], config.threshold)[0]:
+                break
+        return used
+
+    async def run(self, problem: Problem, ctx: Context) -> Result:
+        cfg = self.config
+        started = time.monotonic()
+        root = ctx.trace.add("strategy", self.name, config=cfg.model_dump())
+        candidates: list[Candidate] = []
+        clusters: list[int | None] = []
+        wave = 0
+        while len(candidates) < cfg.max_n:
+            wave += 1
+            k = min(cfg.wave, cfg.max_n - len(candidates))
+            new = await sample_candidates(problem, ctx, cfg, k, root, label=f"wave {wave}")
+            if not new:
+                break  # the budget is spent
+            candidates += new
+            clusters = await cluster_answers(problem, [c.answer for c in candidates],
+                                             ctx.sandbox)
+            stop, p = should_stop(clusters, cfg.threshold)
+            a, b = top_two(clusters)
+            ctx.trace.add("decision", f"after wave {wave}: P(leader stays) = {p:.3f}",
+                          parent=root, samples=len(candidates), leader=a, runner_up=b,
+                          stop=stop)
+            if stop:
+                break
+        answers = [c.answer for c in candidates]
+        modes = [c.metadata.get("mode", "chain") for c in candidates]
+        winner, groups = majority_vote(answers, [cfg.vote_weight(c) for c in candidates],
+                                       clusters or None, modes, cfg.cross_mode_bonus)
+        votes = {i: g.weight for g in groups for i in g.members}
+        candidates = [c.replace(votes=votes.get(i, 0.0)) for i, c in enumerate(candidates)]
+        ctx.trace.add("vote", "majority vote", parent=root, winner=winner.answer if winner
+                      else None, samples=len(candidates),
+                      groups=[{"answer": g.answer, "members": g.members, "weight": g.weight}
+                              for g in groups])
+        text = candidates[winner.members[0]].text if winner else ""
+        return make_result(self, ctx, answer=winner.answer if winner else None, text=text,
+                           candidates=candidates, started=started)
