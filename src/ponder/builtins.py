@@ -11,6 +11,7 @@ from ponder.strategies.adaptive_consistency import AdaptiveConsistency
 from ponder.strategies.best_of_n import BestOfN
 from ponder.strategies.budget_forcing import BudgetForcing
 from ponder.strategies.chain_of_thought import ChainOfThought
+from ponder.strategies.deepconf import DeepConf
 from ponder.strategies.program_of_thought import ProgramOfThought
 from ponder.strategies.self_consistency import SelfConsistency
 from ponder.strategies.self_debug import SelfDebug
@@ -43,7 +44,7 @@ def _openai(**options):
 
 
 for _strategy in (ChainOfThought, SelfConsistency, BestOfN, SelfRefine, BudgetForcing,
-                  SelfDebug, ProgramOfThought, AdaptiveConsistency):
+                  SelfDebug, ProgramOfThought, AdaptiveConsistency, DeepConf):
     registry.strategies.register(_strategy.name, _strategy)
 for _verifier in (JudgeVerifier, MeanLogprobVerifier, CodeTestsVerifier):
     registry.verifiers.register(_verifier.name, _verifier)
