@@ -13,6 +13,7 @@ from ponder.strategies.budget_forcing import BudgetForcing
 from ponder.strategies.chain_of_thought import ChainOfThought
 from ponder.strategies.deepconf import DeepConf
 from ponder.strategies.program_of_thought import ProgramOfThought
+from ponder.strategies.router import Router
 from ponder.strategies.self_consistency import SelfConsistency
 from ponder.strategies.self_debug import SelfDebug
 from ponder.strategies.self_refine import SelfRefine
@@ -44,7 +45,7 @@ def _openai(**options):
 
 
 for _strategy in (ChainOfThought, SelfConsistency, BestOfN, SelfRefine, BudgetForcing,
-                  SelfDebug, ProgramOfThought, AdaptiveConsistency, DeepConf):
+                  SelfDebug, ProgramOfThought, AdaptiveConsistency, DeepConf, Router):
     registry.strategies.register(_strategy.name, _strategy)
 for _verifier in (JudgeVerifier, MeanLogprobVerifier, CodeTestsVerifier):
     registry.verifiers.register(_verifier.name, _verifier)

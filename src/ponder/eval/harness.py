@@ -172,7 +172,7 @@ class Harness:
                 config["verifier"] = verifier
         key = strategy_key(name, config)
         self.store.register_strategy(key, name, config)
-        budgets = [1] if mode == "single" else self.budgets
+        budgets = [1] if mode in ("single", "batch") else self.budgets
         return Plan(label, name, key, mode, budgets, dict(options), pools, verifier)
 
     # -- generation ------------------------------------------------------------------------
@@ -191,6 +191,26 @@ class Harness:
                 self._update()
 
         await asyncio.gather(*(one(p) for p in self.problems))
+        for plan in self.plans:
+            if plan.mode == "batch":
+                await self._ensure_batch(plan)
+
+    async def _ensure_batch(self, plan: Plan) -> None:
+        """A strategy that allocates compute across the problems runs once over all of them
+        (those without a stored result: a resumed run routes the rest as one batch)."""
+        missing = [p for p in self.problems if self.store.result(plan.key, p.id, 1) is None]
+        if not missing:
+            return
+        strategy = plan.build()
+
+        def make_ctx(problem: Problem) -> Context:
+            return Context(backend=self.backend, sandbox=self.sandbox,
+                           verifier=make_verifier(self.verifier, strategy, problem),
+                           seed=_seed(self.seed, plan.key, problem.id, 1))
+
+        results = await strategy.run_batch(missing, make_ctx)
+        for problem, result in zip(missing, results, strict=True):
+            await self._store_result(plan, problem, 1, result)
 
     def _update(self) -> None:
         if self.on_update is not None:
@@ -207,6 +227,8 @@ class Harness:
         return await domain_for(problem).grade(problem, answers, self.sandbox)
 
     async def _ensure(self, plan: Plan, problem: Problem) -> None:
+        if plan.mode == "batch":
+            return  # after every problem's other plans: see _ensure_batch
         if plan.pools:
             await self._ensure_sampled(plan, problem)
             return
@@ -217,17 +239,20 @@ class Harness:
             ctx = Context(backend=self.backend, sandbox=self.sandbox,
                           verifier=make_verifier(self.verifier, strategy, problem),
                           seed=_seed(self.seed, plan.key, problem.id, budget))
-            result = await strategy.run(problem, ctx)
-            u = result.usage
-            answers = [result.answer, *(c.answer for c in result.candidates)]
-            correct, *each = await self._grade(problem, answers)
-            self.store.add_result(plan.key, problem.id, ResultRow(
-                budget, result.answer, correct,
-                u.prompt_tokens, u.completion_tokens, u.calls, u.seconds,
-                [{**c.to_dict(), "correct": ok} for c, ok in zip(result.candidates, each,
-                                                                  strict=True)],
-            ))
-            self._note(correct, u.completion_tokens, len(result.candidates))
+            await self._store_result(plan, problem, budget, await strategy.run(problem, ctx))
+
+    async def _store_result(self, plan: Plan, problem: Problem, budget: int, result: Any
+                            ) -> None:
+        u = result.usage
+        answers = [result.answer, *(c.answer for c in result.candidates)]
+        correct, *each = await self._grade(problem, answers)
+        self.store.add_result(plan.key, problem.id, ResultRow(
+            budget, result.answer, correct,
+            u.prompt_tokens, u.completion_tokens, u.calls, u.seconds,
+            [{**c.to_dict(), "correct": ok} for c, ok in zip(result.candidates, each,
+                                                              strict=True)],
+        ))
+        self._note(correct, u.completion_tokens, len(result.candidates))
 
     async def _ensure_sampled(self, plan: Plan, problem: Problem) -> None:
         """Top up the problem's sample pools to the largest budget, then (best-score) score the

@@ -229,7 +229,7 @@ def to_candidate(traced: Traced, problem: Problem, text: str | None = None) -> C
     )
 
 
-EvalMode = Literal["single", "vote", "best-score", "budget", "sequential"]
+EvalMode = Literal["single", "vote", "best-score", "budget", "sequential", "batch"]
 
 
 class Strategy(Protocol):
@@ -240,7 +240,8 @@ class Strategy(Protocol):
     ``best-score`` (n independent samples: generate the largest n once, subsample smaller ones,
     aggregate by vote or by best verifier score), ``budget`` (run once per budget with
     ``budget_overrides(budget)``), ``sequential`` (draws samples in order and stops early:
-    replayed on the vote pool with the class's ``samples_used(config, clusters, budget)``).
+    replayed on the vote pool with the class's ``samples_used(config, clusters, budget)``),
+    ``batch`` (allocates compute across all the problems: run once with ``run_batch``).
     """
 
     name: ClassVar[str]
