@@ -74,3 +74,11 @@ def test_replayed_in_eval_on_the_self_consistency_samples(tmp_path):
     # easy: stops after 4 samples; hard (3/4 alternating): never settles, uses all 16
     assert spent["samples_mean"] == (4 + 16) / 2 and spent["stopped_early"] == 0.5
     store.close()
+
+
+def test_a_strategy_can_have_its_own_budgets(tmp_path):
+    fake = ScriptedBackend(lambda request, i: "The answer is: 1")
+    harness = Harness(fake, Store(tmp_path / "s.sqlite"), [Problem("q", answer="1", id="q")],
+                      ["self-consistency", "adaptive-consistency[budgets=4/8]"], [1, 2, 16],
+                      greedy=False)
+    assert [p.budgets for p in harness.plans] == [[1, 2, 16], [4, 8]]

@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="the first N problems")
     p.add_argument("--strategies", default="cot,self-consistency,best-of-n",
                    help="comma-separated; per-strategy options in brackets, e.g. "
-                   "'self-consistency,program-of-thought,self-consistency[mode=mixed]'")
+                   "'self-consistency,program-of-thought,self-consistency[mode=mixed]'; "
+                   "[budgets=4/16] gives one strategy its own budgets")
     p.add_argument("--budgets", default="1,2,4,8,16", help="increasing, e.g. 1,2,4,8,16")
     p.add_argument("-m", "--model", default=None)
     p.add_argument("--base-url", default=None)

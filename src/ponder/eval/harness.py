@@ -147,7 +147,11 @@ class Harness:
             self.plans.append(self._plan(GREEDY, "cot", {**self.options, "temperature": 0.0}))
         for spec in strategies:
             name, own = parse_strategy_spec(spec)
-            self.plans.append(self._plan(spec, name, {**self.options, **own}))
+            only = own.pop("budgets", None)  # e.g. deepconf[budgets=16] or [budgets=4/16]
+            plan = self._plan(spec, name, {**self.options, **own})
+            if only is not None and plan.mode not in ("single", "batch"):
+                plan.budgets = parse_budgets(str(only).replace("/", ","))
+            self.plans.append(plan)
         labels = [p.label for p in self.plans]
         if len(set(labels)) != len(labels):
             raise ConfigError(f"a strategy is listed twice: {', '.join(labels)}")
