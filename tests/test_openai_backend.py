@@ -95,3 +95,21 @@ def test_reasoning_text_is_kept_apart():
     newer = SimpleNamespace(content="5", model_extra={"reasoning": "think"})
     assert _reasoning(newer) == "think"
     assert _reasoning(SimpleNamespace(content="5")) is None
+
+
+def test_streamed_logprobs_reach_the_monitor(llama_server):
+    """deepconf's online stop over HTTP: per-token logprobs (with alternatives) arrive while
+    the sample streams, and the monitor can stop it on them."""
+    backend = OpenAIBackend("smol", llama_server)
+    seen = []
+
+    def monitor(index, text, token):
+        seen.append(token)
+        return len(seen) >= 6
+
+    request = GenerationRequest(QUESTION, SamplingParams(temperature=0.0, max_tokens=64,
+                                                         logprobs=3), n=1, monitor=monitor)
+    [[c]] = asyncio.run(_generate(backend, [request]))
+    assert c.finish_reason == "cancelled"
+    assert all(t is not None and t.top for t in seen)
+    assert len(c.logprobs) == len(seen) == 6
