@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import random
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,24 +22,20 @@ from ponder.backends.base import Backend
 from ponder.domains import domain_for
 from ponder.effort import build_strategy
 from ponder.errors import ConfigError
-from ponder.eval.curves import CurvePoint, mean_ci, pass_at_k
 from ponder.eval.pools import (
     Pool,
     clusters_of,
     counts,
     parse_strategy_spec,
     pick,
-    pool_keys,
     pools_for,
     score_values,
-    stratified_accuracy,
 )
 from ponder.eval.store import ResultRow, SampleRow, ScoreRow, Store, strategy_key
 from ponder.sandbox import Sandbox
 from ponder.strategies.base import DEFAULT_SANDBOX, Context
 from ponder.strategies.samplers import sample_candidates
 from ponder.types import Candidate, Problem
-from ponder.verifiers.answers import equivalent
 
 GREEDY = "greedy"
 
@@ -104,12 +98,7 @@ class Status:
         return self.correct / self.scored if self.scored else None
 
 
-def _quantile(values: Sequence[float], q: float) -> float:
-    """The q-quantile of sorted values (nearest rank)."""
-    return values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]
-
-
-def _seed(*parts: Any) -> int:
+def seed_of(*parts: Any) -> int:
     digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
@@ -210,7 +199,7 @@ class Harness:
         def make_ctx(problem: Problem) -> Context:
             return Context(backend=self.backend, sandbox=self.sandbox,
                            verifier=make_verifier(self.verifier, strategy, problem),
-                           seed=_seed(self.seed, plan.key, problem.id, 1))
+                           seed=seed_of(self.seed, plan.key, problem.id, 1))
 
         results = await strategy.run_batch(missing, make_ctx)
         for problem, result in zip(missing, results, strict=True):
@@ -242,7 +231,7 @@ class Harness:
             strategy = plan.build(budget if plan.mode == "budget" else None)
             ctx = Context(backend=self.backend, sandbox=self.sandbox,
                           verifier=make_verifier(self.verifier, strategy, problem),
-                          seed=_seed(self.seed, plan.key, problem.id, budget))
+                          seed=seed_of(self.seed, plan.key, problem.id, budget))
             await self._store_result(plan, problem, budget, await strategy.run(problem, ctx))
 
     async def _store_result(self, plan: Plan, problem: Problem, budget: int, result: Any
@@ -276,7 +265,7 @@ class Harness:
             new_tokens += await self._score(plan, problem, samples, stored)
             scores = score_values(samples, plan.pools, stored)
         if new_samples or plan.verifier is not None:
-            used = self._used(plan, samples, max(plan.budgets))
+            used = self.used(plan, samples, max(plan.budgets))
             chosen = pick("vote" if plan.mode == "sequential" else plan.mode, plan.config,
                           samples, scores, range(used))
             correct = chosen is not None and samples[chosen].correct
@@ -292,7 +281,7 @@ class Harness:
         if "mode" in type(cfg).model_fields:
             cfg = cfg.model_copy(update={"mode": pool.mode})
         ctx = Context(backend=self.backend, sandbox=self.sandbox,
-                      seed=_seed(self.seed, pool.key, problem.id, have))
+                      seed=seed_of(self.seed, pool.key, problem.id, have))
         started = time.monotonic()
         candidates = await sample_candidates(problem, ctx, cfg, n, None, label="sample")
         seconds, calls, n = time.monotonic() - started, ctx.trace.usage.calls, len(candidates)
@@ -319,7 +308,7 @@ class Harness:
             if not missing:
                 continue
             ctx = Context(backend=self.backend, sandbox=self.sandbox,
-                          seed=_seed(self.seed, plan.key, problem.id))
+                          seed=seed_of(self.seed, plan.key, problem.id))
             started = time.monotonic()
             verifier = make_verifier(plan.verifier, None, problem)
             assert verifier is not None
@@ -341,184 +330,18 @@ class Harness:
     def curves(self, draws: int = 200) -> dict[str, Any]:
         """Accuracy, confidence interval and cost for every strategy x budget, plus the greedy
         baseline and coverage; per-problem details for the drill-down."""
-        points: list[CurvePoint] = []
-        coverage: list[CurvePoint] = []
-        per_problem: dict[str, dict[str, Any]] = {
-            p.id: {"id": p.id, "question": p.question, "gold": p.answer, "strategies": {}}
-            for p in self.problems
-        }
-        spent: list[dict[str, Any]] = []
-        for plan in self.plans:
-            if plan.mode in ("vote", "best-score"):
-                points.extend(self._sampled_points(plan, draws, per_problem))
-                if not coverage:
-                    coverage = self._coverage(plan)
-            elif plan.mode == "sequential":
-                new, distribution = self._sequential_points(plan, per_problem)
-                points.extend(new)
-                spent.extend(distribution)
-            else:
-                points.extend(self._run_points(plan, per_problem))
-        return {
-            "points": [p.to_dict() for p in points],
-            "coverage": [p.to_dict() for p in coverage],
-            "spent": spent,
-            "problems": list(per_problem.values()),
-        }
+        from ponder.eval.scoring import Scoring
 
-    def _sampled_points(self, plan: Plan, draws: int, per_problem: dict[str, Any]
-                        ) -> list[CurvePoint]:
-        rng = random.Random(_seed(self.seed, "curves", plan.key))
-        by_budget: dict[int, list[tuple[float, float, float, float]]] = {}
-        targets = counts(plan.config, plan.pools, max(plan.budgets))
-        for problem in self.problems:
-            samples = self._samples(plan, problem, targets)
-            stored = ({p.key: self.store.scores(p.key, plan.verifier, problem.id)
-                       for p in plan.pools} if plan.verifier else {})
-            scores = score_values(samples, plan.pools, stored)
-            keys = pool_keys(samples, plan.pools)
-            if not samples or (plan.verifier and any(
-                    r.idx not in stored[k] for k, r in zip(keys, samples, strict=True))):
-                continue  # not (fully) generated or scored yet
-            clusters = clusters_of(samples)
+        return Scoring(self).curves(draws)
 
-            def chooser(subset: Sequence[int], samples=samples, scores=scores,
-                        clusters=clusters) -> int | None:
-                return pick(plan.mode, plan.config, samples, scores, subset, clusters)
+    def samples_of(self, plan: Plan, problem: Problem, targets: Sequence[int]
+                   ) -> list[SampleRow]:
+        return self._samples(plan, problem, targets)
 
-            cost = [(r.completion_tokens, r.calls, r.seconds) for r in samples]
-            if plan.verifier:
-                extra = [stored[k][r.idx] for k, r in zip(keys, samples, strict=True)]
-                cost = [(t + x.completion_tokens, c + x.calls, s + x.seconds)
-                        for (t, c, s), x in zip(cost, extra, strict=True)]
-            strata, start = [], 0
-            for pool in plan.pools:
-                size = sum(1 for r in samples[start:] if r.mode == pool.mode
-                           or len(plan.pools) == 1)
-                strata.append(range(start, start + size))
-                start += size
-            correct = [r.correct for r in samples]
-            for k in plan.budgets:
-                sizes = counts(plan.config, plan.pools, k)
-                if any(n > len(s) for n, s in zip(sizes, strata, strict=True)):
-                    continue
-                acc = stratified_accuracy(chooser, correct, strata, sizes, draws, rng)
-                spent = [sum(n * statistics.fmean(cost[i][j] for i in s) if n else 0.0
-                             for n, s in zip(sizes, strata, strict=True)) for j in range(3)]
-                by_budget.setdefault(k, []).append((acc, *spent))
-            chosen = chooser(list(range(len(samples))))
-            per_problem[problem.id]["strategies"][plan.label] = {
-                "budget": len(samples),
-                "answer": samples[chosen].answer if chosen is not None else None,
-                "correct": bool(chosen is not None and samples[chosen].correct),
-                "candidates": [
-                    {"answer": r.answer, "correct": r.correct, "tokens": r.completion_tokens,
-                     "score": score, "mode": r.mode, "text": r.text,
-                     **({"output": r.meta.get("output"), "error": r.meta.get("error")}
-                        if r.mode == "program" and r.meta else {})}
-                    for r, score in zip(samples, scores, strict=True)
-                ],
-            }
-        return [self._point(plan.label, k, values) for k, values in sorted(by_budget.items())]
-
-    def _used(self, plan: Plan, samples: Sequence[SampleRow], budget: int,
-              clusters: Sequence[int | None] | None = None) -> int:
+    def used(self, plan: Plan, samples: Sequence[SampleRow], budget: int,
+             clusters: Sequence[int | None] | None = None) -> int:
         """Samples a plan uses at a budget: all of them, unless it stops early (sequential)."""
         if plan.mode != "sequential":
             return len(samples)
         cls = registry.strategies.get(plan.name)
         return cls.samples_used(plan.config, clusters or clusters_of(samples), budget)
-
-    def _sequential_points(self, plan: Plan, per_problem: dict[str, Any]
-                           ) -> tuple[list[CurvePoint], list[dict[str, Any]]]:
-        """Replay an early-stopping strategy on the stored samples, in order: its accuracy and
-        the tokens it actually spent, per problem, at each budget (its most samples)."""
-        targets = counts(plan.config, plan.pools, max(plan.budgets))
-        by_budget: dict[int, list[tuple[float, float, float, float]]] = {}
-        used_at: dict[int, list[int]] = {}
-        for problem in self.problems:
-            samples = self._samples(plan, problem, targets)
-            if len(samples) < sum(targets):
-                continue
-            clusters = clusters_of(samples)
-            for budget in plan.budgets:
-                used = self._used(plan, samples, budget, clusters)
-                chosen = pick("vote", plan.config, samples, [None] * len(samples),
-                              range(used), clusters)
-                correct = float(chosen is not None and samples[chosen].correct)
-                by_budget.setdefault(budget, []).append((
-                    correct, float(sum(r.completion_tokens for r in samples[:used])),
-                    sum(r.calls for r in samples[:used]), sum(r.seconds for r in samples[:used])))
-                used_at.setdefault(budget, []).append(used)
-                if budget == max(plan.budgets):
-                    per_problem[problem.id]["strategies"][plan.label] = {
-                        "budget": used, "answer": samples[chosen].answer if chosen is not None
-                        else None, "correct": bool(correct),
-                        "candidates": [{"answer": r.answer, "correct": r.correct,
-                                        "tokens": r.completion_tokens, "score": None,
-                                        "text": r.text} for r in samples[:used]]}
-        points = [self._point(plan.label, k, v) for k, v in sorted(by_budget.items())]
-        distribution = []
-        for budget, values in sorted(by_budget.items()):
-            tokens = sorted(v[1] for v in values)
-            distribution.append({
-                "strategy": plan.label, "budget": budget, "problems": len(tokens),
-                "mean": statistics.fmean(tokens), "p10": _quantile(tokens, 0.1),
-                "p50": _quantile(tokens, 0.5), "p90": _quantile(tokens, 0.9),
-                "max": tokens[-1], "samples_mean": statistics.fmean(used_at[budget]),
-                "stopped_early": sum(u < budget for u in used_at[budget]) / len(tokens),
-            })
-        return points, distribution
-
-    def _run_points(self, plan: Plan, per_problem: dict[str, Any]) -> list[CurvePoint]:
-        points = []
-        for budget in plan.budgets:
-            values = []
-            for problem in self.problems:
-                row = self.store.result(plan.key, problem.id, budget)
-                if row is None:
-                    continue
-                values.append((float(row.correct), float(row.completion_tokens),
-                               float(row.calls), row.seconds))
-                if budget == max(plan.budgets):
-                    per_problem[problem.id]["strategies"][plan.label] = {
-                        "budget": budget, "answer": row.answer, "correct": row.correct,
-                        "candidates": [
-                            {"answer": c["answer"], "score": c["score"],
-                             "correct": c.get("correct",
-                                              equivalent(c["answer"], problem.answer)),
-                             "tokens": c["usage"]["completion_tokens"], "text": c["text"]}
-                            for c in row.candidates
-                        ],
-                    }
-            if values:
-                points.append(self._point(plan.label, budget, values))
-        return points
-
-    @staticmethod
-    def _point(label: str, budget: int, values: list[tuple[float, float, float, float]]
-               ) -> CurvePoint:
-        acc, lo, hi = mean_ci([v[0] for v in values])
-        return CurvePoint(
-            label, budget, acc, lo, hi,
-            tokens=statistics.fmean(v[1] for v in values),
-            calls=statistics.fmean(v[2] for v in values),
-            seconds=statistics.fmean(v[3] for v in values),
-            problems=len(values),
-        )
-
-    def _coverage(self, plan: Plan) -> list[CurvePoint]:
-        """pass@k (unbiased) over the plan's first pool."""
-        by_budget: dict[int, list[tuple[float, float, float, float]]] = {}
-        pool = plan.pools[0]
-        for problem in self.problems:
-            rows = self.store.samples(pool.key, problem.id)[: max(plan.budgets)]
-            if not rows:
-                continue
-            c = sum(r.correct for r in rows)
-            tokens = statistics.fmean(r.completion_tokens for r in rows)
-            for k in plan.budgets:
-                if k <= len(rows):
-                    by_budget.setdefault(k, []).append(
-                        (pass_at_k(len(rows), c, k), k * tokens, 0.0, 0.0))
-        return [self._point(f"coverage ({plan.label})", k, v) for k, v in sorted(by_budget.items())]
