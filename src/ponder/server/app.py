@@ -22,8 +22,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,71 +36,17 @@ from ponder import registry
 from ponder.api import make_verifier
 from ponder.backends.base import Backend
 from ponder.budget import Budget
-from ponder.effort import build_strategy
 from ponder.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
+from ponder.server.errors import ApiError, validation_error
 from ponder.server.metrics import Metrics
-from ponder.server.narrator import Narrator, search_summary
-from ponder.server.schemas import ChatCompletionRequest, ChatMessage
+from ponder.server.narrator import search_summary
+from ponder.server.plan import Plan, plan_request
+from ponder.server.schemas import ChatCompletionRequest
+from ponder.server.stream import sse_events
 from ponder.strategies.base import Context
-from ponder.types import Message, Problem, Result, SamplingParams, Usage
+from ponder.types import Message, Result, SamplingParams, Usage
 
 log = logging.getLogger("ponder.server")
-
-
-class ApiError(Exception):
-    """An error the client gets as OpenAI's error object."""
-
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = (
-            status, message, type_, param, code)
-        self.headers = headers
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param,
-                          "code": self.code}}
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
-
-
-@dataclass
-class Plan:
-    """What one request will run."""
-
-    problem: Problem
-    strategy: Any | None  # None: pass-through to the underlying model
-    budget_tokens: int | None
-    budget_seconds: float
-    verifier: str | None
-    seed: int | None
-    request: ChatCompletionRequest
-
-
-def _validation_error(exc: ValidationError) -> ApiError:
-    err = exc.errors()[0]
-    param = ".".join(str(p) for p in err["loc"]) or None
-    if err["type"] == "extra_forbidden":
-        return ApiError(400, f"Unrecognized request argument supplied: {param}", param=param,
-                        code="unknown_parameter")
-    message = err["msg"].removeprefix("Value error, ")
-    return ApiError(400, f"Invalid value for '{param}': {message}", param=param,
-                    code="invalid_value")
-
-
-def _problem(messages: Sequence[ChatMessage]) -> Problem:
-    """The last user message is the question; system/developer messages the system prompt;
-    earlier turns are given as context."""
-    system = "\n\n".join(m.text() for m in messages if m.role in ("system", "developer"))
-    turns = [m for m in messages if m.role not in ("system", "developer")]
-    last = max(i for i, m in enumerate(turns) if m.role == "user" and m.text().strip())
-    question = turns[last].text()
-    if last > 0:
-        history = "\n".join(f"{m.role}: {m.text()}" for m in turns[:last])
-        question = f"Earlier in this conversation:\n{history}\n\nNow answer:\n{question}"
-    return Problem(question, system=system or None)
 
 
 class PonderServer:
@@ -192,15 +137,17 @@ class PonderServer:
         started = time.monotonic()
         try:
             self._authorize(request)
-            plan = self._plan(await self._parse(request))
+            plan = plan_request(await self._parse(request), self.model_id,
+                                self.max_request_tokens, self.max_request_seconds)
             self._admit()
         except ApiError as exc:
             self.metrics.observe(exc.status)
             return exc.response()
         if plan.request.stream:
-            return StreamingResponse(self._stream(plan, started), media_type="text/event-stream",
+            return StreamingResponse(sse_events(self, plan, started),
+                                     media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
-        work = asyncio.create_task(self._admitted(plan, [None] * plan.request.n))
+        work = asyncio.create_task(self.admitted(plan, [None] * plan.request.n))
         watcher = asyncio.create_task(self._watch_disconnect(request, work))
         try:
             results = await work
@@ -240,57 +187,11 @@ class PonderServer:
         try:
             return ChatCompletionRequest.model_validate(data)
         except ValidationError as exc:
-            raise _validation_error(exc) from None
-
-    def _plan(self, req: ChatCompletionRequest) -> Plan:
-        options = req.ponder
-        name = None
-        if req.model.startswith("ponder-"):
-            name = req.model.removeprefix("ponder-")
-            param = "model"
-        elif req.model not in (self.model_id, "ponder"):
-            raise ApiError(404, f"The model '{req.model}' does not exist; see GET /v1/models",
-                           param="model", code="model_not_found")
-        if name is None and options is not None and options.strategy:
-            name, param = options.strategy, "ponder.strategy"
-        if name is not None and name not in registry.strategies.names():
-            valid = ", ".join(registry.strategies.names())
-            raise ApiError(400, f"unknown strategy {name!r}; valid: {valid}", param=param,
-                           code="unknown_strategy")
-        effort = req.reasoning_effort
-        if effort == "minimal":
-            name = "cot"
-        problem = _problem(req.messages)
-        budget_tokens = min((t for t in (req.max_completion_tokens,
-                                         options.budget if options else None,
-                                         self.max_request_tokens) if t is not None), default=None)
-        seconds = min(self.max_request_seconds, (options.max_seconds if options and
-                                                  options.max_seconds else float("inf")))
-        if name is None and effort is None and options is None:
-            return Plan(problem, None, budget_tokens, seconds, None, req.seed, req)
-        name = name or "self-consistency"
-        knobs: dict[str, Any] = dict(options.options) if options else {}
-        if options and options.n is not None:
-            knobs["n"] = options.n
-        for key in ("temperature", "top_p", "max_tokens"):
-            if getattr(req, key) is not None:
-                knobs[key] = getattr(req, key)
-        if effort in ("low", "medium", "high"):
-            knobs.update(registry.strategies.get(name).effort_presets.get(effort, {}))
-        verifier = options.verifier if options else None
-        if verifier is not None and verifier not in registry.verifiers.names():
-            raise ApiError(400, f"unknown verifier {verifier!r}; valid: "
-                           f"{', '.join(registry.verifiers.names())}", param="ponder.verifier",
-                           code="unknown_verifier")
-        try:
-            strategy = build_strategy(name, **knobs)
-        except ConfigError as exc:
-            raise ApiError(400, str(exc), param="ponder", code="invalid_value") from None
-        return Plan(problem, strategy, budget_tokens, seconds, verifier, req.seed, req)
+            raise validation_error(exc) from None
 
     # -- running -----------------------------------------------------------------------------
 
-    async def _admitted(self, plan: Plan, sinks: Sequence[Any]) -> list[Result]:
+    async def admitted(self, plan: Plan, sinks: Sequence[Any]) -> list[Result]:
         """Wait for a slot, then run the plan once per choice; errors become ApiErrors."""
         slots = await self._slot()
         waiting = True
@@ -360,7 +261,7 @@ class PonderServer:
     # -- responses ---------------------------------------------------------------------------
 
     @staticmethod
-    def _content(result: Result) -> str:
+    def content(result: Result) -> str:
         if result.strategy == "pass-through":
             return result.answer or ""
         return result.answer if result.answer is not None else result.text
@@ -372,7 +273,7 @@ class PonderServer:
         return f"{result.text.strip()}\n\n{search_summary(result)}".strip()
 
     @staticmethod
-    def _usage(results: Sequence[Result]) -> dict[str, Any]:
+    def usage_of(results: Sequence[Result]) -> dict[str, Any]:
         prompt = sum(r.usage.prompt_tokens for r in results)
         completion = sum(r.usage.completion_tokens for r in results)
         reasoning = sum(r.usage.completion_tokens for r in results
@@ -384,7 +285,7 @@ class PonderServer:
     def _completion_body(self, plan: Plan, results: Sequence[Result]) -> dict[str, Any]:
         choices = []
         for i, r in enumerate(results):
-            message: dict[str, Any] = {"role": "assistant", "content": self._content(r)}
+            message: dict[str, Any] = {"role": "assistant", "content": self.content(r)}
             reasoning = self._reasoning(r)
             if reasoning:
                 message["reasoning_content"] = message["reasoning"] = reasoning
@@ -393,7 +294,7 @@ class PonderServer:
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
             "created": int(time.time()), "model": plan.request.model,
-            "choices": choices, "usage": self._usage(results),
+            "choices": choices, "usage": self.usage_of(results),
             "ponder": [self._details(r, trace=bool(plan.request.ponder and
                                                    plan.request.ponder.trace))
                        for r in results],
@@ -408,90 +309,6 @@ class PonderServer:
                 "candidates": [{"answer": c.answer, "votes": c.votes, "score": c.score,
                                 "completion_tokens": c.usage.completion_tokens}
                                for c in result.candidates]}
-
-    async def _stream(self, plan: Plan, started: float) -> AsyncIterator[bytes]:
-        """Server-sent events: reasoning deltas while the search runs, then the answer, then
-        usage (when asked), then [DONE]. Cancelled when the client disconnects."""
-        req = plan.request
-        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[int, str, dict[str, Any]]] = asyncio.Queue()
-        narrators = [Narrator(plan.problem) for _ in range(req.n)]
-
-        def sink_for(index: int) -> Any:
-            def sink(event: str, details: dict[str, Any]) -> None:
-                loop.call_soon_threadsafe(queue.put_nowait, (index, event, details))
-            return sink
-
-        def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
-            body = {"id": cid, "object": "chat.completion.chunk", "created": created,
-                    "model": req.model, "choices": [{"index": index, "delta": delta,
-                                                     "logprobs": None,
-                                                     "finish_reason": finish}]}
-            return f"data: {json.dumps(body)}\n\n".encode()
-
-        work = asyncio.create_task(self._admitted(plan, [sink_for(i) for i in range(req.n)]))
-        status = 200
-        try:
-            for i in range(req.n):
-                yield chunk(i, {"role": "assistant", "content": ""})
-            if plan.strategy is not None:
-                for i in range(req.n):
-                    intro = f"Thinking with {plan.strategy.name}…\n"
-                    yield chunk(i, {"reasoning_content": intro, "reasoning": intro})
-            getter: asyncio.Task | None = None
-            while True:
-                getter = getter or asyncio.create_task(queue.get())
-                done, _ = await asyncio.wait({getter, work}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    index, event, details = getter.result()
-                    getter = None
-                    if plan.strategy is None:
-                        text = narrators[index](event, details) if event == "text" else ""
-                        if text:
-                            yield chunk(index, {"content": text})
-                        continue
-                    text = narrators[index](event, details)
-                    if text:
-                        yield chunk(index, {"reasoning_content": text, "reasoning": text})
-                elif work in done:
-                    if getter is not None and not queue.empty():
-                        continue  # drain what the search said before it finished
-                    if getter is not None:
-                        getter.cancel()
-                    break
-            try:
-                results = work.result()
-            except ApiError as exc:
-                status = exc.status
-                yield f"data: {json.dumps(exc.body())}\n\n".encode()
-                yield b"data: [DONE]\n\n"
-                return
-            for i, r in enumerate(results):
-                if plan.strategy is not None:
-                    summary = "\n" + search_summary(r) + "\n"
-                    yield chunk(i, {"reasoning_content": summary, "reasoning": summary})
-                    yield chunk(i, {"content": self._content(r)})
-                elif narrators[i].streamed < len(r.answer or ""):
-                    yield chunk(i, {"content": (r.answer or "")[narrators[i].streamed:]})
-                yield chunk(i, {}, "length" if r.stop_reason == "budget" else "stop")
-            if req.stream_options is not None and req.stream_options.include_usage:
-                body = {"id": cid, "object": "chat.completion.chunk", "created": created,
-                        "model": req.model, "choices": [], "usage": self._usage(results)}
-                yield f"data: {json.dumps(body)}\n\n".encode()
-            yield b"data: [DONE]\n\n"
-        except (asyncio.CancelledError, GeneratorExit):
-            status = 499  # the client went away: stop its work now
-            raise
-        finally:
-            if not work.done():
-                work.cancel()
-                try:
-                    await work
-                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - already reported
-                    pass
-            self.metrics.observe(status, time.monotonic() - started if status == 200 else None)
-
 
 def create_app(backend: Backend, **settings: Any) -> Starlette:
     """The ASGI app serving ``backend``; settings as :class:`PonderServer`."""

@@ -1,0 +1,102 @@
+"""Server-sent events for ``stream: true``: reasoning deltas while the search runs, then the
+answer, then usage (when asked), then [DONE]. A client that disconnects cancels the work."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from ponder.server.errors import ApiError
+from ponder.server.narrator import Narrator, search_summary
+from ponder.server.plan import Plan
+
+if TYPE_CHECKING:
+    from ponder.server.app import PonderServer
+
+
+async def sse_events(server: PonderServer, plan: Plan, started: float) -> AsyncIterator[bytes]:
+    """Server-sent events: reasoning deltas while the search runs, then the answer, then
+    usage (when asked), then [DONE]. Cancelled when the client disconnects."""
+    req = plan.request
+    cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[int, str, dict[str, Any]]] = asyncio.Queue()
+    narrators = [Narrator(plan.problem) for _ in range(req.n)]
+
+    def sink_for(index: int) -> Any:
+        def sink(event: str, details: dict[str, Any]) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, (index, event, details))
+        return sink
+
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        body = {"id": cid, "object": "chat.completion.chunk", "created": created,
+                "model": req.model, "choices": [{"index": index, "delta": delta,
+                                                 "logprobs": None,
+                                                 "finish_reason": finish}]}
+        return f"data: {json.dumps(body)}\n\n".encode()
+
+    work = asyncio.create_task(server.admitted(plan, [sink_for(i) for i in range(req.n)]))
+    status = 200
+    try:
+        for i in range(req.n):
+            yield chunk(i, {"role": "assistant", "content": ""})
+        if plan.strategy is not None:
+            for i in range(req.n):
+                intro = f"Thinking with {plan.strategy.name}…\n"
+                yield chunk(i, {"reasoning_content": intro, "reasoning": intro})
+        getter: asyncio.Task | None = None
+        while True:
+            getter = getter or asyncio.create_task(queue.get())
+            done, _ = await asyncio.wait({getter, work}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                index, event, details = getter.result()
+                getter = None
+                if plan.strategy is None:
+                    text = narrators[index](event, details) if event == "text" else ""
+                    if text:
+                        yield chunk(index, {"content": text})
+                    continue
+                text = narrators[index](event, details)
+                if text:
+                    yield chunk(index, {"reasoning_content": text, "reasoning": text})
+            elif work in done:
+                if getter is not None and not queue.empty():
+                    continue  # drain what the search said before it finished
+                if getter is not None:
+                    getter.cancel()
+                break
+        try:
+            results = work.result()
+        except ApiError as exc:
+            status = exc.status
+            yield f"data: {json.dumps(exc.body())}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+            return
+        for i, r in enumerate(results):
+            if plan.strategy is not None:
+                summary = "\n" + search_summary(r) + "\n"
+                yield chunk(i, {"reasoning_content": summary, "reasoning": summary})
+                yield chunk(i, {"content": server.content(r)})
+            elif narrators[i].streamed < len(r.answer or ""):
+                yield chunk(i, {"content": (r.answer or "")[narrators[i].streamed:]})
+            yield chunk(i, {}, "length" if r.stop_reason == "budget" else "stop")
+        if req.stream_options is not None and req.stream_options.include_usage:
+            body = {"id": cid, "object": "chat.completion.chunk", "created": created,
+                    "model": req.model, "choices": [], "usage": server.usage_of(results)}
+            yield f"data: {json.dumps(body)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+    except (asyncio.CancelledError, GeneratorExit):
+        status = 499  # the client went away: stop its work now
+        raise
+    finally:
+        if not work.done():
+            work.cancel()
+            try:
+                await work
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - already reported
+                pass
+        server.metrics.observe(status, time.monotonic() - started if status == 200 else None)
