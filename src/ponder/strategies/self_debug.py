@@ -31,7 +31,10 @@ NO_CODE = "Your reply has no ```python code block. Reply with the whole program 
 
 
 class SelfDebugConfig(StrategyConfig):
-    temperature: float = Field(0.0, ge=0.0, le=5.0)
+    temperature: float = Field(0.0, ge=0.0, le=5.0, description="the first attempt's")
+    revision_temperature: float = Field(
+        0.7, ge=0.0, le=5.0, description="revisions are sampled: a greedy model tends to "
+        "repeat the code it was just told is wrong")
     rounds: int = Field(3, ge=0, le=10, description="most revisions after failing tests")
     shown_failures: int = Field(3, ge=1, le=20, description="failed tests shown per round")
     feedback_chars: int = Field(300, ge=40, description="characters kept of each error")
@@ -63,7 +66,9 @@ class SelfDebug(BaseStrategy):
             ctx.trace.add("decision", "no visible tests: nothing to debug against", parent=root)
         for attempt in range(rounds + 1):
             try:
-                [traced] = await ctx.sample(messages, cfg.sampling(), parent=root,
+                params = cfg.sampling(**({"temperature": cfg.revision_temperature}
+                                         if attempt else {}))
+                [traced] = await ctx.sample(messages, params, parent=root,
                                             label="solution" if attempt == 0
                                             else f"revision {attempt}")
             except BudgetExhausted:
