@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -160,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     for h in HEADER:
         table.add_column(h, justify="left" if h == "strategy" else "right")
     for row in table_rows(data):
-        table.add_row(*row)
+        table.add_row(*(escape(cell) for cell in row))  # "[mode=mixed]" is not markup
     console.print(table)
     console.print("wrote " + ", ".join(str(p) for p in paths))
     return 0
