@@ -79,10 +79,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--n", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=640)
+    parser.add_argument("--kv-unified", type=int, choices=(0, 1), default=0,
+                        help="1: one KV cache all sequences attend over (shares long prompts); "
+                        "0: a stream per sequence (attention stays short under load)")
     args = parser.parse_args()
     model = subprocess.run([sys.executable, str(ROOT / "bench" / "fetch_model.py")],
                            capture_output=True, text=True, check=True).stdout.strip()
-    backend = LlamaCppBackend(model, n_ctx=32768, n_seq_max=32)
+    backend = LlamaCppBackend(model, n_ctx=32768, n_seq_max=32,
+                              kv_unified=bool(args.kv_unified))
     server = uvicorn.Server(uvicorn.Config(PonderServer(backend, max_concurrent=16).app(),
                                            host="127.0.0.1", port=0, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
@@ -109,7 +113,8 @@ def main() -> None:
     lines = [
         f"# ponder serve: concurrent against sequential clients ({datetime.date.today()})",
         "",
-        f"Model: {Path(model).name} in-process (n_seq_max=32); {args.requests} GSM8K questions, "
+        f"Model: {Path(model).name} in-process (n_ctx=32768, n_seq_max=32, "
+        f"kv_unified={bool(args.kv_unified)}); {args.requests} GSM8K questions, "
         f"`ponder-self-consistency` with n={args.n}, max_tokens={args.max_tokens}, streamed "
         "through the official openai client; same seeds in both runs.",
         "",
@@ -124,9 +129,10 @@ def main() -> None:
         "",
         f"Concurrent wall time = **{ratio:.0%}** of sequential (target: at most 60%).",
         "",
-        "Command: `python bench/serve_concurrency.py`",
+        f"Command: `python bench/serve_concurrency.py --kv-unified {args.kv_unified}`",
     ]
-    out = ROOT / "bench" / "results" / f"serve_concurrency-{datetime.date.today()}.md"
+    out = ROOT / "bench" / "results" / (f"serve_concurrency-kv{'unified' if args.kv_unified else "
+                                        f"'split'}-{datetime.date.today()}.md")
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from ponder import GenerationRequest, Message, ModelError, SamplingParams, asolve
+from ponder import BackendError, GenerationRequest, Message, ModelError, SamplingParams, asolve
 from ponder.backends.llamacpp import LlamaCppBackend
 
 pytestmark = pytest.mark.model
@@ -167,3 +167,22 @@ def test_a_failing_call_fails_alone_and_the_loop_goes_on(llama):
     assert len(good[0]) == 2  # the other caller's samples were not lost
     [[c]] = generate(llama, GenerationRequest(QUESTION, SamplingParams(max_tokens=4)))
     assert c.usage.completion_tokens >= 1  # and the decoding thread goes on
+
+
+def test_split_kv_cache_shares_the_prompt_and_bounds_each_sequence(model_path):
+    """kv_unified=False: each sequence has its own n_ctx / n_seq_max cells (attention does not
+    span every other sequence's cells); the prompt is still evaluated once and copied."""
+    backend = LlamaCppBackend(model_path, n_ctx=1024, n_seq_max=4, kv_unified=False)
+    try:
+        assert backend.seq_ctx == 256
+        request = GenerationRequest((Message("user", "Name a colour."),),
+                                    SamplingParams(max_tokens=400, seed=1), n=4)
+        [completions] = asyncio.run(backend.generate([request]))
+        assert len(completions) == 4 and all(c.text for c in completions)
+        assert completions[0].usage.calls == 1 and completions[1].usage.prompt_tokens == 0
+        assert all(c.usage.completion_tokens <= 256 for c in completions)
+        long = GenerationRequest((Message("user", "word " * 400),), SamplingParams(max_tokens=4))
+        with pytest.raises(BackendError, match="per sequence"):
+            asyncio.run(backend.generate([long]))
+    finally:
+        backend.close()

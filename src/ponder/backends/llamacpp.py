@@ -151,6 +151,9 @@ class LlamaCppBackend:
         self._batch = internals.LlamaBatch(n_tokens=max(n_batch, n_seq_max), embd=0,
                                            n_seq_max=n_seq_max)
         self.n_ctx = self._ctx.n_ctx()
+        self.kv_unified = kv_unified
+        # Cells one sequence can use: all of them in a unified cache, else its own stream.
+        self.seq_ctx = self.n_ctx if kv_unified else self.n_ctx // n_seq_max
         self.n_seq_max = n_seq_max
         self.n_batch = n_batch
         self.n_ctx_train = self._model.n_ctx_train()
@@ -233,10 +236,11 @@ class LlamaCppBackend:
         for r, p in zip(requests, prompts, strict=True):
             if r.n < 1:
                 raise ConfigError("n must be at least 1")
-            if len(p) >= self.n_ctx:
+            if len(p) >= self.seq_ctx:
                 raise BackendError(
-                    f"prompt of {len(p)} tokens does not fit the context of {self.n_ctx} tokens"
-                )
+                    f"prompt of {len(p)} tokens does not fit the context of {self.seq_ctx} "
+                    "tokens per sequence" + ("" if self.kv_unified else
+                                             " (kv_unified=False splits n_ctx by n_seq_max)"))
         job = _Job(requests, prompts, on_progress)
         with self._lock:
             if self._closed:
@@ -320,7 +324,8 @@ class LlamaCppBackend:
 
     def _per_sample(self, unit: _Unit) -> int:
         prompt = len(unit.job.prompts[unit.request])
-        return max(1, min(unit.job.requests[unit.request].params.max_tokens, self.n_ctx - prompt))
+        return max(1, min(unit.job.requests[unit.request].params.max_tokens,
+                          self.seq_ctx - prompt))
 
     def _admit(self, pending: collections.deque[_Unit], slots: int, reserved: int, busy: bool
                ) -> tuple[list[_Unit], int]:
@@ -335,7 +340,7 @@ class LlamaCppBackend:
                 continue
             prompt = len(unit.job.prompts[unit.request])
             per_sample = self._per_sample(unit)
-            room = (self.n_ctx - reserved - prompt) // per_sample
+            room = (self.n_ctx - reserved - prompt) // per_sample if self.kv_unified else slots
             k = min(len(unit.indices), slots, room)
             if k < 1:
                 if busy or admitted:
@@ -492,7 +497,7 @@ class LlamaCppBackend:
         if request.monitor is not None and request.monitor(s.index, s.text, token_lp):
             s.finish = "cancelled"
             return
-        if len(s.tokens) >= s.reserved or s.pos + 1 >= self.n_ctx:
+        if len(s.tokens) >= s.reserved or s.pos + 1 >= self.seq_ctx:
             s.finish = "length"
 
     async def aclose(self) -> None:
