@@ -131,8 +131,8 @@ def main() -> None:
         "",
         f"Command: `python bench/serve_concurrency.py --kv-unified {args.kv_unified}`",
     ]
-    out = ROOT / "bench" / "results" / (f"serve_concurrency-kv{'unified' if args.kv_unified else "
-                                        f"'split'}-{datetime.date.today()}.md")
+    kind = "unified" if args.kv_unified else "split"
+    out = ROOT / "bench" / "results" / f"serve_concurrency-kv{kind}-{datetime.date.today()}.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
