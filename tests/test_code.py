@@ -144,3 +144,12 @@ def test_humaneval_through_the_harness(tmp_path):
     coverage = {p["budget"]: p["accuracy"] for p in curves["coverage"]}
     assert coverage[1] == 0.25 and coverage[4] == 0.5  # unbiased pass@k
     store.close()
+
+
+def test_self_debug_fresh_feedback_asks_anew_without_the_old_code():
+    fake = ScriptedBackend([BAD, GOOD])
+    result = asyncio.run(asolve(ADD, "self-debug", feedback="fresh", backend=fake))
+    assert "a + b" in result.answer
+    second = fake.history[1].messages
+    assert len(second) == 2 and "A previous attempt failed" in second[-1].content
+    assert "return a - b" not in second[-1].content

@@ -5,7 +5,7 @@ Models to Self-Debug", 2023)."""
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -28,6 +28,11 @@ FEEDBACK = """Running your code on the tests gave:
 
 Find the bug, then reply with the whole corrected program in one ```python block."""
 NO_CODE = "Your reply has no ```python code block. Reply with the whole program in one block."
+FRESH = """{question}
+
+A previous attempt failed these tests:
+{report}
+Write a correct solution."""
 
 
 class SelfDebugConfig(StrategyConfig):
@@ -38,6 +43,9 @@ class SelfDebugConfig(StrategyConfig):
     rounds: int = Field(3, ge=0, le=10, description="most revisions after failing tests")
     shown_failures: int = Field(3, ge=1, le=20, description="failed tests shown per round")
     feedback_chars: int = Field(300, ge=40, description="characters kept of each error")
+    feedback: Literal["conversation", "fresh"] = Field(
+        "conversation", description="conversation: show the model its code and the failures; "
+        "fresh: ask anew with only the failures (small models tend to copy their old code)")
 
 
 class SelfDebug(BaseStrategy):
@@ -87,8 +95,14 @@ class SelfDebug(BaseStrategy):
                           **({"exec_seconds": round(run.seconds, 4)} if run else {})}))
             if run is not None and run.ok or attempt == rounds:
                 break
-            messages = [*messages, Message("assistant", traced.completion.text),
-                        Message("user", self._feedback(run))]
+            if cfg.feedback == "fresh":
+                question = problem_messages(problem, cfg.system)
+                question[-1] = Message("user", FRESH.format(
+                    question=question[-1].content, report=self._report(run)))
+                messages = question
+            else:
+                messages = [*messages, Message("assistant", traced.completion.text),
+                            Message("user", self._feedback(run))]
         if not versions:
             return make_result(self, ctx, answer=None, text="", candidates=[], started=started)
         passing = [i for i, v in enumerate(versions) if v.score == 1.0]
@@ -102,11 +116,14 @@ class SelfDebug(BaseStrategy):
         return make_result(self, ctx, answer=chosen.answer, text=chosen.text,
                            candidates=versions, started=started)
 
-    def _feedback(self, run: Execution | None) -> str:
+    def _report(self, run: Execution | None) -> str:
         if run is None:
-            return NO_CODE
+            return "- the reply had no ```python code block"
         report = failure_report(run.failures(), self.config.shown_failures,
                                 self.config.feedback_chars)
         if run.status != "ok" and not report:
             report = f"- the program failed: {run.status}: {run.message}"
-        return FEEDBACK.format(report=report)
+        return report
+
+    def _feedback(self, run: Execution | None) -> str:
+        return NO_CODE if run is None else FEEDBACK.format(report=self._report(run))
