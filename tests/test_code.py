@@ -104,15 +104,18 @@ def test_best_of_n_defaults_to_the_visible_tests_on_code():
     assert kinds.count("execute") == 3
 
 
-def test_self_debug_feeds_failures_back_and_stops_at_the_first_pass():
+@pytest.mark.parametrize("feedback", ["fresh", "conversation"])
+def test_self_debug_feeds_failures_back_and_stops_at_the_first_pass(feedback):
     fake = ScriptedBackend([BAD, "I fixed it, no code though.", GOOD, GOOD])
-    result = asyncio.run(asolve(ADD, "self-debug", rounds=5, backend=fake))
+    result = asyncio.run(asolve(ADD, "self-debug", rounds=5, feedback=feedback, backend=fake))
     assert "a + b" in result.answer
     assert [c.score for c in result.candidates] == [0.0, 0.0, 1.0]
     assert len(fake.history) == 3  # the fourth scripted answer was never asked for
     second = fake.history[1].messages[-1].content
     assert "add(2, 3) returned -1, expected 5" in second
     assert "no ```python code block" in fake.history[2].messages[-1].content
+    conversation = len(fake.history[1].messages) > 2
+    assert conversation == (feedback == "conversation")  # fresh: only the failures, no old code
 
 
 def test_self_debug_honours_the_round_limit():

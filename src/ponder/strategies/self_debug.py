@@ -43,9 +43,9 @@ class SelfDebugConfig(StrategyConfig):
     rounds: int = Field(3, ge=0, le=10, description="most revisions after failing tests")
     shown_failures: int = Field(3, ge=1, le=20, description="failed tests shown per round")
     feedback_chars: int = Field(300, ge=40, description="characters kept of each error")
-    feedback: Literal["conversation", "fresh"] = Field(
-        "conversation", description="conversation: show the model its code and the failures; "
-        "fresh: ask anew with only the failures (small models tend to copy their old code)")
+    feedback: Literal["fresh", "conversation"] = Field(
+        "fresh", description="fresh: ask anew with the question and the failures; "
+        "conversation: show the model its code and the failures (small models copy it back)")
 
 
 class SelfDebug(BaseStrategy):
