@@ -1,9 +1,12 @@
 """The evaluation harness: every strategy at every budget on every problem, resumable.
 
-Sampling strategies (``eval_mode`` vote / best-score) generate their largest budget once per
-problem, each new sample stored as its call returns; smaller budgets are computed from the stored
-samples (``curves``). Budget strategies run once per budget; ``single`` strategies once. A greedy
-chain of thought is the baseline; coverage (pass@k) comes from the first sampling strategy.
+Sampling strategies (``eval_mode`` vote / best-score / sequential) generate their largest budget
+once per problem into shared sample pools (``pools.py``), each new sample stored as its call
+returns; smaller budgets, and early-stopping rules, are replayed on the stored samples
+(``scoring.py``). Budget strategies run once per budget; ``single`` strategies once; ``batch``
+strategies once over all the problems. A greedy chain of thought is the baseline; coverage
+(pass@k) comes from the first sampling strategy. Answers are graded by the problem's domain
+(math: equivalence to the gold answer; code: its hidden tests, in the sandbox).
 """
 
 from __future__ import annotations
