@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from ponder.domains import cluster_answers
-from ponder.strategies.aggregate import majority_vote
+from ponder.strategies.aggregate import group_records, majority_vote, with_votes
 from ponder.strategies.base import (
     BaseStrategy,
     Context,
@@ -122,12 +122,9 @@ class AdaptiveConsistency(BaseStrategy):
         modes = [c.metadata.get("mode", "chain") for c in candidates]
         winner, groups = majority_vote(answers, [cfg.vote_weight(c) for c in candidates],
                                        clusters or None, modes, cfg.cross_mode_bonus)
-        votes = {i: g.weight for g in groups for i in g.members}
-        candidates = [c.replace(votes=votes.get(i, 0.0)) for i, c in enumerate(candidates)]
+        candidates = with_votes(candidates, groups)
         ctx.trace.add("vote", "majority vote", parent=root, winner=winner.answer if winner
-                      else None, samples=len(candidates),
-                      groups=[{"answer": g.answer, "members": g.members, "weight": g.weight}
-                              for g in groups])
+                      else None, samples=len(candidates), groups=group_records(groups))
         text = candidates[winner.members[0]].text if winner else ""
         return make_result(self, ctx, answer=winner.answer if winner else None, text=text,
                            candidates=candidates, started=started)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ponder.types import Candidate
 from ponder.verifiers.answers import equivalent
 
 
@@ -72,6 +73,21 @@ def majority_vote(answers: Sequence[str | None], weights: Sequence[float] | None
         return None, groups
     best = max(groups, key=lambda g: g.weight)  # max keeps the first of equal weights
     return best, groups
+
+
+def with_votes(candidates: Sequence[Candidate], groups: Sequence[AnswerGroup]
+               ) -> list[Candidate]:
+    """Each candidate with its group's vote weight (0 for candidates that did not vote)."""
+    votes = {i: g.weight for g in groups for i in g.members}
+    return [c.replace(votes=votes.get(i, 0.0)) for i, c in enumerate(candidates)]
+
+
+def group_records(groups: Sequence[AnswerGroup], modes: Sequence[str] | None = None
+                  ) -> list[dict[str, Any]]:
+    """The groups of a vote as trace data."""
+    return [{"answer": g.answer, "members": g.members, "weight": round(g.weight, 6),
+             **({"modes": sorted({modes[i] for i in g.members})} if modes is not None else {})}
+            for g in groups]
 
 
 def cluster_ids(answers: Sequence[str | None]) -> list[int | None]:

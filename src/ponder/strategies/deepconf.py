@@ -25,7 +25,7 @@ from pydantic import Field
 
 from ponder.domains import cluster_answers
 from ponder.errors import BudgetExhausted
-from ponder.strategies.aggregate import majority_vote
+from ponder.strategies.aggregate import group_records, majority_vote, with_votes
 from ponder.strategies.base import (
     BaseStrategy,
     Context,
@@ -170,12 +170,10 @@ class DeepConf(BaseStrategy):
         weights = [c.score if c.score is not None else 1.0 for c in candidates]
         clusters = await cluster_answers(problem, answers, ctx.sandbox)
         winner, groups = majority_vote(answers, weights, clusters)
-        votes = {i: g.weight for g in groups for i in g.members}
-        candidates = [c.replace(votes=votes.get(i, 0.0)) for i, c in enumerate(candidates)]
+        candidates = with_votes(candidates, groups)
         ctx.trace.add("vote", "confidence-weighted vote", parent=root,
                       voters=sorted(voters), winner=winner.answer if winner else None,
-                      groups=[{"answer": g.answer, "members": g.members,
-                               "weight": round(g.weight, 6)} for g in groups])
+                      groups=group_records(groups))
         text = candidates[winner.members[0]].text if winner else ""
         return make_result(self, ctx, answer=winner.answer if winner else None, text=text,
                            candidates=candidates, started=started)

@@ -26,7 +26,7 @@ from pydantic import Field
 
 from ponder.domains import cluster_answers
 from ponder.errors import BudgetExhausted
-from ponder.strategies.aggregate import best_score_pick, majority_vote
+from ponder.strategies.aggregate import best_score_pick, group_records, majority_vote, with_votes
 from ponder.strategies.base import (
     BaseStrategy,
     Context,
@@ -166,12 +166,10 @@ class Router(BaseStrategy):
             candidates = [c.replace(score=s) for c, s in zip(candidates, scores, strict=True)]
             chosen = best_score_pick(scores, clusters, range(len(candidates)), weights=weights,
                                      modes=modes, cross_mode_bonus=cfg.cross_mode_bonus)
-        votes = {i: g.weight for g in groups for i in g.members}
-        candidates = [c.replace(votes=votes.get(i, 0.0)) for i, c in enumerate(candidates)]
+        candidates = with_votes(candidates, groups)
         answer = candidates[chosen].answer if chosen is not None else None
         ctx.trace.add("vote", route, parent=probe.root, winner=answer,
-                      groups=[{"answer": g.answer, "members": g.members, "weight": g.weight}
-                              for g in groups])
+                      groups=group_records(groups))
         text = candidates[chosen].text if chosen is not None else ""
         return make_result(self, ctx, answer=answer, text=text, candidates=candidates,
                            started=probe.started)

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from ponder.domains import cluster_answers
 from ponder.errors import BudgetExhausted, ConfigError
-from ponder.strategies.aggregate import majority_vote
+from ponder.strategies.aggregate import group_records, majority_vote, with_votes
 from ponder.strategies.base import (
     BaseStrategy,
     Context,
@@ -68,14 +68,9 @@ class SelfConsistency(BaseStrategy):
         clusters = await cluster_answers(problem, answers, ctx.sandbox)
         modes = [c.metadata.get("mode", "chain") for c in candidates]
         winner, groups = majority_vote(answers, weights, clusters, modes, cfg.cross_mode_bonus)
-        votes = {i: g.weight for g in groups for i in g.members}
-        candidates = [c.replace(votes=votes.get(i, 0.0)) for i, c in enumerate(candidates)]
-        ctx.trace.add(
-            "vote", "majority vote", parent=root,
-            groups=[{"answer": g.answer, "members": g.members, "weight": round(g.weight, 6),
-                     "modes": sorted({modes[i] for i in g.members})} for g in groups],
-            winner=winner.answer if winner else None,
-        )
+        candidates = with_votes(candidates, groups)
+        ctx.trace.add("vote", "majority vote", parent=root, groups=group_records(groups, modes),
+                      winner=winner.answer if winner else None)
         text = candidates[winner.members[0]].text if winner else ""
         return make_result(self, ctx, answer=winner.answer if winner else None, text=text,
                            candidates=candidates, started=started)
