@@ -134,12 +134,29 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
     logprobs: tuple[TokenLogprob, ...] | None = None
     reasoning: str | None = None
+    # The stop string that ended the sample (not part of ``text``); None when it ended at the
+    # end of the answer (or by length).
+    stop_sequence: str | None = None
 
     @property
     def mean_logprob(self) -> float | None:
         if not self.logprobs:
             return None
         return sum(t.logprob for t in self.logprobs) / len(self.logprobs)
+
+
+StepEnd = Literal["delimiter", "end", "length"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One reasoning step of a partial solution: its text (without the delimiter that ended it),
+    how it ended, its completion tokens and their mean logprob (when the backend gave them)."""
+
+    text: str
+    end: StepEnd = "delimiter"
+    tokens: int = 0
+    mean_logprob: float | None = None
 
 
 @dataclass(frozen=True)

@@ -99,10 +99,11 @@ class ScriptedBackend:
         item = self._next(request, index)
         completion = item if isinstance(item, Completion) else Completion(text=item)
         text, finish = completion.text, completion.finish_reason
-        for stop in request.params.stop:
-            cut = text.find(stop)
-            if cut >= 0:
-                text, finish = text[:cut], "stop"
+        stop_sequence = completion.stop_sequence
+        cuts = [(text.find(s), s) for s in request.params.stop if s in text]
+        if cuts:
+            cut, stop_sequence = min(cuts)
+            text, finish = text[:cut], "stop"
         words = text.split(" ")
         if count_words(text) > request.params.max_tokens:
             text = " ".join(text.split()[: request.params.max_tokens])
@@ -124,6 +125,7 @@ class ScriptedBackend:
             completion,
             text=text,
             finish_reason=finish,
+            stop_sequence=stop_sequence,
             logprobs=logprobs,
             usage=Usage(completion_tokens=n_tokens),
         )

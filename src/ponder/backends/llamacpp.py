@@ -15,6 +15,7 @@ import asyncio
 import collections
 import concurrent.futures
 import ctypes
+import dataclasses
 import os
 import queue
 import threading
@@ -86,6 +87,7 @@ class _Seq:
     logprobs: list[TokenLogprob] = field(default_factory=list)
     text: str = ""
     finish: str | None = None
+    stop: str | None = None  # the stop string that ended it
 
 
 class LlamaCppBackend:
@@ -400,6 +402,7 @@ class LlamaCppBackend:
                 calls=1 if first else 0,
             ),
             logprobs=tuple(s.logprobs) if request.params.logprobs is not None else None,
+            stop_sequence=s.stop,
         )
         if request.on_sample is not None and not job.future.done():
             try:
@@ -428,8 +431,7 @@ class LlamaCppBackend:
             done = [c for c in row if c is not None]
             if done:  # the request's wall time goes with its prompt, on its first sample
                 first = done[0]
-                done[0] = Completion(first.text, first.finish_reason,
-                                     first.usage + Usage(seconds=seconds), first.logprobs)
+                done[0] = dataclasses.replace(first, usage=first.usage + Usage(seconds=seconds))
             rows.append(done)
         if not job.future.done():
             job.future.set_result(rows)
@@ -491,8 +493,9 @@ class LlamaCppBackend:
         if params.stop:
             longest = max(len(x) for x in params.stop)
             window = s.text[max(0, previous - longest):]
-            if any(stop in window for stop in params.stop):
-                s.finish = "stop"
+            hit = next((stop for stop in params.stop if stop in window), None)
+            if hit is not None:
+                s.finish, s.stop = "stop", hit
                 return
         if request.monitor is not None and request.monitor(s.index, s.text, token_lp):
             s.finish = "cancelled"

@@ -295,6 +295,7 @@ class OpenAIBackend:
                 logprobs=_logprobs(choice.logprobs) if request.params.logprobs is not None
                 else None,
                 reasoning=_reasoning(choice.message),
+                stop_sequence=_stop_sequence(choice, request.params.stop),
             ))
         return out
 
@@ -307,6 +308,7 @@ class OpenAIBackend:
         started = time.monotonic()
         text, reasoning, tokens = "", "", []
         finish, usage, chunks = "stop", None, 0
+        stop_sequence: str | None = None
         async with self._semaphore:
             try:
                 stream = await self.client.chat.completions.create(model=self.model, **kwargs)
@@ -327,6 +329,7 @@ class OpenAIBackend:
                         progress(max(1, len(new)) if piece or new else 0)
                         if choice.finish_reason:
                             finish = "length" if choice.finish_reason == "length" else "stop"
+                            stop_sequence = _stop_sequence(choice, request.params.stop)
                         if piece and request.monitor is not None and request.monitor(
                             index, text, tokens[-1] if tokens else None
                         ):
@@ -344,10 +347,25 @@ class OpenAIBackend:
             usage=Usage(prompt_tokens, completion_tokens, 1, time.monotonic() - started),
             logprobs=tuple(tokens) if request.params.logprobs is not None else None,
             reasoning=reasoning or None,
+            stop_sequence=stop_sequence if finish == "stop" else None,
         )
 
     async def aclose(self) -> None:
         await self.client.close()
+
+
+def _stop_sequence(choice: Any, stops: Sequence[str]) -> str | None:
+    """The stop string that ended a choice. vLLM and SGLang say so in ``stop_reason`` (a string,
+    a token id, or null for the end of the answer); when a server does not say, a stop at a
+    request with stop strings is taken as the first of them (a wrong guess costs a step search
+    one more, empty step)."""
+    if choice.finish_reason != "stop" or not stops:
+        return None
+    extra = getattr(choice, "model_extra", None) or {}
+    if "stop_reason" in extra:
+        reason = extra["stop_reason"]
+        return reason if isinstance(reason, str) and reason in stops else None
+    return stops[0]
 
 
 def _reseed(request: GenerationRequest, index: int):

@@ -114,9 +114,10 @@ class Context:
         parent: int | None = None,
         label: str = "sample",
         backend: Backend | None = None,
+        parents: Sequence[int | None] | None = None,
     ) -> list[list[Traced]]:
         """Generate through the backend (or ``backend``, e.g. a judge's), charging the budget
-        and tracing every completion.
+        and tracing every completion (under ``parent``, or ``parents[i]`` for request i).
 
         Raises :class:`BudgetExhausted` when the budget cannot pay for at least one new token
         per sample; otherwise caps ``max_tokens`` so the call cannot overrun it.
@@ -146,14 +147,15 @@ class Context:
             prepared, on_progress=lambda tokens: self.emit("tokens", tokens=tokens)
         )
         out: list[list[Traced]] = []
-        for request, completions in zip(prepared, results, strict=True):
+        for k, (request, completions) in enumerate(zip(prepared, results, strict=True)):
+            under = parents[k] if parents is not None else parent
             row = []
             for i, completion in enumerate(completions):
                 self.budget.charge(completion.usage)
                 node = self.trace.add(
                     "generate",
                     f"{label} {i + 1}/{request.n}" if request.n > 1 else label,
-                    parent=parent,
+                    parent=under,
                     usage=completion.usage,
                     text=completion.text,
                     finish_reason=completion.finish_reason,
