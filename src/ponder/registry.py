@@ -1,9 +1,10 @@
-"""Name -> implementation, for strategies, verifiers and backends.
+"""Name -> implementation, for strategies, verifiers, step scorers and backends.
 
 Built-ins and plugins register the same way: through :meth:`Registry.register`. Plugins are
-found through the entry-point groups ``ponder.strategies``, ``ponder.verifiers`` and
-``ponder.backends``; an entry point names either the object to register (registered under the
-entry point's name) or a module whose import registers its objects itself.
+found through the entry-point groups ``ponder.strategies``, ``ponder.verifiers``,
+``ponder.step_scorers`` and ``ponder.backends``; an entry point names either the object to
+register (registered under the entry point's name) or a module whose import registers its
+objects itself.
 """
 
 from __future__ import annotations
@@ -67,3 +68,4 @@ class Registry(Generic[T]):
 strategies: Registry[Any] = Registry("strategy", "ponder.strategies", "ponder.builtins")
 verifiers: Registry[Any] = Registry("verifier", "ponder.verifiers", "ponder.builtins")
 backends: Registry[Callable[..., Any]] = Registry("backend", "ponder.backends", "ponder.builtins")
+step_scorers: Registry[Any] = Registry("step scorer", "ponder.step_scorers", "ponder.builtins")

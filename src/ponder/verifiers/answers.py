@@ -80,6 +80,12 @@ def extract_answer(text: str) -> str | None:
     return None
 
 
+def states_answer(text: str) -> bool:
+    """Whether ``text`` announces a final answer (boxed, ``#### x`` or "the answer is x"), as
+    opposed to merely containing numbers."""
+    return bool(last_boxed(text) or _HASHES.search(text) or _ANSWER_PHRASES.search(text))
+
+
 def _strip_latex(s: str) -> str:
     s = s.strip()
     s = re.sub(r"\\(?:text|mathrm)\{([^}]*)\}", r"\1", s)
