@@ -8,10 +8,13 @@ from ponder import registry
 from ponder.backends.fake import ScriptedBackend
 from ponder.errors import ConfigError
 from ponder.strategies.adaptive_consistency import AdaptiveConsistency
+from ponder.strategies.beam_search import BeamSearch
 from ponder.strategies.best_of_n import BestOfN
 from ponder.strategies.budget_forcing import BudgetForcing
 from ponder.strategies.chain_of_thought import ChainOfThought
 from ponder.strategies.deepconf import DeepConf
+from ponder.strategies.dvts import DVTS
+from ponder.strategies.mcts import MCTS
 from ponder.strategies.program_of_thought import ProgramOfThought
 from ponder.strategies.router import Router
 from ponder.strategies.self_consistency import SelfConsistency
@@ -20,6 +23,7 @@ from ponder.strategies.self_refine import SelfRefine
 from ponder.verifiers.base import MeanLogprobVerifier
 from ponder.verifiers.code import CodeTestsVerifier
 from ponder.verifiers.judge import JudgeVerifier
+from ponder.verifiers.steps import ConfidenceScorer, SelfJudgeScorer
 
 
 def _checked(cls, options):
@@ -45,10 +49,29 @@ def _openai(**options):
 
 
 for _strategy in (ChainOfThought, SelfConsistency, BestOfN, SelfRefine, BudgetForcing,
-                  SelfDebug, ProgramOfThought, AdaptiveConsistency, DeepConf, Router):
+                  SelfDebug, ProgramOfThought, AdaptiveConsistency, DeepConf, Router,
+                  BeamSearch, DVTS, MCTS):
     registry.strategies.register(_strategy.name, _strategy)
 for _verifier in (JudgeVerifier, MeanLogprobVerifier, CodeTestsVerifier):
     registry.verifiers.register(_verifier.name, _verifier)
+registry.step_scorers.register(SelfJudgeScorer.name, SelfJudgeScorer)
+registry.step_scorers.register(ConfidenceScorer.name, ConfidenceScorer)
+
+
+def _prm(**options):  # imported lazily: torch and transformers are an optional extra
+    from ponder.verifiers.prm import PrmScorer
+
+    return PrmScorer(**options)
+
+
+def _prm_http(**options):
+    from ponder.verifiers.prm_http import PrmHttpScorer
+
+    return PrmHttpScorer(**options)
+
+
+registry.step_scorers.register("prm", _prm)
+registry.step_scorers.register("prm-http", _prm_http)
 registry.backends.register("llamacpp", _llamacpp)
 registry.backends.register("openai", _openai)
 registry.backends.register("fake", ScriptedBackend)
