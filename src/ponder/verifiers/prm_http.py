@@ -1,0 +1,123 @@
+"""``prm-http``: a process reward model served over HTTP, so reward models scale out like policies.
+
+It speaks vLLM's pooling API: ``POST {url}/pooling`` with ``{"model", "input": [texts]}``, one
+text per partial solution formatted by the PRM's ``convention`` (see ``ponder.verifiers.prm``),
+and reads one row per step from each ``data[i].data``: a pair of label probabilities (the
+``label`` column is the score), or a single value (with ``activation=sigmoid`` for raw logits).
+Serve the PRM with step pooling, e.g.::
+
+    vllm serve Qwen/Qwen2.5-Math-PRM-7B --runner pooling --trust-remote-code
+
+(for Math-Shepherd also ``--pooler-config '{"pooling_type": "STEP", "step_tag_id": 12902,
+"returned_token_ids": [648, 387]}'`` and ``label=0``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ponder.errors import BackendError, BackendUnavailable, ConfigError
+from ponder.types import Problem, Step
+from ponder.verifiers.prm import CONVENTIONS, QWEN_SYSTEM
+from ponder.verifiers.steps import NEUTRAL, known_scores
+
+if TYPE_CHECKING:
+    from ponder.strategies.base import Context
+
+
+def format_for_prm(convention: str, separator: str, problem: Problem, steps: Sequence[Step]) -> str:
+    """The text a PRM of ``convention`` reads, without a tokenizer (Qwen's chat markup written
+    out: the server does not apply a template to raw input)."""
+    clean = [s.text.replace(separator, " ").strip() for s in steps]
+    if convention == "qwen":
+        body = "".join(f"{c}{separator}" for c in clean)
+        return (f"<|im_start|>system\n{QWEN_SYSTEM}<|im_end|>\n<|im_start|>user\n"
+                f"{problem.question}<|im_end|>\n<|im_start|>assistant\n{body}<|im_end|>\n")
+    if convention == "math-shepherd":
+        body = "\n".join(f"Step {k}: {c} {separator}" for k, c in enumerate(clean, 1))
+        return f"{problem.question} {body}"
+    return problem.question + "".join(f"{separator}{c}" for c in clean) + separator
+
+
+class PrmHttpScorer:
+    name: ClassVar[str] = "prm-http"
+    description: ClassVar[str] = "a process reward model behind vLLM's pooling API"
+    needs_logprobs: ClassVar[bool] = False
+
+    def __init__(self, url: str = "", model: str = "", convention: str = "qwen", *,
+                 separator: str | None = None, label: int = 1, activation: str = "none",
+                 api_key: str | None = None, timeout: float = 120.0) -> None:
+        if not url:
+            raise ConfigError("the prm-http scorer needs a url: -o scorer_options='{\"url\": "
+                              "\"http://host:8000\", \"model\": \"NAME\"}'")
+        if convention not in CONVENTIONS:
+            raise ConfigError(f"unknown PRM convention {convention!r}; valid: "
+                              f"{', '.join(CONVENTIONS)}")
+        if activation not in ("none", "sigmoid"):
+            raise ConfigError("activation must be none or sigmoid")
+        self.url = url.rstrip("/").removesuffix("/v1") + "/pooling"
+        self.model = model
+        self.convention = convention
+        self.separator = separator or CONVENTIONS[convention]["separator"]
+        self.label = label
+        self.activation = activation
+        self.api_key = api_key
+        self.timeout = timeout
+
+    def _post(self, texts: list[str]) -> list[Any]:
+        body: dict[str, Any] = {"input": texts}
+        if self.model:
+            body["model"] = self.model
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.url, json.dumps(body).encode(), headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as reply:
+                payload = json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")[:300]
+            raise BackendError(f"reward server {self.url} answered {exc.code}: {detail}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            raise BackendUnavailable(f"cannot reach the reward server {self.url}: {exc}") from None
+        except json.JSONDecodeError:
+            raise BackendError(f"reward server {self.url} did not answer JSON") from None
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(data, list) or len(data) != len(texts):
+            raise BackendError(f"reward server {self.url}: expected {len(texts)} results")
+        return [item.get("data") if isinstance(item, dict) else None
+                for item in sorted(data, key=lambda d: d.get("index", 0))]
+
+    def _step_score(self, row: Any) -> float:
+        value = row[self.label] if isinstance(row, list) and len(row) > self.label else (
+            row[0] if isinstance(row, list) and row else row)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return NEUTRAL
+        return 1.0 / (1.0 + math.exp(-value)) if self.activation == "sigmoid" else float(value)
+
+    async def score_steps(self, problem: Problem, partials: Sequence[Sequence[Step]],
+                          ctx: Context, parent: int | None = None,
+                          known: Sequence[Sequence[float]] | None = None) -> list[list[float]]:
+        out = [known_scores(known, i, len(steps)) for i, steps in enumerate(partials)]
+        todo = [i for i, steps in enumerate(partials) if len(out[i]) < len(steps)]
+        if not todo:
+            return out
+        texts = [format_for_prm(self.convention, self.separator, problem, partials[i])
+                 for i in todo]
+        started = time.monotonic()
+        rows = await asyncio.to_thread(self._post, texts)
+        for i, row in zip(todo, rows, strict=True):
+            n = len(partials[i])
+            scores = [self._step_score(r) for r in (row or [])][:n]
+            out[i] = scores + [NEUTRAL] * (n - len(scores))
+        ctx.trace.add("score", f"prm-http x{len(todo)}", parent=parent, scorer=self.name,
+                      seconds=round(time.monotonic() - started, 3),
+                      scores=[[round(s, 4) for s in out[i]] for i in todo])
+        return out
