@@ -64,7 +64,24 @@ def test_prefill_continues_and_stop_strings_cut(llama):
     )
     [[c]] = generate(llama, request)
     assert c.text.strip().startswith("4")
-    assert "7" not in c.text and c.finish_reason == "stop"
+    assert "7" not in c.text and c.finish_reason == "stop" and c.stop_sequence == "7"
+    [[free]] = generate(llama, request.replace(params=request.params.replace(stop=())))
+    assert free.stop_sequence is None
+
+
+def test_prompts_sharing_a_prefix_evaluate_it_once(llama):
+    """Beams of a step search: same question, different partial answers, one call."""
+    params = SamplingParams(temperature=0.0, max_tokens=8)
+    beams = [GenerationRequest(QUESTION, params, prefill=p)
+             for p in ("He starts with 17 sheep.", "He starts with 17 sheep. Then", "First,")]
+    together = generate(llama, *beams)
+    alone = [generate(llama, b)[0][0] for b in beams]
+    lengths = [len(llama.prompt_tokens(b)) for b in beams]
+    shared = len(llama.prompt_tokens(GenerationRequest(QUESTION)))  # at least the question
+    assert together[0][0].usage.prompt_tokens == lengths[0]
+    assert all(row[0].usage.prompt_tokens <= n - shared + 1
+               for row, n in zip(together[1:], lengths[1:], strict=True))
+    assert [row[0].text for row in together] == [c.text for c in alone]
 
 
 def test_monitor_stops_one_sequence_and_not_the_others(llama):

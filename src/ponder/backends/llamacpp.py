@@ -60,6 +60,7 @@ class _Job:
         )
         self.submitted = time.monotonic()
         self.charged: set[int] = set()
+        self.evaluated: dict[int, int] = {}  # request -> prompt tokens actually evaluated
 
 
 @dataclass
@@ -361,28 +362,52 @@ class LlamaCppBackend:
     def _prefill(self, units: list[_Unit], free_ids: list[int], logits: dict[int, np.ndarray]
                  ) -> list[_Seq]:
         """Evaluate each admitted unit's prompt once (packed into shared batches), then share it
-        with the unit's other samples by sequence copy."""
+        with the unit's other samples by sequence copy. With a unified cache, a prompt that
+        starts like an earlier one of the same round (beams of a step search: same question,
+        same first steps) copies that prefix's cells and evaluates only the rest."""
         llama_cpp = self._llama_cpp
-        heads = []
-        items: list[tuple[int, int, int, bool]] = []
-        for unit in units:
-            head = free_ids.pop()
-            heads.append(head)
+        heads = [free_ids.pop() for _ in units]
+        donors: list[int] = []  # units whose whole prompt is evaluated in the first pass
+        shares: dict[int, tuple[int, int]] = {}  # unit -> (donor unit, shared prefix length)
+        for k, unit in enumerate(units):
             prompt = unit.job.prompts[unit.request]
-            items.extend((t, p, head, p == len(prompt) - 1) for p, t in enumerate(prompt))
-        rows = self._decode(items)
+            best, source = 0, -1
+            if self.kv_unified:
+                for d in donors:
+                    n = _common_prefix(prompt, units[d].job.prompts[units[d].request])
+                    if n > best:
+                        best, source = n, d
+            best = min(best, len(prompt) - 1)  # the last token is evaluated for its logits
+            if best >= MIN_SHARED_PREFIX:
+                shares[k] = (source, best)
+            else:
+                donors.append(k)
+        last: dict[int, np.ndarray] = {}
+        for group in (donors, list(shares)):
+            items: list[tuple[int, int, int, bool]] = []
+            for k in group:
+                unit, start = units[k], shares.get(k, (0, 0))[1]
+                prompt = unit.job.prompts[unit.request]
+                if start:
+                    llama_cpp.llama_memory_seq_cp(self._memory, heads[shares[k][0]], heads[k],
+                                                  0, start)
+                items.extend((prompt[p], p, heads[k], p == len(prompt) - 1)
+                             for p in range(start, len(prompt)))
+                unit.job.evaluated.setdefault(unit.request, len(prompt) - start)
+            for k, row in zip(group, self._decode(items), strict=True):
+                last[k] = row
         seqs = []
-        for unit, head, row in zip(units, heads, rows, strict=True):
+        for k, (unit, head) in enumerate(zip(units, heads, strict=True)):
             request = unit.job.requests[unit.request]
-            for k, index in enumerate(unit.indices):
-                seq_id = head if k == 0 else free_ids.pop()
+            for j, index in enumerate(unit.indices):
+                seq_id = head if j == 0 else free_ids.pop()
                 if seq_id != head:
                     llama_cpp.llama_memory_seq_cp(self._memory, head, seq_id, -1, -1)
                 seed = request.params.seed
                 rng = np.random.default_rng(None if seed is None else [seed, index])
                 seqs.append(_Seq(unit, index, seq_id, rng, len(unit.job.prompts[unit.request]),
                                  self._per_sample(unit)))
-                logits[seq_id] = row
+                logits[seq_id] = last[k]
             unit.alive = len(unit.indices)
         return seqs
 
@@ -397,7 +422,7 @@ class LlamaCppBackend:
             text=_cut_at_stop(text, request.params.stop),
             finish_reason=s.finish,  # type: ignore[arg-type]
             usage=Usage(
-                prompt_tokens=len(job.prompts[ri]) if first else 0,
+                prompt_tokens=job.evaluated.get(ri, len(job.prompts[ri])) if first else 0,
                 completion_tokens=len(s.tokens),
                 calls=1 if first else 0,
             ),
@@ -519,6 +544,17 @@ class LlamaCppBackend:
             closer = getattr(getattr(self, obj, None), "close", None)
             if closer is not None:
                 closer()
+
+
+MIN_SHARED_PREFIX = 16  # shorter common prefixes are cheaper to evaluate than to track
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
 
 
 def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
