@@ -113,3 +113,29 @@ def test_streamed_logprobs_reach_the_monitor(llama_server):
     assert c.finish_reason == "cancelled"
     assert all(t is not None and t.top for t in seen)
     assert len(c.logprobs) == len(seen) == 6
+
+
+def test_which_stop_ended_a_choice():
+    from types import SimpleNamespace
+
+    from ponder.backends.openai_http import _stop_sequence
+
+    def choice(finish, **extra):
+        return SimpleNamespace(finish_reason=finish, model_extra=extra)
+
+    assert _stop_sequence(choice("stop", stop_reason="\n\n"), ("\n\n",)) == "\n\n"  # vLLM
+    assert _stop_sequence(choice("stop", stop_reason=None), ("\n\n",)) is None  # end of answer
+    assert _stop_sequence(choice("stop", stop_reason=151645), ("\n\n",)) is None  # a stop token
+    assert _stop_sequence(choice("stop"), ("\n\n",)) == "\n\n"  # the server does not say
+    assert _stop_sequence(choice("stop"), ()) is None
+    assert _stop_sequence(choice("length"), ("\n\n",)) is None
+
+
+def test_step_search_through_the_server(llama_server):
+    result = asyncio.run(asolve("What is 2 + 3?", "beam-search", n=1, m=2, model="smol",
+                                base_url=llama_server, max_tokens=48, step_tokens=24,
+                                max_steps=2, seed=3))
+    steps = [n for n in result.trace.nodes if n.label.startswith("step")]
+    assert len(steps) >= 2 and len(result.candidates) == 1
+    assert result.usage.completion_tokens == sum(
+        n.usage.completion_tokens for n in result.trace.nodes if n.usage is not None)

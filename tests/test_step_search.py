@@ -286,3 +286,42 @@ def test_beam_search_on_the_bundled_model_with_exact_token_accounting(llama):
             walk = by_id[walk.parent]
         assert tokens == candidate.usage.completion_tokens <= 96
     assert result.text and len(result.candidates) <= 2
+
+
+def test_show_trace_renders_the_search_tree_with_statuses():
+    from rich.console import Console
+
+    from ponder.cli.render import trace_tree
+
+    steps = {
+        ("", 0): "a [0.9]\n\n", ("", 1): "b [0.2]\n\n",
+        ("a [0.9]\n\n", 0): "[0.7] The answer is 5", ("a [0.9]\n\n", 1): "aa [0.3]\n\n",
+    }
+    fake = ScriptedBackend(lambda request, i: steps[(request.prefill, i)])
+    result = run("beam-search", fake, n=1, m=2)
+    console = Console(width=120, record=True)
+    console.print(trace_tree(result.trace, "trace of beam-search"))
+    text = console.export_text()
+    lines = text.splitlines()
+    indent = {name: next(len(line) - len(line.lstrip("│ ├└─")) for line in lines
+                         if line.lstrip("│ ├└─").startswith(name))
+              for name in ("generate step 1 1/2", "generate step 2 1/2")}
+    assert indent["generate step 2 1/2"] > indent["generate step 1 1/2"]  # a child of step 1
+    assert "answer score 0.700" in text and "pruned score 0.200" in text
+    assert "rank 2 of 2 at depth 1: score 0.200 < kept 0.900" in text
+
+
+@pytest.mark.model
+def test_ask_beam_search_show_trace_end_to_end():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "ponder", "ask", "What is 2 + 3?", "-s", "beam-search", "-n", "1",
+         "-o", "m=2", "-o", "step_tokens=24", "-o", "max_steps=2", "--max-tokens", "48",
+         "--seed", "2", "--show-trace"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "trace of beam-search" in proc.stdout and "judge step" in proc.stdout
+    assert "pruned" in proc.stdout and "cost:" in proc.stdout

@@ -109,19 +109,32 @@ def print_result(console: Console, result: Result) -> None:
     )
 
 
+STATUS_STYLE = {"kept": "green", "answer": "bold green", "pruned": "red", "expanded": "green",
+                "rollout": "magenta"}
+
+
 def trace_tree(trace: Trace, title: str = "trace") -> Tree:
+    """The trace as a tree. Search nodes show how they fared (kept, pruned, answer, ...) and
+    their score next to their label, and why they were pruned under it."""
     root = Tree(f"[bold]{title}[/]")
     branches: dict[int | None, Tree] = {None: root}
     for node in trace.nodes:
         parent = branches.get(node.parent, root)
+        data = node.data
         label = f"[cyan]{node.kind}[/] {node.label}"
+        status = data.get("status")
+        if status:
+            label += f" [{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+        if isinstance(data.get("score"), (int, float)):
+            label += f" score {data['score']:.3f}"
         if node.usage is not None:
             label += f" [dim]({node.usage.prompt_tokens}+{node.usage.completion_tokens} tok)[/]"
-        data = node.data
         if "text" in data:
             label += f"\n[dim]{_preview(str(data['text']))}[/]"
-        extra = {k: v for k, v in data.items()
-                 if k not in ("text", "config", "prefill", "reasoning")}
+        if status == "pruned" and data.get("why"):
+            label += f"\n[red dim]{escape(str(data['why']))}[/]"
+        shown = ("text", "config", "prefill", "reasoning", "status", "why", "score")
+        extra = {k: v for k, v in data.items() if k not in shown}
         if extra:
             label += f"\n[dim]{_preview(', '.join(f'{k}={v}' for k, v in extra.items()), 120)}[/]"
         branches[node.id] = parent.add(label)
