@@ -325,3 +325,20 @@ def test_ask_beam_search_show_trace_end_to_end():
     assert proc.returncode == 0, proc.stderr
     assert "trace of beam-search" in proc.stdout and "judge step" in proc.stdout
     assert "pruned" in proc.stdout and "cost:" in proc.stdout
+
+
+def test_step_searches_run_per_budget_in_eval(tmp_path):
+    from ponder.eval.harness import Harness
+    from ponder.eval.store import Store
+
+    problems = [Problem("q1", answer="1", id="a"), Problem("q2", answer="2", id="b")]
+    store = Store(tmp_path / "s.sqlite")
+    beam, mcts = "beam-search[budgets=1/2,scorer=bracket]", "mcts[budgets=2/4,scorer=bracket]"
+    harness = Harness(ScriptedBackend(random_tree(depth_done=2)), store, problems, [beam, mcts],
+                      [1], greedy=False)
+    asyncio.run(harness.run())
+    points = {(p["strategy"], p["budget"]): p for p in harness.curves()["points"]}
+    assert set(points) == {(beam, 1), (beam, 2), (mcts, 2), (mcts, 4)}
+    assert points[(beam, 2)]["tokens"] > points[(beam, 1)]["tokens"]
+    assert all(p["problems"] == 2 for p in points.values())
+    store.close()

@@ -121,10 +121,14 @@ class StepSearch:
             requests, label=f"{label} {depth}" if label == "step" else label,
             parents=[nodes[owner[0]].trace_id for owner in owners])
         for owner, row in zip(owners, rows, strict=True):
-            for i, traced in zip(owner, row, strict=True):
+            for j, (i, traced) in enumerate(zip(owner, row, strict=True)):
                 parent = nodes[i]
                 completion = traced.completion
-                self.ctx.trace.nodes[traced.node].parent = parent.trace_id
+                record = self.ctx.trace.nodes[traced.node]
+                record.parent = parent.trace_id
+                record.label = f"{label} {parent.depth + 1}" if label == "step" else label
+                if len(row) > 1:
+                    record.label += f" {j + 1}/{len(row)}"
                 end: Any = ("length" if completion.finish_reason == "length" else
                             "delimiter" if completion.stop_sequence == cfg.delimiter else "end")
                 tokens = completion.usage.completion_tokens
