@@ -5,6 +5,8 @@ from ponder.verifiers.answers import equivalent, extract_answer, normalize, to_n
 EXTRACT = [
     ("So 17 + 5 = 22. The answer is 22.", "22"),
     ("The answer is: 22", "22"),
+    ("Therefore, the answer is: The answer is: 24.", "24"),  # the phrase doubled
+    ("4. The answer is: The answer is: $240.", "$240"),
     ("Final answer: 1,000 sheep", "1,000 sheep"),
     ("We get \\boxed{\\frac{1}{2}} in the end.", "\\frac{1}{2}"),
     ("first \\boxed{3} then \\boxed{4}", "4"),

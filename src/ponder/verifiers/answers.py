@@ -70,7 +70,7 @@ def extract_answer(text: str) -> str | None:
         return _clean(hashes[-1].group("ans"))
     phrases = list(_ANSWER_PHRASES.finditer(text))
     for match in reversed(phrases):
-        ans = _clean(match.group("ans"))
+        ans = unwrap_answer(_clean(match.group("ans")))
         if ans:
             inner = last_boxed(ans)
             return inner if inner else ans
@@ -78,6 +78,17 @@ def extract_answer(text: str) -> str | None:
     if numbers:
         return numbers[-1].strip()
     return None
+
+
+def unwrap_answer(answer: str) -> str:
+    """The answer inside a repeated phrase: models write "the answer is: The answer is: 24".
+
+    >>> unwrap_answer("The answer is: 24")
+    '24'
+    """
+    while (match := _ANSWER_PHRASES.search(answer)) and _clean(match.group("ans")):
+        answer = _clean(match.group("ans"))
+    return answer
 
 
 def states_answer(text: str) -> bool:
