@@ -342,3 +342,17 @@ def test_step_searches_run_per_budget_in_eval(tmp_path):
     assert points[(beam, 2)]["tokens"] > points[(beam, 1)]["tokens"]
     assert all(p["problems"] == 2 for p in points.values())
     store.close()
+
+
+@pytest.mark.model
+def test_self_judge_can_be_another_model(model_path):
+    """The policy is scripted; the steps are judged by the bundled model named in the options."""
+    fake = ScriptedBackend(lambda request, i: ["2 + 3 = 5.\n\n", "2 + 3 = 6.\n\n",
+                                               "The answer is 5.", "The answer is 6."][
+        min(3, 2 * request.prefill.count("\n\n") + i)])
+    result = asyncio.run(asolve("What is 2 + 3?", "beam-search", backend=fake, n=1, m=2,
+                                scorer_options={"model": str(model_path)}))
+    judged = [n for n in result.trace.nodes if n.label.startswith("judge step")]
+    assert judged and all(n.usage.calls == 1 and 0.0 <= n.data["score"] <= 1.0 for n in judged)
+    assert all(not r.messages[0].content.startswith("You are a strict grader")
+               for r in fake.history)  # no judge request reached the policy

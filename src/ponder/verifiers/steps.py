@@ -94,22 +94,39 @@ def number_steps(steps: Sequence[Step], max_chars: int) -> str:
 
 
 class SelfJudgeScorer:
-    """Asks a model (``backend``, default: the strategy's own) whether each new step is correct,
-    all of them in one batched call: P("yes") from the first token's logprobs, or the parsed
-    verdict when the backend gives none; a step it cannot judge scores 0.5."""
+    """Asks a model whether each new step is correct, all of them in one batched call: P("yes")
+    from the first token's logprobs, or the parsed verdict when the backend gives none; a step
+    it cannot judge scores 0.5. The judge is the strategy's own backend, or ``backend``, or the
+    one ``model`` / ``base_url`` name (as ``--model`` / ``--base-url`` do)."""
 
     name: ClassVar[str] = "self-judge"
     description: ClassVar[str] = "the model judges each new step: P('yes') it is correct"
     needs_logprobs: ClassVar[bool] = False
 
-    def __init__(self, backend: Backend | None = None, max_chars: int = 6000) -> None:
+    def __init__(self, backend: Backend | None = None, max_chars: int = 6000, *,
+                 model: str | None = None, base_url: str | None = None,
+                 api_key: str | None = None) -> None:
+        if backend is None and (model or base_url):
+            from ponder.api import load_backend  # the API module imports the strategies
+
+            backend = load_backend(model, base_url, api_key=api_key)
         self.backend = backend
         self.max_chars = max_chars
+        self._probed = False
+
+    async def _judge(self, ctx: Context) -> Backend:
+        if self.backend is None:
+            return ctx.backend
+        probe = getattr(self.backend, "probe", None)
+        if probe is not None and not self._probed:
+            await probe()  # an HTTP judge: learn whether it gives logprobs
+            self._probed = True
+        return self.backend
 
     async def score_steps(self, problem: Problem, partials: Sequence[Sequence[Step]],
                           ctx: Context, parent: int | None = None,
                           known: Sequence[Sequence[float]] | None = None) -> list[list[float]]:
-        backend = self.backend or ctx.backend
+        backend = await self._judge(ctx)
         use_logprobs = backend.capabilities.logprobs
         params = SamplingParams(temperature=0.0, max_tokens=1 if use_logprobs else 4,
                                 logprobs=20 if use_logprobs else None)
