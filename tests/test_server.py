@@ -126,6 +126,18 @@ def test_non_streaming_reasoning_and_usage_equal_to_the_trace(live):
     assert reply.choices[0].finish_reason == "stop"
 
 
+def test_step_search_served_with_its_options(live):
+    reply = client(live).chat.completions.create(
+        model="ponder-beam-search", messages=[{"role": "user", "content": "What is 2 + 3?"}],
+        extra_body={"ponder": {"n": 2, "options": {"m": 2, "aggregate": "mean"}, "trace": True}})
+    assert reply.choices[0].message.content == "5"
+    assert "beam-search: 2 candidate(s)" in reply.choices[0].message.model_extra[
+        "reasoning_content"]
+    nodes = reply.model_extra["ponder"][0]["trace"]["nodes"]
+    assert sum(n["label"].startswith("step 1") for n in nodes) == 4  # n x m first steps
+    assert sum(n["label"] == "judge step" for n in nodes) == 4
+
+
 def test_streaming_sends_progress_before_the_answer(live):
     stream = client(live).chat.completions.create(
         model="ponder-self-consistency", stream=True, stream_options={"include_usage": True},
