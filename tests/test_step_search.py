@@ -356,3 +356,23 @@ def test_self_judge_can_be_another_model(model_path):
     assert judged and all(n.usage.calls == 1 and 0.0 <= n.data["score"] <= 1.0 for n in judged)
     assert all(not r.messages[0].content.startswith("You are a strict grader")
                for r in fake.history)  # no judge request reached the policy
+
+
+def test_mcts_without_a_finished_path_completes_the_most_visited_one():
+    def respond(request, i):
+        if not request.params.stop:
+            return "[0.5] so the answer is 9"
+        return random_tree(depth_done=99)(request, i)
+
+    fake = ScriptedBackend(respond)
+    result = run("mcts", fake, simulations=3, m=2, parallel=1)
+    assert result.answer == "9" and len(result.candidates) == 1
+    completed = [n for n in result.trace.nodes if n.label == "complete"]
+    assert len(completed) == 1 and "most visited path" in completed[0].data["why"]
+    tree = nodes(result, "decision", "tree")[0].data
+    best_child = max(tree["children"], key=lambda c: (c[1], c[2]))[0]
+    by_id = {n.id: n for n in result.trace.nodes}
+    walk = by_id[completed[0].id]
+    while walk.parent != 0:
+        walk = by_id[walk.parent]
+    assert walk.id == best_child

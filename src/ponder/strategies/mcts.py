@@ -7,7 +7,8 @@ score from the step scorer (``scorer``), by the score of a rollout written from 
 node's visits count the evaluations below it and its value is their mean. ``parallel`` leaves
 are selected per round (a virtual loss steers later selections away from pending ones) and
 expanded in one batched call. Selecting a finished path re-evaluates it (no call). The answer
-is picked among finished paths and rollouts like beam search does.
+is picked among finished paths and rollouts like beam search does; when no simulation reached
+an answer, the most visited path is written to the end.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ponder.types import Problem, Result
 class MCTSConfig(StepSearchConfig):
     simulations: int = Field(16, ge=1, le=4096, description="leaves selected and evaluated")
     m: int = Field(2, ge=1, le=64, description="next steps sampled per expansion")
-    parallel: int = Field(2, ge=1, le=256, description="leaves expanded per batched call")
+    parallel: int = Field(4, ge=1, le=256, description="leaves expanded per batched call")
     exploration: float = Field(1.0, ge=0.0, description="UCT exploration constant")
     evaluation: Literal["scorer", "rollout", "both"] = "scorer"
 
@@ -82,6 +83,8 @@ class MCTS(BaseStrategy):
                 leaves = self._select_leaves(root, min(cfg.parallel, left))
                 left -= len(leaves)
                 await self._simulate(search, root, leaves, finished, round_no)
+            if not finished and root.children:
+                finished.append(await self._complete_best(search, root))
         except BudgetExhausted:
             ctx.stop_reason = "budget"
         ctx.trace.add("decision", "tree", parent=root_id, visits=root.visits,
@@ -90,6 +93,19 @@ class MCTS(BaseStrategy):
                                 for ch in root.children])
         leaves = finished or [n for n in _walk(root) if n.depth > 0]
         return await finish(self, search, leaves, started)
+
+    async def _complete_best(self, search: StepSearch, root: Node) -> Node:
+        """No simulation reached an answer: follow the most visited children (ties: higher
+        value) to a leaf and write its answer to the end (one call)."""
+        node = root
+        while node.children:
+            node = max(node.children, key=lambda ch: (ch.visits, ch.value))
+        [[answer]] = await search.expand([node], [1], label="complete", final=True)
+        node.children.remove(answer)
+        await search.score([answer], parent=search.root_trace)
+        search.note(answer, status="answer", why="no simulation reached an answer: the most "
+                                                 "visited path, written to the end")
+        return answer
 
     def _select_leaves(self, root: Node, k: int) -> list[Node]:
         """Up to ``k`` leaves, each selected with a virtual loss (a visit of value 0) on the
