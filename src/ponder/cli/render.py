@@ -129,6 +129,9 @@ def trace_tree(trace: Trace, title: str = "trace") -> Tree:
             label += f" score {data['score']:.3f}"
         if node.usage is not None:
             label += f" [dim]({node.usage.prompt_tokens}+{node.usage.completion_tokens} tok)[/]"
+        if node.label.startswith("judge"):  # a verdict: its score says it all
+            branches[node.id] = parent.add(label)
+            continue
         if "text" in data:
             label += f"\n[dim]{_preview(str(data['text']))}[/]"
         if status == "pruned" and data.get("why"):
