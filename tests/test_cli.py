@@ -19,7 +19,7 @@ def one_line_error(capsys, argv, code=1):
 @pytest.mark.parametrize("argv,message", [
     (["ask", ""], "the question is empty"),
     (["ask", "q", "--strategy", "nope"],
-     "unknown strategy 'nope'; valid: adaptive-consistency, best-of-n"),
+     "unknown strategy 'nope'; valid: adaptive-consistency, beam-search, best-of-n"),
     (["ask", "q", "-n", "0"], "greater than or equal to 1"),
     (["ask", "q", "--max-tokens-total", "-3"], "must be positive"),
     (["ask", "q", "--model", "/no/such/model.gguf"], "model file not found"),
