@@ -165,7 +165,7 @@ def test_budget_too_small_for_any_sample():
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"strategy": "nope"},
-     "unknown strategy 'nope'; valid: adaptive-consistency, beam-search, best-of-n, budget-forcing, cot"),
+     "unknown strategy 'nope'; valid: adaptive-consistency, beam-search, best-of-n"),
     ({"n": 0}, "n: Input should be greater than or equal to 1"),
     ({"strategy": "cot", "n": 3}, "takes no n"),
     ({"max_tokens_total": -5}, "must be positive"),
