@@ -131,11 +131,11 @@ class SelfJudgeScorer:
         params = SamplingParams(temperature=0.0, max_tokens=1 if use_logprobs else 4,
                                 logprobs=20 if use_logprobs else None)
         out = [known_scores(known, i, len(steps)) for i, steps in enumerate(partials)]
-        asks: list[tuple[int, int]] = []  # (partial, step index) still to judge
+        asks: list[int] = []  # the partial of each request, its unjudged steps in order
         requests = []
         for i, steps in enumerate(partials):
             for k in range(len(out[i]), len(steps)):
-                asks.append((i, k))
+                asks.append(i)
                 requests.append(GenerationRequest((
                     Message("system", STEP_JUDGE_SYSTEM),
                     Message("user", STEP_JUDGE_PROMPT.format(
@@ -145,7 +145,7 @@ class SelfJudgeScorer:
         if not requests:
             return out
         rows = await ctx.generate(requests, parent=parent, label="judge step", backend=backend)
-        for (i, _k), row in zip(asks, rows, strict=True):  # in step order within each partial
+        for i, row in zip(asks, rows, strict=True):
             completion = row[0].completion
             score = None
             if completion.logprobs:
