@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from ponder.backends.base import Backend
-from ponder.types import Candidate, GenerationRequest, Message, Problem, SamplingParams
+from ponder.types import (
+    Candidate,
+    Completion,
+    GenerationRequest,
+    Message,
+    Problem,
+    SamplingParams,
+)
 
 if TYPE_CHECKING:
     from ponder.strategies.base import Context
@@ -40,6 +47,16 @@ def yes_probability(top: Sequence[tuple[str, float]]) -> float | None:
     if p_yes + p_no == 0.0:
         return None
     return p_yes / (p_yes + p_no)
+
+
+def verdict_score(completion: Completion) -> float | None:
+    """A judge reply's score: P(yes) from its first token's top logprobs when it has them, else
+    the parsed verdict, else None."""
+    score = None
+    if completion.logprobs:
+        first = completion.logprobs[0]
+        score = yes_probability(first.top or ((first.token, first.logprob),))
+    return parse_verdict(completion.text) if score is None else score
 
 
 def parse_verdict(text: str) -> float | None:
@@ -93,13 +110,7 @@ class JudgeVerifier:
         rows = await ctx.generate(requests, parent=parent, label="judge", backend=backend)
         scores: list[float | None] = []
         for row in rows:
-            completion = row[0].completion
-            score = None
-            if completion.logprobs:
-                first = completion.logprobs[0]
-                score = yes_probability(first.top or ((first.token, first.logprob),))
-            if score is None:
-                score = parse_verdict(completion.text)
+            score = verdict_score(row[0].completion)
             ctx.trace.nodes[row[0].node].data["score"] = score
             scores.append(score)
         return scores

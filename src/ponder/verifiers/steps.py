@@ -22,7 +22,7 @@ from ponder import registry
 from ponder.backends.base import Backend
 from ponder.errors import ConfigError
 from ponder.types import GenerationRequest, Message, Problem, SamplingParams, Step
-from ponder.verifiers.judge import parse_verdict, yes_probability
+from ponder.verifiers.judge import verdict_score
 
 if TYPE_CHECKING:
     from ponder.strategies.base import Context
@@ -146,13 +146,7 @@ class SelfJudgeScorer:
             return out
         rows = await ctx.generate(requests, parent=parent, label="judge step", backend=backend)
         for i, row in zip(asks, rows, strict=True):
-            completion = row[0].completion
-            score = None
-            if completion.logprobs:
-                first = completion.logprobs[0]
-                score = yes_probability(first.top or ((first.token, first.logprob),))
-            if score is None:
-                score = parse_verdict(completion.text)
+            score = verdict_score(row[0].completion)
             out[i].append(NEUTRAL if score is None else score)
             ctx.trace.nodes[row[0].node].data["score"] = round(out[i][-1], 4)
         return out
