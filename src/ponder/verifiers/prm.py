@@ -39,6 +39,26 @@ CONVENTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+def convention_spec(convention: str) -> dict[str, Any]:
+    if convention not in CONVENTIONS:
+        raise ConfigError(f"unknown PRM convention {convention!r}; valid: "
+                          f"{', '.join(CONVENTIONS)}")
+    return CONVENTIONS[convention]
+
+
+def step_pieces(convention: str, separator: str, question: str, steps: Sequence[Step],
+                qwen_head: str) -> tuple[str, list[str]]:
+    """What a PRM of ``convention`` reads: the text before the first step, then each step's text,
+    each to be followed by the separator. ``qwen_head`` is the chat up to the assistant turn."""
+    clean = [s.text.replace(separator, " ").strip() for s in steps]
+    if convention == "qwen":
+        return qwen_head, clean
+    if convention == "math-shepherd":
+        return f"{question} ", [("\n" if k > 1 else "") + f"Step {k}: {c} "
+                                for k, c in enumerate(clean, 1)]
+    return question + "\n", clean
+
+
 def _import_torch() -> tuple[Any, Any]:
     try:
         import torch
@@ -62,10 +82,7 @@ class PrmScorer:
         if not model:
             raise ConfigError("the prm scorer needs a model: -o scorer_options='{\"model\": "
                               "\"PATH or HUB ID\", \"convention\": \"qwen\"}'")
-        if convention not in CONVENTIONS:
-            raise ConfigError(f"unknown PRM convention {convention!r}; valid: "
-                              f"{', '.join(CONVENTIONS)}")
-        spec = CONVENTIONS[convention]
+        spec = convention_spec(convention)
         self.convention = convention
         self.separator = separator or spec["separator"]
         self.head = spec["head"]
@@ -109,21 +126,14 @@ class PrmScorer:
         """The token ids the PRM reads and the positions of the step separators in them. Each
         step is tokenized on its own and followed by the separator's id, so a separator never
         merges with the text around it."""
-        clean = [s.text.replace(self.separator, " ").strip() for s in steps]
-        if self.convention == "qwen":
-            chat = [{"role": "system", "content": QWEN_SYSTEM},
-                    {"role": "user", "content": problem.question}]
-            head = (self.tokenizer.apply_chat_template(chat, tokenize=False,
-                                                       add_generation_prompt=True)
-                    if getattr(self.tokenizer, "chat_template", None)
-                    else f"{QWEN_SYSTEM}\n{problem.question}\n")
-            pieces = clean
-        elif self.convention == "math-shepherd":
-            head = f"{problem.question} "
-            pieces = [("\n" if k > 1 else "") + f"Step {k}: {c} " for k, c in enumerate(clean, 1)]
-        else:
-            head = problem.question + "\n"
-            pieces = clean
+        chat = [{"role": "system", "content": QWEN_SYSTEM},
+                {"role": "user", "content": problem.question}]
+        qwen_head = (self.tokenizer.apply_chat_template(chat, tokenize=False,
+                                                        add_generation_prompt=True)
+                     if self.convention == "qwen" and getattr(self.tokenizer, "chat_template", None)
+                     else f"{QWEN_SYSTEM}\n{problem.question}\n")
+        head, pieces = step_pieces(self.convention, self.separator, problem.question, steps,
+                                   qwen_head)
         ids = self._encode(head)
         positions = []
         for piece in pieces:

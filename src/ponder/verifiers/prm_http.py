@@ -25,25 +25,24 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ponder.errors import BackendError, BackendUnavailable, ConfigError
 from ponder.types import Problem, Step
-from ponder.verifiers.prm import CONVENTIONS, QWEN_SYSTEM
+from ponder.verifiers.prm import QWEN_SYSTEM, convention_spec, step_pieces
 from ponder.verifiers.steps import NEUTRAL, known_scores
 
 if TYPE_CHECKING:
     from ponder.strategies.base import Context
 
 
+QWEN_CHAT = ("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n"
+             "<|im_start|>assistant\n")
+
+
 def format_for_prm(convention: str, separator: str, problem: Problem, steps: Sequence[Step]) -> str:
     """The text a PRM of ``convention`` reads, without a tokenizer (Qwen's chat markup written
     out: the server does not apply a template to raw input)."""
-    clean = [s.text.replace(separator, " ").strip() for s in steps]
-    if convention == "qwen":
-        body = "".join(f"{c}{separator}" for c in clean)
-        return (f"<|im_start|>system\n{QWEN_SYSTEM}<|im_end|>\n<|im_start|>user\n"
-                f"{problem.question}<|im_end|>\n<|im_start|>assistant\n{body}<|im_end|>\n")
-    if convention == "math-shepherd":
-        body = "\n".join(f"Step {k}: {c} {separator}" for k, c in enumerate(clean, 1))
-        return f"{problem.question} {body}"
-    return problem.question + "".join(f"{separator}{c}" for c in clean) + separator
+    head, pieces = step_pieces(convention, separator, problem.question, steps,
+                               QWEN_CHAT.format(system=QWEN_SYSTEM, question=problem.question))
+    tail = "<|im_end|>\n" if convention == "qwen" else ""
+    return head + "".join(p + separator for p in pieces) + tail
 
 
 class PrmHttpScorer:
@@ -57,15 +56,13 @@ class PrmHttpScorer:
         if not url:
             raise ConfigError("the prm-http scorer needs a url: -o scorer_options='{\"url\": "
                               "\"http://host:8000\", \"model\": \"NAME\"}'")
-        if convention not in CONVENTIONS:
-            raise ConfigError(f"unknown PRM convention {convention!r}; valid: "
-                              f"{', '.join(CONVENTIONS)}")
+        spec = convention_spec(convention)
         if activation not in ("none", "sigmoid"):
             raise ConfigError("activation must be none or sigmoid")
         self.url = url.rstrip("/").removesuffix("/v1") + "/pooling"
         self.model = model
         self.convention = convention
-        self.separator = separator or CONVENTIONS[convention]["separator"]
+        self.separator = separator or spec["separator"]
         self.label = label
         self.activation = activation
         self.api_key = api_key
