@@ -106,16 +106,17 @@ def test_prm_errors_are_clear(tmp_path):
 
 class PoolingHandler(BaseHTTPRequestHandler):
     """Answers like ``vllm serve <PRM> --runner pooling``: per input, one [p_bad, p_good] row
-    per step separator (here p_good = 0.1 x the step number)."""
+    per step separator, ``<extra_0>`` or else a newline (here p_good = 0.1 x its number)."""
 
     requests: list = []
 
     def do_POST(self):  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         PoolingHandler.requests.append((self.path, body, self.headers.get("Authorization")))
+        tags = [text.count("<extra_0>") or text.count("\n") for text in body["input"]]
         data = [{"index": i, "object": "pooling",
-                 "data": [[1 - 0.1 * k, 0.1 * k] for k in range(1, text.count("<extra_0>") + 1)]}
-                for i, text in enumerate(body["input"])]
+                 "data": [[1 - 0.1 * k, 0.1 * k] for k in range(1, n + 1)]}
+                for i, n in enumerate(tags)]
         payload = json.dumps({"object": "list", "data": data}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -153,6 +154,12 @@ def test_prm_http_reads_step_rows_from_the_pooling_api(pooling_server):
     scorer.activation = "sigmoid"
     assert scorer._step_score([0.0]) == 0.5 and scorer._step_score(2.0) == pytest.approx(
         1 / (1 + math.exp(-2.0)))
+
+
+def test_prm_http_reads_the_rows_of_the_steps_not_of_the_question(pooling_server):
+    # value-head: "question\nstep 1\nstep 2\n" has three newlines, the steps own the last two
+    scorer = PrmHttpScorer(url=pooling_server, convention="value-head")
+    assert score(scorer, [STEPS[:2]]) == [pytest.approx([0.2, 0.3])]
 
 
 def test_prm_http_unreachable_is_a_clear_error():

@@ -112,7 +112,10 @@ class PrmHttpScorer:
         rows = await asyncio.to_thread(self._post, texts)
         for i, row in zip(todo, rows, strict=True):
             n = len(partials[i])
-            scores = [self._step_score(r) for r in (row or [])][:n]
+            # The steps' separators are the text's last ones; the server also gives a row for any
+            # earlier one (a value-head PRM's "\n" after the question). Fewer rows: cut short.
+            scores = [self._step_score(r) for r in (row or [])]
+            scores = scores[-n:] if len(scores) > n else scores
             out[i] = scores + [NEUTRAL] * (n - len(scores))
         ctx.trace.add("score", f"prm-http x{len(todo)}", parent=parent, scorer=self.name,
                       seconds=round(time.monotonic() - started, 3),
