@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ponder.eval.datasets import load_humaneval
 from ponder.sandbox import Sandbox
-from ponder.verifiers.code import assemble_program, hidden_tests, visible_tests
+from ponder.domains.code_problems import assemble_program, hidden_tests, visible_tests
 
 
 async def main() -> None:

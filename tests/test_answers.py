@@ -1,6 +1,6 @@
 import pytest
 
-from ponder.verifiers.answers import equivalent, extract_answer, normalize, to_number
+from ponder.domains.answers import equivalent, extract_answer, normalize, to_number
 
 EXTRACT = [
     ("So 17 + 5 = 22. The answer is 22.", "22"),

@@ -7,18 +7,19 @@ import pytest
 
 from ponder import ScriptedBackend
 from ponder.api import asolve
-from ponder.domains import CODE, cluster_answers, domain_for, generate_inputs
-from ponder.eval.datasets import load_humaneval
-from ponder.eval.harness import Harness
-from ponder.eval.store import Store
-from ponder.sandbox import Sandbox
-from ponder.types import Problem
-from ponder.verifiers.code import (
+from ponder.domains import CODE, cluster_answers, domain_for
+from ponder.domains.code import generate_inputs
+from ponder.domains.code_problems import (
     example_cases,
     extract_code,
     program_of,
     visible_tests,
 )
+from ponder.eval.datasets import load_humaneval
+from ponder.eval.harness import Harness
+from ponder.eval.store import Store
+from ponder.sandbox import Sandbox
+from ponder.types import Problem
 
 ADD = Problem(
     'def add(a, b):\n    """Add two numbers.\n    >>> add(2, 3)\n    5\n    >>> add(-1, 1)\n'
@@ -119,10 +120,14 @@ def test_self_debug_feeds_failures_back_and_stops_at_the_first_pass(feedback):
 
 
 def test_self_debug_honours_the_round_limit():
-    fake = ScriptedBackend([BAD, WORSE, BAD])
+    half = "```python\ndef add(a, b):\n    return abs(a) + b\n```"  # passes add(2, 3) only
+    fake = ScriptedBackend([half, WORSE, BAD])
     result = asyncio.run(asolve(ADD, "self-debug", rounds=1, backend=fake))
-    assert len(fake.history) == 2 and len(result.candidates) == 2
-    assert result.answer is not None  # the version passing the most tests, even if none pass
+    assert len(fake.history) == 2 and fake.remaining == 1
+    assert [c.score for c in result.candidates] == [0.5, 0.0]
+    # none passes: the version passing the most tests wins, not the latest
+    assert result.answer == "def add(a, b):\n    return abs(a) + b\n"
+    assert [c.votes for c in result.candidates] == [1.0, 0.0]
 
 
 def test_humaneval_through_the_harness(tmp_path):

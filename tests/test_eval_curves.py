@@ -5,10 +5,10 @@ import math
 import pytest
 
 from ponder import ConfigError, ScriptedBackend
+from ponder.domains.vote import best_score_pick, cluster_ids, vote_pick
 from ponder.eval.curves import expected_accuracy, mean_ci, pass_at_k
 from ponder.eval.harness import Harness, parse_budgets
 from ponder.eval.store import SampleRow, ScoreRow, Store
-from ponder.strategies.aggregate import best_score_pick, cluster_ids, vote_pick
 from ponder.types import Problem
 
 PROBLEMS = [Problem("a?", "5", "A"), Problem("b?", "4", "B")]

@@ -11,8 +11,8 @@ import pytest
 
 from ponder import ScriptedBackend
 from ponder.api import asolve
+from ponder.core.context import Context
 from ponder.errors import BackendUnavailable, ConfigError, ModelError
-from ponder.strategies.base import Context
 from ponder.types import Problem, Step
 from ponder.verifiers.prm_http import PrmHttpScorer, format_for_prm
 from ponder.verifiers.steps import load_step_scorer
@@ -90,9 +90,22 @@ def test_prm_guides_a_beam_search(tiny_models):
         min(3, 2 * request.prefill.count("\n\n") + i)])
     result = asyncio.run(asolve(CORPUS[0], "beam-search", backend=fake, n=1, m=2, scorer="prm",
                                 scorer_options={"model": tiny_models["qwen"]}))
-    scores = [n for n in result.trace.nodes if n.kind == "score"]
-    assert scores and scores[0].label == "prm x2"
-    assert len(result.candidates) == 1 and result.candidates[0].score is not None
+    nodes = result.trace.nodes
+    assert [n.label for n in nodes if n.kind == "score"] == ["prm x2", "prm x2"]
+    # depth 1: the two first steps, scored by the PRM; the one it scores higher is kept
+    direct = score(load_step_scorer("prm", {"model": tiny_models["qwen"]}),
+                   [[Step("3 + 5 = 8.")], [Step("3 + 5 = 9.")]])
+    depth1 = next(n for n in nodes if n.label == "beams depth 1")
+    [[kept]], [[pruned]] = depth1.data["kept"], depth1.data["pruned"]
+    traced = {nodes[i].data["text"]: nodes[i].data["score"] for i in (kept, pruned)}
+    assert traced == pytest.approx({"3 + 5 = 8.": direct[0][0], "3 + 5 = 9.": direct[1][0]},
+                                   abs=1e-4)
+    assert nodes[kept].data["score"] >= nodes[pruned].data["score"]
+    assert nodes[pruned].data["status"] == "pruned"
+    # the answer continues the kept step, and its path score is the PRM's weakest step
+    [candidate] = result.candidates
+    assert candidate.text.startswith(nodes[kept].data["text"])
+    assert candidate.score == pytest.approx(min(candidate.metadata["step_scores"]), abs=1e-4)
 
 
 def test_prm_errors_are_clear(tmp_path):

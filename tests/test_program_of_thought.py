@@ -6,9 +6,9 @@ import pytest
 
 from ponder import ScriptedBackend
 from ponder.api import asolve
+from ponder.domains.vote import majority_vote, vote_pick
 from ponder.eval.harness import Harness
 from ponder.eval.store import Store
-from ponder.strategies.aggregate import majority_vote, vote_pick
 from ponder.strategies.samplers import PROGRAM_SYSTEM, printed_answer, split
 from ponder.strategies.self_consistency import SelfConsistencyConfig
 from ponder.types import Problem
@@ -127,7 +127,7 @@ def test_mixed_mode_inside_self_consistency():
 
 
 def test_mixed_mode_in_best_of_n_falls_back_to_the_mixed_vote():
-    from ponder.verifiers.base import MeanLogprobVerifier
+    from ponder.verifiers.logprob import MeanLogprobVerifier
 
     def respond(request, index):
         if request.messages[0].content == PROGRAM_SYSTEM:

@@ -4,10 +4,10 @@ import asyncio
 
 from ponder import ScriptedBackend
 from ponder.api import asolve
-from ponder.effort import build_strategy
+from ponder.core.context import Context
 from ponder.eval.harness import Harness
 from ponder.eval.store import Store
-from ponder.strategies.base import Context
+from ponder.runner import build_strategy
 from ponder.types import Problem
 
 

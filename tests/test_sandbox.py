@@ -6,9 +6,9 @@ import tempfile
 
 import pytest
 
+from ponder.domains.code_problems import assemble_program, hidden_tests
 from ponder.eval.datasets import load_humaneval
 from ponder.sandbox import Limits, Sandbox, TestCase
-from ponder.verifiers.code import assemble_program, hidden_tests
 
 SMALL = Limits(wall_seconds=4, test_seconds=1.5, cpu_seconds=4, memory_mb=512,
                output_bytes=100_000)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from ponder import ScriptedBackend
-from ponder.backends.base import Capabilities
+from ponder.backends.base import Backend, Capabilities
 from ponder.errors import BackendTimeout, BackendUnavailable
 from ponder.server.app import PonderServer
 from ponder.types import Completion, Usage
@@ -33,7 +33,7 @@ def arithmetic(request, index):
     return f"{a} plus {b} makes {a + b}. The answer is: {a + b}"
 
 
-class SlowBackend:
+class SlowBackend(Backend):
     """Generates one word every 20 ms until cancelled or done; records what happened."""
 
     name = "slow"
@@ -45,6 +45,7 @@ class SlowBackend:
         self.started = threading.Event()
         self.produced = 0
 
+    @property
     def capabilities(self):
         return Capabilities()
 
@@ -69,9 +70,6 @@ class SlowBackend:
             self.cancelled.set()
             raise
         return out
-
-    async def aclose(self):
-        return None
 
 
 class Live:
@@ -168,11 +166,14 @@ def test_reasoning_effort_model_names_and_pass_through(live):
     assert minimal.model_extra["ponder"][0]["strategy"] == "cot"
     high = c.chat.completions.create(model="scripted", messages=ask, reasoning_effort="high")
     assert high.model_extra["ponder"][0]["config"]["n"] == 16  # self-consistency, high preset
-    # effort wins over the ponder object's knobs
+    # the ponder object's knobs win over the effort preset, as on the CLI and in the API
     both = c.chat.completions.create(model="ponder-best-of-n", messages=ask,
                                      reasoning_effort="low", extra_body={"ponder": {"n": 2}})
     assert both.model_extra["ponder"][0]["strategy"] == "best-of-n"
-    assert both.model_extra["ponder"][0]["config"]["n"] == 4
+    assert both.model_extra["ponder"][0]["config"]["n"] == 2
+    preset = c.chat.completions.create(model="ponder-best-of-n", messages=ask,
+                                       reasoning_effort="low")
+    assert preset.model_extra["ponder"][0]["config"]["n"] == 4
     plain = c.chat.completions.create(model="scripted", messages=ask)
     assert plain.choices[0].message.content.endswith("The answer is: 2")
     assert plain.model_extra["ponder"][0]["strategy"] == "pass-through"
@@ -345,8 +346,13 @@ def test_request_token_budget_is_enforced_and_reported():
         reply = http.post("/v1/chat/completions", json={
             "model": "ponder-self-consistency", "ponder": {"n": 4},
             "messages": [{"role": "user", "content": "count"}]}).json()
-    assert reply["usage"]["total_tokens"] <= 100
-    assert reply["ponder"][0]["stop_reason"] in ("done", "budget")
+    # each of the 4 samples is capped at (100 - a prompt estimate of 44) // 4 = 14 tokens:
+    # the budget, not the request, cut them
+    assert reply["usage"] == {"prompt_tokens": 26, "completion_tokens": 56, "total_tokens": 82,
+                              "completion_tokens_details": {"reasoning_tokens": 56}}
+    assert [c["completion_tokens"] for c in reply["ponder"][0]["candidates"]] == [14] * 4
+    assert reply["ponder"][0]["stop_reason"] == "budget"
+    assert reply["choices"][0]["finish_reason"] == "length"
 
 
 def test_unknown_routes_and_methods_are_json_errors():
@@ -395,15 +401,16 @@ def test_fuzzed_requests_never_500(body):
         assert error["message"] and error["type"]
 
 
-class Recording:
+class Recording(Backend):
     """Wraps a backend and records when it last produced tokens."""
 
     def __init__(self, inner):
         self.inner, self.name, self.model = inner, inner.name, inner.model
         self.progress_at: list[float] = []
 
+    @property
     def capabilities(self):
-        return self.inner.capabilities()
+        return self.inner.capabilities
 
     async def generate(self, requests, on_progress=None):
         def progress(tokens):
@@ -411,9 +418,6 @@ class Recording:
             if on_progress is not None:
                 on_progress(tokens)
         return await self.inner.generate(requests, progress)
-
-    async def aclose(self):
-        return None
 
 
 @pytest.mark.model

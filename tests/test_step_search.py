@@ -10,8 +10,8 @@ import pytest
 
 from ponder import ScriptedBackend, registry
 from ponder.api import asolve
+from ponder.core.context import Context
 from ponder.errors import ConfigError
-from ponder.strategies.base import Context
 from ponder.types import Completion, Problem, Step, TokenLogprob
 from ponder.verifiers.steps import STEP_JUDGE_SYSTEM, aggregate_steps, load_step_scorer
 

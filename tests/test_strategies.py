@@ -131,7 +131,7 @@ def test_budget_forcing_suppresses_early_end_and_counts_tokens():
     assert meta["thinking_tokens"] == 5 + 9 + 7
     assert meta["waits"] == 2
     assert not meta["capped"]
-    assert result.answer == "22 sheep" or result.answer == "22"
+    assert result.answer == "22 sheep"  # the forced answer, read after the marker
     assert fake.history[1].prefill.endswith("Wait, ")
     assert fake.history[3].prefill.endswith("The answer is: ")
     assert result.usage.completion_tokens == 5 + 9 + 7 + 2
@@ -151,8 +151,12 @@ def test_token_budget_cuts_a_strategy_short():
     fake = ScriptedBackend(["The answer is 1."] + ["It is wrong. " * 20, "The answer is 2."] * 5)
     result = run("q", "self-refine", backend=fake, rounds=5, max_tokens_total=120)
     assert result.stop_reason == "budget"
-    assert result.usage.total_tokens <= 120 + 20  # prompt estimate slack only
-    assert result.answer is not None
+    # the draft (4 tokens) and a critique cut at the budget's cap; no revision fits after it
+    assert [n.label for n in result.trace.nodes] == [
+        "self-refine", "draft", "critique 1", "budget exhausted: keep the latest version"]
+    assert (result.usage.calls, result.usage.completion_tokens) == (2, 31)
+    assert result.usage.total_tokens == 92 <= 120
+    assert result.answer == "1" and len(result.candidates) == 1
 
 
 def test_budget_too_small_for_any_sample():
@@ -197,4 +201,33 @@ def test_problem_system_prompt_and_seed_reach_the_backend():
     fake = ScriptedBackend(lambda request, i: "The answer is 1")
     run(Problem("q", system="Be brief."), "cot", backend=fake, seed=7)
     assert fake.history[0].messages[0].content == "Be brief."
-    assert fake.history[0].params.seed is not None
+    assert fake.history[0].params.seed == 7001  # the run's seed x 1000 + the call's number
+
+
+@pytest.mark.parametrize("strategy,options,missing", [
+    ("deepconf", {"mode": "offline"}, "needs logprobs"),
+    ("deepconf", {}, "needs logprobs and early stop"),
+    ("self-consistency", {"weighting": "logprob"}, "needs logprobs"),
+    ("beam-search", {}, "needs prefill"),
+    ("mcts", {"scorer": "confidence"}, "needs prefill and logprobs"),
+    ("budget-forcing", {}, "needs prefill"),
+])
+def test_a_missing_capability_is_refused_before_any_call(strategy, options, missing):
+    from ponder.backends.base import Capabilities
+
+    fake = ScriptedBackend(["The answer is 1."], capabilities=Capabilities(parallel_n=True))
+    with pytest.raises(ConfigError, match=f"^strategy '{strategy}' {missing}, which the fake "
+                                          "backend \\(model 'scripted'\\) does not offer$"):
+        run("q", strategy, backend=fake, **options)
+    assert fake.history == []
+
+
+def test_a_budget_check_that_stops_a_strategy_says_budget():
+    """A budget spent between calls (here: its calls) ends the run as "budget", not "done"."""
+    from ponder import Budget
+    from ponder.runner import build_strategy, run_strategy
+
+    fake = ScriptedBackend(["The answer is 1.", "Looks wrong.", "The answer is 2."])
+    result = asyncio.run(run_strategy(build_strategy("self-refine"), Problem("q"), fake,
+                                      budget=Budget(max_calls=2)))
+    assert (result.stop_reason, result.answer, fake.remaining) == ("budget", "1", 1)

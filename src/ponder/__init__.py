@@ -6,6 +6,8 @@ from ponder.api import asolve, load_backend, solve
 from ponder.backends.base import Backend, Capabilities
 from ponder.backends.fake import ScriptedBackend
 from ponder.budget import Budget
+from ponder.core.context import Context, Verifier
+from ponder.domains.answers import equivalent, extract_answer
 from ponder.errors import (
     BackendError,
     BackendUnavailable,
@@ -16,7 +18,7 @@ from ponder.errors import (
     ModelNotServed,
     PonderError,
 )
-from ponder.strategies.base import Context, Strategy, StrategyConfig
+from ponder.strategies.base import Strategy, StrategyConfig
 from ponder.trace import Trace, TraceNode
 from ponder.types import (
     Candidate,
@@ -29,10 +31,7 @@ from ponder.types import (
     TokenLogprob,
     Usage,
 )
-from ponder.verifiers.answers import equivalent, extract_answer
-from ponder.verifiers.base import Verifier
-
-__version__ = "0.1.0"
+from ponder.version import __version__
 
 __all__ = [
     "Backend",

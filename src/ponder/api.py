@@ -5,45 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ponder import registry
 from ponder.backends.base import Backend
-from ponder.backends.models import resolve_model
+from ponder.backends.loading import load_backend, opened_backend
 from ponder.budget import Budget
-from ponder.domains import domain_for
-from ponder.effort import build_strategy
+from ponder.core.context import EventSink, Verifier
 from ponder.errors import ConfigError
-from ponder.strategies.base import Context, EventSink
+from ponder.runner import build_strategy, run_strategy
 from ponder.types import Problem, Result
-from ponder.verifiers.base import Verifier
 
-_LOADED: dict[tuple[str, str], Backend] = {}
-
-
-def load_backend(model: str | None = None, base_url: str | None = None, *,
-                 api_key: str | None = None, **options: Any) -> Backend:
-    """Resolve a model spec to a backend. In-process models are loaded once per process and
-    reused (loading weights is the slow part); HTTP backends are created fresh."""
-    spec = resolve_model(model, base_url)
-    if spec.backend == "openai":
-        factory = registry.backends.get("openai")
-        return factory(model=spec.name, base_url=spec.base_url, api_key=api_key, **options)
-    key = (str(spec.path), repr(sorted(options.items())))
-    if key not in _LOADED:
-        factory = registry.backends.get(spec.backend)
-        _LOADED[key] = factory(model_path=spec.path, label=spec.name, **options)
-    return _LOADED[key]
-
-
-def make_verifier(verifier: str | Verifier | None, strategy: Any,
-                  problem: Problem | None = None) -> Verifier | None:
-    """The verifier named, else the strategy's default one, which for a problem of another
-    domain is that domain's (code problems: ``code-tests``)."""
-    name = verifier if verifier is not None else getattr(strategy, "default_verifier", None)
-    if verifier is None and name is not None and problem is not None:
-        name = domain_for(problem).default_verifier or name
-    if name is None or not isinstance(name, str):
-        return name
-    return registry.verifiers.get(name)()
+__all__ = ["asolve", "load_backend", "solve"]
 
 
 async def asolve(
@@ -73,21 +43,12 @@ async def asolve(
     problem = question if isinstance(question, Problem) else Problem(question)
     if not problem.question or not problem.question.strip():
         raise ConfigError("the question is empty")
-    chosen = build_strategy(strategy, effort=effort, n=n, **options)
+    chosen = build_strategy(strategy, effort, n=n, **options)
     budget = Budget(max_tokens=max_tokens_total)
-    owned = backend is None
-    if backend is None:
-        backend = load_backend(model, base_url, api_key=api_key, **(backend_options or {}))
-    try:
-        probe = getattr(backend, "probe", None)
-        if probe is not None:
-            await probe()  # fail early and clearly on a wrong URL or model, learn capabilities
-        ctx = Context(backend=backend, budget=budget,
-                      verifier=make_verifier(verifier, chosen, problem), seed=seed, events=events)
-        return await chosen.run(problem, ctx)
-    finally:
-        if owned and backend.name != "llamacpp":
-            await backend.aclose()
+    async with opened_backend(backend, model=model, base_url=base_url, api_key=api_key,
+                              options=backend_options) as ready:
+        return await run_strategy(chosen, problem, ready, verifier=verifier, budget=budget,
+                                  seed=seed, events=events)
 
 
 def solve(question: str | Problem, strategy: str = "self-consistency", **kwargs: Any) -> Result:

@@ -20,9 +20,9 @@ from ponder.strategies.router import Router
 from ponder.strategies.self_consistency import SelfConsistency
 from ponder.strategies.self_debug import SelfDebug
 from ponder.strategies.self_refine import SelfRefine
-from ponder.verifiers.base import MeanLogprobVerifier
-from ponder.verifiers.code import CodeTestsVerifier
+from ponder.verifiers.code_tests import CodeTestsVerifier
 from ponder.verifiers.judge import JudgeVerifier
+from ponder.verifiers.logprob import MeanLogprobVerifier
 from ponder.verifiers.steps import ConfidenceScorer, SelfJudgeScorer
 
 

@@ -6,8 +6,9 @@ The tree::
      ├── ConfigError            bad user input: empty question, unknown strategy, n < 1, ...
      ├── ModelError             a model cannot be resolved or loaded (missing/corrupt, offline)
      ├── BackendError           a backend failed while generating
-     │    ├── BackendUnavailable     the server cannot be reached, or keeps failing
+     │    ├── BackendUnavailable     the server cannot be reached, or keeps failing (429, 5xx)
      │    │    └── BackendTimeout         it did not answer in time
+     │    ├── RequestRejected        the server refused the request as invalid (400, 422)
      │    └── ModelNotServed         the server does not serve the requested model
      ├── BudgetExhausted        the token/call/time budget is spent (strategies catch it, finish)
      └── MissingDependency      an optional extra is missing; the message names the pip command
@@ -40,6 +41,10 @@ class BackendUnavailable(BackendError):
 
 class BackendTimeout(BackendUnavailable):
     """The backend's server did not answer in time."""
+
+
+class RequestRejected(BackendError):
+    """The server refused the request as invalid (e.g. a parameter it does not support)."""
 
 
 class ModelNotServed(BackendError):

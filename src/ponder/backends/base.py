@@ -18,7 +18,8 @@ class Capabilities:
 
     parallel_n: ``n`` samples of one request come from one batched run sharing the prompt.
     logprobs:   per-token logprobs (with top alternatives) are available.
-    prefill:    a partial assistant message can be continued.
+    prefill:    ``request.prefill`` is continued and only the new text comes back (the openai
+                backend may emulate it on a server that cannot: see its ``prefill_mode``).
     early_stop: a request's ``monitor`` can stop one sequence mid-generation.
     max_context: the context window in tokens (0 = unknown).
     """
@@ -33,7 +34,12 @@ class Capabilities:
 @runtime_checkable
 class Backend(Protocol):
     """Generates completions. One call may carry many requests, each asking for ``n`` samples;
-    the answer holds one list of ``n`` completions per request, in order."""
+    the answer holds one list of ``n`` completions per request, in order.
+
+    ``probe()`` learns what the backend can do before the first request (an HTTP backend asks
+    its server; it fails early and clearly on a wrong URL or model) and ``aclose()`` releases
+    what the backend holds. Backends that subclass this protocol inherit no-op defaults.
+    """
 
     name: str
     model: str
@@ -47,4 +53,10 @@ class Backend(Protocol):
         on_progress: ProgressCallback | None = None,
     ) -> list[list[Completion]]: ...
 
-    async def aclose(self) -> None: ...
+    async def probe(self) -> Capabilities:
+        """What the backend can do, learnt once (later calls return the cached answer)."""
+        return self.capabilities
+
+    async def aclose(self) -> None:
+        """Release connections, threads and weights."""
+        return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
-from ponder.backends.base import Capabilities, ProgressCallback
+from ponder.backends.base import Backend, Capabilities, ProgressCallback
 from ponder.errors import BackendError
 from ponder.types import Completion, GenerationRequest, TokenLogprob, Usage
 
@@ -25,7 +25,7 @@ def count_words(text: str) -> int:
     return len(text.split())
 
 
-class ScriptedBackend:
+class ScriptedBackend(Backend):
     """Answers each sample with the next scripted item, or with ``responder(request, index)``.
 
     Items are strings or whole :class:`Completion` objects (to script logprobs or finish
@@ -129,6 +129,3 @@ class ScriptedBackend:
             logprobs=logprobs,
             usage=Usage(completion_tokens=n_tokens),
         )
-
-    async def aclose(self) -> None:
-        return None

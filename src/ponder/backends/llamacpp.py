@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ponder.backends.base import Capabilities, ProgressCallback
+from ponder.backends.base import Backend, Capabilities, ProgressCallback
 from ponder.backends.chat_template import ChatTemplate
 from ponder.backends.sampling import sample_token, top_logprobs
 from ponder.errors import BackendError, ConfigError, MissingDependency, ModelError
@@ -91,7 +91,7 @@ class _Seq:
     stop: str | None = None  # the stop string that ended it
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(Backend):
     """Loads a GGUF file and generates with llama.cpp in this process.
 
     ``n_ctx`` is the KV cache shared by all sequences of a call; ``n_seq_max`` bounds how many

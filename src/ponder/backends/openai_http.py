@@ -21,13 +21,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ponder.backends.base import Capabilities, ProgressCallback
+from ponder.backends.base import Backend, Capabilities, ProgressCallback
 from ponder.errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
     MissingDependency,
     ModelNotServed,
+    RequestRejected,
 )
 from ponder.types import Completion, GenerationRequest, TokenLogprob, Usage
 
@@ -44,7 +45,7 @@ def _import_openai():
     return openai
 
 
-class OpenAIBackend:
+class OpenAIBackend(Backend):
     """Talks to ``base_url`` (e.g. ``http://localhost:8000/v1``) for model ``model``."""
 
     name = "openai"
@@ -94,9 +95,13 @@ class OpenAIBackend:
         if isinstance(exc, openai.NotFoundError):
             return ModelNotServed(f"the server at {self.base_url} does not serve {self.model!r}")
         if isinstance(exc, openai.APIStatusError):
-            message = getattr(exc, "message", str(exc))
-            return BackendError(f"the server at {self.base_url} answered {exc.status_code}: "
-                                f"{message}")
+            message = (f"the server at {self.base_url} answered {exc.status_code}: "
+                       f"{getattr(exc, 'message', str(exc))}")
+            if exc.status_code in (400, 422):
+                return RequestRejected(message)
+            if exc.status_code == 429 or exc.status_code >= 500:
+                return BackendUnavailable(message)  # still failing after the retries
+            return BackendError(message)
         return BackendError(f"request to {self.base_url} failed: {exc}")
 
     async def _call(self, **kwargs: Any) -> Any:
@@ -122,7 +127,7 @@ class OpenAIBackend:
             self._caps = Capabilities(
                 parallel_n=parallel_n,
                 logprobs=logprobs,
-                prefill=self.prefill_mode != "emulate",
+                prefill=True,  # natively, or emulated: see prefill_mode
                 early_stop=True,
             )
             self._probed = True
@@ -148,9 +153,7 @@ class OpenAIBackend:
         try:
             reply = await self._call(messages=messages, n=2, max_tokens=1, temperature=1.0,
                                      logprobs=True, top_logprobs=2)
-        except BackendUnavailable:
-            raise
-        except BackendError:
+        except RequestRejected:  # an unsupported parameter; any other failure is the answer
             reply = None
         if reply is not None:
             lp = reply.choices[0].logprobs if reply.choices else None
@@ -160,9 +163,7 @@ class OpenAIBackend:
                                      top_logprobs=2)
             lp = reply.choices[0].logprobs if reply.choices else None
             return False, bool(lp and lp.content)
-        except BackendUnavailable:
-            raise
-        except BackendError:
+        except RequestRejected:
             return False, False
 
     async def _probe_prefill(self) -> str:
@@ -179,9 +180,7 @@ class OpenAIBackend:
             try:
                 reply = await self._call(messages=messages, max_tokens=4, temperature=0.0,
                                          **extra)
-            except BackendUnavailable:
-                raise
-            except BackendError:
+            except RequestRejected:
                 continue
             text = (reply.choices[0].message.content or "") if reply.choices else ""
             if text.lstrip().startswith("5"):
@@ -260,12 +259,15 @@ class OpenAIBackend:
 
         if request.monitor is not None:
             return list(await asyncio.gather(*(streamed(i) for i in range(request.n))))
+        got: list[Completion] = []
         if request.n > 1 and self._caps.parallel_n:
-            completions = await self._batched(request, request.n)
-            if len(completions) == request.n:
-                progress(sum(c.usage.completion_tokens for c in completions))
-                return [done(i, c) for i, c in enumerate(completions)]
-        return list(await asyncio.gather(*(single(i) for i in range(request.n))))
+            batch = (await self._batched(request, request.n))[:request.n]
+            progress(sum(c.usage.completion_tokens for c in batch))
+            got = [done(i, c) for i, c in enumerate(batch)]
+        # samples one call did not return (n not honoured after all) are asked for one by one;
+        # the calls already made keep their usage
+        rest = await asyncio.gather(*(single(i) for i in range(len(got), request.n)))
+        return got + list(rest)
 
     async def _batched(self, request: GenerationRequest, n: int) -> list[Completion]:
         started = time.monotonic()
@@ -325,8 +327,9 @@ class OpenAIBackend:
                         text += piece
                         new = _logprobs(choice.logprobs) or ()
                         tokens.extend(new)
-                        chunks += 1
-                        progress(max(1, len(new)) if piece or new else 0)
+                        if piece or new:  # not the role chunk, nor the finish chunk
+                            chunks += 1
+                            progress(max(1, len(new)))
                         if choice.finish_reason:
                             finish = "length" if choice.finish_reason == "length" else "stop"
                             stop_sequence = _stop_sequence(choice, request.params.stop)

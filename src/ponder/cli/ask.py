@@ -12,8 +12,8 @@ from rich.console import Console
 
 from ponder.api import asolve
 from ponder.cli.render import Progress, print_result, stdout_console, trace_tree
-from ponder.effort import EFFORTS
 from ponder.errors import ConfigError
+from ponder.runner import EFFORTS
 from ponder.types import Problem
 
 

@@ -13,17 +13,18 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ponder import __version__
-from ponder.api import load_backend
+from ponder.backends.loading import load_backend, release
 from ponder.backends.models import file_sha256, resolve_model
 from ponder.cli.ask import _option, strategy_options
 from ponder.cli.render import stdout_console
 from ponder.errors import ConfigError
 from ponder.eval.datasets import FORMATS, load_dataset
-from ponder.eval.harness import Harness, Status, parse_budgets
+from ponder.eval.harness import Harness, Status
+from ponder.eval.plans import parse_budgets
 from ponder.eval.pools import split_specs
 from ponder.eval.report import HEADER, table_rows, write_reports
 from ponder.eval.store import Store
+from ponder.version import __version__
 
 STORE = "samples.sqlite"
 OUTPUTS = ("report.md", "scaling.png", "report.html", "report.json")
@@ -135,8 +136,15 @@ def run(args: argparse.Namespace) -> int:
                     print(_progress_line(status), file=sys.stderr, flush=True)
 
             harness.on_update = update
+
+            async def evaluate() -> None:
+                try:
+                    await harness.run()
+                finally:
+                    await release(harness.backend)
+
             try:
-                asyncio.run(harness.run())
+                asyncio.run(evaluate())
             except KeyboardInterrupt:
                 err.print(f"interrupted: what finished is stored in {out / STORE}; "
                           "rerun the same command to resume")

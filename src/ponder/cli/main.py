@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from ponder import __version__
+    from ponder.version import __version__
 
     return f"ponder {__version__}"
 

@@ -9,7 +9,7 @@ import os
 import socket
 import sys
 
-from ponder.api import load_backend
+from ponder.backends.loading import load_backend
 from ponder.cli.ask import _option
 from ponder.errors import ConfigError
 
@@ -51,9 +51,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
     backend = load_backend(args.model, args.base_url, api_key=args.upstream_api_key,
                            **dict(args.backend_option))
-    probe = getattr(backend, "probe", None)
-    if probe is not None:
-        asyncio.run(probe())  # a wrong URL or model fails now, in one line
+    asyncio.run(backend.probe())  # a wrong URL or model fails now, in one line
     server = PonderServer(
         backend, api_key=args.api_key or os.environ.get("PONDER_API_KEY") or None,
         max_concurrent=args.max_concurrent, max_queue=args.max_queue,

@@ -7,7 +7,7 @@ import argparse
 from rich.table import Table
 
 from ponder.cli.render import stdout_console
-from ponder.effort import EFFORTS, effort_table
+from ponder.runner import EFFORTS, effort_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:

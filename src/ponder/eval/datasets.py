@@ -20,9 +20,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ponder.domains.answers import last_boxed
 from ponder.errors import ConfigError, MissingDependency
 from ponder.types import Problem
-from ponder.verifiers.answers import last_boxed
 
 FORMATS = ("auto", "gsm8k", "math", "jsonl", "humaneval")
 

@@ -12,76 +12,30 @@ strategies once over all the problems. A greedy chain of thought is the baseline
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ponder import registry
-from ponder.api import make_verifier
 from ponder.backends.base import Backend
+from ponder.core.context import DEFAULT_SANDBOX, Context
 from ponder.domains import domain_for
-from ponder.effort import build_strategy
 from ponder.errors import ConfigError
-from ponder.eval.pools import (
-    Pool,
-    clusters_of,
-    counts,
-    parse_strategy_spec,
-    pick,
-    pools_for,
-    score_values,
+from ponder.eval.plans import (
+    GREEDY,
+    Plan,
+    parse_budgets,
+    plan_samples,
+    samples_used,
+    seed_of,
 )
+from ponder.eval.pools import Pool, counts, parse_strategy_spec, pick, pools_for, score_values
+from ponder.eval.scoring import Scoring
 from ponder.eval.store import ResultRow, SampleRow, ScoreRow, Store, strategy_key
+from ponder.runner import build_strategy, check_backend, choose_verifier, new_context, run_strategy
 from ponder.sandbox import Sandbox
-from ponder.strategies.base import DEFAULT_SANDBOX, Context
 from ponder.strategies.samplers import sample_candidates
 from ponder.types import Candidate, Problem
-
-GREEDY = "greedy"
-
-
-def parse_budgets(text: str) -> list[int]:
-    """``"1,2,4,8"`` -> [1, 2, 4, 8]; must be strictly increasing positive integers."""
-    try:
-        budgets = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"budgets must be integers, got {text!r}") from None
-    if not budgets or any(b < 1 for b in budgets) or any(
-        a >= b for a, b in zip(budgets, budgets[1:], strict=False)
-    ):
-        raise ConfigError(f"budgets must be increasing positive integers, got {text!r}")
-    return budgets
-
-
-@dataclass
-class Plan:
-    """One strategy of the grid: its label, store keys, mode and how to build it per budget.
-
-    Sampling plans (vote, best-score) draw from sample ``pools``, shared by every plan with the
-    same sampling configuration; best-score plans add ``verifier`` scores.
-    """
-
-    label: str
-    name: str
-    key: str
-    mode: str
-    budgets: list[int]
-    options: dict[str, Any]
-    pools: list[Pool] = field(default_factory=list)
-    verifier: str | None = None
-
-    @functools.cached_property
-    def config(self) -> Any:
-        return self.build().config
-
-    def build(self, budget: int | None = None) -> Any:
-        overrides = {}
-        if budget is not None:
-            overrides = registry.strategies.get(self.name).budget_overrides(budget)
-        return build_strategy(self.name, **{**self.options, **overrides})
 
 
 @dataclass
@@ -99,11 +53,6 @@ class Status:
     @property
     def accuracy(self) -> float | None:
         return self.correct / self.scored if self.scored else None
-
-
-def seed_of(*parts: Any) -> int:
-    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 class Harness:
@@ -174,9 +123,9 @@ class Harness:
     # -- generation ------------------------------------------------------------------------
 
     async def run(self) -> None:
-        probe = getattr(self.backend, "probe", None)
-        if probe is not None:
-            await probe()  # an HTTP backend learns what it can do before the judge asks
+        await self.backend.probe()  # an HTTP backend learns what it can do before the judge asks
+        for plan in self.plans:
+            check_backend(plan.build(), self.backend)
         semaphore = asyncio.Semaphore(self.concurrency)
 
         async def one(problem: Problem) -> None:
@@ -200,9 +149,9 @@ class Harness:
         strategy = plan.build()
 
         def make_ctx(problem: Problem) -> Context:
-            return Context(backend=self.backend, sandbox=self.sandbox,
-                           verifier=make_verifier(self.verifier, strategy, problem),
-                           seed=seed_of(self.seed, plan.key, problem.id, 1))
+            return new_context(self.backend, sandbox=self.sandbox,
+                               verifier=choose_verifier(self.verifier, strategy, problem),
+                               seed=seed_of(self.seed, plan.key, problem.id, 1))
 
         results = await strategy.run_batch(missing, make_ctx)
         for problem, result in zip(missing, results, strict=True):
@@ -232,10 +181,10 @@ class Harness:
             if self.store.result(plan.key, problem.id, budget) is not None:
                 continue
             strategy = plan.build(budget if plan.mode == "budget" else None)
-            ctx = Context(backend=self.backend, sandbox=self.sandbox,
-                          verifier=make_verifier(self.verifier, strategy, problem),
-                          seed=seed_of(self.seed, plan.key, problem.id, budget))
-            await self._store_result(plan, problem, budget, await strategy.run(problem, ctx))
+            result = await run_strategy(strategy, problem, self.backend, verifier=self.verifier,
+                                        sandbox=self.sandbox,
+                                        seed=seed_of(self.seed, plan.key, problem.id, budget))
+            await self._store_result(plan, problem, budget, result)
 
     async def _store_result(self, plan: Plan, problem: Problem, budget: int, result: Any
                             ) -> None:
@@ -260,7 +209,7 @@ class Harness:
             if have < target:
                 new_tokens += await self._sample(plan, pool, problem, have, target - have)
                 new_samples += target - have
-        samples = self._samples(plan, problem, targets)
+        samples = plan_samples(self.store, plan, problem, targets)
         scores: list[float | None] = [None] * len(samples)
         if plan.verifier is not None:
             stored = {p.key: self.store.scores(p.key, plan.verifier, problem.id)
@@ -268,23 +217,18 @@ class Harness:
             new_tokens += await self._score(plan, problem, samples, stored)
             scores = score_values(samples, plan.pools, stored)
         if new_samples or plan.verifier is not None:
-            used = self.used(plan, samples, max(plan.budgets))
+            used = samples_used(plan, samples, max(plan.budgets))
             chosen = pick("vote" if plan.mode == "sequential" else plan.mode, plan.config,
                           samples, scores, range(used))
             correct = chosen is not None and samples[chosen].correct
             self._note(correct, new_tokens, new_samples)
 
-    def _samples(self, plan: Plan, problem: Problem, targets: Sequence[int]) -> list[SampleRow]:
-        """The plan's samples of a problem: each pool's first ``target``, chains first."""
-        return [row for pool, target in zip(plan.pools, targets, strict=True)
-                for row in self.store.samples(pool.key, problem.id)[:target]]
-
     async def _sample(self, plan: Plan, pool: Pool, problem: Problem, have: int, n: int) -> int:
         cfg = plan.config
         if "mode" in type(cfg).model_fields:
             cfg = cfg.model_copy(update={"mode": pool.mode})
-        ctx = Context(backend=self.backend, sandbox=self.sandbox,
-                      seed=seed_of(self.seed, pool.key, problem.id, have))
+        ctx = new_context(self.backend, sandbox=self.sandbox,
+                          seed=seed_of(self.seed, pool.key, problem.id, have))
         started = time.monotonic()
         candidates = await sample_candidates(problem, ctx, cfg, n, None, label="sample")
         seconds, calls, n = time.monotonic() - started, ctx.trace.usage.calls, len(candidates)
@@ -310,10 +254,10 @@ class Harness:
             missing = [r for r in missing if r.idx not in stored[pool.key]]
             if not missing:
                 continue
-            ctx = Context(backend=self.backend, sandbox=self.sandbox,
-                          seed=seed_of(self.seed, plan.key, problem.id))
+            ctx = new_context(self.backend, sandbox=self.sandbox,
+                              seed=seed_of(self.seed, plan.key, problem.id))
             started = time.monotonic()
-            verifier = make_verifier(plan.verifier, None, problem)
+            verifier = choose_verifier(plan.verifier, None, problem)
             assert verifier is not None
             values = await verifier.score(
                 problem, [Candidate(r.text, r.answer, metadata=r.meta or {}) for r in missing],
@@ -333,18 +277,4 @@ class Harness:
     def curves(self, draws: int = 200) -> dict[str, Any]:
         """Accuracy, confidence interval and cost for every strategy x budget, plus the greedy
         baseline and coverage; per-problem details for the drill-down."""
-        from ponder.eval.scoring import Scoring
-
-        return Scoring(self).curves(draws)
-
-    def samples_of(self, plan: Plan, problem: Problem, targets: Sequence[int]
-                   ) -> list[SampleRow]:
-        return self._samples(plan, problem, targets)
-
-    def used(self, plan: Plan, samples: Sequence[SampleRow], budget: int,
-             clusters: Sequence[int | None] | None = None) -> int:
-        """Samples a plan uses at a budget: all of them, unless it stops early (sequential)."""
-        if plan.mode != "sequential":
-            return len(samples)
-        cls = registry.strategies.get(plan.name)
-        return cls.samples_used(plan.config, clusters or clusters_of(samples), budget)
+        return Scoring(self.store, self.problems, self.plans, self.seed).curves(draws)

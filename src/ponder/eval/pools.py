@@ -17,11 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ponder.domains import labels
+from ponder.domains.vote import best_score_pick, cluster_ids, labels, vote_pick
 from ponder.errors import ConfigError
 from ponder.eval.curves import expected_accuracy
 from ponder.eval.store import SampleRow, ScoreRow, strategy_key
-from ponder.strategies.aggregate import best_score_pick, cluster_ids, vote_pick
 from ponder.strategies.base import StrategyConfig
 from ponder.strategies.samplers import split
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 import random
 import statistics
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ponder.domains.answers import equivalent
 from ponder.eval.curves import CurvePoint, mean_ci, pass_at_k
-from ponder.eval.harness import seed_of
+from ponder.eval.plans import Plan, plan_samples, samples_used, seed_of
 from ponder.eval.pools import (
     clusters_of,
     counts,
@@ -19,10 +20,8 @@ from ponder.eval.pools import (
     score_values,
     stratified_accuracy,
 )
-from ponder.verifiers.answers import equivalent
-
-if TYPE_CHECKING:
-    from ponder.eval.harness import Harness, Plan
+from ponder.eval.store import Store
+from ponder.types import Problem
 
 
 def _quantile(values: Sequence[float], q: float) -> float:
@@ -32,8 +31,14 @@ def _quantile(values: Sequence[float], q: float) -> float:
 
 
 class Scoring:
-    def __init__(self, harness: Harness) -> None:
-        self.h = harness
+    """Reads an evaluation's store for its problems and plans (nothing is generated here)."""
+
+    def __init__(self, store: Store, problems: Sequence[Problem], plans: Sequence[Plan],
+                 seed: int) -> None:
+        self.store = store
+        self.problems = list(problems)
+        self.plans = list(plans)
+        self.seed = seed
 
     def curves(self, draws: int = 200) -> dict[str, Any]:
         """Accuracy, confidence interval and cost for every strategy x budget, plus the greedy
@@ -42,10 +47,10 @@ class Scoring:
         coverage: list[CurvePoint] = []
         per_problem: dict[str, dict[str, Any]] = {
             p.id: {"id": p.id, "question": p.question, "gold": p.answer, "strategies": {}}
-            for p in self.h.problems
+            for p in self.problems
         }
         spent: list[dict[str, Any]] = []
-        for plan in self.h.plans:
+        for plan in self.plans:
             if plan.mode in ("vote", "best-score"):
                 points.extend(self._sampled_points(plan, draws, per_problem))
                 if not coverage:
@@ -65,12 +70,12 @@ class Scoring:
 
     def _sampled_points(self, plan: Plan, draws: int, per_problem: dict[str, Any]
                         ) -> list[CurvePoint]:
-        rng = random.Random(seed_of(self.h.seed, "curves", plan.key))
+        rng = random.Random(seed_of(self.seed, "curves", plan.key))
         by_budget: dict[int, list[tuple[float, float, float, float]]] = {}
         targets = counts(plan.config, plan.pools, max(plan.budgets))
-        for problem in self.h.problems:
-            samples = self.h.samples_of(plan, problem, targets)
-            stored = ({p.key: self.h.store.scores(p.key, plan.verifier, problem.id)
+        for problem in self.problems:
+            samples = plan_samples(self.store, plan, problem, targets)
+            stored = ({p.key: self.store.scores(p.key, plan.verifier, problem.id)
                        for p in plan.pools} if plan.verifier else {})
             scores = score_values(samples, plan.pools, stored)
             keys = pool_keys(samples, plan.pools)
@@ -125,13 +130,13 @@ class Scoring:
         targets = counts(plan.config, plan.pools, max(plan.budgets))
         by_budget: dict[int, list[tuple[float, float, float, float]]] = {}
         used_at: dict[int, list[int]] = {}
-        for problem in self.h.problems:
-            samples = self.h.samples_of(plan, problem, targets)
+        for problem in self.problems:
+            samples = plan_samples(self.store, plan, problem, targets)
             if len(samples) < sum(targets):
                 continue
             clusters = clusters_of(samples)
             for budget in plan.budgets:
-                used = self.h.used(plan, samples, budget, clusters)
+                used = samples_used(plan, samples, budget, clusters)
                 chosen = pick("vote", plan.config, samples, [None] * len(samples),
                               range(used), clusters)
                 correct = float(chosen is not None and samples[chosen].correct)
@@ -163,8 +168,8 @@ class Scoring:
         points = []
         for budget in plan.budgets:
             values = []
-            for problem in self.h.problems:
-                row = self.h.store.result(plan.key, problem.id, budget)
+            for problem in self.problems:
+                row = self.store.result(plan.key, problem.id, budget)
                 if row is None:
                     continue
                 values.append((float(row.correct), float(row.completion_tokens),
@@ -200,8 +205,8 @@ class Scoring:
         """pass@k (unbiased) over the plan's first pool."""
         by_budget: dict[int, list[tuple[float, float, float, float]]] = {}
         pool = plan.pools[0]
-        for problem in self.h.problems:
-            rows = self.h.store.samples(pool.key, problem.id)[: max(plan.budgets)]
+        for problem in self.problems:
+            rows = self.store.samples(pool.key, problem.id)[: max(plan.budgets)]
             if not rows:
                 continue
             c = sum(r.correct for r in rows)

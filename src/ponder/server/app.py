@@ -3,11 +3,12 @@
 ``POST /v1/chat/completions`` runs a strategy and answers like a reasoning model: the final
 answer in ``message.content``, the winning chain and an account of the search in
 ``message.reasoning_content`` (and ``message.reasoning``), and ``usage`` summed over every
-internal call. Which reasoning runs, in order of precedence: ``reasoning_effort`` (``minimal`` =
-one chain of thought; ``low``/``medium``/``high`` = the strategy's effort preset, which wins over
-the knobs below), a model named ``ponder-<strategy>``, then the ``ponder`` object (strategy, n,
-budget, verifier, options). A request for the underlying model with none of these is passed
-through as one plain completion.
+internal call. Which reasoning runs: ``reasoning_effort: minimal`` is one chain of thought;
+otherwise the strategy a model named ``ponder-<strategy>`` or the ``ponder`` object names
+(default self-consistency), with the ``low``/``medium``/``high`` effort preset under the
+explicit knobs (``ponder.n``, ``ponder.options``, ``temperature``...), exactly as ``ponder ask``
+and the Python API build it (:mod:`ponder.runner`). A request for the underlying model with none
+of these is passed through as one plain completion.
 
 Requests share the backend: with the in-process llama.cpp backend their samples decode in the
 same batches. At most ``max_concurrent`` run at once, ``max_queue`` more wait; beyond that, 429.
@@ -21,7 +22,6 @@ import hmac
 import json
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,17 +33,16 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from ponder import registry
-from ponder.api import make_verifier
 from ponder.backends.base import Backend
 from ponder.budget import Budget
 from ponder.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
+from ponder.runner import new_context, run_strategy
 from ponder.server.errors import ApiError, validation_error
 from ponder.server.metrics import Metrics
-from ponder.server.narrator import search_summary
 from ponder.server.plan import Plan, plan_request
+from ponder.server.replies import completion_body
 from ponder.server.schemas import ChatCompletionRequest
 from ponder.server.stream import sse_events
-from ponder.strategies.base import Context
 from ponder.types import Message, Result, SamplingParams, Usage
 
 log = logging.getLogger("ponder.server")
@@ -144,7 +143,8 @@ class PonderServer:
             self.metrics.observe(exc.status)
             return exc.response()
         if plan.request.stream:
-            return StreamingResponse(sse_events(self, plan, started),
+            return StreamingResponse(sse_events(lambda sinks: self.admitted(plan, sinks), plan,
+                                                self.metrics, started),
                                      media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         work = asyncio.create_task(self.admitted(plan, [None] * plan.request.n))
@@ -164,7 +164,7 @@ class PonderServer:
             if not work.done():
                 work.cancel()
         self.metrics.observe(200, time.monotonic() - started)
-        return JSONResponse(self._completion_body(plan, results))
+        return JSONResponse(completion_body(plan, results))
 
     @staticmethod
     async def _watch_disconnect(request: Request, work: asyncio.Task) -> None:
@@ -228,10 +228,9 @@ class PonderServer:
         budget = Budget(max_tokens=plan.budget_tokens, max_seconds=plan.budget_seconds)
         if plan.strategy is None:
             return await self._pass_through(plan, seed, sink)
-        ctx = Context(backend=self.backend, budget=budget, seed=seed, events=sink,
-                      verifier=make_verifier(plan.verifier, plan.strategy, plan.problem),
-                      stream_text=sink is not None)
-        result = await plan.strategy.run(plan.problem, ctx)
+        result = await run_strategy(plan.strategy, plan.problem, self.backend,
+                                    verifier=plan.verifier, budget=budget, seed=seed,
+                                    events=sink, stream_text=sink is not None)
         u = result.usage
         self.metrics.add_tokens(u.prompt_tokens, u.completion_tokens)
         return result
@@ -246,7 +245,7 @@ class PonderServer:
             temperature=0.7 if req.temperature is None else req.temperature,
             top_p=1.0 if req.top_p is None else req.top_p,
             max_tokens=req.max_tokens or req.max_completion_tokens or 1024, stop=stop, seed=seed)
-        ctx = Context(backend=self.backend, seed=seed, events=sink, stream_text=sink is not None)
+        ctx = new_context(self.backend, seed=seed, events=sink, stream_text=sink is not None)
         started = time.monotonic()
         [traced] = await ctx.sample(messages, params, label="completion")
         c = traced.completion
@@ -257,58 +256,6 @@ class PonderServer:
                       trace=ctx.trace, strategy="pass-through",
                       model=self.model_id,
                       stop_reason="budget" if c.finish_reason == "length" else "done")
-
-    # -- responses ---------------------------------------------------------------------------
-
-    @staticmethod
-    def content(result: Result) -> str:
-        if result.strategy == "pass-through":
-            return result.answer or ""
-        return result.answer if result.answer is not None else result.text
-
-    @staticmethod
-    def _reasoning(result: Result) -> str | None:
-        if result.strategy == "pass-through":
-            return result.text or None
-        return f"{result.text.strip()}\n\n{search_summary(result)}".strip()
-
-    @staticmethod
-    def usage_of(results: Sequence[Result]) -> dict[str, Any]:
-        prompt = sum(r.usage.prompt_tokens for r in results)
-        completion = sum(r.usage.completion_tokens for r in results)
-        reasoning = sum(r.usage.completion_tokens for r in results
-                        if r.strategy != "pass-through")
-        return {"prompt_tokens": prompt, "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-                "completion_tokens_details": {"reasoning_tokens": reasoning}}
-
-    def _completion_body(self, plan: Plan, results: Sequence[Result]) -> dict[str, Any]:
-        choices = []
-        for i, r in enumerate(results):
-            message: dict[str, Any] = {"role": "assistant", "content": self.content(r)}
-            reasoning = self._reasoning(r)
-            if reasoning:
-                message["reasoning_content"] = message["reasoning"] = reasoning
-            choices.append({"index": i, "message": message, "logprobs": None,
-                            "finish_reason": "length" if r.stop_reason == "budget" else "stop"})
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
-            "created": int(time.time()), "model": plan.request.model,
-            "choices": choices, "usage": self.usage_of(results),
-            "ponder": [self._details(r, trace=bool(plan.request.ponder and
-                                                   plan.request.ponder.trace))
-                       for r in results],
-        }
-
-    @staticmethod
-    def _details(result: Result, trace: bool = False) -> dict[str, Any]:
-        extra = {"trace": result.trace.to_dict()} if trace and result.trace is not None else {}
-        return {**extra, "strategy": result.strategy, "config": dict(result.config),
-                "stop_reason": result.stop_reason, "calls": result.usage.calls,
-                "seconds": round(result.usage.seconds, 3),
-                "candidates": [{"answer": c.answer, "votes": c.votes, "score": c.score,
-                                "completion_tokens": c.usage.completion_tokens}
-                               for c in result.candidates]}
 
 def create_app(backend: Backend, **settings: Any) -> Starlette:
     """The ASGI app serving ``backend``; settings as :class:`PonderServer`."""

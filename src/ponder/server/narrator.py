@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ponder.domains import domain_for
-from ponder.strategies.aggregate import group_answers
+from ponder.domains.vote import majority_vote
 from ponder.types import Problem
 
 VOTING_LABELS = {"chain", "candidate", "sample", "solution", "draft"}
@@ -45,7 +45,7 @@ class Narrator:
         self.answers.append(answer)
         shown = "none" if answer is None else " ".join(answer.split())[:60]
         line += f" · answer: {shown}"
-        groups = group_answers(self.answers) if domain_for(self.problem).name == "math" else []
+        groups = majority_vote(self.answers)[1] if domain_for(self.problem).name == "math" else []
         if len(self.answers) > 1 and groups:
             tally = ", ".join(f"{g.answer} ×{len(g.members)}" for g in
                               sorted(groups, key=lambda g: -len(g.members))[:4])

@@ -1,6 +1,9 @@
 """From a validated request to what runs: the problem, the strategy (or a pass-through), the
-budget. Precedence: ``reasoning_effort``, then a ``ponder-<strategy>`` model name, then the
-``ponder`` object."""
+budget. The strategy: ``reasoning_effort: minimal`` (one chain of thought), else a
+``ponder-<strategy>`` model name, else ``ponder.strategy``, else self-consistency. Its options
+are built as everywhere else (:func:`ponder.runner.build_strategy`): the ``reasoning_effort``
+preset, then the explicit knobs (``ponder.n``, ``ponder.options``, ``temperature``, ``top_p``,
+``max_tokens``), which win."""
 
 from __future__ import annotations
 
@@ -9,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ponder import registry
-from ponder.effort import build_strategy
 from ponder.errors import ConfigError
+from ponder.runner import build_strategy
 from ponder.server.errors import ApiError
 from ponder.server.schemas import ChatCompletionRequest, ChatMessage
 from ponder.types import Problem
@@ -77,15 +80,14 @@ def plan_request(req: ChatCompletionRequest, model_id: str, max_request_tokens: 
     for key in ("temperature", "top_p", "max_tokens"):
         if getattr(req, key) is not None:
             knobs[key] = getattr(req, key)
-    if effort in ("low", "medium", "high"):
-        knobs.update(registry.strategies.get(name).effort_presets.get(effort, {}))
+    preset = effort if effort in ("low", "medium", "high") else None
     verifier = options.verifier if options else None
     if verifier is not None and verifier not in registry.verifiers.names():
         raise ApiError(400, f"unknown verifier {verifier!r}; valid: "
                        f"{', '.join(registry.verifiers.names())}", param="ponder.verifier",
                        code="unknown_verifier")
     try:
-        strategy = build_strategy(name, **knobs)
+        strategy = build_strategy(name, preset, **knobs)
     except ConfigError as exc:
         raise ApiError(400, str(exc), param="ponder", code="invalid_value") from None
     return Plan(problem, strategy, budget_tokens, seconds, verifier, req.seed, req)

@@ -7,19 +7,24 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
+from ponder.core.context import EventSink
 from ponder.server.errors import ApiError
+from ponder.server.metrics import Metrics
 from ponder.server.narrator import Narrator, search_summary
 from ponder.server.plan import Plan
+from ponder.server.replies import content, finish_reason, usage_of
+from ponder.types import Result
 
-if TYPE_CHECKING:
-    from ponder.server.app import PonderServer
+# Runs the plan, one choice per event sink; errors arrive as ApiError.
+Runner = Callable[[Sequence[EventSink]], Awaitable[list[Result]]]
 
 
-async def sse_events(server: PonderServer, plan: Plan, started: float) -> AsyncIterator[bytes]:
-    """Server-sent events: reasoning deltas while the search runs, then the answer, then
+async def sse_events(run: Runner, plan: Plan, metrics: Metrics, started: float
+                     ) -> AsyncIterator[bytes]:
+    """Server-sent events: reasoning deltas while ``run`` searches, then the answer, then
     usage (when asked), then [DONE]. Cancelled when the client disconnects."""
     req = plan.request
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
@@ -39,7 +44,7 @@ async def sse_events(server: PonderServer, plan: Plan, started: float) -> AsyncI
                                                  "finish_reason": finish}]}
         return f"data: {json.dumps(body)}\n\n".encode()
 
-    work = asyncio.create_task(server.admitted(plan, [sink_for(i) for i in range(req.n)]))
+    work = asyncio.create_task(run([sink_for(i) for i in range(req.n)]))
     status = 200
     try:
         for i in range(req.n):
@@ -80,13 +85,13 @@ async def sse_events(server: PonderServer, plan: Plan, started: float) -> AsyncI
             if plan.strategy is not None:
                 summary = "\n" + search_summary(r) + "\n"
                 yield chunk(i, {"reasoning_content": summary, "reasoning": summary})
-                yield chunk(i, {"content": server.content(r)})
+                yield chunk(i, {"content": content(r)})
             elif narrators[i].streamed < len(r.answer or ""):
                 yield chunk(i, {"content": (r.answer or "")[narrators[i].streamed:]})
-            yield chunk(i, {}, "length" if r.stop_reason == "budget" else "stop")
+            yield chunk(i, {}, finish_reason(r))
         if req.stream_options is not None and req.stream_options.include_usage:
             body = {"id": cid, "object": "chat.completion.chunk", "created": created,
-                    "model": req.model, "choices": [], "usage": server.usage_of(results)}
+                    "model": req.model, "choices": [], "usage": usage_of(results)}
             yield f"data: {json.dumps(body)}\n\n".encode()
         yield b"data: [DONE]\n\n"
     except (asyncio.CancelledError, GeneratorExit):
@@ -99,4 +104,4 @@ async def sse_events(server: PonderServer, plan: Plan, started: float) -> AsyncI
                 await work
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - already reported
                 pass
-        server.metrics.observe(status, time.monotonic() - started if status == 200 else None)
+        metrics.observe(status, time.monotonic() - started if status == 200 else None)

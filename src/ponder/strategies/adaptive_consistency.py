@@ -11,23 +11,17 @@ against one 0.812; a tie 0.5.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pydantic import Field
 
+from ponder.core.context import Context
 from ponder.domains import cluster_answers
-from ponder.strategies.aggregate import group_records, majority_vote, with_votes
-from ponder.strategies.base import (
-    BaseStrategy,
-    Context,
-    EvalMode,
-    StrategyConfig,
-    make_result,
-)
+from ponder.strategies.base import BaseStrategy, EvalMode, Outcome, StrategyConfig
 from ponder.strategies.samplers import SamplingModeConfig, sample_candidates
-from ponder.types import Candidate, Problem, Result
+from ponder.strategies.select import modes_of, vote
+from ponder.types import Candidate, Problem
 
 
 def leader_stays_probability(a: float, b: float) -> float:
@@ -95,10 +89,8 @@ class AdaptiveConsistency(BaseStrategy):
                 break
         return used
 
-    async def run(self, problem: Problem, ctx: Context) -> Result:
+    async def solve(self, problem: Problem, ctx: Context, root: int) -> Outcome:
         cfg = self.config
-        started = time.monotonic()
-        root = ctx.trace.add("strategy", self.name, config=cfg.model_dump())
         candidates: list[Candidate] = []
         clusters: list[int | None] = []
         wave = 0
@@ -118,13 +110,7 @@ class AdaptiveConsistency(BaseStrategy):
                           stop=stop)
             if stop:
                 break
-        answers = [c.answer for c in candidates]
-        modes = [c.metadata.get("mode", "chain") for c in candidates]
-        winner, groups = majority_vote(answers, [cfg.vote_weight(c) for c in candidates],
-                                       clusters or None, modes, cfg.cross_mode_bonus)
-        candidates = with_votes(candidates, groups)
-        ctx.trace.add("vote", "majority vote", parent=root, winner=winner.answer if winner
-                      else None, samples=len(candidates), groups=group_records(groups))
-        text = candidates[winner.members[0]].text if winner else ""
-        return make_result(self, ctx, answer=winner.answer if winner else None, text=text,
-                           candidates=candidates, started=started)
+        return await vote(problem, candidates, ctx, root,
+                          weights=[cfg.vote_weight(c) for c in candidates],
+                          modes=modes_of(candidates), cross_mode_bonus=cfg.cross_mode_bonus,
+                          clusters=clusters, samples=len(candidates))

@@ -1,49 +1,32 @@
-"""The Strategy protocol, its Context, and the helpers every strategy shares."""
+"""The Strategy protocol, the skeleton every built-in strategy runs in, and the helpers they share.
+
+A strategy file holds only its own idea: :class:`BaseStrategy` opens the run (timer, root trace
+node), calls the strategy's ``solve``, stops cleanly when the budget runs out, and assembles the
+:class:`~ponder.types.Result` from the :class:`Outcome` that ``solve`` returns.
+"""
 
 from __future__ import annotations
 
-import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ponder.backends.base import Backend
-from ponder.budget import Budget
+from ponder.core.context import Context, Traced
 from ponder.domains import domain_for
 from ponder.errors import BudgetExhausted
-from ponder.sandbox import Sandbox
-from ponder.trace import Trace
-from ponder.types import (
-    Candidate,
-    Completion,
-    GenerationRequest,
-    Message,
-    Problem,
-    Result,
-    SamplingParams,
-    StopReason,
-    Usage,
-)
-
-if TYPE_CHECKING:
-    from ponder.verifiers.base import Verifier
-
-# Progress events: (event name, details). Names: "generate" (before a backend call),
-# "tokens" (tokens generated so far in the call), "sample" (one sample finished), "text" (the
-# text so far of the call's first sample, when the context streams text), "generated" (after
-# the call). Backends may emit from their own thread: sinks must be thread-safe.
-EventSink = Callable[[str, dict[str, Any]], None]
+from ponder.types import Candidate, Message, Problem, Result, SamplingParams, Usage
 
 DEFAULT_SYSTEM = (
     "You are a careful problem solver. Think step by step, showing your reasoning. "
     "Finish with a final line of the form 'The answer is: <answer>'."
 )
 
-
-DEFAULT_SANDBOX = Sandbox()  # shared, so its worker limit holds across concurrent runs
+EvalMode = Literal["single", "vote", "best-score", "budget", "sequential", "batch"]
+# Backend capabilities a strategy can require (fields of ponder.backends.base.Capabilities).
+Capability = Literal["parallel_n", "logprobs", "prefill", "early_stop"]
 
 
 class StrategyConfig(BaseModel):
@@ -69,148 +52,6 @@ class StrategyConfig(BaseModel):
         return params.replace(**changes) if changes else params
 
 
-@dataclass(frozen=True)
-class Traced:
-    """A completion and the trace node that records it."""
-
-    completion: Completion
-    node: int
-
-
-@dataclass
-class Context:
-    """Everything a strategy run needs; nothing global."""
-
-    backend: Backend
-    budget: Budget = field(default_factory=Budget)
-    trace: Trace = field(default_factory=Trace)
-    verifier: Verifier | None = None
-    seed: int | None = None
-    events: EventSink | None = None
-    sandbox: Sandbox = field(default_factory=lambda: DEFAULT_SANDBOX)
-    stream_text: bool = False
-    stop_reason: StopReason = "done"
-    rng: random.Random = field(init=False)
-    _seed_counter: int = field(default=0, init=False)
-
-    def __post_init__(self) -> None:
-        self.rng = random.Random(self.seed)
-
-    def emit(self, event: str, **details: Any) -> None:
-        if self.events is not None:
-            self.events(event, details)
-
-    def _next_seed(self) -> int | None:
-        """Each backend call gets its own seed derived from the run's seed: reproducible runs,
-        different samples in different calls."""
-        if self.seed is None:
-            return None
-        self._seed_counter += 1
-        return self.seed * 1000 + self._seed_counter
-
-    async def generate(
-        self,
-        requests: Sequence[GenerationRequest],
-        parent: int | None = None,
-        label: str = "sample",
-        backend: Backend | None = None,
-        parents: Sequence[int | None] | None = None,
-    ) -> list[list[Traced]]:
-        """Generate through the backend (or ``backend``, e.g. a judge's), charging the budget
-        and tracing every completion (under ``parent``, or ``parents[i]`` for request i).
-
-        Raises :class:`BudgetExhausted` when the budget cannot pay for at least one new token
-        per sample; otherwise caps ``max_tokens`` so the call cannot overrun it.
-        """
-        self.budget.check()
-        n_total = sum(r.n for r in requests)
-        prompt_estimate = sum(
-            (sum(len(m.content) for m in r.messages) + len(r.prefill)) // 4 + 8 for r in requests
-        )
-        cap = self.budget.completion_cap(n_total, prompt_estimate)
-        if cap is not None and cap < 1:
-            self.stop_reason = "budget"
-            raise BudgetExhausted(f"token budget too small for {n_total} more samples")
-        prepared = []
-        for r in requests:
-            params = r.params
-            if cap is not None and cap < params.max_tokens:
-                params = params.replace(max_tokens=cap)
-            if params.seed is None and self.seed is not None:
-                params = params.replace(seed=self._next_seed())
-            prepared.append(r.replace(params=params))
-        if self.events is not None:
-            prepared = [self._observed(r, label, first=i == 0) for i, r in enumerate(prepared)]
-        self.emit("generate", samples=n_total, label=label)
-        started = time.monotonic()
-        results = await (backend or self.backend).generate(
-            prepared, on_progress=lambda tokens: self.emit("tokens", tokens=tokens)
-        )
-        out: list[list[Traced]] = []
-        for k, (request, completions) in enumerate(zip(prepared, results, strict=True)):
-            under = parents[k] if parents is not None else parent
-            row = []
-            for i, completion in enumerate(completions):
-                self.budget.charge(completion.usage)
-                node = self.trace.add(
-                    "generate",
-                    f"{label} {i + 1}/{request.n}" if request.n > 1 else label,
-                    parent=under,
-                    usage=completion.usage,
-                    text=completion.text,
-                    finish_reason=completion.finish_reason,
-                    **({"prefill": request.prefill} if request.prefill else {}),
-                    **({"reasoning": completion.reasoning} if completion.reasoning else {}),
-                )
-                row.append(Traced(completion, node))
-            out.append(row)
-        self.emit(
-            "generated",
-            samples=n_total,
-            seconds=time.monotonic() - started,
-            tokens=sum(t.completion.usage.completion_tokens for row in out for t in row),
-        )
-        return out
-
-    def _observed(self, request: GenerationRequest, label: str, first: bool
-                  ) -> GenerationRequest:
-        """The request with hooks that report each finished sample (and, when streaming text,
-        the first sample's text as it grows)."""
-        n = request.n
-
-        def on_sample(index: int, completion: Completion) -> None:
-            if request.on_sample is not None:
-                request.on_sample(index, completion)
-            self.emit("sample", label=label, index=index, n=n, text=completion.text,
-                      tokens=completion.usage.completion_tokens,
-                      finish_reason=completion.finish_reason)
-
-        monitor = request.monitor
-        if self.stream_text and first:
-            inner = request.monitor
-
-            def monitor(index: int, text: str, token: Any) -> bool:
-                if index == 0:
-                    self.emit("text", label=label, text=text)
-                return bool(inner is not None and inner(index, text, token))
-
-        return request.replace(on_sample=on_sample, monitor=monitor)
-
-    async def sample(
-        self,
-        messages: Sequence[Message],
-        params: SamplingParams,
-        n: int = 1,
-        *,
-        prefill: str = "",
-        parent: int | None = None,
-        label: str = "sample",
-    ) -> list[Traced]:
-        """Generate ``n`` samples of one request."""
-        request = GenerationRequest(tuple(messages), params, n=n, prefill=prefill)
-        return (await self.generate([request], parent=parent, label=label))[0]
-
-
 def problem_messages(problem: Problem, system: str) -> list[Message]:
     """The conversation that poses ``problem``, as its domain words it (``system`` unless the
     problem brings its own; code problems swap the default for a coding one)."""
@@ -231,9 +72,6 @@ def to_candidate(traced: Traced, problem: Problem, text: str | None = None) -> C
     )
 
 
-EvalMode = Literal["single", "vote", "best-score", "budget", "sequential", "batch"]
-
-
 class Strategy(Protocol):
     """A way to spend compute on a problem. One file each, one config model each.
 
@@ -244,6 +82,8 @@ class Strategy(Protocol):
     ``budget_overrides(budget)``), ``sequential`` (draws samples in order and stops early:
     replayed on the vote pool with the class's ``samples_used(config, clusters, budget)``),
     ``batch`` (allocates compute across all the problems: run once with ``run_batch``).
+    ``required_capabilities()`` names what the backend must offer for this configuration; a run
+    on a backend without it is refused before it starts.
     """
 
     name: ClassVar[str]
@@ -256,13 +96,35 @@ class Strategy(Protocol):
     @classmethod
     def budget_overrides(cls, budget: int) -> dict[str, Any]: ...
 
+    def required_capabilities(self) -> tuple[Capability, ...]: ...
+
     async def run(self, problem: Problem, ctx: Context) -> Result: ...
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a strategy's ``solve`` found: the answer, the text it stands on, the candidates."""
+
+    answer: str | None = None
+    text: str = ""
+    candidates: Sequence[Candidate] = ()
+
+    @classmethod
+    def chosen(cls, candidates: Sequence[Candidate], index: int | None) -> Outcome:
+        """The candidate at ``index`` wins (its vote is 1); None: nothing won."""
+        if index is None:
+            return cls(candidates=candidates)
+        marked = list(candidates)
+        marked[index] = marked[index].replace(votes=1.0)
+        return cls(marked[index].answer, marked[index].text, marked)
+
+
 class BaseStrategy:
-    """Plumbing the built-in strategies share: construction from a config (default: the
-    ``Config`` defaults) and the budget mapping. ``budget_knob`` names the option that a budget
-    sets in the evaluation harness (None: the budget plays no part)."""
+    """The skeleton of the built-in strategies: construction from a config (default: the
+    ``Config`` defaults), the budget mapping, the capabilities they need, and a ``run`` that
+    wraps the strategy's own ``solve``. ``budget_knob`` names the option that a budget sets in
+    the evaluation harness (None: the budget plays no part); ``needs`` the backend capabilities
+    every configuration requires."""
 
     name: ClassVar[str]
     description: ClassVar[str]
@@ -270,6 +132,7 @@ class BaseStrategy:
     effort_presets: ClassVar[dict[str, dict[str, Any]]]
     eval_mode: ClassVar[EvalMode]
     budget_knob: ClassVar[str | None] = None
+    needs: ClassVar[tuple[Capability, ...]] = ()
 
     def __init__(self, config: StrategyConfig | None = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -278,28 +141,49 @@ class BaseStrategy:
     def budget_overrides(cls, budget: int) -> dict[str, Any]:
         return {cls.budget_knob: budget} if cls.budget_knob else {}
 
+    def required_capabilities(self) -> tuple[Capability, ...]:
+        return self.needs
 
-def make_result(
-    strategy: Strategy,
-    ctx: Context,
-    *,
-    answer: str | None,
-    text: str,
-    candidates: Sequence[Candidate],
-    started: float,
-) -> Result:
-    """Assemble a Result whose usage is the sum over the trace and whose seconds are wall time."""
+    async def run(self, problem: Problem, ctx: Context) -> Result:
+        """Open the run, ``solve``, assemble the result. A budget that runs out in a way
+        ``solve`` does not handle gives the result with no answer and ``stop_reason`` "budget"."""
+        started, root = self.begin(ctx)
+        try:
+            outcome = await self.solve(problem, ctx, root)
+        except BudgetExhausted:
+            ctx.stop_reason = "budget"
+            ctx.trace.add("decision", "budget exhausted: no answer", parent=root)
+            outcome = Outcome()
+        return make_result(self, ctx, outcome, started)
+
+    async def solve(self, problem: Problem, ctx: Context, root: int) -> Outcome:
+        """The strategy's own idea: spend compute on ``problem`` under the trace node ``root``."""
+        raise NotImplementedError
+
+    def begin(self, ctx: Context) -> tuple[float, int]:
+        """Start the clock and the root trace node (the configuration and ``root_data()``)."""
+        return time.monotonic(), ctx.trace.add("strategy", self.name,
+                                               config=self.config.model_dump(),
+                                               **self.root_data())
+
+    def root_data(self) -> dict[str, Any]:
+        """What the root trace node records besides the configuration."""
+        return {}
+
+
+def make_result(strategy: Strategy, ctx: Context, outcome: Outcome, started: float) -> Result:
+    """A Result whose usage is the sum over the trace and whose seconds are wall time."""
     traced = ctx.trace.usage
     usage = Usage(traced.prompt_tokens, traced.completion_tokens, traced.calls,
                   time.monotonic() - started)
     return Result(
-        answer=answer,
-        text=text,
-        candidates=tuple(candidates),
+        answer=outcome.answer,
+        text=outcome.text,
+        candidates=tuple(outcome.candidates),
         usage=usage,
         trace=ctx.trace,
         strategy=strategy.name,
         config=strategy.config.model_dump(),
         stop_reason=ctx.stop_reason,
-        model=getattr(ctx.backend, "model", ""),
+        model=ctx.backend.model,
     )

@@ -8,16 +8,16 @@ from one batched call per depth, and all new steps are scored in one scorer call
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pydantic import Field
 
+from ponder.core.context import Context
 from ponder.errors import BudgetExhausted
-from ponder.strategies.base import BaseStrategy, Context, EvalMode, StrategyConfig, make_result
-from ponder.strategies.step_search import Node, StepSearch, StepSearchConfig
-from ponder.types import Problem, Result
+from ponder.strategies.base import EvalMode, Outcome, StrategyConfig
+from ponder.strategies.step_search import Node, StepSearch, StepSearchConfig, StepSearchStrategy
+from ponder.types import Problem
 
 
 class BeamSearchConfig(StepSearchConfig):
@@ -71,24 +71,19 @@ async def layered_search(search: StepSearch, groups: list[list[Node]], keep: int
     return groups
 
 
-async def finish(strategy: Any, search: StepSearch, leaves: Sequence[Node], started: float
-                 ) -> Result:
-    """The result: a pick among finished paths (the best partial ones when none finished)."""
-    ctx = search.ctx
+async def finish(search: StepSearch, leaves: Sequence[Node]) -> Outcome:
+    """A pick among finished paths (the best partial ones when none finished)."""
     finished = [n for n in leaves if n.done] or [n for n in leaves if n.depth > 0]
     chosen, candidates = await search.pick(finished)
-    ctx.trace.add("decision", f"pick: {search.cfg.pick}", parent=search.root_trace,
-                  chosen=chosen.trace_id if chosen else None,
-                  answer=chosen.answer if chosen else None)
+    search.ctx.trace.add("decision", f"pick: {search.cfg.pick}", parent=search.root_trace,
+                         chosen=chosen.trace_id if chosen else None,
+                         answer=chosen.answer if chosen else None)
     if chosen is None:
-        return make_result(strategy, ctx, answer=None, text="", candidates=candidates,
-                           started=started)
-    return make_result(strategy, ctx, answer=chosen.answer,
-                       text=chosen.text(search.cfg.delimiter), candidates=candidates,
-                       started=started)
+        return Outcome(candidates=candidates)
+    return Outcome(chosen.answer, chosen.text(search.cfg.delimiter), candidates)
 
 
-class BeamSearch(BaseStrategy):
+class BeamSearch(StepSearchStrategy):
     name: ClassVar[str] = "beam-search"
     description: ClassVar[str] = "N beams over reasoning steps, M next steps each, scored per step"
     Config: ClassVar[type[StrategyConfig]] = BeamSearchConfig
@@ -101,10 +96,8 @@ class BeamSearch(BaseStrategy):
     budget_knob: ClassVar[str | None] = "n"
     eval_mode: ClassVar[EvalMode] = "budget"
 
-    async def run(self, problem: Problem, ctx: Context) -> Result:
+    async def solve(self, problem: Problem, ctx: Context, root: int) -> Outcome:
         cfg = self.config
-        started = time.monotonic()
-        root = ctx.trace.add("strategy", self.name, config=cfg.model_dump())
         search = StepSearch(problem, ctx, cfg, root)
         groups = await layered_search(search, [[search.root()]], cfg.n, cfg.m, "beams")
-        return await finish(self, search, groups[0], started)
+        return await finish(search, groups[0])

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, ClassVar
 
 from pydantic import Field
 
+from ponder.core.context import Context
 from ponder.domains import cluster_answers
-from ponder.errors import BudgetExhausted, ConfigError
-from ponder.strategies.aggregate import best_score_pick
-from ponder.strategies.base import (
-    BaseStrategy,
-    Context,
-    EvalMode,
-    StrategyConfig,
-    make_result,
-)
+from ponder.domains.vote import best_score_pick
+from ponder.errors import ConfigError
+from ponder.strategies.base import BaseStrategy, EvalMode, Outcome, StrategyConfig
 from ponder.strategies.samplers import SamplingModeConfig, sample_candidates
-from ponder.types import Problem, Result
+from ponder.strategies.select import modes_of, score_candidates
+from ponder.types import Problem
 
 
 class BestOfNConfig(SamplingModeConfig):
@@ -40,25 +35,19 @@ class BestOfN(BaseStrategy):
     budget_knob: ClassVar[str | None] = "n"
     eval_mode: ClassVar[EvalMode] = "best-score"
 
-    async def run(self, problem: Problem, ctx: Context) -> Result:
+    async def solve(self, problem: Problem, ctx: Context, root: int) -> Outcome:
         if ctx.verifier is None:
             raise ConfigError("best-of-n needs a verifier (e.g. --verifier judge)")
         cfg = self.config
-        started = time.monotonic()
-        root = ctx.trace.add("strategy", self.name, config=cfg.model_dump())
         candidates = await sample_candidates(problem, ctx, cfg, cfg.n, root, label="candidate")
-        try:
-            scores = await ctx.verifier.score(problem, candidates, ctx, root)
-        except BudgetExhausted:
-            scores = [None] * len(candidates)
-        candidates = [c.replace(score=s) for c, s in zip(candidates, scores, strict=True)]
+        candidates = await score_candidates(problem, candidates, ctx, root)
+        scores = [c.score for c in candidates]
         clusters = await cluster_answers(problem, [c.answer for c in candidates], ctx.sandbox)
         # Highest score among answered candidates (ties: the earliest); a vote when the verifier
         # abstained on all of them.
         best = best_score_pick(scores, clusters, range(len(candidates)),
                                weights=[cfg.vote_weight(c) for c in candidates],
-                               modes=[c.metadata.get("mode", "chain") for c in candidates],
-                               cross_mode_bonus=cfg.cross_mode_bonus)
+                               modes=modes_of(candidates), cross_mode_bonus=cfg.cross_mode_bonus)
         if any(s is not None and k is not None for s, k in zip(scores, clusters, strict=True)):
             how = "highest verifier score"
         else:
@@ -66,9 +55,4 @@ class BestOfN(BaseStrategy):
         if best is None and candidates:
             best = 0
         ctx.trace.add("decision", how, parent=root, chosen=best, scores=scores)
-        if best is None:
-            return make_result(self, ctx, answer=None, text="", candidates=[], started=started)
-        candidates[best] = candidates[best].replace(votes=1.0)
-        chosen = candidates[best]
-        return make_result(self, ctx, answer=chosen.answer, text=chosen.text,
-                           candidates=candidates, started=started)
+        return Outcome.chosen(candidates, best)

@@ -7,22 +7,22 @@ resumes the partial assistant message, so the backend must support prefill.
 
 from __future__ import annotations
 
-import time
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
+from ponder.core.context import Context
+from ponder.domains.answers import extract_answer
 from ponder.errors import BudgetExhausted
 from ponder.strategies.base import (
     BaseStrategy,
-    Context,
+    Capability,
     EvalMode,
+    Outcome,
     StrategyConfig,
-    make_result,
     problem_messages,
 )
-from ponder.types import Candidate, Problem, Result, Usage
-from ponder.verifiers.answers import extract_answer
+from ponder.types import Candidate, Problem, Usage
 
 
 class BudgetForcingConfig(StrategyConfig):
@@ -53,15 +53,14 @@ class BudgetForcing(BaseStrategy):
     }
 
     eval_mode: ClassVar[EvalMode] = "budget"
+    needs: ClassVar[tuple[Capability, ...]] = ("prefill",)
 
     @classmethod
     def budget_overrides(cls, budget: int) -> dict[str, Any]:
         return {"min_thinking_tokens": 64 * budget, "max_thinking_tokens": 128 * budget}
 
-    async def run(self, problem: Problem, ctx: Context) -> Result:
+    async def solve(self, problem: Problem, ctx: Context, root: int) -> Outcome:
         cfg = self.config
-        started = time.monotonic()
-        root = ctx.trace.add("strategy", self.name, config=cfg.model_dump())
         messages = problem_messages(problem, cfg.system)
         thinking, thinking_tokens, waits, capped = "", 0, 0, False
         spent = Usage()
@@ -109,5 +108,4 @@ class BudgetForcing(BaseStrategy):
         candidate = Candidate(text=text, answer=answer, votes=1.0, usage=spent,
                               metadata={"thinking_tokens": thinking_tokens, "waits": waits,
                                         "capped": capped})
-        return make_result(self, ctx, answer=answer, text=text, candidates=[candidate],
-                           started=started)
+        return Outcome(answer, text, [candidate])

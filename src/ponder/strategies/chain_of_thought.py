@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, ClassVar
 
 from pydantic import Field
 
+from ponder.core.context import Context
 from ponder.strategies.base import (
     BaseStrategy,
-    Context,
     EvalMode,
+    Outcome,
     StrategyConfig,
-    make_result,
     problem_messages,
     to_candidate,
 )
-from ponder.types import Problem, Result
+from ponder.types import Problem
 
 
 class ChainOfThoughtConfig(StrategyConfig):
@@ -36,13 +35,9 @@ class ChainOfThought(BaseStrategy):
 
     eval_mode: ClassVar[EvalMode] = "single"
 
-    async def run(self, problem: Problem, ctx: Context) -> Result:
-        started = time.monotonic()
-        root = ctx.trace.add("strategy", self.name, config=self.config.model_dump())
+    async def solve(self, problem: Problem, ctx: Context, root: int) -> Outcome:
         [traced] = await ctx.sample(
             problem_messages(problem, self.config.system), self.config.sampling(),
             parent=root, label="chain",
         )
-        candidate = to_candidate(traced, problem).replace(votes=1.0)
-        return make_result(self, ctx, answer=candidate.answer, text=candidate.text,
-                           candidates=[candidate], started=started)
+        return Outcome.chosen([to_candidate(traced, problem)], 0)

@@ -17,25 +17,26 @@ confidence is read over sliding groups of ``group_size`` tokens: its lowest grou
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from ponder.core.context import Context
 from ponder.domains import cluster_answers
+from ponder.domains.vote import majority_vote
 from ponder.errors import BudgetExhausted
-from ponder.strategies.aggregate import group_records, majority_vote, with_votes
 from ponder.strategies.base import (
     BaseStrategy,
-    Context,
+    Capability,
     EvalMode,
+    Outcome,
     StrategyConfig,
-    make_result,
     problem_messages,
     to_candidate,
 )
-from ponder.types import Candidate, GenerationRequest, Problem, Result, TokenLogprob
+from ponder.strategies.select import vote
+from ponder.types import Candidate, GenerationRequest, Problem, TokenLogprob
 
 
 def token_confidence(token: TokenLogprob, k: int) -> float:
@@ -144,10 +145,11 @@ class DeepConf(BaseStrategy):
                                                        "confidence": conf, "first_dip": dip}))
         return out
 
-    async def run(self, problem: Problem, ctx: Context) -> Result:
+    def required_capabilities(self) -> tuple[Capability, ...]:
+        return ("logprobs", "early_stop") if self.config.mode == "online" else ("logprobs",)
+
+    async def solve(self, problem: Problem, ctx: Context, root: int) -> Outcome:
         cfg = self.config
-        started = time.monotonic()
-        root = ctx.trace.add("strategy", self.name, config=cfg.model_dump())
         threshold = None
         if cfg.mode == "offline":
             candidates = await self._wave(problem, ctx, cfg.max_n, root, "trace", None)
@@ -166,17 +168,9 @@ class DeepConf(BaseStrategy):
                     break
                 candidates += new
         voters = self._voters(candidates, threshold)
-        answers = [c.answer if i in voters else None for i, c in enumerate(candidates)]
-        weights = [c.score if c.score is not None else 1.0 for c in candidates]
-        clusters = await cluster_answers(problem, answers, ctx.sandbox)
-        winner, groups = majority_vote(answers, weights, clusters)
-        candidates = with_votes(candidates, groups)
-        ctx.trace.add("vote", "confidence-weighted vote", parent=root,
-                      voters=sorted(voters), winner=winner.answer if winner else None,
-                      groups=group_records(groups))
-        text = candidates[winner.members[0]].text if winner else ""
-        return make_result(self, ctx, answer=winner.answer if winner else None, text=text,
-                           candidates=candidates, started=started)
+        return await vote(problem, candidates, ctx, root, voters=voters,
+                          weights=[c.score if c.score is not None else 1.0 for c in candidates],
+                          label="confidence-weighted vote")
 
     def _voters(self, candidates: Sequence[Candidate], threshold: float | None) -> set[int]:
         """Offline: the most confident ``keep`` fraction. Online: every trace not stopped and

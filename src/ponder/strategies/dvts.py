@@ -5,15 +5,15 @@ subtrees expand in the same batched call per depth; the final pick votes over th
 
 from __future__ import annotations
 
-import time
 from typing import Any, ClassVar
 
 from pydantic import Field
 
-from ponder.strategies.base import BaseStrategy, Context, EvalMode, StrategyConfig
+from ponder.core.context import Context
+from ponder.strategies.base import EvalMode, Outcome, StrategyConfig
 from ponder.strategies.beam_search import finish, layered_search
-from ponder.strategies.step_search import StepSearch, StepSearchConfig
-from ponder.types import Problem, Result
+from ponder.strategies.step_search import StepSearch, StepSearchConfig, StepSearchStrategy
+from ponder.types import Problem
 
 
 class DVTSConfig(StepSearchConfig):
@@ -25,7 +25,7 @@ class DVTSConfig(StepSearchConfig):
         return max(1, self.n // self.m)
 
 
-class DVTS(BaseStrategy):
+class DVTS(StepSearchStrategy):
     name: ClassVar[str] = "dvts"
     description: ClassVar[str] = "N/M independent greedy subtrees over steps, for diversity"
     Config: ClassVar[type[StrategyConfig]] = DVTSConfig
@@ -38,11 +38,11 @@ class DVTS(BaseStrategy):
     budget_knob: ClassVar[str | None] = "n"
     eval_mode: ClassVar[EvalMode] = "budget"
 
-    async def run(self, problem: Problem, ctx: Context) -> Result:
+    def root_data(self) -> dict[str, Any]:
+        return {"subtrees": self.config.subtrees}
+
+    async def solve(self, problem: Problem, ctx: Context, root: int) -> Outcome:
         cfg = self.config
-        started = time.monotonic()
-        root = ctx.trace.add("strategy", self.name, config=cfg.model_dump(),
-                             subtrees=cfg.subtrees)
         search = StepSearch(problem, ctx, cfg, root)
         roots = []
         for k in range(cfg.subtrees):
@@ -51,4 +51,4 @@ class DVTS(BaseStrategy):
                                           parent=root)
             roots.append([node])
         groups = await layered_search(search, roots, 1, cfg.m, "subtrees")
-        return await finish(self, search, [g[0] for g in groups if g], started)
+        return await finish(search, [g[0] for g in groups if g])

@@ -14,16 +14,16 @@ an answer, the most visited path is written to the end.
 from __future__ import annotations
 
 import math
-import time
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from ponder.core.context import Context
 from ponder.errors import BudgetExhausted
-from ponder.strategies.base import BaseStrategy, Context, EvalMode, StrategyConfig
+from ponder.strategies.base import EvalMode, Outcome, StrategyConfig
 from ponder.strategies.beam_search import finish
-from ponder.strategies.step_search import Node, StepSearch, StepSearchConfig
-from ponder.types import Problem, Result
+from ponder.strategies.step_search import Node, StepSearch, StepSearchConfig, StepSearchStrategy
+from ponder.types import Problem
 
 
 class MCTSConfig(StepSearchConfig):
@@ -56,7 +56,7 @@ def backpropagate(node: Node, value: float, visits: int = 1) -> None:
         walk = walk.parent
 
 
-class MCTS(BaseStrategy):
+class MCTS(StepSearchStrategy):
     name: ClassVar[str] = "mcts"
     description: ClassVar[str] = "Monte Carlo tree search over steps: UCT, step scores, rollouts"
     Config: ClassVar[type[StrategyConfig]] = MCTSConfig
@@ -69,10 +69,8 @@ class MCTS(BaseStrategy):
     budget_knob: ClassVar[str | None] = "simulations"
     eval_mode: ClassVar[EvalMode] = "budget"
 
-    async def run(self, problem: Problem, ctx: Context) -> Result:
+    async def solve(self, problem: Problem, ctx: Context, root_id: int) -> Outcome:
         cfg = self.config
-        started = time.monotonic()
-        root_id = ctx.trace.add("strategy", self.name, config=cfg.model_dump())
         search = StepSearch(problem, ctx, cfg, root_id)
         root = search.root()
         finished: list[Node] = []
@@ -92,7 +90,7 @@ class MCTS(BaseStrategy):
                       children=[(ch.trace_id, ch.visits, round(ch.value, 4))
                                 for ch in root.children])
         leaves = finished or [n for n in _walk(root) if n.depth > 0]
-        return await finish(self, search, leaves, started)
+        return await finish(search, leaves)
 
     async def _complete_best(self, search: StepSearch, root: Node) -> Node:
         """No simulation reached an answer: follow the most visited children (ties: higher

@@ -17,24 +17,18 @@ the difficulty estimate: unanimous probes are easy and stop there; split probes 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from ponder.core.context import Context
 from ponder.domains import cluster_answers
-from ponder.errors import BudgetExhausted
-from ponder.strategies.aggregate import best_score_pick, group_records, majority_vote, with_votes
-from ponder.strategies.base import (
-    BaseStrategy,
-    Context,
-    EvalMode,
-    StrategyConfig,
-    make_result,
-)
+from ponder.domains.vote import best_score_pick
+from ponder.strategies.base import BaseStrategy, EvalMode, Outcome, StrategyConfig, make_result
 from ponder.strategies.samplers import SamplingModeConfig, sample_candidates
+from ponder.strategies.select import modes_of, score_candidates, vote
 from ponder.types import Candidate, Problem, Result
 
 
@@ -55,7 +49,6 @@ class Probe:
     problem: Problem
     ctx: Context
     root: int
-    started: float
     candidates: list[Candidate]
     clusters: list[int | None]
 
@@ -86,8 +79,8 @@ class Router(BaseStrategy):
     }
     eval_mode: ClassVar[EvalMode] = "batch"
 
-    async def run(self, problem: Problem, ctx: Context) -> Result:
-        probe = await self._probe(problem, ctx)
+    async def solve(self, problem: Problem, ctx: Context, root: int) -> Outcome:
+        probe = await self._probe(problem, ctx, root)
         cfg = self.config
         if cfg.mean_tokens is not None:
             extra = max(0, int((cfg.mean_tokens - sum(
@@ -99,10 +92,15 @@ class Router(BaseStrategy):
     async def run_batch(self, problems: Sequence[Problem],
                         make_ctx: Callable[[Problem], Context]) -> list[Result]:
         """Route a batch under one budget of ``mean_tokens`` x len(problems) tokens."""
-        probes = await asyncio.gather(*(self._probe(p, make_ctx(p)) for p in problems))
+        contexts = [make_ctx(p) for p in problems]
+        opened = [self.begin(ctx) for ctx in contexts]
+        probes = await asyncio.gather(*(self._probe(p, ctx, root) for p, ctx, (_, root)
+                                        in zip(problems, contexts, opened, strict=True)))
         extra = self.allocate(probes)
-        return list(await asyncio.gather(*(self._finish(p, n) for p, n in
-                                           zip(probes, extra, strict=True))))
+        outcomes = await asyncio.gather(*(self._finish(p, n) for p, n in
+                                          zip(probes, extra, strict=True)))
+        return [make_result(self, ctx, outcome, started) for ctx, outcome, (started, _)
+                in zip(contexts, outcomes, opened, strict=True)]
 
     def allocate(self, probes: Sequence[Probe]) -> list[int]:
         """Extra samples per question: the batch's remaining tokens go, one sample at a time,
@@ -131,19 +129,17 @@ class Router(BaseStrategy):
             return 0
         return max(0, min(wanted, self.config.max_n - len(probe.candidates)))
 
-    async def _probe(self, problem: Problem, ctx: Context) -> Probe:
+    async def _probe(self, problem: Problem, ctx: Context, root: int) -> Probe:
         cfg = self.config
-        started = time.monotonic()
-        root = ctx.trace.add("strategy", self.name, config=cfg.model_dump())
         candidates = await sample_candidates(problem, ctx, cfg, cfg.probe_n, root, label="probe")
         clusters = await cluster_answers(problem, [c.answer for c in candidates], ctx.sandbox)
-        probe = Probe(problem, ctx, root, started, candidates, clusters)
+        probe = Probe(problem, ctx, root, candidates, clusters)
         ctx.trace.add("decision", f"probe agreement {probe.agreement:.2f}: "
                       + ("easy" if probe.agreement >= cfg.easy_share else "needs more"),
                       parent=root, agreement=probe.agreement)
         return probe
 
-    async def _finish(self, probe: Probe, extra: int) -> Result:
+    async def _finish(self, probe: Probe, extra: int) -> Outcome:
         cfg, ctx, problem = self.config, probe.ctx, probe.problem
         route = "probe vote" if extra == 0 else cfg.hard_strategy
         ctx.trace.add("decision", f"route: {route}, {extra} more samples", parent=probe.root,
@@ -152,24 +148,20 @@ class Router(BaseStrategy):
         if extra:
             candidates += await sample_candidates(problem, ctx, cfg, extra, probe.root,
                                                   label="sample")
-        answers = [c.answer for c in candidates]
-        clusters = await cluster_answers(problem, answers, ctx.sandbox)
-        modes = [c.metadata.get("mode", "chain") for c in candidates]
+        clusters = await cluster_answers(problem, [c.answer for c in candidates], ctx.sandbox)
+        modes = modes_of(candidates)
         weights = [cfg.vote_weight(c) for c in candidates]
-        winner, groups = majority_vote(answers, weights, clusters, modes, cfg.cross_mode_bonus)
-        chosen = winner.members[0] if winner else None
-        if route == "best-of-n" and ctx.verifier is not None and candidates:
-            try:
-                scores = await ctx.verifier.score(problem, candidates, ctx, probe.root)
-            except BudgetExhausted:
-                scores = [None] * len(candidates)
-            candidates = [c.replace(score=s) for c, s in zip(candidates, scores, strict=True)]
-            chosen = best_score_pick(scores, clusters, range(len(candidates)), weights=weights,
-                                     modes=modes, cross_mode_bonus=cfg.cross_mode_bonus)
-        candidates = with_votes(candidates, groups)
-        answer = candidates[chosen].answer if chosen is not None else None
-        ctx.trace.add("vote", route, parent=probe.root, winner=answer,
-                      groups=group_records(groups))
-        text = candidates[chosen].text if chosen is not None else ""
-        return make_result(self, ctx, answer=answer, text=text, candidates=candidates,
-                           started=probe.started)
+        outcome = await vote(problem, candidates, ctx, probe.root, weights=weights, modes=modes,
+                             cross_mode_bonus=cfg.cross_mode_bonus, clusters=clusters,
+                             label=route)
+        if route != "best-of-n" or ctx.verifier is None or not candidates:
+            return outcome
+        scored = await score_candidates(problem, outcome.candidates, ctx, probe.root)
+        chosen = best_score_pick([c.score for c in scored], clusters, range(len(scored)),
+                                 weights=weights, modes=modes,
+                                 cross_mode_bonus=cfg.cross_mode_bonus)
+        ctx.trace.add("decision", "highest verifier score", parent=probe.root, chosen=chosen,
+                      answer=scored[chosen].answer if chosen is not None else None)
+        if chosen is None:
+            return Outcome(candidates=scored)
+        return Outcome(scored[chosen].answer, scored[chosen].text, scored)

@@ -20,18 +20,13 @@ from typing import Literal
 
 from pydantic import Field
 
+from ponder.core.context import Context, Traced
+from ponder.domains.answers import extract_answer
+from ponder.domains.code_problems import extract_code
 from ponder.errors import BudgetExhausted
 from ponder.sandbox import Execution
-from ponder.strategies.base import (
-    Context,
-    StrategyConfig,
-    Traced,
-    problem_messages,
-    to_candidate,
-)
+from ponder.strategies.base import StrategyConfig, problem_messages, to_candidate
 from ponder.types import Candidate, Message, Problem, SamplingParams
-from ponder.verifiers.answers import extract_answer
-from ponder.verifiers.code import extract_code
 
 Mode = Literal["chain", "program", "mixed"]
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")

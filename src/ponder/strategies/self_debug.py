@@ -4,24 +4,23 @@ Models to Self-Debug", 2023)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from ponder.core.context import Context
+from ponder.domains.code_problems import failure_report, visible_tests
 from ponder.errors import BudgetExhausted
 from ponder.sandbox import Execution
 from ponder.strategies.base import (
     BaseStrategy,
-    Context,
     EvalMode,
+    Outcome,
     StrategyConfig,
-    make_result,
     problem_messages,
     to_candidate,
 )
-from ponder.types import Candidate, Message, Problem, Result
-from ponder.verifiers.code import failure_report, visible_tests
+from ponder.types import Candidate, Message, Problem
 
 FEEDBACK = """Running your code on the tests gave:
 {report}
@@ -62,10 +61,8 @@ class SelfDebug(BaseStrategy):
     # harness runs it once with its configured rounds.
     eval_mode: ClassVar[EvalMode] = "single"
 
-    async def run(self, problem: Problem, ctx: Context) -> Result:
+    async def solve(self, problem: Problem, ctx: Context, root: int) -> Outcome:
         cfg = self.config
-        started = time.monotonic()
-        root = ctx.trace.add("strategy", self.name, config=cfg.model_dump())
         tests = visible_tests(problem)
         messages = problem_messages(problem, cfg.system)
         versions: list[Candidate] = []
@@ -104,17 +101,14 @@ class SelfDebug(BaseStrategy):
                 messages = [*messages, Message("assistant", traced.completion.text),
                             Message("user", self._feedback(run))]
         if not versions:
-            return make_result(self, ctx, answer=None, text="", candidates=[], started=started)
+            return Outcome()
         passing = [i for i, v in enumerate(versions) if v.score == 1.0]
         best = passing[0] if passing else max(
             range(len(versions)), key=lambda i: (versions[i].score or 0.0, i))
         ctx.trace.add("decision", "first version passing the visible tests" if passing
                       else "no version passed: the one passing most tests", parent=root,
                       chosen=best, scores=[v.score for v in versions])
-        versions[best] = versions[best].replace(votes=1.0)
-        chosen = versions[best]
-        return make_result(self, ctx, answer=chosen.answer, text=chosen.text,
-                           candidates=versions, started=started)
+        return Outcome.chosen(versions, best)
 
     def _report(self, run: Execution | None) -> str:
         if run is None:

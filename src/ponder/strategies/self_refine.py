@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import re
-import time
 from typing import Any, ClassVar
 
 from pydantic import Field
 
+from ponder.core.context import Context
 from ponder.errors import BudgetExhausted
 from ponder.strategies.base import (
     BaseStrategy,
-    Context,
     EvalMode,
+    Outcome,
     StrategyConfig,
-    make_result,
     problem_messages,
     to_candidate,
 )
-from ponder.types import Candidate, Message, Problem, Result
+from ponder.types import Candidate, Message, Problem
 
 CRITIQUE_PROMPT = """Problem:
 {question}
@@ -71,10 +70,8 @@ class SelfRefine(BaseStrategy):
     budget_knob: ClassVar[str | None] = "rounds"
     eval_mode: ClassVar[EvalMode] = "budget"
 
-    async def run(self, problem: Problem, ctx: Context) -> Result:
+    async def solve(self, problem: Problem, ctx: Context, root: int) -> Outcome:
         cfg = self.config
-        started = time.monotonic()
-        root = ctx.trace.add("strategy", self.name, config=cfg.model_dump())
         versions: list[Candidate] = []
         try:
             [draft] = await ctx.sample(problem_messages(problem, cfg.system), cfg.sampling(),
@@ -104,9 +101,4 @@ class SelfRefine(BaseStrategy):
                 parent = revision.node
         except BudgetExhausted:
             ctx.trace.add("decision", "budget exhausted: keep the latest version", parent=root)
-        if not versions:
-            return make_result(self, ctx, answer=None, text="", candidates=[], started=started)
-        final = versions[-1]
-        versions[-1] = final.replace(votes=1.0)
-        return make_result(self, ctx, answer=final.answer, text=final.text,
-                           candidates=versions, started=started)
+        return Outcome.chosen(versions, len(versions) - 1 if versions else None)

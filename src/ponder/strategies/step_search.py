@@ -19,10 +19,12 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ponder import registry
+from ponder.core.context import Context
 from ponder.domains import cluster_answers, domain_for
-from ponder.strategies.base import Context, StrategyConfig, problem_messages
+from ponder.domains.answers import states_answer
+from ponder.strategies.base import BaseStrategy, Capability, StrategyConfig, problem_messages
 from ponder.types import Candidate, GenerationRequest, Problem, Step, Usage
-from ponder.verifiers.answers import states_answer
 from ponder.verifiers.steps import Aggregate, StepScorer, aggregate_steps, load_step_scorer
 
 
@@ -40,6 +42,18 @@ class StepSearchConfig(StrategyConfig):
 
     def step_scorer(self) -> StepScorer:
         return load_step_scorer(self.scorer, self.scorer_options)
+
+
+class StepSearchStrategy(BaseStrategy):
+    """A search over reasoning steps: it continues partial answers (prefill), and reads
+    logprobs when its step scorer does."""
+
+    config: StepSearchConfig
+
+    def required_capabilities(self) -> tuple[Capability, ...]:
+        scorer = registry.step_scorers.get(self.config.scorer)
+        return ("prefill", "logprobs") if getattr(scorer, "needs_logprobs", False) \
+            else ("prefill",)
 
 
 @dataclass(eq=False)

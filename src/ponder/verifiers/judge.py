@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from ponder.backends.base import Backend
+from ponder.core.context import Context
 from ponder.types import (
     Candidate,
     Completion,
@@ -16,9 +17,6 @@ from ponder.types import (
     Problem,
     SamplingParams,
 )
-
-if TYPE_CHECKING:
-    from ponder.strategies.base import Context
 
 JUDGE_SYSTEM = "You are a strict grader: you check whether a proposed answer is correct."
 JUDGE_PROMPT = """Problem:

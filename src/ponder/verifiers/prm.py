@@ -22,14 +22,12 @@ import asyncio
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
+from ponder.core.context import Context
 from ponder.errors import ConfigError, MissingDependency, ModelError
 from ponder.types import Problem, Step
 from ponder.verifiers.steps import NEUTRAL, known_scores
-
-if TYPE_CHECKING:
-    from ponder.strategies.base import Context
 
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 CONVENTIONS: dict[str, dict[str, Any]] = {

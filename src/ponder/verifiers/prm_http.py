@@ -21,16 +21,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
+from ponder.core.context import Context
 from ponder.errors import BackendError, BackendUnavailable, ConfigError
 from ponder.types import Problem, Step
 from ponder.verifiers.prm import QWEN_SYSTEM, convention_spec, step_pieces
 from ponder.verifiers.steps import NEUTRAL, known_scores
-
-if TYPE_CHECKING:
-    from ponder.strategies.base import Context
-
 
 QWEN_CHAT = ("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n"
              "<|im_start|>assistant\n")

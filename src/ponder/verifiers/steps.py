@@ -16,16 +16,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from ponder import registry
 from ponder.backends.base import Backend
+from ponder.backends.loading import load_backend
+from ponder.core.context import Context
 from ponder.errors import ConfigError
 from ponder.types import GenerationRequest, Message, Problem, SamplingParams, Step
 from ponder.verifiers.judge import verdict_score
-
-if TYPE_CHECKING:
-    from ponder.strategies.base import Context
 
 Aggregate = Literal["min", "prod", "last", "mean"]
 AGGREGATES: tuple[str, ...] = ("min", "prod", "last", "mean")
@@ -107,20 +106,14 @@ class SelfJudgeScorer:
                  model: str | None = None, base_url: str | None = None,
                  api_key: str | None = None) -> None:
         if backend is None and (model or base_url):
-            from ponder.api import load_backend  # the API module imports the strategies
-
             backend = load_backend(model, base_url, api_key=api_key)
         self.backend = backend
         self.max_chars = max_chars
-        self._probed = False
 
     async def _judge(self, ctx: Context) -> Backend:
         if self.backend is None:
             return ctx.backend
-        probe = getattr(self.backend, "probe", None)
-        if probe is not None and not self._probed:
-            await probe()  # an HTTP judge: learn whether it gives logprobs
-            self._probed = True
+        await self.backend.probe()  # an HTTP judge: learn whether it gives logprobs (once)
         return self.backend
 
     async def score_steps(self, problem: Problem, partials: Sequence[Sequence[Step]],

@@ -1,13 +1,8 @@
-"""What kind of answer a problem wants, and how answers are read, compared and graded.
+"""The ``code`` domain: a problem with ``entry_point`` / ``tests`` metadata (e.g. HumanEval).
 
-Strategies never special-case a kind of problem: they ask the problem's domain.
-
-- ``math`` (the default): the final answer is extracted from the text ("The answer is: 22",
-  ``\\boxed{}``...), answers are compared by equivalence, graded against the gold answer.
-- ``code`` (a problem with ``entry_point`` / ``tests`` metadata, e.g. HumanEval): the answer is
-  the program in the completion; programs are compared by what they *do* — their outputs on the
-  problem's example inputs plus inputs generated from them (execution-based voting, as in
-  AlphaCode and CodeT) — and graded by the hidden tests, all in the sandbox.
+The answer is the program in the completion; programs are compared by what they *do* — their
+outputs on the problem's example inputs plus inputs generated from them (execution-based voting,
+as in AlphaCode and CodeT) — and graded by the hidden tests, all in the sandbox.
 """
 
 from __future__ import annotations
@@ -17,62 +12,17 @@ import asyncio
 import json
 import random
 from collections.abc import Sequence
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
+from ponder.domains.base import pose
+from ponder.domains.code_problems import hidden_tests, probe_inputs, program_of
 from ponder.sandbox import Sandbox, TestCase
-from ponder.strategies.aggregate import cluster_ids
 from ponder.types import Message, Problem
-from ponder.verifiers.answers import equivalent, extract_answer
-from ponder.verifiers.code import hidden_tests, is_code_problem, probe_inputs, program_of
 
 CODE_SYSTEM = (
     "You are an expert Python programmer. Think briefly about the approach, then write the "
     "complete solution as a single ```python code block."
 )
-
-
-class Domain(Protocol):
-    name: ClassVar[str]
-    default_verifier: ClassVar[str | None]
-
-    def messages(self, problem: Problem, system: str, default_system: str) -> list[Message]: ...
-
-    def extract(self, problem: Problem, text: str) -> str | None: ...
-
-    async def signatures(self, problem: Problem, answers: Sequence[str | None],
-                         sandbox: Sandbox) -> list[str | None] | None:
-        """Keys whose equality means "same answer"; None: compare answers by equivalence."""
-        ...
-
-    async def grade(self, problem: Problem, answers: Sequence[str | None],
-                    sandbox: Sandbox) -> list[bool]: ...
-
-
-def _messages(problem: Problem, system: str) -> list[Message]:
-    messages = []
-    if problem.system or system:
-        messages.append(Message("system", problem.system or system))
-    messages.append(Message("user", problem.question))
-    return messages
-
-
-class MathDomain:
-    name: ClassVar[str] = "math"
-    default_verifier: ClassVar[str | None] = None  # the strategy's own default
-
-    def messages(self, problem: Problem, system: str, default_system: str) -> list[Message]:
-        return _messages(problem, system)
-
-    def extract(self, problem: Problem, text: str) -> str | None:
-        return extract_answer(text)
-
-    async def signatures(self, problem: Problem, answers: Sequence[str | None],
-                         sandbox: Sandbox) -> list[str | None] | None:
-        return None
-
-    async def grade(self, problem: Problem, answers: Sequence[str | None],
-                    sandbox: Sandbox) -> list[bool]:
-        return [equivalent(a, problem.answer) for a in answers]
 
 
 class CodeDomain:
@@ -85,8 +35,8 @@ class CodeDomain:
         if problem.metadata.get("entry_point"):
             question = ("Complete the following Python function. Reply with the whole function "
                         f"in one ```python block.\n\n```python\n{question.rstrip()}\n```")
-        return _messages(Problem(question, system=problem.system),
-                         CODE_SYSTEM if system == default_system else system)
+        return pose(Problem(question, system=problem.system),
+                    CODE_SYSTEM if system == default_system else system)
 
     def extract(self, problem: Problem, text: str) -> str | None:
         return program_of(problem, text)
@@ -125,27 +75,6 @@ class CodeDomain:
             return (await sandbox.run(program, tests, setup=setup)).ok
 
         return list(await asyncio.gather(*(one(a) for a in answers)))
-
-
-MATH = MathDomain()
-CODE = CodeDomain()
-
-
-def domain_for(problem: Problem) -> Domain:
-    return CODE if is_code_problem(problem) else MATH
-
-
-async def cluster_answers(problem: Problem, answers: Sequence[str | None],
-                          sandbox: Sandbox) -> list[int | None]:
-    """Equivalence-class label per answer (None: no answer), as the problem's domain sees it."""
-    keys = await domain_for(problem).signatures(problem, answers, sandbox)
-    return cluster_ids(answers) if keys is None else labels(keys)
-
-
-def labels(keys: Sequence[str | None]) -> list[int | None]:
-    """Equal keys share a label, numbered in order of first appearance."""
-    seen: dict[str, int] = {}
-    return [None if k is None else seen.setdefault(k, len(seen)) for k in keys]
 
 
 def _syntax_key(program: str | None) -> str | None:

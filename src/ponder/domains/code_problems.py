@@ -1,5 +1,4 @@
-"""Code problems: pulling the program out of a completion, the tests it is judged by, and the
-``code-tests`` verifier (fraction of the visible tests a candidate passes in the sandbox).
+"""Code problems: pulling the program out of a completion, and the tests it is judged by.
 
 A code problem is a :class:`~ponder.types.Problem` whose metadata holds any of:
 
@@ -18,13 +17,9 @@ import ast
 import doctest
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
 
-from ponder.sandbox import Sandbox, TestCase
-from ponder.types import Candidate, Problem
-
-if TYPE_CHECKING:
-    from ponder.strategies.base import Context
+from ponder.sandbox import TestCase, TestOutcome
+from ponder.types import Problem
 
 _FENCE = re.compile(
     r"(?P<fence>```|~~~)[ \t]*(?P<lang>[\w+-]*)[^\n]*\n(?P<body>.*?)(?:(?P=fence)|\Z)", re.DOTALL)
@@ -192,44 +187,10 @@ def probe_inputs(problem: Problem) -> list[str]:
     return found
 
 
-def failure_report(outcomes: Sequence, limit: int = 3, width: int = 300) -> str:
+def failure_report(outcomes: Sequence[TestOutcome], limit: int = 3, width: int = 300) -> str:
     """A short account of the failed tests, for feeding back to the model."""
     lines = []
     for outcome in list(outcomes)[:limit]:
         message = outcome.message.strip() or outcome.status
         lines.append(f"- {outcome.name}: {outcome.status}: {message[:width]}")
     return "\n".join(lines)
-
-
-class CodeTestsVerifier:
-    """Score = fraction of the problem's visible tests the candidate's program passes (None when
-    the problem has no tests or the candidate no code)."""
-
-    name: ClassVar[str] = "code-tests"
-    description: ClassVar[str] = "fraction of the visible tests passed in the sandbox"
-
-    def __init__(self, sandbox: Sandbox | None = None) -> None:
-        self.sandbox = sandbox
-
-    async def score(self, problem: Problem, candidates: Sequence[Candidate], ctx: Context,
-                    parent: int | None) -> list[float | None]:
-        import asyncio
-
-        tests = visible_tests(problem)
-        if not tests:
-            return [None] * len(candidates)
-        sandbox = self.sandbox or ctx.sandbox
-        programs = [c.answer for c in candidates]
-        runs = await asyncio.gather(*(sandbox.run(p, tests) for p in programs if p is not None))
-        scores: list[float | None] = []
-        it = iter(runs)
-        for i, program in enumerate(programs):
-            if program is None:
-                scores.append(0.0)
-                continue
-            run = next(it)
-            scores.append(run.fraction)
-            ctx.trace.add("execute", f"tests of candidate {i + 1}", parent=parent,
-                          status=run.status, passed=run.passed, tests=len(run.tests),
-                          seconds=round(run.seconds, 4), failures=failure_report(run.failures()))
-        return scores

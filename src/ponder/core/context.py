@@ -1,0 +1,195 @@
+"""The run context: everything one strategy run needs, nothing global — the backend, the
+budget, the trace, the verifier, the seed, the event sink and the sandbox — and the Verifier
+protocol, whose calls go through the context."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from ponder.backends.base import Backend
+from ponder.budget import Budget
+from ponder.errors import BudgetExhausted
+from ponder.sandbox import Sandbox
+from ponder.trace import Trace
+from ponder.types import (
+    Candidate,
+    Completion,
+    GenerationRequest,
+    Message,
+    Problem,
+    SamplingParams,
+    StopReason,
+)
+
+# Progress events: (event name, details). Names: "generate" (before a backend call),
+# "tokens" (tokens generated so far in the call), "sample" (one sample finished), "text" (the
+# text so far of the call's first sample, when the context streams text), "generated" (after
+# the call). Backends may emit from their own thread: sinks must be thread-safe.
+EventSink = Callable[[str, dict[str, Any]], None]
+
+DEFAULT_SANDBOX = Sandbox()  # shared, so its worker limit holds across concurrent runs
+
+
+@dataclass(frozen=True)
+class Traced:
+    """A completion and the trace node that records it."""
+
+    completion: Completion
+    node: int
+
+
+@dataclass
+class Context:
+    """Everything a strategy run needs; nothing global."""
+
+    backend: Backend
+    budget: Budget = field(default_factory=Budget)
+    trace: Trace = field(default_factory=Trace)
+    verifier: Verifier | None = None
+    seed: int | None = None
+    events: EventSink | None = None
+    sandbox: Sandbox = field(default_factory=lambda: DEFAULT_SANDBOX)
+    stream_text: bool = False
+    stop_reason: StopReason = "done"
+    rng: random.Random = field(init=False)
+    _seed_counter: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def emit(self, event: str, **details: Any) -> None:
+        if self.events is not None:
+            self.events(event, details)
+
+    def _next_seed(self) -> int | None:
+        """Each backend call gets its own seed derived from the run's seed: reproducible runs,
+        different samples in different calls."""
+        if self.seed is None:
+            return None
+        self._seed_counter += 1
+        return self.seed * 1000 + self._seed_counter
+
+    async def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        parent: int | None = None,
+        label: str = "sample",
+        backend: Backend | None = None,
+        parents: Sequence[int | None] | None = None,
+    ) -> list[list[Traced]]:
+        """Generate through the backend (or ``backend``, e.g. a judge's), charging the budget
+        and tracing every completion (under ``parent``, or ``parents[i]`` for request i).
+
+        Raises :class:`BudgetExhausted` when the budget cannot pay for at least one new token
+        per sample; otherwise caps ``max_tokens`` so the call cannot overrun it.
+        """
+        try:
+            self.budget.check()
+        except BudgetExhausted:
+            self.stop_reason = "budget"
+            raise
+        n_total = sum(r.n for r in requests)
+        prompt_estimate = sum(
+            (sum(len(m.content) for m in r.messages) + len(r.prefill)) // 4 + 8 for r in requests
+        )
+        cap = self.budget.completion_cap(n_total, prompt_estimate)
+        if cap is not None and cap < 1:
+            self.stop_reason = "budget"
+            raise BudgetExhausted(f"token budget too small for {n_total} more samples")
+        prepared = []
+        for r in requests:
+            params = r.params
+            if cap is not None and cap < params.max_tokens:
+                params = params.replace(max_tokens=cap)
+            if params.seed is None and self.seed is not None:
+                params = params.replace(seed=self._next_seed())
+            prepared.append(r.replace(params=params))
+        if self.events is not None:
+            prepared = [self._observed(r, label, first=i == 0) for i, r in enumerate(prepared)]
+        self.emit("generate", samples=n_total, label=label)
+        started = time.monotonic()
+        results = await (backend or self.backend).generate(
+            prepared, on_progress=lambda tokens: self.emit("tokens", tokens=tokens)
+        )
+        out: list[list[Traced]] = []
+        for k, (request, completions) in enumerate(zip(prepared, results, strict=True)):
+            under = parents[k] if parents is not None else parent
+            capped = request.params.max_tokens < requests[k].params.max_tokens
+            row = []
+            for i, completion in enumerate(completions):
+                if capped and completion.finish_reason == "length":
+                    self.stop_reason = "budget"  # the budget, not the request, cut it short
+                self.budget.charge(completion.usage)
+                node = self.trace.add(
+                    "generate",
+                    f"{label} {i + 1}/{request.n}" if request.n > 1 else label,
+                    parent=under,
+                    usage=completion.usage,
+                    text=completion.text,
+                    finish_reason=completion.finish_reason,
+                    **({"prefill": request.prefill} if request.prefill else {}),
+                    **({"reasoning": completion.reasoning} if completion.reasoning else {}),
+                )
+                row.append(Traced(completion, node))
+            out.append(row)
+        self.emit(
+            "generated",
+            samples=n_total,
+            seconds=time.monotonic() - started,
+            tokens=sum(t.completion.usage.completion_tokens for row in out for t in row),
+        )
+        return out
+
+    def _observed(self, request: GenerationRequest, label: str, first: bool
+                  ) -> GenerationRequest:
+        """The request with hooks that report each finished sample (and, when streaming text,
+        the first sample's text as it grows)."""
+        n = request.n
+
+        def on_sample(index: int, completion: Completion) -> None:
+            if request.on_sample is not None:
+                request.on_sample(index, completion)
+            self.emit("sample", label=label, index=index, n=n, text=completion.text,
+                      tokens=completion.usage.completion_tokens,
+                      finish_reason=completion.finish_reason)
+
+        monitor = request.monitor
+        if self.stream_text and first:
+            inner = request.monitor
+
+            def monitor(index: int, text: str, token: Any) -> bool:
+                if index == 0:
+                    self.emit("text", label=label, text=text)
+                return bool(inner is not None and inner(index, text, token))
+
+        return request.replace(on_sample=on_sample, monitor=monitor)
+
+    async def sample(
+        self,
+        messages: Sequence[Message],
+        params: SamplingParams,
+        n: int = 1,
+        *,
+        prefill: str = "",
+        parent: int | None = None,
+        label: str = "sample",
+    ) -> list[Traced]:
+        """Generate ``n`` samples of one request."""
+        request = GenerationRequest(tuple(messages), params, n=n, prefill=prefill)
+        return (await self.generate([request], parent=parent, label=label))[0]
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """Scores candidates in [0, 1]; None means no opinion. Calls go through ``ctx`` so they are
+    budgeted and traced like any other."""
+
+    name: ClassVar[str]
+
+    async def score(
+        self, problem: Problem, candidates: Sequence[Candidate], ctx: Context, parent: int | None
+    ) -> list[float | None]: ...

@@ -1,0 +1,71 @@
+"""What a client reads back: results as Chat Completions messages, usage and ponder's details."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from ponder.server.narrator import search_summary
+from ponder.server.plan import Plan
+from ponder.types import Result
+
+
+def content(result: Result) -> str:
+    """The message content: the answer (a strategy without one: its text)."""
+    if result.strategy == "pass-through":
+        return result.answer or ""
+    return result.answer if result.answer is not None else result.text
+
+
+def reasoning(result: Result) -> str | None:
+    """The winning chain and an account of the search (pass-through: the model's own)."""
+    if result.strategy == "pass-through":
+        return result.text or None
+    return f"{result.text.strip()}\n\n{search_summary(result)}".strip()
+
+
+def finish_reason(result: Result) -> str:
+    return "length" if result.stop_reason == "budget" else "stop"
+
+
+def usage_of(results: Sequence[Result]) -> dict[str, Any]:
+    """Usage summed over every internal call; a strategy's completion tokens are reasoning."""
+    prompt = sum(r.usage.prompt_tokens for r in results)
+    completion = sum(r.usage.completion_tokens for r in results)
+    reasoning_tokens = sum(r.usage.completion_tokens for r in results
+                           if r.strategy != "pass-through")
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "completion_tokens_details": {"reasoning_tokens": reasoning_tokens}}
+
+
+def completion_body(plan: Plan, results: Sequence[Result]) -> dict[str, Any]:
+    """A ``chat.completion`` object with one choice per result."""
+    choices = []
+    for i, r in enumerate(results):
+        message: dict[str, Any] = {"role": "assistant", "content": content(r)}
+        thought = reasoning(r)
+        if thought:
+            message["reasoning_content"] = message["reasoning"] = thought
+        choices.append({"index": i, "message": message, "logprobs": None,
+                        "finish_reason": finish_reason(r)})
+    with_trace = bool(plan.request.ponder and plan.request.ponder.trace)
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
+        "created": int(time.time()), "model": plan.request.model,
+        "choices": choices, "usage": usage_of(results),
+        "ponder": [details(r, trace=with_trace) for r in results],
+    }
+
+
+def details(result: Result, trace: bool = False) -> dict[str, Any]:
+    """ponder's account of one result: strategy, configuration, stop reason, candidates."""
+    extra = {"trace": result.trace.to_dict()} if trace and result.trace is not None else {}
+    return {**extra, "strategy": result.strategy, "config": dict(result.config),
+            "stop_reason": result.stop_reason, "calls": result.usage.calls,
+            "seconds": round(result.usage.seconds, 3),
+            "candidates": [{"answer": c.answer, "votes": c.votes, "score": c.score,
+                            "completion_tokens": c.usage.completion_tokens}
+                           for c in result.candidates]}

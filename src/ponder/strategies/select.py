@@ -1,0 +1,55 @@
+"""How the sampling strategies choose among their candidates: scores from the run's verifier, and
+a vote over equivalent answers (the one rule in :mod:`ponder.domains.vote`), traced."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from ponder.core.context import Context
+from ponder.domains import cluster_answers
+from ponder.domains.vote import group_records, majority_vote, with_votes
+from ponder.errors import BudgetExhausted
+from ponder.strategies.base import Outcome
+from ponder.types import Candidate, Problem
+
+
+async def score_candidates(problem: Problem, candidates: Sequence[Candidate], ctx: Context,
+                           parent: int | None) -> list[Candidate]:
+    """The candidates with the verifier's scores (None where it abstains, and for all of them
+    when the budget runs out while scoring)."""
+    if ctx.verifier is None or not candidates:
+        return list(candidates)
+    try:
+        scores = await ctx.verifier.score(problem, candidates, ctx, parent)
+    except BudgetExhausted:
+        scores = [None] * len(candidates)
+    return [c.replace(score=s) for c, s in zip(candidates, scores, strict=True)]
+
+
+def modes_of(candidates: Sequence[Candidate]) -> list[str]:
+    """Each candidate's sampling mode (chain or program)."""
+    return [c.metadata.get("mode", "chain") for c in candidates]
+
+
+async def vote(problem: Problem, candidates: Sequence[Candidate], ctx: Context, parent: int, *,
+               weights: Sequence[float] | None = None, modes: Sequence[str] | None = None,
+               cross_mode_bonus: float = 0.0, voters: Collection[int] | None = None,
+               clusters: Sequence[int | None] | None = None, label: str = "majority vote",
+               **trace: Any) -> Outcome:
+    """Vote over the candidates' answers as the problem's domain compares them (``voters``: only
+    these vote; ``clusters``: labels already computed), record the vote under ``parent``, and
+    answer with the winning group's first candidate. Every candidate carries its group's votes."""
+    answers = [c.answer if voters is None or i in voters else None
+               for i, c in enumerate(candidates)]
+    if clusters is None:
+        clusters = await cluster_answers(problem, answers, ctx.sandbox)
+    winner, groups = majority_vote(answers, weights, clusters, modes, cross_mode_bonus)
+    voted = with_votes(candidates, groups)
+    if voters is not None:
+        trace["voters"] = sorted(voters)
+    ctx.trace.add("vote", label, parent=parent, groups=group_records(groups, modes),
+                  winner=winner.answer if winner else None, **trace)
+    if winner is None:
+        return Outcome(candidates=voted)
+    return Outcome(winner.answer, voted[winner.members[0]].text, voted)

@@ -1,0 +1,138 @@
+"""The layers of docs/architecture.md hold: no import loops, no import that runs upward.
+
+Every ``import`` in src/ponder counts, wherever it stands (inside a function, under
+TYPE_CHECKING): a lazy import that dodges a loop is still a loop.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+
+# Lower numbers are lower layers. A module may import its own unit and any lower layer.
+LAYERS = {
+    "ponder.types": 0, "ponder.errors": 0, "ponder.version": 0,
+    "ponder.budget": 1, "ponder.trace": 1, "ponder.registry": 1,
+    "ponder.sandbox": 2, "ponder.backends": 2,
+    "ponder.domains": 3,
+    "ponder.core": 4,
+    "ponder.verifiers": 5,
+    "ponder.strategies": 6,
+    "ponder.builtins": 7, "ponder.runner": 7,
+    "ponder.api": 8,
+    "ponder.eval": 9, "ponder.server": 9,
+    "ponder.cli": 10,
+    "ponder": 11, "ponder.__main__": 11,
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted((SRC / "ponder").rglob("*.py"))}
+
+
+def imports(path: Path, known: set[str]) -> set[str]:
+    """The ponder modules a file imports (``from a import b``: a.b when b is a module)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "ponder"}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                and node.module.split(".")[0] == "ponder":
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if sub in known else node.module)
+    return found
+
+
+def unit(module: str) -> str:
+    """The layer entry a module belongs to: the longest key it falls under."""
+    matches = [key for key in LAYERS if module == key or module.startswith(key + ".")]
+    if not matches:
+        raise AssertionError(f"{module} is in no layer: add it to LAYERS and the architecture doc")
+    return max(matches, key=len)
+
+
+def graph() -> dict[str, set[str]]:
+    found = modules()
+    return {name: imports(path, set(found)) for name, path in found.items()}
+
+
+def test_every_module_is_in_a_layer():
+    for name in modules():
+        unit(name)
+
+
+def test_no_import_runs_upward():
+    upward = []
+    for source, targets in graph().items():
+        for target in targets:
+            src_unit, dst_unit = unit(source), unit(target)
+            if src_unit != dst_unit and LAYERS[dst_unit] >= LAYERS[src_unit]:
+                upward.append(f"{source} -> {target}")
+    assert upward == []
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (or a self-import)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1 or v in edges.get(v, ()):
+                out.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_loops():
+    assert cycles(graph()) == []
+
+
+@pytest.mark.parametrize("edges,expected", [
+    ({"a": {"b"}, "b": {"c"}, "c": {"a"}}, [["a", "b", "c"]]),
+    ({"a": {"b"}, "b": set()}, []),
+    ({"a": {"a"}}, [["a"]]),
+])
+def test_the_loop_finder_finds_loops(edges, expected):
+    assert cycles(edges) == expected
+
+
+def test_the_import_reader_sees_lazy_and_type_checking_imports(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                      "    from ponder.core.context import Context\n"
+                      "def f():\n    from ponder import registry\n    import ponder.api\n")
+    assert imports(source, {"ponder.registry", "ponder.core.context"}) == {
+        "ponder.core.context", "ponder.registry", "ponder.api"}
