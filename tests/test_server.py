@@ -292,10 +292,14 @@ def _failing(error):
      "invalid_value"),
     ({"model": "scripted", "ponder": {"budget": 0}, "messages": [{"role": "user", "content": "x"}]},
      400, "invalid_value"),
+    # over the server's cap on n: OpenAI's code for it (was invalid_value from the schema, which
+    # no longer bounds n: the configurable caps do, through every route)
     ({"model": "scripted", "ponder": {"n": 5000}, "messages": [{"role": "user", "content": "x"}]},
-     400, "invalid_value"),
+     400, "integer_above_max_value"),
+    # an option the strategy lacks is refused before anything is built, as an unrecognised
+    # argument (was invalid_value from building the strategy)
     ({"model": "ponder-cot", "ponder": {"options": {"n": 3}},
-      "messages": [{"role": "user", "content": "x"}]}, 400, "invalid_value"),
+      "messages": [{"role": "user", "content": "x"}]}, 400, "unknown_parameter"),
     ({"model": "ponder-cot", "temperature": "hot", "messages": [{"role": "user", "content": "x"}]},
      400, "invalid_value"),
     ({"model": "ponder-cot", "frobnicate": 1, "messages": [{"role": "user", "content": "x"}]},

@@ -9,6 +9,7 @@ from typing import Any
 
 from ponder.server.narrator import search_summary
 from ponder.server.plan import Plan
+from ponder.server.policy import public_config, public_trace
 from ponder.types import Result
 
 
@@ -61,9 +62,12 @@ def completion_body(plan: Plan, results: Sequence[Result]) -> dict[str, Any]:
 
 
 def details(result: Result, trace: bool = False) -> dict[str, Any]:
-    """ponder's account of one result: strategy, configuration, stop reason, candidates."""
-    extra = {"trace": result.trace.to_dict()} if trace and result.trace is not None else {}
-    return {**extra, "strategy": result.strategy, "config": dict(result.config),
+    """ponder's account of one result: strategy, configuration, stop reason, candidates (the
+    configuration and the trace without the operator's own options: URLs, models, keys)."""
+    extra = ({"trace": public_trace(result.trace.to_dict())}
+             if trace and result.trace is not None else {})
+    return {**extra, "strategy": result.strategy,
+            "config": public_config(result.strategy, result.config),
             "stop_reason": result.stop_reason, "calls": result.usage.calls,
             "seconds": round(result.usage.seconds, 3),
             "candidates": [{"answer": c.answer, "votes": c.votes, "score": c.score,

@@ -47,7 +47,7 @@ class PonderOptions(_Strict):
     """ponder's own knobs: which strategy, how much compute."""
 
     strategy: str | None = None
-    n: int | None = Field(None, ge=1, le=64, description="samples / candidates")
+    n: int | None = Field(None, ge=1, description="samples / candidates (capped by the server)")
     budget: int | None = Field(None, ge=1, le=10_000_000,
                                description="total tokens over every internal call")
     max_seconds: float | None = Field(None, gt=0, le=3600)

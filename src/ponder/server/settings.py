@@ -1,0 +1,174 @@
+"""What the operator of ``ponder serve`` decides, and nobody else: the server's limits and the
+operator's options per strategy (judge and scorer models, reward-model URLs, anything that names
+a model, a file or a URL or loads code). Clients choose only among what is set here
+(:mod:`ponder.server.policy`).
+
+The config file (``ponder serve --config serve.json``) is one JSON object; every key is optional
+and an unknown one is an error::
+
+    {
+      "strategies": {
+        "beam-search": {"scorer": "prm-http", "n": 4,
+                        "scorer_options": {"url": "http://prm:8000",
+                                           "model": "Qwen/Qwen2.5-Math-PRM-7B"}}
+      },
+      "limits": {"max_body_bytes": 1048576, "header_timeout": 10, "caps": {"n": 32}}
+    }
+
+``strategies`` maps a strategy to options, exactly as ``ponder ask -s NAME -o KEY=VALUE`` takes
+them; they are validated when the file is read and count as explicit options (they win over the
+``reasoning_effort`` preset). A client may change the numeric ones (within the caps) but never a
+``scorer``, ``scorer_options`` or any other option the operator set that clients may not set.
+``limits`` holds :class:`Limits`; ``ponder serve`` flags override the file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ponder import registry
+from ponder.errors import ConfigError, PonderError
+from ponder.runner import build_strategy
+from ponder.verifiers.steps import load_step_scorer
+
+MiB = 1024 * 1024
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Caps(_Strict):
+    """The largest value a request may give a strategy option (``ponder.n``, ``ponder.options``,
+    ``max_tokens``). A larger value a client sends is refused (400, naming the option and the
+    cap); a larger value from an effort preset, a strategy default or the operator's options is
+    lowered to the cap. ``max_tokens`` also caps every other ``*_tokens`` option."""
+
+    n: int = Field(64, ge=1, description="samples, candidates, beams (ponder.n)")
+    m: int = Field(16, ge=1, description="expansions per beam")
+    simulations: int = Field(64, ge=1, description="MCTS simulations")
+    parallel: int = Field(16, ge=1, description="MCTS leaves per round")
+    max_n: int = Field(64, ge=1, description="most samples of an adaptive strategy")
+    probe_n: int = Field(16, ge=1, description="the router's probe samples")
+    warmup: int = Field(64, ge=1, description="DeepConf warm-up samples")
+    wave: int = Field(64, ge=1, description="samples per wave")
+    rounds: int = Field(8, ge=1, description="refinement / debugging rounds")
+    max_steps: int = Field(64, ge=1, description="steps per search path")
+    max_tokens: int = Field(32768, ge=1, description="tokens per generation (every *_tokens)")
+
+    def cap_for(self, option: str) -> int | None:
+        """The cap on strategy option ``option`` (None: not capped)."""
+        if option in type(self).model_fields:
+            return int(getattr(self, option))
+        if option.endswith("_tokens"):
+            return self.max_tokens
+        return None
+
+
+class Limits(_Strict):
+    """How much one client may ask of the server, and how long it may take to ask."""
+
+    max_body_bytes: int = Field(MiB, ge=1024, description="request body (413 beyond)")
+    max_header_bytes: int = Field(16 * 1024, ge=1024,
+                                  description="request line and headers (431 beyond)")
+    max_json_depth: int = Field(64, ge=4, le=10_000, description="nesting of the JSON body")
+    max_number_length: int = Field(40, ge=8, le=4000,
+                                   description="characters of one JSON number literal")
+    header_timeout: float = Field(10.0, gt=0, description="seconds to send the request head")
+    body_timeout: float = Field(30.0, gt=0, description="seconds to send the request body")
+    keep_alive_timeout: float = Field(5.0, gt=0, description="idle seconds between requests")
+    max_connections: int = Field(256, ge=1, description="open connections (503 beyond)")
+    caps: Caps = Field(default_factory=Caps)
+
+
+class ServeConfig(_Strict):
+    """The operator's config file."""
+
+    strategies: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    limits: Limits = Field(default_factory=Limits)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "config"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        parts.append(f"{where}: {msg.removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def check_strategies(strategies: dict[str, dict[str, Any]]) -> None:
+    """Refuse operator options that name no strategy, or that the strategy refuses."""
+    for name, options in strategies.items():
+        if name not in registry.strategies:
+            raise ConfigError(f"strategies: unknown strategy {name!r}; valid: "
+                              f"{', '.join(registry.strategies.names())}")
+        try:
+            strategy = build_strategy(name, None, **options)
+        except ConfigError as exc:
+            raise ConfigError(f"strategies.{name}: {exc}") from None
+        scorer = getattr(strategy.config, "scorer", None)
+        if scorer is not None and scorer not in registry.step_scorers:
+            raise ConfigError(f"strategies.{name}.scorer: unknown step scorer {scorer!r}; "
+                              f"valid: {', '.join(registry.step_scorers.names())}")
+
+
+def load_config(path: str | Path) -> ServeConfig:
+    """The config file at ``path``, validated; one ConfigError line for anything wrong."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"the config file {path} is not UTF-8 text") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"the config file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"the config file {path} must hold a JSON object")
+    try:
+        config = ServeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"the config file {path}: {_describe(exc)}") from None
+    try:
+        check_strategies(config.strategies)
+    except ConfigError as exc:
+        raise ConfigError(f"the config file {path}: {exc}") from None
+    return config
+
+
+def with_limits(limits: Limits, **changes: Any) -> Limits:
+    """``limits`` with ``changes`` (None values are not given; ``caps`` may be a partial dict),
+    validated; a ConfigError names the bad one."""
+    data = limits.model_dump()
+    for key, value in changes.items():
+        if value is None:
+            continue
+        if key == "caps":
+            data["caps"].update(value)
+        else:
+            data[key] = value
+    try:
+        return Limits.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"limits: {_describe(exc)}") from None
+
+
+def prepare_scorers(strategies: dict[str, dict[str, Any]]) -> None:
+    """Build every step scorer the operator configured, now (a reward model loads here, once
+    per process; requests then reuse it and never load one on the event loop)."""
+    for name, options in strategies.items():
+        scorer = options.get("scorer")
+        if scorer is None and not options.get("scorer_options"):
+            continue
+        config = build_strategy(name, None, **options).config
+        try:
+            load_step_scorer(config.scorer, config.scorer_options)  # type: ignore[attr-defined]
+        except PonderError as exc:
+            raise ConfigError(f"strategies.{name}: cannot build the step scorer "
+                              f"{config.scorer!r}: {exc}") from None  # type: ignore[attr-defined]
