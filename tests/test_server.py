@@ -77,7 +77,8 @@ class Live:
 
     def __init__(self, backend, **settings):
         self.server = PonderServer(backend, **settings)
-        config = uvicorn.Config(self.server.app(), host="127.0.0.1", port=0, log_level="error")
+        # the configuration `ponder serve` runs: the guarded protocol and the server's limits
+        config = self.server.uvicorn_config(host="127.0.0.1", port=0, log_level="error")
         self.uvicorn = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.uvicorn.run, daemon=True)
 
@@ -341,7 +342,11 @@ def test_an_upstream_that_is_down_for_real():
         response = http.post("/v1/chat/completions", json={
             "model": "ponder-cot", "messages": [{"role": "user", "content": "x"}]})
     assert response.status_code == 502
-    assert "cannot reach" in response.json()["error"]["message"]
+    # the client learns that the upstream is unavailable, not its URL (it used to read "cannot
+    # reach the server at http://127.0.0.1:PORT/v1"): that detail goes to the server's log
+    error = response.json()["error"]
+    assert error["code"] == "upstream_unavailable" and "unavailable" in error["message"]
+    assert "127.0.0.1" not in response.text
 
 
 def test_request_token_budget_is_enforced_and_reported():

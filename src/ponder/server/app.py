@@ -13,20 +13,33 @@ of these is passed through as one plain completion.
 Requests share the backend: with the in-process llama.cpp backend their samples decode in the
 same batches. At most ``max_concurrent`` run at once, ``max_queue`` more wait; beyond that, 429.
 A client that disconnects cancels its search.
+
+The server trusts no client. A request is checked in this order, each step before anything
+costly: the API key (401), capacity (429, before the body is read), the body's size (413, on
+``Content-Length`` up front and while reading) and arrival time (408), its JSON (400: nesting,
+number literals, NaN), its schema, then what it asks for (:mod:`ponder.server.policy`: a client
+chooses a strategy, an effort and capped knobs; models, scorers, files and URLs are the
+operator's). Upstream failures are logged in full and answered with a generic 502/504 that
+echoes neither the upstream's body nor its URL. The connection-level limits (connection cap,
+header timeout) are :mod:`ponder.server.protocol`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
+import threading
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
+import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -38,30 +51,68 @@ from ponder.budget import Budget
 from ponder.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
 from ponder.runner import new_context, run_strategy
 from ponder.server.errors import ApiError, validation_error
+from ponder.server.limits import parse_json, read_body
 from ponder.server.metrics import Metrics
 from ponder.server.plan import Plan, plan_request
+from ponder.server.policy import check_operator_caps
+from ponder.server.protocol import uvicorn_config
 from ponder.server.replies import completion_body
 from ponder.server.schemas import ChatCompletionRequest
+from ponder.server.settings import Limits, check_strategies, prepare_scorers
 from ponder.server.stream import sse_events
 from ponder.types import Message, Result, SamplingParams, Usage
 
 log = logging.getLogger("ponder.server")
 
 
+class Ticket:
+    """A request's place in the queue, given back exactly once (a stream that never starts
+    gives it back through its response's background task)."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release: Callable[[], None] | None = release
+
+    def release(self) -> None:
+        if self._release is not None:
+            self._release, release = None, self._release
+            release()
+
+
 class PonderServer:
     def __init__(self, backend: Backend, *, api_key: str | None = None,
                  max_concurrent: int = 8, max_queue: int = 64,
-                 max_request_tokens: int | None = None, max_request_seconds: float = 600.0
-                 ) -> None:
+                 max_request_tokens: int | None = None, max_request_seconds: float = 600.0,
+                 limits: Limits | None = None,
+                 strategies: Mapping[str, dict[str, Any]] | None = None) -> None:
+        """``limits``: what one client may ask (:class:`~ponder.server.settings.Limits`);
+        ``strategies``: the operator's options per strategy (checked here; ConfigError)."""
         self.backend = backend
         self.api_key = api_key
         self.max_concurrent = max_concurrent
         self.max_queue = max_queue
         self.max_request_tokens = max_request_tokens
         self.max_request_seconds = max_request_seconds
+        self.limits = limits or Limits()
+        self.strategies = {name: dict(options) for name, options in (strategies or {}).items()}
+        check_strategies(self.strategies)
+        check_operator_caps(self.strategies, self.limits.caps)
         self.metrics = Metrics()
         self.model_id = str(getattr(backend, "model", "") or backend.name)
         self._slots: asyncio.Semaphore | None = None
+        self._prepared = False
+        self._prepare_lock = threading.Lock()
+
+    def prepare(self) -> None:
+        """Build the step scorers the operator configured (a reward model loads here). Called
+        before serving, and off the event loop at startup; a request never loads one."""
+        with self._prepare_lock:
+            if not self._prepared:
+                prepare_scorers(self.strategies)
+                self._prepared = True
+
+    def uvicorn_config(self, **settings: Any) -> uvicorn.Config:
+        """uvicorn's configuration serving this app under the server's limits."""
+        return uvicorn_config(self.app(), self.limits, **settings)
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -73,7 +124,14 @@ class PonderServer:
             Route("/metrics", self.prometheus, methods=["GET"]),
         ]
         handlers = {HTTPException: self._http_error, Exception: self._crash}
-        return Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]
+
+        @asynccontextmanager
+        async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            await asyncio.to_thread(self.prepare)
+            yield
+
+        return Starlette(routes=routes, exception_handlers=handlers,  # type: ignore[arg-type]
+                         lifespan=lifespan)
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -95,11 +153,16 @@ class PonderServer:
             raise ApiError(401, "Incorrect or missing API key (Authorization: Bearer ...)",
                            "authentication_error", code="invalid_api_key")
 
-    def _admit(self) -> None:
+    def _admit(self) -> Ticket:
+        """A place in the queue, or 429 (checked before the body is read)."""
         if self.metrics.in_flight + self.metrics.queued >= self.max_concurrent + self.max_queue:
             raise ApiError(429, "the server is at capacity; retry shortly", "rate_limit_error",
                            code="queue_full", headers={"Retry-After": "1"})
         self.metrics.queued += 1
+
+        def release() -> None:
+            self.metrics.queued -= 1
+        return Ticket(release)
 
     async def _slot(self) -> asyncio.Semaphore:
         if self._slots is None:
@@ -136,18 +199,26 @@ class PonderServer:
         started = time.monotonic()
         try:
             self._authorize(request)
-            plan = plan_request(await self._parse(request), self.model_id,
-                                self.max_request_tokens, self.max_request_seconds)
-            self._admit()
+            ticket = self._admit()
         except ApiError as exc:
             self.metrics.observe(exc.status)
             return exc.response()
+        try:
+            plan = await self._plan(request)
+        except ApiError as exc:
+            ticket.release()
+            self.metrics.observe(exc.status)
+            return exc.response()
+        except BaseException:
+            ticket.release()
+            raise
         if plan.request.stream:
-            return StreamingResponse(sse_events(lambda sinks: self.admitted(plan, sinks), plan,
-                                                self.metrics, started),
+            return StreamingResponse(sse_events(lambda sinks: self.admitted(plan, sinks, ticket),
+                                                plan, self.metrics, started),
                                      media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
-        work = asyncio.create_task(self.admitted(plan, [None] * plan.request.n))
+                                     headers={"Cache-Control": "no-cache"},
+                                     background=BackgroundTask(ticket.release))
+        work = asyncio.create_task(self.admitted(plan, [None] * plan.request.n, ticket))
         watcher = asyncio.create_task(self._watch_disconnect(request, work))
         try:
             results = await work
@@ -175,30 +246,36 @@ class PonderServer:
                 work.cancel()
                 return
 
-    async def _parse(self, request: Request) -> ChatCompletionRequest:
-        body = await request.body()
-        try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"the body is not valid JSON: {exc}", code="invalid_json"
-                           ) from None
+    async def _plan(self, request: Request) -> Plan:
+        """Read, parse and validate the body, within the limits; what it will run."""
+        limits = self.limits
+        body = await read_body(request, limits.max_body_bytes, limits.body_timeout)
+        data = parse_json(body, limits.max_json_depth, limits.max_number_length)
         if not isinstance(data, dict):
             raise ApiError(400, "the body must be a JSON object", code="invalid_json")
         try:
-            return ChatCompletionRequest.model_validate(data)
+            req = ChatCompletionRequest.model_validate(data)
         except ValidationError as exc:
             raise validation_error(exc) from None
+        plan = plan_request(req, self.model_id, self.max_request_tokens,
+                            self.max_request_seconds, strategies=self.strategies,
+                            caps=limits.caps)
+        if not self._prepared:  # not started through the lifespan: build scorers off the loop
+            await asyncio.to_thread(self.prepare)
+        return plan
 
     # -- running -----------------------------------------------------------------------------
 
-    async def admitted(self, plan: Plan, sinks: Sequence[Any]) -> list[Result]:
-        """Wait for a slot, then run the plan once per choice; errors become ApiErrors."""
+    async def admitted(self, plan: Plan, sinks: Sequence[Any],
+                       ticket: Ticket | None = None) -> list[Result]:
+        """Wait for a slot, then run the plan once per choice; errors become ApiErrors (an
+        upstream's detail goes to the log, never to the client)."""
+        if ticket is None:
+            ticket = self._admit()
         slots = await self._slot()
-        waiting = True
         try:
             async with slots:
-                self.metrics.queued -= 1
-                waiting = False
+                ticket.release()
                 self.metrics.in_flight += 1
                 try:
                     return await asyncio.wait_for(
@@ -211,17 +288,20 @@ class PonderServer:
             raise ApiError(504, f"the request exceeded its time limit of "
                            f"{plan.budget_seconds:g} s", "api_error",
                            code="request_timeout") from None
-        except BackendTimeout as exc:
-            raise ApiError(504, str(exc), "api_error", code="upstream_timeout") from None
-        except BackendUnavailable as exc:
-            raise ApiError(502, str(exc), "api_error", code="upstream_unavailable") from None
         except BackendError as exc:
-            raise ApiError(502, str(exc), "api_error", code="upstream_error") from None
+            raise upstream_error(exc) from None
         except ConfigError as exc:
             raise ApiError(400, str(exc), code="invalid_value") from None
+        except ApiError:
+            raise
+        except Exception:
+            incident = uuid.uuid4().hex[:12]
+            log.exception("internal error %s running %s", incident,
+                          plan.strategy.name if plan.strategy else "a completion")
+            raise ApiError(500, f"internal server error (incident {incident})",
+                           "server_error") from None
         finally:
-            if waiting:
-                self.metrics.queued -= 1
+            ticket.release()
 
     async def _run(self, plan: Plan, index: int, sink: Any) -> Result:
         seed = None if plan.seed is None else plan.seed + index
@@ -256,6 +336,22 @@ class PonderServer:
                       trace=ctx.trace, strategy="pass-through",
                       model=self.model_id,
                       stop_reason="budget" if c.finish_reason == "length" else "done")
+
+
+def upstream_error(exc: BackendError) -> ApiError:
+    """What a client learns of an upstream failure: its kind and an incident id, never the
+    upstream's body or URL (those go to the log, under the same id)."""
+    incident = uuid.uuid4().hex[:12]
+    log.warning("upstream failure %s (%s): %s", incident, type(exc).__name__, exc)
+    if isinstance(exc, BackendTimeout):
+        status, code, what = 504, "upstream_timeout", "did not answer in time"
+    elif isinstance(exc, BackendUnavailable):
+        status, code, what = 502, "upstream_unavailable", "is unavailable"
+    else:
+        status, code, what = 502, "upstream_error", "failed"
+    return ApiError(status, f"a model server behind this one {what}; retry later "
+                    f"(incident {incident})", "api_error", code=code)
+
 
 def create_app(backend: Backend, **settings: Any) -> Starlette:
     """The ASGI app serving ``backend``; settings as :class:`PonderServer`."""
