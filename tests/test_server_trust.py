@@ -263,6 +263,21 @@ def test_operator_prm_http_failure_is_logged_not_echoed_and_gets_no_key(monkeypa
     assert "secret-body" in caplog.text  # the operator sees the detail in the log
 
 
+def test_an_operator_judge_at_another_url_never_gets_the_servers_key(monkeypatch, caplog):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-the-servers-own-key")
+    with Listener(status=404, body=b'{"error": {"message": "secret-body"}}') as judge:
+        operator = {"beam-search": {"scorer": "self-judge", "scorer_options": {
+            "base_url": judge.url + "/v1", "model": "judge"}}}
+        server = PonderServer(ScriptedBackend(arithmetic), strategies=operator)
+        with caplog.at_level(logging.WARNING, logger="ponder.server"):
+            reply = post(server, {"model": "ponder-beam-search", "messages": QUESTION})
+    assert judge.requests, "the operator's judge was not called"
+    for request in judge.requests:
+        assert "sk-the-servers-own-key" not in json.dumps(request["headers"])
+    assert reply.status_code == 502 and "secret-body" not in reply.text
+    assert judge.url not in reply.text
+
+
 # -- upstream errors ----------------------------------------------------------------------------
 
 

@@ -58,7 +58,7 @@ from ponder.server.policy import check_operator_caps
 from ponder.server.protocol import uvicorn_config
 from ponder.server.replies import completion_body
 from ponder.server.schemas import ChatCompletionRequest
-from ponder.server.settings import Limits, check_strategies, prepare_scorers
+from ponder.server.settings import Limits, check_strategies, own_keys_only, prepare_scorers
 from ponder.server.stream import sse_events
 from ponder.types import Message, Result, SamplingParams, Usage
 
@@ -93,7 +93,7 @@ class PonderServer:
         self.max_request_tokens = max_request_tokens
         self.max_request_seconds = max_request_seconds
         self.limits = limits or Limits()
-        self.strategies = {name: dict(options) for name, options in (strategies or {}).items()}
+        self.strategies = own_keys_only(dict(strategies or {}))
         check_strategies(self.strategies)
         check_operator_caps(self.strategies, self.limits.caps)
         self.metrics = Metrics()

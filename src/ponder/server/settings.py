@@ -20,6 +20,10 @@ them; they are validated when the file is read and count as explicit options (th
 ``reasoning_effort`` preset). A client may change the numeric ones (within the caps) but never a
 ``scorer``, ``scorer_options`` or any other option the operator set that clients may not set.
 ``limits`` holds :class:`Limits`; ``ponder serve`` flags override the file.
+
+Credentials: the server's key for its upstream (``--upstream-api-key`` or ``$OPENAI_API_KEY``)
+goes to ``--base-url`` only. A judge at another ``base_url`` gets the ``api_key`` its
+``scorer_options`` name, or none (:func:`own_keys_only`); a reward server likewise.
 """
 
 from __future__ import annotations
@@ -157,6 +161,24 @@ def with_limits(limits: Limits, **changes: Any) -> Limits:
         return Limits.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"limits: {_describe(exc)}") from None
+
+
+NO_KEY = "not-needed"  # what the openai backend sends when it has no key
+
+
+def own_keys_only(strategies: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The operator's options with every judge given only the key its own options name: a
+    ``scorer_options`` with a ``base_url`` and no ``api_key`` gets a placeholder key, so the
+    openai backend does not fall back to ``$OPENAI_API_KEY`` (the server's key for its own
+    upstream) and send it to the judge's server."""
+    sealed = {}
+    for name, options in strategies.items():
+        scorer_options = options.get("scorer_options")
+        if isinstance(scorer_options, dict) and scorer_options.get("base_url") \
+                and not scorer_options.get("api_key"):
+            options = {**options, "scorer_options": {**scorer_options, "api_key": NO_KEY}}
+        sealed[name] = dict(options)
+    return sealed
 
 
 def prepare_scorers(strategies: dict[str, dict[str, Any]]) -> None:
