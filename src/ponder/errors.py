@@ -11,6 +11,7 @@ The tree::
      │    ├── RequestRejected        the server refused the request as invalid (400, 422)
      │    └── ModelNotServed         the server does not serve the requested model
      ├── BudgetExhausted        the token/call/time budget is spent (strategies catch it, finish)
+     ├── SandboxUnavailable     code must run but no jail can be made here (the message says why)
      └── MissingDependency      an optional extra is missing; the message names the pip command
 
 The CLI prints ``str(error)`` as one line and exits non-zero; the Python API raises them.
@@ -53,6 +54,10 @@ class ModelNotServed(BackendError):
 
 class BudgetExhausted(PonderError):
     """The compute budget is spent."""
+
+
+class SandboxUnavailable(PonderError):
+    """Model-written code would run, but this host cannot build the jail for it."""
 
 
 class MissingDependency(PonderError, ImportError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--show-trace", action="store_true", help="print the trace as a tree")
     p.add_argument("--trace-out", default=None, metavar="FILE", help="write the trace as JSONL")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    add_sandbox_flag(p)
     p.set_defaults(handler=run)
 
 
@@ -110,7 +112,20 @@ def build_problem(args: argparse.Namespace) -> Problem:
     return Problem(question, metadata=metadata)
 
 
+def add_sandbox_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sandbox", choices=("jail", "none"), default=None,
+                   help="where model-written code runs: the jail (default) or, at your own risk, "
+                   "no isolation (also PONDER_SANDBOX=none)")
+
+
+def apply_sandbox_flag(args: argparse.Namespace) -> None:
+    """``--sandbox`` is the process's setting: every sandbox this run makes reads it."""
+    if args.sandbox is not None:
+        os.environ["PONDER_SANDBOX"] = args.sandbox
+
+
 def run(args: argparse.Namespace) -> int:
+    apply_sandbox_flag(args)
     problem = build_problem(args)
     options = strategy_options(args)
     out = stdout_console()

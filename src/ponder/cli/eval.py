@@ -15,7 +15,7 @@ from rich.table import Table
 
 from ponder.backends.loading import load_backend, release
 from ponder.backends.models import file_sha256, resolve_model
-from ponder.cli.ask import _option, strategy_options
+from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
 from ponder.cli.render import stdout_console
 from ponder.errors import ConfigError
 from ponder.eval.datasets import FORMATS, load_dataset
@@ -61,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-greedy", action="store_true", help="skip the greedy baseline")
     p.add_argument("--out", required=True, type=Path, help="output folder (resumable)")
     p.add_argument("--fresh", action="store_true", help="discard what --out holds and start over")
+    add_sandbox_flag(p)
     p.set_defaults(handler=run)
 
 
@@ -83,6 +84,7 @@ def _progress_line(status: Status) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    apply_sandbox_flag(args)
     budgets = parse_budgets(args.budgets)
     strategies = split_specs(args.strategies)
     if not strategies:

@@ -14,6 +14,7 @@ doctests, or lines like ``f(1) == 2`` / ``f(1) ➞ 2``), as in the Self-Debuggin
 from __future__ import annotations
 
 import ast
+import builtins
 import doctest
 import re
 from collections.abc import Sequence
@@ -123,10 +124,27 @@ def example_cases(problem: Problem) -> list[tuple[str, str | None]]:
                  for n in ast.walk(a) if isinstance(n, ast.Name)}
         if not calls or names - {"True", "False", "None"}:
             continue  # "is_happy(a) => False": not a literal input
+        if not all(_plain_callee(c.func, entry) for c in calls):
+            continue  # only the function under test (and pure built-ins) may be called
         if want is None and not isinstance(tree.body, ast.Compare):
             want = "None"
         good.append((ast.unparse(tree), want))
     return good
+
+
+PURE_BUILTINS = frozenset({"abs", "all", "any", "bool", "dict", "float", "frozenset", "int",
+                           "len", "list", "max", "min", "repr", "reversed", "round", "set",
+                           "sorted", "str", "sum", "tuple"})
+
+
+def _plain_callee(func: ast.expr, entry: str | None) -> bool:
+    """Whether a call in an example calls the function under test (any plain name when it is
+    not known) or a pure built-in: never an attribute, a dunder or another built-in."""
+    if not isinstance(func, ast.Name) or func.id.startswith("_"):
+        return False
+    if func.id in PURE_BUILTINS or func.id == entry:
+        return True
+    return entry is None and not hasattr(builtins, func.id)
 
 
 def _example_test(source: str, want: str | None) -> str:
@@ -134,7 +152,9 @@ def _example_test(source: str, want: str | None) -> str:
         return f"assert {source}, {source + ' is False'!r}\n"
     return (
         f"__got = ({source})\n"
-        f"try:\n    __want = eval({want!r})\nexcept Exception:\n    __want = object()\n"
+        f"try:\n    __want = __import__('ast').literal_eval({want!r})\n"
+        "except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):\n"
+        "    __want = object()\n"
         f"assert __got == __want or repr(__got) == {want!r} or str(__got) == {want!r}, "
         f"'%s returned %r, expected %s' % ({source!r}, __got, {want!r})\n"
     )
