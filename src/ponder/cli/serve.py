@@ -126,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
     api_key = args.api_key or os.environ.get("PONDER_API_KEY") or None
     check_exposure(args.host, api_key, args.insecure)
+    if os.environ.get("PONDER_SANDBOX", "").strip().lower() == "none":
+        print("ponder: warning: ponder serve ignores PONDER_SANDBOX=none: a client's request "
+              "runs model-written code only in the jail", file=sys.stderr, flush=True)
     config = load_config(args.config) if args.config else ServeConfig()
     changes = {field: getattr(args, flag[2:].replace("-", "_"))
                for flag, (field, _, _) in LIMIT_FLAGS.items()}
@@ -154,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     print(f"ponder serving {server.model_id} at http://{host}:{port}/v1 "
           f"(auth {'on' if server.api_key else 'off'})", flush=True)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvicorn
 

@@ -48,8 +48,15 @@ from starlette.routing import Route
 from ponder import registry
 from ponder.backends.base import Backend
 from ponder.budget import Budget
-from ponder.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
+from ponder.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    ConfigError,
+    SandboxUnavailable,
+)
 from ponder.runner import new_context, run_strategy
+from ponder.sandbox import Sandbox
 from ponder.server.errors import ApiError, validation_error
 from ponder.server.limits import parse_json, read_body
 from ponder.server.metrics import Metrics
@@ -97,6 +104,8 @@ class PonderServer:
         check_strategies(self.strategies)
         check_operator_caps(self.strategies, self.limits.caps)
         self.metrics = Metrics()
+        # the jail, whatever PONDER_SANDBOX says: a server never runs a client's code without it
+        self.sandbox = Sandbox(isolation="jail")
         self.model_id = str(getattr(backend, "model", "") or backend.name)
         self._slots: asyncio.Semaphore | None = None
         self._prepared = False
@@ -290,6 +299,10 @@ class PonderServer:
                            code="request_timeout") from None
         except BackendError as exc:
             raise upstream_error(exc) from None
+        except SandboxUnavailable as exc:
+            log.error("cannot run model-written code: %s", exc)
+            raise ApiError(503, "this server cannot run model-written code: no jail can be made "
+                           "on its host", "api_error", code="sandbox_unavailable") from None
         except ConfigError as exc:
             raise ApiError(400, str(exc), code="invalid_value") from None
         except ApiError:
@@ -310,7 +323,8 @@ class PonderServer:
             return await self._pass_through(plan, seed, sink)
         result = await run_strategy(plan.strategy, plan.problem, self.backend,
                                     verifier=plan.verifier, budget=budget, seed=seed,
-                                    events=sink, stream_text=sink is not None)
+                                    events=sink, stream_text=sink is not None,
+                                    sandbox=self.sandbox)
         u = result.usage
         self.metrics.add_tokens(u.prompt_tokens, u.completion_tokens)
         return result
