@@ -380,3 +380,98 @@ def test_the_server_runs_code_only_in_the_jail(monkeypatch):
     assert reply.status_code == 503
     assert reply.json()["error"]["code"] == "sandbox_unavailable"
     assert "bubblewrap" not in reply.text
+
+
+def test_the_routes_around_the_old_hook_lead_nowhere(sandbox, tmp_path):
+    """fork_exec, a "spawn" child (a new interpreter without the hook) and a subinterpreter
+    each try to write to the host and to leave a process behind."""
+    marker = tmp_path / "escaped"
+    found = attack(sandbox, f"""
+import multiprocessing, subprocess, time
+script = "open({str(marker)!r}, 'w').write('x')"
+try:  # subprocess is _posixsubprocess.fork_exec underneath
+    shell = subprocess.Popen(["/bin/sh", "-c", "sleep 31339 & echo x > /etc/escaped"],
+                             start_new_session=True)
+    found["fork_exec"] = shell.wait(5)
+except Exception as exc:
+    found["fork_exec"] = type(exc).__name__
+try:
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(target=exec, args=(script,))
+    child.start()
+    child.join(5)
+    found["spawn"] = child.exitcode
+except Exception as exc:
+    found["spawn"] = type(exc).__name__
+try:
+    import _xxsubinterpreters as subinterpreters
+    subinterpreters.run_string(subinterpreters.create(), script)
+    found["subinterpreter"] = "ran"
+except Exception as exc:
+    found["subinterpreter"] = type(exc).__name__
+time.sleep(0.3)
+""")
+    # each started (the hook is gone) and failed at the jail's walls
+    assert found == {"fork_exec": 2, "spawn": 1, "subinterpreter": "RunFailedError"}
+    time.sleep(0.3)
+    assert not marker.exists() and not os.path.exists("/etc/escaped")
+    assert host_processes("31339") == []
+
+
+def test_a_question_cannot_run_code_through_its_examples(tmp_path):
+    """A question's doctest "expected value" used to be evaluated by the checker: through the
+    server, a client could run code with no model involved."""
+    from starlette.testclient import TestClient
+
+    from ponder import ScriptedBackend
+    from ponder.server.app import PonderServer
+
+    marker = tmp_path / "pwned"
+    question = ("def f(x):\n    '''\n    >>> f(1)\n"
+                f"    __import__('pathlib').Path({str(marker)!r}).write_text('x')\n    '''\n")
+    server = PonderServer(ScriptedBackend(lambda r, i: "```python\ndef f(x):\n    return x\n```"
+                                          if i == 0 else "Yes"), api_key="key-never-echoed")
+    with TestClient(server.app()) as http:
+        reply = http.post("/v1/chat/completions", headers={"Authorization": "Bearer "
+                                                                             "key-never-echoed"},
+                          json={"model": "ponder-best-of-n",
+                                "ponder": {"n": 2, "verifier": "code-tests", "trace": True},
+                                "messages": [{"role": "user", "content": question}]})
+    assert reply.status_code == 200, reply.text
+    assert not marker.exists()
+    assert "key-never-echoed" not in reply.text
+
+
+def test_as_an_ordinary_user_too(tmp_path):
+    """The same jail for a user who is not root, where the host has a Python that user can run
+    (here: the system's, with ponder's source and packages on its path)."""
+    import shutil
+    import subprocess
+    import sys
+
+    system = "/usr/bin/python3"
+    probe = subprocess.run([system, "-c", "import sys; print(sys.version_info[:2])"],
+                           capture_output=True, text=True) if os.path.exists(system) else None
+    if (os.geteuid() != 0 or shutil.which("setpriv") is None or probe is None
+            or probe.stdout.strip() != str(tuple(sys.version_info[:2]))):
+        pytest.skip("needs root (to become another user), setpriv and a system Python "
+                    "of this version")
+    import ponder
+
+    src = os.path.dirname(os.path.dirname(ponder.__file__))
+    packages = [p for p in sys.path if p.endswith("site-packages")]
+    outside = tmp_path / "open"
+    outside.mkdir(mode=0o777)
+    outside.chmod(0o777)
+    code = (f"import os\nopen({str(outside / 'x')!r}, 'w').write('x')" + "\n")
+    script = ("import json, os\nfrom ponder.sandbox import Sandbox\n"
+              f"r = Sandbox(isolation='jail').run_sync({code!r} + 'print(os.getuid())', "
+              "as_main=True)\n"
+              "print(json.dumps([os.getuid(), r.status, r.stdout, r.message]))\n")
+    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          system, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                              "PYTHONPATH": os.pathsep.join([src, *packages])})
+    uid, status, stdout, message = json.loads(out.stdout.strip().splitlines()[-1])
+    assert uid == 65534 and status == "error" and "No such file" in message
+    assert not (outside / "x").exists()
