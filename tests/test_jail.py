@@ -475,3 +475,14 @@ def test_as_an_ordinary_user_too(tmp_path):
     uid, status, stdout, message = json.loads(out.stdout.strip().splitlines()[-1])
     assert uid == 65534 and status == "error" and "No such file" in message
     assert not (outside / "x").exists()
+
+
+def test_an_interpreter_under_tmp_is_bound_over_the_work_dir():
+    """A virtual environment under /tmp (a CI checkout) must not be hidden by the jail's own
+    /tmp: the work dir's tmpfs is mounted first, the interpreter's directories on top."""
+    import sys
+
+    args = jail.command("bwrap", disk_bytes=1 << 20, network=False, seccomp_fd=9)
+    tmpfs = args.index("--tmpfs")
+    binds = [i for i, a in enumerate(args) if a == "--ro-bind" and args[i + 1] == sys.prefix]
+    assert args[tmpfs + 1] == jail.WORKDIR and binds and binds[0] > tmpfs

@@ -88,10 +88,11 @@ def command(bwrap: str, *, disk_bytes: int, network: bool, seccomp_fd: int) -> l
     if network:
         args.append("--share-net")
     args += _system_mounts()
+    # the work dir first: an interpreter that lives under /tmp is bound on top of it
+    args += ["--size", str(disk_bytes), "--tmpfs", WORKDIR]
     for prefix in _prefixes():
         args += ["--ro-bind", prefix, prefix]
     args += ["--proc", "/proc", "--dev", "/dev",
-             "--size", str(disk_bytes), "--tmpfs", WORKDIR,
              "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", WORKDIR,
              "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", WORKDIR,
              "--setenv", "TMPDIR", WORKDIR, "--setenv", "LANG", "C.UTF-8",
