@@ -7,15 +7,16 @@ def test_token_call_and_time_limits():
     b = Budget(max_tokens=100)
     b.charge(Usage(prompt_tokens=30, completion_tokens=20, calls=1))
     assert b.remaining_tokens == 50 and not b.exhausted
-    assert b.completion_cap(n_samples=4, prompt_estimate=10) == 10
+    assert b.completion_cap(n_samples=4, prompt_tokens=10) == 10
     b.charge(Usage(completion_tokens=50))
-    with pytest.raises(BudgetExhausted, match="after 100 tokens, 1 calls"):
+    with pytest.raises(BudgetExhausted, match=r"\(tokens\) after 100 tokens, 1 calls") as hit:
         b.check()
+    assert hit.value.limit == "tokens"
     calls = Budget(max_calls=2)
     calls.charge(Usage(calls=2))
-    assert calls.exhausted
+    assert calls.exhausted and calls.spent_limit() == "calls"
     clock = Budget(max_seconds=5, started=0.0)  # started long ago on the monotonic clock
-    assert clock.exhausted
+    assert clock.exhausted and clock.spent_limit() == "time"
     assert Budget().completion_cap(4, 10) is None
 
 

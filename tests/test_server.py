@@ -355,11 +355,11 @@ def test_request_token_budget_is_enforced_and_reported():
         reply = http.post("/v1/chat/completions", json={
             "model": "ponder-self-consistency", "ponder": {"n": 4},
             "messages": [{"role": "user", "content": "count"}]}).json()
-    # each of the 4 samples is capped at (100 - a prompt estimate of 44) // 4 = 14 tokens:
-    # the budget, not the request, cut them
-    assert reply["usage"] == {"prompt_tokens": 26, "completion_tokens": 56, "total_tokens": 82,
-                              "completion_tokens_details": {"reasoning_tokens": 56}}
-    assert [c["completion_tokens"] for c in reply["ponder"][0]["candidates"]] == [14] * 4
+    # the prompt counts 26 tokens (the backend counts them exactly), so each of the 4 samples
+    # is capped at (100 - 26) // 4 = 18 tokens: the budget, not the request, cut them
+    assert reply["usage"] == {"prompt_tokens": 26, "completion_tokens": 72, "total_tokens": 98,
+                              "completion_tokens_details": {"reasoning_tokens": 72}}
+    assert [c["completion_tokens"] for c in reply["ponder"][0]["candidates"]] == [18] * 4
     assert reply["ponder"][0]["stop_reason"] == "budget"
     assert reply["choices"][0]["finish_reason"] == "length"
 

@@ -151,11 +151,13 @@ def test_token_budget_cuts_a_strategy_short():
     fake = ScriptedBackend(["The answer is 1."] + ["It is wrong. " * 20, "The answer is 2."] * 5)
     result = run("q", "self-refine", backend=fake, rounds=5, max_tokens_total=120)
     assert result.stop_reason == "budget"
-    # the draft (4 tokens) and a critique cut at the budget's cap; no revision fits after it
+    # the draft (26 + 4 tokens), then a critique whose prompt (35) is counted exactly and whose
+    # completion is cut at what is left (55): the budget is spent to its last token, not past it
     assert [n.label for n in result.trace.nodes] == [
         "self-refine", "draft", "critique 1", "budget exhausted: keep the latest version"]
-    assert (result.usage.calls, result.usage.completion_tokens) == (2, 31)
-    assert result.usage.total_tokens == 92 <= 120
+    assert (result.usage.calls, result.usage.prompt_tokens, result.usage.completion_tokens) == (
+        2, 61, 59)
+    assert result.usage.total_tokens == 120
     assert result.answer == "1" and len(result.candidates) == 1
 
 

@@ -40,24 +40,31 @@ class Budget:
             return None
         return self.max_tokens - self.spent.total_tokens
 
+    def spent_limit(self) -> str | None:
+        """Which limit is spent: "tokens", "calls", "time", or None."""
+        if self.max_tokens is not None and self.spent.total_tokens >= self.max_tokens:
+            return "tokens"
+        if self.max_calls is not None and self.spent.calls >= self.max_calls:
+            return "calls"
+        if self.max_seconds is not None and time.monotonic() - self.started >= self.max_seconds:
+            return "time"
+        return None
+
     @property
     def exhausted(self) -> bool:
-        if self.max_tokens is not None and self.spent.total_tokens >= self.max_tokens:
-            return True
-        if self.max_calls is not None and self.spent.calls >= self.max_calls:
-            return True
-        return self.max_seconds is not None and time.monotonic() - self.started >= self.max_seconds
+        return self.spent_limit() is not None
 
     def check(self) -> None:
-        """Raise :class:`BudgetExhausted` when nothing more may be spent."""
-        if self.exhausted:
-            raise BudgetExhausted(f"budget exhausted after {self.spent.total_tokens} tokens, "
-                                  f"{self.spent.calls} calls")
+        """Raise :class:`BudgetExhausted` (saying which limit) when nothing more may be spent."""
+        limit = self.spent_limit()
+        if limit is not None:
+            raise BudgetExhausted(f"budget exhausted ({limit}) after {self.spent.total_tokens} "
+                                  f"tokens, {self.spent.calls} calls", limit)
 
-    def completion_cap(self, n_samples: int, prompt_estimate: int) -> int | None:
+    def completion_cap(self, n_samples: int, prompt_tokens: int) -> int | None:
         """The most new tokens each of ``n_samples`` may generate without overrunning the
-        token budget, given an estimate of the prompt tokens the call will evaluate."""
+        token budget, given (an upper bound of) the prompt tokens the call will evaluate."""
         remaining = self.remaining_tokens
         if remaining is None:
             return None
-        return (remaining - prompt_estimate) // max(1, n_samples)
+        return (remaining - prompt_tokens) // max(1, n_samples)

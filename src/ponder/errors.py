@@ -53,7 +53,11 @@ class ModelNotServed(BackendError):
 
 
 class BudgetExhausted(PonderError):
-    """The compute budget is spent."""
+    """The compute budget is spent. ``limit`` says which: "tokens", "calls" or "time"."""
+
+    def __init__(self, message: str, limit: str = "tokens") -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class SandboxUnavailable(PonderError):

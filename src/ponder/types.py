@@ -188,7 +188,7 @@ class Candidate:
         }
 
 
-StopReason = Literal["done", "budget"]
+StopReason = Literal["done", "budget", "time"]
 
 
 @dataclass(frozen=True)

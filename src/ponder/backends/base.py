@@ -53,6 +53,11 @@ class Backend(Protocol):
         on_progress: ProgressCallback | None = None,
     ) -> list[list[Completion]]: ...
 
+    def count_prompt_tokens(self, request: GenerationRequest) -> int | None:
+        """The tokens the request's prompt (chat template, messages, prefill) takes, counted
+        with the backend's own tokenizer; None where the backend cannot count them."""
+        return None
+
     async def probe(self) -> Capabilities:
         """What the backend can do, learnt once (later calls return the cached answer)."""
         return self.capabilities

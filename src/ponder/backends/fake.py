@@ -55,6 +55,10 @@ class ScriptedBackend(Backend):
     def capabilities(self) -> Capabilities:
         return self._caps
 
+    def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        """Exactly what a call charges: the words of the messages and the prefill."""
+        return sum(count_words(m.content) for m in request.messages) + count_words(request.prefill)
+
     def enqueue(self, *items: str | Completion) -> None:
         self._queue.extend(items)
 
@@ -72,8 +76,7 @@ class ScriptedBackend(Backend):
         for request in requests:
             self.history.append(request)
             self.calls += 1
-            prompt = sum(count_words(m.content) for m in request.messages)
-            prompt += count_words(request.prefill)
+            prompt = self.count_prompt_tokens(request)
             samples = []
             for i in range(request.n):
                 completion = self._complete(request, i)

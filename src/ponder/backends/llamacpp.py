@@ -213,6 +213,9 @@ class LlamaCppBackend(Backend):
         add_bos = self._add_bos and not (self._bos_text and prompt.startswith(self._bos_text))
         return self.tokenize(prompt, add_bos=add_bos)
 
+    def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        return len(self.prompt_tokens(request))
+
     def _is_eog(self, token: int) -> bool:
         return bool(self._llama_cpp.llama_vocab_is_eog(self._vocab, token))
 

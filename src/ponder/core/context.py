@@ -23,6 +23,7 @@ from ponder.types import (
     Problem,
     SamplingParams,
     StopReason,
+    Usage,
 )
 
 # Progress events: (event name, details). Names: "generate" (before a backend call),
@@ -32,6 +33,21 @@ from ponder.types import (
 EventSink = Callable[[str, dict[str, Any]], None]
 
 DEFAULT_SANDBOX = Sandbox()  # shared, so its worker limit holds across concurrent runs
+# Without the backend's tokenizer, a prompt's tokens are bounded from above: no token of a
+# byte-level (or byte-fallback) vocabulary is shorter than one byte, and a chat template adds a
+# few tokens around each message and the conversation.
+TEMPLATE_TOKENS_PER_MESSAGE = 16
+TEMPLATE_TOKENS = 64
+
+
+def prompt_tokens_bound(backend: Backend, request: GenerationRequest) -> int:
+    """The prompt tokens a request costs: counted by the backend where it can, else an upper
+    bound, so a token budget is never overrun."""
+    exact = backend.count_prompt_tokens(request)
+    if exact is not None:
+        return exact
+    return (sum(len(m.content.encode()) + TEMPLATE_TOKENS_PER_MESSAGE for m in request.messages)
+            + len(request.prefill.encode()) + TEMPLATE_TOKENS)
 
 
 @dataclass(frozen=True)
@@ -84,19 +100,20 @@ class Context:
         """Generate through the backend (or ``backend``, e.g. a judge's), charging the budget
         and tracing every completion (under ``parent``, or ``parents[i]`` for request i).
 
-        Raises :class:`BudgetExhausted` when the budget cannot pay for at least one new token
-        per sample; otherwise caps ``max_tokens`` so the call cannot overrun it.
+        Raises :class:`BudgetExhausted` when the budget cannot pay for the prompts and at least
+        one new token per sample; otherwise caps ``max_tokens`` so the call cannot overrun it
+        (the prompts counted with the backend's tokenizer, or bounded from above without one).
         """
         try:
             self.budget.check()
-        except BudgetExhausted:
-            self.stop_reason = "budget"
+        except BudgetExhausted as exc:
+            self.stop_reason = "time" if exc.limit == "time" else "budget"
             raise
         n_total = sum(r.n for r in requests)
-        prompt_estimate = sum(
-            (sum(len(m.content) for m in r.messages) + len(r.prefill)) // 4 + 8 for r in requests
-        )
-        cap = self.budget.completion_cap(n_total, prompt_estimate)
+        used = backend or self.backend
+        prompts = sum(prompt_tokens_bound(used, r) for r in requests) \
+            if self.budget.max_tokens is not None else 0
+        cap = self.budget.completion_cap(n_total, prompts)
         if cap is not None and cap < 1:
             self.stop_reason = "budget"
             raise BudgetExhausted(f"token budget too small for {n_total} more samples")
@@ -112,7 +129,7 @@ class Context:
             prepared = [self._observed(r, label, first=i == 0) for i, r in enumerate(prepared)]
         self.emit("generate", samples=n_total, label=label)
         started = time.monotonic()
-        results = await (backend or self.backend).generate(
+        results = await used.generate(
             prepared, on_progress=lambda tokens: self.emit("tokens", tokens=tokens)
         )
         out: list[list[Traced]] = []
@@ -143,6 +160,13 @@ class Context:
             tokens=sum(t.completion.usage.completion_tokens for row in out for t in row),
         )
         return out
+
+    def account(self, kind: str, label: str, usage: Usage, parent: int | None = None,
+                **data: Any) -> int:
+        """Record compute spent outside ``generate`` (a reward model's forward pass): traced
+        with its usage, so results count it, and charged to the budget."""
+        self.budget.charge(usage)
+        return self.trace.add(kind, label, parent=parent, usage=usage, **data)
 
     def _observed(self, request: GenerationRequest, label: str, first: bool
                   ) -> GenerationRequest:

@@ -146,12 +146,14 @@ class BaseStrategy:
 
     async def run(self, problem: Problem, ctx: Context) -> Result:
         """Open the run, ``solve``, assemble the result. A budget that runs out in a way
-        ``solve`` does not handle gives the result with no answer and ``stop_reason`` "budget"."""
-        started, root = self.begin(ctx)
+        ``solve`` does not handle gives the result with no answer and ``stop_reason`` "budget"
+        (or "time")."""
+        started, root = self.begin(ctx, problem)
         try:
             outcome = await self.solve(problem, ctx, root)
-        except BudgetExhausted:
-            ctx.stop_reason = "budget"
+        except BudgetExhausted as exc:
+            if ctx.stop_reason == "done":
+                ctx.stop_reason = "time" if exc.limit == "time" else "budget"
             ctx.trace.add("decision", "budget exhausted: no answer", parent=root)
             outcome = Outcome()
         return make_result(self, ctx, outcome, started)
@@ -160,11 +162,13 @@ class BaseStrategy:
         """The strategy's own idea: spend compute on ``problem`` under the trace node ``root``."""
         raise NotImplementedError
 
-    def begin(self, ctx: Context) -> tuple[float, int]:
-        """Start the clock and the root trace node (the configuration and ``root_data()``)."""
+    def begin(self, ctx: Context, problem: Problem | None = None) -> tuple[float, int]:
+        """Start the clock and the root trace node (the configuration, the question and
+        ``root_data()``), so a trace read on its own says what was asked."""
+        asked = {"question": problem.question} if problem is not None else {}
         return time.monotonic(), ctx.trace.add("strategy", self.name,
                                                config=self.config.model_dump(),
-                                               **self.root_data())
+                                               **asked, **self.root_data())
 
     def root_data(self) -> dict[str, Any]:
         """What the root trace node records besides the configuration."""
@@ -172,7 +176,11 @@ class BaseStrategy:
 
 
 def make_result(strategy: Strategy, ctx: Context, outcome: Outcome, started: float) -> Result:
-    """A Result whose usage is the sum over the trace and whose seconds are wall time."""
+    """A Result whose usage is the sum over the trace and whose seconds are wall time. The root
+    trace node records the answer and why the run stopped (a trace read alone says both)."""
+    for node in ctx.trace.nodes[:1]:
+        if node.kind == "strategy":
+            node.data.update(answer=outcome.answer, stop_reason=ctx.stop_reason)
     traced = ctx.trace.usage
     usage = Usage(traced.prompt_tokens, traced.completion_tokens, traced.calls,
                   time.monotonic() - started)

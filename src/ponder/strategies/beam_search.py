@@ -67,7 +67,7 @@ async def layered_search(search: StepSearch, groups: list[list[Node]], keep: int
             ctx.trace.nodes[decision].data.update(kept=kept_ids, pruned=pruned_ids)
             groups = new_groups
     except BudgetExhausted:
-        ctx.stop_reason = "budget"
+        pass  # the context says which limit stopped it; what was kept is the result
     return groups
 
 

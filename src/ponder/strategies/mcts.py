@@ -84,7 +84,7 @@ class MCTS(StepSearchStrategy):
             if not finished and root.children:
                 finished.append(await self._complete_best(search, root))
         except BudgetExhausted:
-            ctx.stop_reason = "budget"
+            pass  # the context says which limit stopped it
         ctx.trace.add("decision", "tree", parent=root_id, visits=root.visits,
                       value=round(root.value, 4),
                       children=[(ch.trace_id, ch.visits, round(ch.value, 4))

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from ponder.core.context import Context
 from ponder.errors import ConfigError, MissingDependency, ModelError
-from ponder.types import Problem, Step
+from ponder.types import Problem, Step, Usage
 from ponder.verifiers.steps import NEUTRAL, known_scores
 
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -180,8 +180,10 @@ class PrmScorer:
             n = len(partials[i])
             row = [s if math.isfinite(s) else NEUTRAL for s in row[:n]]
             out[i] = row + [NEUTRAL] * (n - len(row))  # steps cut by max_length: unjudged
-        ctx.trace.add("score", f"prm x{len(todo)}", parent=parent, scorer=self.name,
-                      tokens=sum(len(ids) for ids, _ in encoded),
-                      seconds=round(time.monotonic() - started, 3),
-                      scores=[[round(s, 4) for s in out[i]] for i in todo])
+        tokens = sum(min(len(ids), self.max_length) for ids, _ in encoded)
+        seconds = time.monotonic() - started
+        ctx.account("score", f"prm x{len(todo)}", Usage(prompt_tokens=tokens, calls=1,
+                                                           seconds=seconds),
+                    parent=parent, scorer=self.name, tokens=tokens, seconds=round(seconds, 3),
+                    scores=[[round(s, 4) for s in out[i]] for i in todo])
         return out

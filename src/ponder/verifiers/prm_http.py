@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from ponder.core.context import Context
 from ponder.errors import BackendError, BackendUnavailable, ConfigError
-from ponder.types import Problem, Step
+from ponder.types import Problem, Step, Usage
 from ponder.verifiers.prm import QWEN_SYSTEM, convention_spec, step_pieces
 from ponder.verifiers.steps import NEUTRAL, known_scores
 
@@ -65,7 +65,9 @@ class PrmHttpScorer:
         self.api_key = api_key
         self.timeout = timeout
 
-    def _post(self, texts: list[str]) -> list[Any]:
+    def _post(self, texts: list[str]) -> tuple[list[Any], int]:
+        """One row per text, and the prompt tokens the server says it scored (0: it does not
+        say)."""
         body: dict[str, Any] = {"input": texts}
         if self.model:
             body["model"] = self.model
@@ -86,8 +88,11 @@ class PrmHttpScorer:
         data = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(data, list) or len(data) != len(texts):
             raise BackendError(f"reward server {self.url}: expected {len(texts)} results")
-        return [item.get("data") if isinstance(item, dict) else None
+        usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
+        tokens = usage.get("prompt_tokens", 0)
+        rows = [item.get("data") if isinstance(item, dict) else None
                 for item in sorted(data, key=lambda d: d.get("index", 0))]
+        return rows, tokens if isinstance(tokens, int) and tokens >= 0 else 0
 
     def _step_score(self, row: Any) -> float:
         value = row[self.label] if isinstance(row, list) and len(row) > self.label else (
@@ -106,7 +111,7 @@ class PrmHttpScorer:
         texts = [format_for_prm(self.convention, self.separator, problem, partials[i])
                  for i in todo]
         started = time.monotonic()
-        rows = await asyncio.to_thread(self._post, texts)
+        rows, tokens = await asyncio.to_thread(self._post, texts)
         for i, row in zip(todo, rows, strict=True):
             n = len(partials[i])
             # The steps' separators are the text's last ones; the server also gives a row for any
@@ -114,7 +119,9 @@ class PrmHttpScorer:
             scores = [self._step_score(r) for r in (row or [])]
             scores = scores[-n:] if len(scores) > n else scores
             out[i] = scores + [NEUTRAL] * (n - len(scores))
-        ctx.trace.add("score", f"prm-http x{len(todo)}", parent=parent, scorer=self.name,
-                      seconds=round(time.monotonic() - started, 3),
-                      scores=[[round(s, 4) for s in out[i]] for i in todo])
+        seconds = time.monotonic() - started
+        ctx.account("score", f"prm-http x{len(todo)}", Usage(prompt_tokens=tokens, calls=1,
+                                                                seconds=seconds),
+                    parent=parent, scorer=self.name, seconds=round(seconds, 3),
+                    scores=[[round(s, 4) for s in out[i]] for i in todo])
         return out
