@@ -36,17 +36,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def llama_server(model_path, tmp_path_factory):
-    """llama-cpp-python's OpenAI-compatible server on localhost, serving the bundled model."""
-    if shutil.which(sys.executable) is None:  # pragma: no cover
-        pytest.skip("no python")
+def start_llama_server(model_path, alias, log):
+    """llama-cpp-python's OpenAI-compatible server on localhost; returns (process, /v1 URL)."""
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
-             "--model_alias", "smol", "--host", "127.0.0.1", "--port", str(port),
+             "--model_alias", alias, "--host", "127.0.0.1", "--port", str(port),
              "--n_ctx", "2048", "--verbose", "false"],
             stdout=out, stderr=subprocess.STDOUT,
         )
@@ -55,16 +51,29 @@ def llama_server(model_path, tmp_path_factory):
     while True:
         try:
             urllib.request.urlopen(f"{url}/v1/models", timeout=2)
-            break
+            return proc, f"{url}/v1"
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 raise RuntimeError("llama_cpp.server did not start:\n"
                                    + log.read_text()[-2000:]) from None
             time.sleep(0.5)
-    yield f"{url}/v1"
+
+
+def stop_server(proc):
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def llama_server(model_path, tmp_path_factory):
+    """llama-cpp-python's OpenAI-compatible server on localhost, serving the bundled model."""
+    if shutil.which(sys.executable) is None:  # pragma: no cover
+        pytest.skip("no python")
+    proc, url = start_llama_server(model_path, "smol",
+                                   tmp_path_factory.mktemp("server") / "server.log")
+    yield url
+    stop_server(proc)

@@ -108,3 +108,27 @@ def test_eval_refuses_a_folder_of_another_run(capsys, dataset, tmp_path):
     code = main(["eval", "--dataset", str(dataset), "--out", str(tmp_path / "o")])
     assert code == 1
     assert "holds files but no ponder run" in capsys.readouterr().err
+
+
+@pytest.mark.model
+def test_a_folder_refuses_another_served_model(dataset, tmp_path, model_path, llama_server,
+                                               capsys):
+    """Stored samples are keyed by what produced them: pointed at a server that serves another
+    model, a folder is refused in one line, not mixed."""
+    from conftest import start_llama_server, stop_server
+
+    out = tmp_path / "run"
+    common = ["eval", "--dataset", str(dataset), "--limit", "2", "--strategies", "cot",
+              "--budgets", "1", "--max-tokens", "8", "--no-greedy", "--out", str(out)]
+    assert main([*common, "--base-url", llama_server, "--model", "smol"]) == 0
+    capsys.readouterr()
+    assert main([*common, "--base-url", llama_server, "--model", "smol"]) == 0  # resumes
+    proc, other = start_llama_server(model_path, "other", tmp_path / "other.log")
+    try:
+        capsys.readouterr()
+        assert main([*common, "--base-url", other, "--model", "other"]) == 1
+    finally:
+        stop_server(proc)
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ponder: error: ") and "holds a different run: served_model" in err
+    assert "\n" not in err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ponder.types import Completion, GenerationRequest
 
@@ -52,6 +52,11 @@ class Backend(Protocol):
         requests: Sequence[GenerationRequest],
         on_progress: ProgressCallback | None = None,
     ) -> list[list[Completion]]: ...
+
+    def identity(self) -> dict[str, Any]:
+        """What produced this backend's samples, for stored runs to be keyed by (after
+        ``probe``): at least the backend and the model."""
+        return {"backend": self.name, "model": self.model}
 
     def count_prompt_tokens(self, request: GenerationRequest) -> int | None:
         """The tokens the request's prompt (chat template, messages, prefill) takes, counted

@@ -32,6 +32,9 @@ from ponder.errors import (
 )
 from ponder.types import Completion, GenerationRequest, TokenLogprob, Usage
 
+# Fields of a /models entry that change when the same model is served again (vLLM's created is
+# the time of the request).
+VOLATILE_MODEL_FIELDS = ("created", "object", "permission", "permissions")
 CONTINUE_INSTRUCTION = "Continue your answer exactly where it stops. Do not repeat any of it."
 _PROBE_QUESTION = "Count from 1 to 10, separated by commas and spaces."
 _PROBE_PREFILL = "1, 2, 3, 4,"
@@ -77,6 +80,7 @@ class OpenAIBackend(Backend):
         self._probe_lock = asyncio.Lock()
         self._caps = Capabilities()
         self.prefill_mode = "emulate"  # "vllm" | "assistant" | "emulate"
+        self.served: dict[str, Any] = {}  # the server's /models entry for the model
 
     @property
     def capabilities(self) -> Capabilities:
@@ -142,6 +146,10 @@ class OpenAIBackend(Backend):
         except openai.OpenAIError as exc:
             raise self._translate(exc) from exc
         served = [m.id for m in page.data]
+        for entry in page.data:
+            if entry.id == self.model:
+                self.served = {k: v for k, v in entry.model_dump().items()
+                               if k not in VOLATILE_MODEL_FIELDS}
         if served and self.model not in served:
             raise ModelNotServed(
                 f"the server at {self.base_url} does not serve {self.model!r}; "
@@ -186,6 +194,14 @@ class OpenAIBackend(Backend):
             if text.lstrip().startswith("5"):
                 return mode
         return "emulate"
+
+    def identity(self) -> dict[str, Any]:
+        """The model as the server reports it (its /models entry: id, owner, and where a server
+        says them, its weights' path and context length) and what the probe found."""
+        caps = self._caps
+        return {"backend": self.name, "model": self.model, "served": self.served,
+                "parallel_n": caps.parallel_n, "logprobs": caps.logprobs,
+                "prefill": self.prefill_mode}
 
     # -- generation ------------------------------------------------------------------------
 

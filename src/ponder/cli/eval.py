@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 from pathlib import Path
@@ -141,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
 
             async def evaluate() -> None:
                 try:
+                    if spec.backend == "openai":  # no file to hash: what the server reports
+                        await harness.backend.probe()
+                        store.claim({"served_model": json.dumps(harness.backend.identity(),
+                                                                sort_keys=True)})
                     await harness.run()
                 finally:
                     await release(harness.backend)
