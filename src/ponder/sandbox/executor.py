@@ -123,7 +123,10 @@ class Execution:
         return [t for t in self.tests if not t.passed]
 
 
-_SIGNAL_STATUS: dict[int, ExecStatus] = {signal.SIGXCPU: "timeout", signal.SIGXFSZ: "killed"}
+# POSIX only (absent on Windows, where no code runs: see Sandbox.run)
+_SIGNAL_STATUS: dict[int, ExecStatus] = {
+    number: status for name, status in (("SIGXCPU", "timeout"), ("SIGXFSZ", "killed"))
+    if (number := getattr(signal, name, None)) is not None}
 
 
 class Sandbox:
@@ -174,6 +177,10 @@ class Sandbox:
         """Run ``code``, then ``setup`` (test helpers), then each test. ``as_main``: the program
         runs as ``__main__`` (scripts that print their answer)."""
         mode = self.mode
+        if not hasattr(os, "fork"):
+            raise SandboxUnavailable(
+                f"model-written code cannot run on {sys.platform}: the sandbox needs POSIX "
+                "processes (Linux for the jail); run ponder on Linux, or in WSL or a container")
         if mode == "jail":
             why = await asyncio.to_thread(jail.unavailable)
             if why is not None:

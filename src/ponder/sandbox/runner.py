@@ -173,9 +173,10 @@ def isolate(setup):
 
     isolation = []
     libc = ctypes.CDLL(None, use_errno=True)
-    if not setup["network"]:
+    unshare = getattr(libc, "unshare", None)  # Linux only
+    if not setup["network"] and unshare is not None:
         flags = CLONE_NEWNET if os.geteuid() == 0 else CLONE_NEWUSER | CLONE_NEWNET
-        if libc.unshare(flags) == 0:
+        if unshare(flags) == 0:
             isolation.append("network-namespace")
     if os.geteuid() == 0:
         if setup["drop_to_nobody"]:
@@ -199,6 +200,8 @@ def drop_capabilities(ctypes, libc):
         _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
                     ("inheritable", ctypes.c_uint32)]
 
+    if not hasattr(libc, "capset"):  # not Linux
+        return False
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     header = Header(CAPABILITY_VERSION_3, 0)
     data = (Data * 2)()
@@ -207,10 +210,11 @@ def drop_capabilities(ctypes, libc):
 
 def non_dumpable():
     """Neither ptrace nor /proc/<pid>/{mem,fd,environ} of a non-dumpable process is open to a
-    process without CAP_SYS_PTRACE, even of the same uid."""
+    process without CAP_SYS_PTRACE, even of the same uid (Linux)."""
     import ctypes
 
-    return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+    return prctl is not None and prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
 
 
 def install_audit_hook(workdir, network):
