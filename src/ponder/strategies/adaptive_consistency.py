@@ -107,7 +107,7 @@ class AdaptiveConsistency(BaseStrategy):
             a, b = top_two(clusters)
             ctx.trace.add("decision", f"after wave {wave}: P(leader stays) = {p:.3f}",
                           parent=root, samples=len(candidates), leader=a, runner_up=b,
-                          stop=stop)
+                          p=round(p, 4), stop=stop)
             if stop:
                 break
         return await vote(problem, candidates, ctx, root,

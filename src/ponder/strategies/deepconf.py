@@ -140,7 +140,8 @@ class DeepConf(BaseStrategy):
                             threshold)
             ctx.trace.add("confidence", f"{c.answer}: {conf:.3f}" if conf is not None else
                           "no logprobs", parent=t.node, confidence=conf, stopped=stopped,
-                          first_dip=dip)
+                          first_dip=dip, curve=confidence_curve(
+                              t.completion.logprobs or (), cfg.top_logprobs, cfg.group_size))
             out.append(c.replace(score=conf, metadata={**c.metadata, "stopped": stopped,
                                                        "confidence": conf, "first_dip": dip}))
         return out
@@ -207,6 +208,21 @@ def first_dip(logprobs: Sequence[TokenLogprob], k: int, group_size: int,
         if sum(values[end - group_size:end]) / group_size < threshold:
             return end
     return None
+
+
+def confidence_curve(logprobs: Sequence[TokenLogprob], k: int, group_size: int,
+                     points: int = 64) -> list[list[float]]:
+    """The trace's group confidence as it was written: [tokens so far, the confidence of the
+    group ending there], at most ``points`` of them (evenly spaced, the last always kept)."""
+    groups = group_confidences([token_confidence(t, k) for t in logprobs], group_size)
+    if not groups:
+        return []
+    first = min(group_size, len(logprobs))  # the first group ends at this token
+    step = max(1, math.ceil(len(groups) / points))
+    picks = list(range(0, len(groups), step))
+    if picks[-1] != len(groups) - 1:
+        picks.append(len(groups) - 1)
+    return [[first + i, round(groups[i], 4)] for i in picks]
 
 
 def keep_threshold(confidences: Sequence[float | None], keep: float) -> float | None:

@@ -93,7 +93,7 @@ class Router(BaseStrategy):
                         make_ctx: Callable[[Problem], Context]) -> list[Result]:
         """Route a batch under one budget of ``mean_tokens`` x len(problems) tokens."""
         contexts = [make_ctx(p) for p in problems]
-        opened = [self.begin(ctx) for ctx in contexts]
+        opened = [self.begin(ctx, p) for p, ctx in zip(problems, contexts, strict=True)]
         probes = await asyncio.gather(*(self._probe(p, ctx, root) for p, ctx, (_, root)
                                         in zip(problems, contexts, opened, strict=True)))
         extra = self.allocate(probes)

@@ -49,7 +49,8 @@ async def vote(problem: Problem, candidates: Sequence[Candidate], ctx: Context, 
     if voters is not None:
         trace["voters"] = sorted(voters)
     ctx.trace.add("vote", label, parent=parent, groups=group_records(groups, modes),
-                  winner=winner.answer if winner else None, **trace)
+                  winner=winner.answer if winner else None,
+                  nodes=[c.metadata.get("node") for c in candidates], **trace)
     if winner is None:
         return Outcome(candidates=voted)
     return Outcome(winner.answer, voted[winner.members[0]].text, voted)

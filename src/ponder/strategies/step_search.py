@@ -161,6 +161,7 @@ class StepSearch:
         """Score the new steps of ``nodes`` (one batched scorer call) and their paths."""
         if not nodes:
             return
+        before = len(self.ctx.trace.nodes)
         scores = await self.scorer.score_steps(
             self.problem, [n.steps for n in nodes], self.ctx, parent=parent,
             known=[n.parent.step_scores if n.parent else [] for n in nodes])
@@ -170,6 +171,13 @@ class StepSearch:
             self.note(node, score=round(node.score, 4),
                       step_score=round(row[-1], 4) if row else None,
                       **({"answer": node.answer} if node.done else {}))
+        for record in self.ctx.trace.nodes[before:]:  # a judge's verdicts: link each to
+            partial = record.data.pop("partial", None)  # the search node whose step it judged
+            if isinstance(partial, int) and 0 <= partial < len(nodes):
+                judged = nodes[partial]
+                while judged.parent is not None and judged.depth > record.data.get("step", 0):
+                    judged = judged.parent  # an earlier step of the path
+                record.data["judged"] = judged.trace_id
 
     def note(self, node: Node, **data: Any) -> None:
         if node.trace_id is not None and node.trace_id != self.root_trace:

@@ -107,8 +107,11 @@ class JudgeVerifier:
         ]
         rows = await ctx.generate(requests, parent=parent, label="judge", backend=backend)
         scores: list[float | None] = []
-        for row in rows:
+        for candidate, row in zip(candidates, rows, strict=True):
             score = verdict_score(row[0].completion)
-            ctx.trace.nodes[row[0].node].data["score"] = score
+            record = ctx.trace.nodes[row[0].node].data
+            record["score"] = score
+            if candidate.metadata.get("node") is not None:
+                record["judged"] = candidate.metadata["node"]  # the trace node it judged
             scores.append(score)
         return scores

@@ -141,7 +141,9 @@ class SelfJudgeScorer:
         for i, row in zip(asks, rows, strict=True):
             score = verdict_score(row[0].completion)
             out[i].append(NEUTRAL if score is None else score)
-            ctx.trace.nodes[row[0].node].data["score"] = round(out[i][-1], 4)
+            # which partial and step it judged: the search links the verdict to its node
+            ctx.trace.nodes[row[0].node].data.update(score=round(out[i][-1], 4), partial=i,
+                                                     step=len(out[i]))
         return out
 
 
