@@ -21,7 +21,7 @@ LAYERS = {
     "ponder.verifiers": 5,
     "ponder.strategies": 6,
     "ponder.builtins": 7, "ponder.runner": 7,
-    "ponder.api": 8,
+    "ponder.api": 8, "ponder.view": 8,
     "ponder.eval": 9, "ponder.server": 9,
     "ponder.cli": 10,
     "ponder": 11, "ponder.__main__": 11,

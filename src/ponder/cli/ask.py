@@ -13,6 +13,7 @@ from rich.console import Console
 
 from ponder.api import asolve
 from ponder.cli.render import Progress, print_result, stdout_console, trace_tree
+from ponder.cli.view import view_result
 from ponder.errors import ConfigError
 from ponder.runner import EFFORTS
 from ponder.types import Problem
@@ -74,6 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the whole Result as JSON")
     p.add_argument("--show-trace", action="store_true", help="print the trace as a tree")
     p.add_argument("--trace-out", default=None, metavar="FILE", help="write the trace as JSONL")
+    p.add_argument("--view", nargs="?", const="", default=None, metavar="FILE",
+                   help="write the answer's page (see `ponder view`) and open it")
+    p.add_argument("--no-open", action="store_true", help="with --view: write, do not open")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
     add_sandbox_flag(p)
     p.set_defaults(handler=run)
@@ -149,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         result = asyncio.run(go())
     if args.trace_out:
         result.trace.write_jsonl(args.trace_out)
+    if args.view is not None:
+        view_result(result, args)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return 0

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
             load_backend(args.model, args.base_url, api_key=args.api_key,
                          **dict(args.backend_option)), store, problems,
             strategies, budgets, options=options, verifier=args.verifier, seed=args.seed,
-            greedy=not args.no_greedy, concurrency=args.concurrency,
+            greedy=not args.no_greedy, concurrency=args.concurrency, traces=out,
         )
         err = Console(stderr=True)
         columns = (TextColumn("[bold]eval[/]"), BarColumn(), MofNCompleteColumn(),

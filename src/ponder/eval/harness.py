@@ -15,6 +15,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ponder.backends.base import Backend
@@ -32,6 +33,7 @@ from ponder.eval.plans import (
 from ponder.eval.pools import Pool, counts, parse_strategy_spec, pick, pools_for, score_values
 from ponder.eval.scoring import Scoring
 from ponder.eval.store import ResultRow, SampleRow, ScoreRow, Store, strategy_key
+from ponder.eval.traces import save_trace
 from ponder.runner import build_strategy, check_backend, choose_verifier, new_context, run_strategy
 from ponder.sandbox import Sandbox
 from ponder.strategies.samplers import sample_candidates
@@ -71,6 +73,7 @@ class Harness:
         concurrency: int = 1,
         on_update: Callable[[Status], None] | None = None,
         sandbox: Sandbox | None = None,
+        traces: Path | None = None,
     ) -> None:
         self.backend = backend
         self.store = store
@@ -82,6 +85,7 @@ class Harness:
         self.concurrency = max(1, concurrency)
         self.on_update = on_update
         self.sandbox = sandbox or DEFAULT_SANDBOX
+        self.traces = traces  # a folder to keep each run's trace in (``ponder view``), or None
         self.status = Status(len(self.problems))
         self.plans: list[Plan] = []
         if greedy:
@@ -189,6 +193,8 @@ class Harness:
     async def _store_result(self, plan: Plan, problem: Problem, budget: int, result: Any
                             ) -> None:
         u = result.usage
+        if self.traces is not None:  # before the row: a stored result always has its trace
+            save_trace(self.traces, plan.key, problem, budget, result)
         answers = [result.answer, *(c.answer for c in result.candidates)]
         correct, *each = await self._grade(problem, answers)
         self.store.add_result(plan.key, problem.id, ResultRow(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ponder.eval.harness import GREEDY
+from ponder.eval.traces import write_problem_pages
 
 
 def _pct(x: float) -> str:
@@ -128,7 +129,9 @@ def _html_candidates(entry: dict[str, Any]) -> str:
     return "".join(items)
 
 
-def html_page(data: dict[str, Any], config: dict[str, Any], png: Path) -> str:
+def html_page(data: dict[str, Any], config: dict[str, Any], png: Path,
+              pages: dict[str, str] | None = None) -> str:
+    """The report; ``pages``: each problem's page (its link), where one was written."""
     image = base64.b64encode(png.read_bytes()).decode() if png.is_file() else ""
     head = "".join(f"<th>{h}</th>" for h in HEADER)
     body = "".join(
@@ -138,11 +141,14 @@ def html_page(data: dict[str, Any], config: dict[str, Any], png: Path) -> str:
     problems = []
     for p in data["problems"]:
         parts = []
-        for label, entry in p["strategies"].items():
+        page = (pages or {}).get(p["id"])
+        for k, (label, entry) in enumerate(p["strategies"].items()):
             mark = "✓" if entry["correct"] else "✗"
+            see = (f" <a class='see' href='{html.escape(page, quote=True)}#view={k}'>"
+                   "see the thinking →</a>" if page else "")
             parts.append(
                 f"<div class='s'><b>{html.escape(label)}</b> (budget {entry['budget']}): "
-                f"{mark} <b>{html.escape(str(entry['answer']))}</b>"
+                f"{mark} <b>{html.escape(str(entry['answer']))}</b>{see}"
                 f"{_html_candidates(entry)}</div>"
             )
         problems.append(
@@ -160,6 +166,7 @@ td:first-child, th:first-child {{ text-align: left; }}
 pre {{ white-space: pre-wrap; background: #f6f6f6; padding: 6px; }}
 details.p {{ border-top: 1px solid #ddd; padding: 4px 0; }}
 div.s {{ margin-left: 1.5em; }} div.s details {{ margin-left: 1.5em; }}
+a.see {{ margin-left: 1em; font-size: 90%; }}
 </style></head><body>
 <h1>ponder eval</h1>
 <p>Dataset <code>{html.escape(config['dataset'])}</code>, model <code>{html.escape(config['model'])}
@@ -179,8 +186,9 @@ def write_reports(out: Path, data: dict[str, Any], config: dict[str, Any]) -> li
     plot(data, config, png)
     md = out / "report.md"
     md.write_text(markdown(data, config), encoding="utf-8")
+    pages = write_problem_pages(out, data, config)
     page = out / "report.html"
-    page.write_text(html_page(data, config, png), encoding="utf-8")
+    page.write_text(html_page(data, config, png, pages), encoding="utf-8")
     js = out / "report.json"
     js.write_text(json.dumps({"config": config, **data}, indent=2, default=str), encoding="utf-8")
     return [md, png, page, js]

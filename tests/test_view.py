@@ -1,0 +1,289 @@
+"""The page builder without a browser: what each strategy's view holds (node counts, groups,
+winner, tree, rounds, programs, confidence, waves), the escaping of the embedded data, the
+page's policy, the files it reads, `ponder view` and `ponder ask --view`, and the evaluation's
+pages."""
+
+import asyncio
+import base64
+import hashlib
+import json
+import re
+
+import pytest
+import view_scenarios as scenarios
+
+from ponder import ScriptedBackend
+from ponder.cli.main import main
+from ponder.eval.harness import Harness
+from ponder.eval.report import write_reports
+from ponder.eval.store import Store
+from ponder.eval.traces import load_trace, slug
+from ponder.trace import Trace
+from ponder.types import Problem
+from ponder.verifiers.steps import STEP_JUDGE_SYSTEM
+from ponder.view import build_view, embed_json, render_page, view_of_result
+from ponder.view.page import asset, content_security_policy
+from ponder.view.sources import views_of
+
+HOSTILE = "</script><script>alert(1)</script><!-- <img src=x onerror=alert(2)> & \u2028 end"
+
+
+def tree_nodes(result):
+    """The trace's search nodes: the root, subtrees and every step (rollouts too)."""
+    return [n for n in result.trace.nodes
+            if n.kind in ("strategy", "subtree")
+            or (n.kind == "generate" and n.label.split(" ")[0] in ("step", "complete", "rollout"))]
+
+
+def data_of(page: str) -> dict:
+    body = re.search(r'<script type="application/json" id="ponder-data">(.*?)</script>', page,
+                     re.DOTALL).group(1)
+    return json.loads(body)
+
+
+# -- embedding and escaping -------------------------------------------------------------------
+
+def test_embedded_json_has_nothing_the_html_parser_reads_and_round_trips():
+    data = {"text": HOSTILE, "nested": [HOSTILE, {"k": "<!--"}]}
+    text = embed_json(data)
+    assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
+    assert json.loads(text) == data
+
+
+def test_a_hostile_trace_cannot_leave_its_script_block():
+    trace = Trace()
+    root = trace.add("strategy", "self-consistency", config={"n": 1}, question=HOSTILE)
+    trace.add("generate", HOSTILE, parent=root, text=HOSTILE)
+    page = render_page([build_view(nodes=trace.to_dict()["nodes"], answer=HOSTILE)])
+    assert page.count("</script>") == 2  # the data block's and the script's own
+    assert page.count("<script") == 2 and "<img" not in page and "<!-- <" not in page
+    assert data_of(page)["views"][0]["nodes"][1]["data"]["text"] == HOSTILE
+    assert "&lt;/script&gt;" in page.split("<title>")[1].split("</title>")[0]
+
+
+def test_the_script_never_parses_trace_text_as_html():
+    js = asset("view.js")
+    assert not re.search(r"\.innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(", js)
+    assert "textContent" in js and "fetch(" in js  # fetch: only a live page's own data URL
+
+
+def test_the_policy_pins_the_inline_script_and_style_and_forbids_the_network():
+    page = render_page([view_of_result(scenarios.chain_of_thought().to_dict())])
+    script = re.search(r"<script>(.*)</script>", page, re.DOTALL).group(1)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    policy = content_security_policy()
+    assert f"script-src 'sha256-{digest}'" in policy and "connect-src 'none'" in policy
+    assert "default-src 'none'" in policy and "unsafe-inline" not in policy
+    assert policy.replace("'", "&#x27;") in page
+    assert "connect-src 'self'" in content_security_policy(live=True)
+    assert not re.search(r"(src|href)=\"?https?:", page)  # nothing to load
+
+
+# -- what each strategy's view holds ----------------------------------------------------------
+
+def test_beam_search_tree_matches_the_trace():
+    result = scenarios.beam_search()
+    view = view_of_result(result.to_dict())
+    tree = view["tree"]
+    assert len(tree["nodes"]) == len(tree_nodes(result)) == 11
+    by_id = {n["id"]: n for n in tree["nodes"]}
+    pruned = [n for n in tree["nodes"] if n.get("status") == "pruned"]
+    assert len(pruned) == 5 and all("score" in n["why"] for n in pruned)
+    pick = next(n for n in result.trace.nodes if n.label.startswith("pick"))
+    assert tree["chosen"] == pick.data["chosen"] and tree["path"][0] == 0
+    assert [by_id[i]["depth"] for i in tree["path"]] == [0, 1, 2, 3]
+    assert all(by_id[i]["chosen"] for i in tree["path"])
+    # every step's judge call is linked to it
+    judges = [n for n in result.trace.nodes if n.label == "judge step"]
+    assert sum(len(n.get("judges", [])) for n in tree["nodes"]) == len(judges) == 10
+    assert view["sections"][:2] == ["answers", "tree"]
+    assert view["winner"] is not None and view["groups"][0]["winner"]
+    assert view["groups"][0]["answer"] == result.answer == "72"
+
+
+def test_dvts_subtrees_and_mcts_visits_are_in_the_tree():
+    dvts = scenarios.dvts()
+    tree = view_of_result(dvts.to_dict())["tree"]
+    assert len(tree["nodes"]) == len(tree_nodes(dvts)) and tree["subtrees"] == 2
+    mcts = scenarios.mcts()
+    view = view_of_result(mcts.to_dict())
+    nodes = view["tree"]["nodes"]
+    assert len(nodes) == len(tree_nodes(mcts))
+    steps = [n for n in nodes if n["depth"] > 0]
+    assert all("visits" in n and "value" in n for n in steps)
+    assert view["tree"]["path"] and view["answer"] == "72"
+
+
+def test_self_consistency_groups_are_the_vote():
+    result = scenarios.self_consistency()
+    view = view_of_result(result.to_dict())
+    vote = next(n for n in result.trace.nodes if n.kind == "vote")
+    assert [(g["answer"], g["count"]) for g in view["groups"]] == [("72", 4), ("144", 1),
+                                                                   ("48", 1)]
+    assert {g["answer"]: g["weight"] for g in view["groups"]} == {
+        g["answer"]: g["weight"] for g in vote.data["groups"]}
+    assert view["groups"][0]["winner"] and view["groups"][0]["share"] == pytest.approx(4 / 6)
+    winner = view["candidates"][view["winner"]]
+    assert winner["answer"] == "72" and winner["winner"]
+    assert all("text_node" in c for c in view["candidates"])  # texts are not repeated
+    assert view["sections"] == ["answers", "calls"]
+
+
+def test_self_debug_reads_as_rounds_with_the_fix_chosen():
+    result = scenarios.self_debug()
+    view = view_of_result(result.to_dict())
+    assert "timeline" in view["sections"] and "answers" not in view["sections"]
+    roles = [(i["kind"], i["role"]) for i in view["timeline"]]
+    assert roles == [("generate", "solution"), ("execute", "visible"),
+                     ("generate", "revision"), ("execute", "visible"), ("decision", "first")]
+    tests = [i for i in view["timeline"] if i["kind"] == "execute"]
+    assert tests[0]["passed"] == 0 and "AssertionError" in tests[0]["failures"]
+    assert tests[1]["passed"] == tests[1]["tests"] == 3
+    chosen = view["candidates"][view["winner"]]
+    assert chosen["node"] == view["timeline"][2]["node"]  # the revision
+
+
+def test_programs_deepconf_and_adaptive_views():
+    pot = view_of_result(scenarios.program_of_thought().to_dict())
+    [first, second] = pot["programs"]
+    assert len(first["attempts"]) == 1 and first["attempts"][0]["status"] == "ok"
+    assert len(second["attempts"]) == 2 and second["attempts"][0]["status"] != "ok"
+    assert second["attempts"][1]["status"] == "ok"
+
+    deep = scenarios.deepconf()
+    view = view_of_result(deep.to_dict())
+    conf = view["confidence"]
+    assert len(conf["traces"]) == len([n for n in deep.trace.nodes if n.kind == "confidence"])
+    stopped = [t for t in conf["traces"] if t["stopped"]]
+    assert len(stopped) == 1 and not stopped[0]["voted"] and conf["threshold"] is not None
+    assert all(t["curve"] for t in conf["traces"])
+
+    ada = view_of_result(scenarios.adaptive_consistency().to_dict())
+    points = ada["waves"]["points"]
+    assert [p["samples"] for p in points] == [2, 4, 6, 8][: len(points)]
+    assert all(0 <= p["p"] <= 1 for p in points) and ada["waves"]["threshold"] == 0.9
+
+
+@pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
+def test_every_strategy_gets_a_page_with_its_question_answer_and_cost(name):
+    result = scenarios.SCENARIOS[name]()
+    view = view_of_result(result.to_dict())
+    assert view["question"] == result.trace.nodes[0].data["question"]
+    assert view["answer"] == result.answer and view["usage"]["calls"] == result.usage.calls
+    assert view["nodes"] == result.trace.to_dict()["nodes"]
+    assert view["sections"][-1] == "calls"
+    page = render_page([view])
+    assert data_of(page)["views"][0]["answer"] == result.answer
+
+
+def test_a_trace_alone_gives_the_question_answer_and_vote():
+    result = scenarios.self_consistency()
+    lines = [n.to_dict() for n in result.trace.nodes]
+    [view] = views_of(lines)
+    assert view["question"] == scenarios.QUESTION and view["answer"] == "72"
+    assert view["strategy"] == "self-consistency" and len(view["candidates"]) == 6
+    assert view["groups"][0]["winner"] and view["groups"][0]["count"] == 4
+    assert view["usage"]["calls"] == result.usage.calls
+    [beam] = views_of([n.to_dict() for n in scenarios.beam_search().trace.nodes])
+    assert beam["tree"] and beam["answer"] == "72"
+
+
+# -- the command line -------------------------------------------------------------------------
+
+def test_ponder_view_writes_one_page_per_input(tmp_path, capsys):
+    result = scenarios.beam_search()
+    source = tmp_path / "beam.json"
+    source.write_text(json.dumps(result.to_dict()))
+    trace = tmp_path / "beam.jsonl"
+    result.trace.write_jsonl(trace)
+    assert main(["view", str(source), "--no-open"]) == 0
+    page = (tmp_path / "beam.html").read_text()
+    assert data_of(page)["views"][0]["tree"]["chosen"] is not None
+    assert "view: " in capsys.readouterr().err
+    out = tmp_path / "t" / "from-trace.html"
+    assert main(["view", str(trace), "--no-open", "-o", str(out)]) == 0
+    assert data_of(out.read_text())["views"][0]["answer"] == "72"
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"),
+    ("{\"hello\": 1}", "is not a ponder result or trace"),
+    ("not json at all", "is not a ponder result or trace: not JSON"),
+    ("[1, 2]", "is not a ponder result or trace: trace entry 1"),
+    ("{\"id\": 0, \"kind\": \"strategy\"}\n{\"a\": 1}", "trace entry 2"),
+])
+def test_bad_input_is_one_line_and_non_zero(tmp_path, capsys, content, message):
+    path = tmp_path / "in.json"
+    if content is not None:
+        path.write_text(content)
+    assert main(["view", str(path), "--no-open"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ponder: error: ") and message in err and err.count("\n") == 1
+
+
+def test_ask_view_writes_the_page_of_the_answer(tmp_path, monkeypatch, capsys):
+    import ponder.cli.ask as ask
+    from ponder.api import asolve
+
+    async def scripted(problem, strategy, **options):
+        for key in ("model", "base_url", "api_key", "backend_options", "effort", "events"):
+            options.pop(key, None)
+        return await asolve(problem, strategy, backend=ScriptedBackend(list(scenarios.CHAINS)),
+                            **options)
+
+    monkeypatch.setattr(ask, "asolve", scripted)
+    out = tmp_path / "answer.html"
+    assert main(["ask", scenarios.QUESTION, "-n", "6", "--no-progress", "--view", str(out),
+                 "--no-open"]) == 0
+    view = data_of(out.read_text())["views"][0]
+    assert view["answer"] == "72" and len(view["candidates"]) == 6
+    assert f"view: {out}" in capsys.readouterr().err
+
+
+# -- an evaluation's pages --------------------------------------------------------------------
+
+def test_eval_keeps_traces_and_links_each_problem_to_its_page(tmp_path, capsys):
+    def respond(request, index):  # step searches stop at the step delimiter; judges judge
+        if request.params.stop or request.messages[0].content == STEP_JUDGE_SYSTEM:
+            return scenarios._steps(request, index)
+        return scenarios.CHAINS[index % 3]
+
+    problems = [Problem(scenarios.QUESTION, answer="72", id="gsm8k/1"),
+                Problem(scenarios.QUESTION, answer="72", id="gsm8k/2")]
+    store = Store(tmp_path / "samples.sqlite")
+    harness = Harness(ScriptedBackend(respond), store, problems,
+                      ["beam-search[max_steps=3]", "self-consistency"], [2], traces=tmp_path)
+    asyncio.run(harness.run())
+    data = harness.curves(draws=5)
+    config = {"dataset": "d", "model": "scripted", "model_sha256": "0" * 64, "problems": 2,
+              "seed": 0, "ponder_version": "test",
+              "strategies": {p.label: {"name": p.name, "key": p.key, "mode": p.mode,
+                                       "config": p.build().config.model_dump()}
+                             for p in harness.plans}}
+    write_reports(tmp_path, data, config)
+    store.close()
+    beam = next(p for p in harness.plans if p.name == "beam-search")
+    stored = load_trace(tmp_path, beam.key, "gsm8k/1", 2)
+    assert stored["question"] == scenarios.QUESTION and stored["trace"]["nodes"]
+    report = (tmp_path / "report.html").read_text()
+    link = f"view/{slug('gsm8k/1')}.html"
+    assert f"href='{link}#view=" in report
+    views = data_of((tmp_path / link).read_text())["views"]
+    assert [v["label"] for v in views] == ["greedy", "beam-search[max_steps=3]",
+                                           "self-consistency"]
+    assert views[1]["tree"] and views[1]["gold"] == "72" and views[1]["correct"] is not None
+    assert views[2]["nodes"] == [] and "No trace" in views[2]["note"]
+    assert len(views[2]["candidates"]) == 2
+    # the command line: a problem of the folder, its strategy first
+    out = tmp_path / "p.html"
+    assert main(["view", str(tmp_path), "--problem", "gsm8k/2", "--strategy", "self-consistency",
+                 "--no-open", "-o", str(out)]) == 0
+    assert data_of(out.read_text())["selected"] == 2
+    capsys.readouterr()
+    assert main(["view", str(tmp_path), "--problem", "nope", "--no-open"]) == 1
+    assert "no problem 'nope'" in capsys.readouterr().err
+    assert main(["view", str(tmp_path), "--no-open"]) == 1
+    assert "--problem" in capsys.readouterr().err
+    assert main(["view", str(tmp_path), "--problem", "gsm8k/1", "--strategy", "x",
+                 "--no-open"]) == 1
+    assert "no strategy 'x'" in capsys.readouterr().err

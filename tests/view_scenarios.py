@@ -1,0 +1,207 @@
+"""Scripted runs of the strategies, for the view's tests and screenshots: every tree, round and
+vote is known in advance (the fake backend answers from these scripts)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from typing import Any
+
+from ponder import ScriptedBackend
+from ponder.api import asolve
+from ponder.types import Completion, Problem, Result, TokenLogprob
+from ponder.verifiers.judge import JUDGE_SYSTEM
+from ponder.verifiers.steps import STEP_JUDGE_SYSTEM
+
+QUESTION = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many "
+            "clips in May. How many clips did Natalia sell altogether in April and May?")
+
+# beam search: step texts by the path so far; each step's judge score by its text
+STEPS: dict[str, list[str]] = {
+    "": [
+        "In April Natalia sold 48 clips.\n\n",
+        "Half of 48 is 24, so in May she sold 24 clips.\n\n",
+        "She sold 48 clips and then half as many, which is 48 * 2 = 96 clips in May.\n\n",
+        "Let x be the clips in May.\n\n",
+    ],
+    "In April Natalia sold 48 clips.\n\n": [
+        "In May she sold half as many: 48 / 2 = 24 clips.\n\n",
+        "In May she sold 48 - 2 = 46 clips.\n\n",
+    ],
+    "Half of 48 is 24, so in May she sold 24 clips.\n\n": [
+        "Altogether: 48 + 24 = 72. The answer is: 72",
+        "So she sold 24 clips in all. The answer is: 24",
+    ],
+    "In April Natalia sold 48 clips.\n\nIn May she sold half as many: 48 / 2 = 24 clips.\n\n": [
+        "In total 48 + 24 = 72 clips. The answer is: 72",
+        "In total 48 + 24 = 74 clips. The answer is: 74",
+    ],
+}
+STEP_SCORES = {
+    "In April Natalia sold 48 clips.": 0.93,
+    "Half of 48 is 24, so in May she sold 24 clips.": 0.88,
+    "She sold 48 clips and then half as many, which is 48 * 2 = 96 clips in May.": 0.12,
+    "Let x be the clips in May.": 0.55,
+    "In May she sold half as many: 48 / 2 = 24 clips.": 0.91,
+    "In May she sold 48 - 2 = 46 clips.": 0.08,
+    "Altogether: 48 + 24 = 72. The answer is: 72": 0.95,
+    "So she sold 24 clips in all. The answer is: 24": 0.21,
+    "In total 48 + 24 = 72 clips. The answer is: 72": 0.9,
+    "In total 48 + 24 = 74 clips. The answer is: 74": 0.15,
+}
+
+
+def _yes(p: float) -> Completion:
+    top = (("Yes", math.log(p)), ("No", math.log(1 - p)))
+    verdict = "Yes" if p >= 0.5 else "No"
+    return Completion(verdict, logprobs=(TokenLogprob(verdict, 0.0, top),))
+
+
+def _step_judge(request: Any) -> Completion:
+    prompt = request.messages[1].content
+    steps = re.findall(r"^Step \d+: (.*)$", prompt, re.MULTILINE)
+    return _yes(STEP_SCORES.get(steps[-1].strip() if steps else "", 0.5))
+
+
+def _steps(request: Any, index: int) -> str | Completion:
+    if request.messages[0].content == STEP_JUDGE_SYSTEM:
+        return _step_judge(request)
+    options = STEPS.get(request.prefill)
+    if options is None:  # a path the script does not continue: finish it
+        return "So the total is 48 + 24 = 72. The answer is: 72"
+    return options[index % len(options)]
+
+
+def run(strategy: str, backend: ScriptedBackend, problem: Problem | str = QUESTION,
+        **options: Any) -> Result:
+    return asyncio.run(asolve(problem, strategy, backend=backend, seed=7, **options))
+
+
+def beam_search() -> Result:
+    """2 beams, 2 steps each: four first steps (two pruned), then answers."""
+    return run("beam-search", ScriptedBackend(_steps), n=2, m=2, max_steps=3)
+
+
+def dvts() -> Result:
+    return run("dvts", ScriptedBackend(_steps), n=4, m=2, max_steps=3)
+
+
+def mcts() -> Result:
+    return run("mcts", ScriptedBackend(_steps), simulations=6, m=2, parallel=2, max_steps=3)
+
+
+CHAINS = [
+    "April: 48 clips. May: half of 48 = 24. Total 48 + 24 = 72.\nThe answer is: 72",
+    "She sold 48 and then 48 / 2 = 24. So 48 + 24 = 72 clips.\nThe answer is: 72",
+    "Half as many as 48 is 96? No: 48 * 2 = 96, total 144.\nThe answer is: 144",
+    "48 in April, 24 in May, that makes 72 in all.\nThe answer is: 72",
+    "May: 48 - 24 = 24; April + May = 48 + 24 = 72.\nThe answer is: 72",
+    "48 / 2 = 24 in May. 24 + 24 = 48.\nThe answer is: 48",
+]
+
+
+def self_consistency() -> Result:
+    return run("self-consistency", ScriptedBackend(list(CHAINS)), n=len(CHAINS))
+
+
+def best_of_n() -> Result:
+    scores = {"72": 0.9, "144": 0.2, "48": 0.4}
+
+    def respond(request: Any, index: int) -> str | Completion:
+        if request.messages[0].content == JUDGE_SYSTEM:
+            proposed = request.messages[1].content.split("Proposed final answer: ")[1]
+            return _yes(scores.get(proposed.split("\n")[0].strip(), 0.5))
+        return CHAINS[index % len(CHAINS)]
+
+    return run("best-of-n", ScriptedBackend(respond), n=4)
+
+
+CODE_QUESTION = Problem(
+    "Write a function add(a, b) that returns the sum of a and b.",
+    metadata={"domain": "code", "entry_point": "add",
+              "tests": ["assert add(1, 2) == 3", "assert add(-1, 1) == 0",
+                        "assert add(2, 2) == 4"]})
+
+
+def self_debug() -> Result:
+    """A wrong first version (fails two visible tests), then a fix that passes."""
+    script = [
+        "```python\ndef add(a, b):\n    return a - b\n```",
+        "```python\ndef add(a, b):\n    return a + b\n```",
+    ]
+    return run("self-debug", ScriptedBackend(script), CODE_QUESTION, rounds=2)
+
+
+def self_refine() -> Result:
+    script = [
+        "In May she sold 48 * 2 = 96 clips, so 48 + 96 = 144.\nThe answer is: 144",
+        "The May figure is wrong: half as many as 48 is 24, not 96.",
+        "In May she sold 48 / 2 = 24 clips, so 48 + 24 = 72.\nThe answer is: 72",
+        "NO ERRORS",
+    ]
+    return run("self-refine", ScriptedBackend(script), rounds=3)
+
+
+def program_of_thought() -> Result:
+    script = [
+        "```python\napril = 48\nmay = april / 2\nprint(april + may)\n```",
+        "```python\napril = 48\nprint(april + mai)\n```",
+        "```python\napril = 48\nmay = april // 2\nprint(april + may)\n```",
+    ]
+    return run("program-of-thought", ScriptedBackend(script), n=2, repairs=1)
+
+
+def _confident(text: str, sure: float, dip_at: int | None = None) -> Completion:
+    """A trace whose tokens have top-5 alternatives: confident tokens put their mass on one
+    alternative; from ``dip_at`` on the model is unsure."""
+    tokens = []
+    for i, word in enumerate(text.split()):
+        p = sure if dip_at is None or i < dip_at else 0.3
+        rest = (1 - p) / 4
+        top = tuple((f"t{j}", math.log(p if j == 0 else rest)) for j in range(5))
+        tokens.append(TokenLogprob(word, math.log(p), top))
+    return Completion(text, logprobs=tuple(tokens))
+
+
+def deepconf() -> Result:
+    long = ("April 48 , May half of 48 which is 24 , together 48 plus 24 makes 72 clips "
+            "so the total is clear . The answer is: 72")
+    script = [_confident(long, 0.97), _confident(long.replace("72", "96"), 0.95),
+              _confident(long, 0.9), _confident(long, 0.6),
+              _confident(long, 0.96), _confident(long.replace("72", "48"), 0.8, dip_at=10),
+              _confident(long, 0.94), _confident(long, 0.97)]
+    return run("deepconf", ScriptedBackend(script), max_n=8, warmup=4, wave=4, keep=0.75,
+               group_size=8, consensus=0.99)
+
+
+def adaptive_consistency() -> Result:
+    script = [CHAINS[0], CHAINS[2], CHAINS[1], CHAINS[5], CHAINS[3], CHAINS[4], CHAINS[0],
+              CHAINS[1]]
+    return run("adaptive-consistency", ScriptedBackend(script), wave=2, max_n=8,
+               threshold=0.9)
+
+
+def router() -> Result:
+    script = [CHAINS[0], CHAINS[2], CHAINS[1], CHAINS[5]] + [CHAINS[3], CHAINS[4]] * 6
+    return run("router", ScriptedBackend(script), probe_n=4, max_n=8)
+
+
+def budget_forcing() -> Result:
+    script = ["April is 48 clips. May is half: 24.",
+              "let me check: 48 / 2 = 24, and 48 + 24 = 72.", "72"]
+    return run("budget-forcing", ScriptedBackend(script), min_thinking_tokens=12,
+               max_thinking_tokens=64, max_waits=2)
+
+
+def chain_of_thought() -> Result:
+    return run("cot", ScriptedBackend([CHAINS[0]]))
+
+
+SCENARIOS = {
+    "beam-search": beam_search, "dvts": dvts, "mcts": mcts,
+    "self-consistency": self_consistency, "best-of-n": best_of_n, "self-debug": self_debug,
+    "self-refine": self_refine, "program-of-thought": program_of_thought,
+    "deepconf": deepconf, "adaptive-consistency": adaptive_consistency, "router": router,
+    "budget-forcing": budget_forcing, "cot": chain_of_thought,
+}
