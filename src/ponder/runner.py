@@ -25,6 +25,7 @@ from ponder.domains import domain_for
 from ponder.errors import ConfigError
 from ponder.sandbox import Sandbox
 from ponder.strategies.base import Strategy
+from ponder.trace import Trace
 from ponder.types import Problem, Result
 
 EFFORTS = ("low", "medium", "high")
@@ -105,21 +106,24 @@ def check_backend(strategy: Strategy, backend: Backend) -> None:
 def new_context(backend: Backend, *, verifier: Verifier | None = None,
                 budget: Budget | None = None, seed: int | None = None,
                 events: EventSink | None = None, sandbox: Sandbox | None = None,
-                stream_text: bool = False) -> Context:
-    """The context of one run: a fresh trace, the budget (default: unlimited)."""
+                stream_text: bool = False, trace: Trace | None = None) -> Context:
+    """The context of one run: a fresh trace (or ``trace``, to watch it grow), the budget
+    (default: unlimited)."""
     return Context(backend=backend, budget=budget or Budget(), verifier=verifier, seed=seed,
-                   events=events, sandbox=sandbox or DEFAULT_SANDBOX, stream_text=stream_text)
+                   events=events, sandbox=sandbox or DEFAULT_SANDBOX, stream_text=stream_text,
+                   trace=trace if trace is not None else Trace())
 
 
 async def run_strategy(strategy: Strategy, problem: Problem, backend: Backend, *,
                        verifier: str | Verifier | None = None, budget: Budget | None = None,
                        seed: int | None = None, events: EventSink | None = None,
-                       sandbox: Sandbox | None = None, stream_text: bool = False) -> Result:
+                       sandbox: Sandbox | None = None, stream_text: bool = False,
+                       trace: Trace | None = None) -> Result:
     """Run ``strategy`` on ``problem``: the backend probed and checked, the verifier chosen,
-    a new context."""
+    a new context (its trace ``trace`` when given: a live page reads it as it grows)."""
     await backend.probe()
     check_backend(strategy, backend)
     ctx = new_context(backend, verifier=choose_verifier(verifier, strategy, problem),
                       budget=budget, seed=seed, events=events, sandbox=sandbox,
-                      stream_text=stream_text)
+                      stream_text=stream_text, trace=trace)
     return await strategy.run(problem, ctx)

@@ -27,6 +27,8 @@ header timeout) are :mod:`ponder.server.protocol`'s.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import logging
 import threading
@@ -42,7 +44,13 @@ from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 from ponder import registry
@@ -67,7 +75,10 @@ from ponder.server.replies import completion_body
 from ponder.server.schemas import ChatCompletionRequest
 from ponder.server.settings import Limits, check_strategies, own_keys_only, prepare_scorers
 from ponder.server.stream import sse_events
+from ponder.server.views import LiveView, ViewStore, traces_of
 from ponder.types import Message, Result, SamplingParams, Usage
+from ponder.view import render_page
+from ponder.view.page import content_security_policy
 
 log = logging.getLogger("ponder.server")
 
@@ -90,9 +101,12 @@ class PonderServer:
                  max_concurrent: int = 8, max_queue: int = 64,
                  max_request_tokens: int | None = None, max_request_seconds: float = 600.0,
                  limits: Limits | None = None,
-                 strategies: Mapping[str, dict[str, Any]] | None = None) -> None:
+                 strategies: Mapping[str, dict[str, Any]] | None = None,
+                 max_views: int = 64, view_seconds: float = 3600.0) -> None:
         """``limits``: what one client may ask (:class:`~ponder.server.settings.Limits`);
-        ``strategies``: the operator's options per strategy (checked here; ConfigError)."""
+        ``strategies``: the operator's options per strategy (checked here; ConfigError);
+        ``max_views`` / ``view_seconds``: how many live pages of traced requests are kept, and
+        for how long (:mod:`ponder.server.views`)."""
         self.backend = backend
         self.api_key = api_key
         self.max_concurrent = max_concurrent
@@ -104,6 +118,7 @@ class PonderServer:
         check_strategies(self.strategies)
         check_operator_caps(self.strategies, self.limits.caps)
         self.metrics = Metrics()
+        self.views = ViewStore(max_views, view_seconds)
         # the jail, whatever PONDER_SANDBOX says: a server never runs a client's code without it
         self.sandbox = Sandbox(isolation="jail")
         self.model_id = str(getattr(backend, "model", "") or backend.name)
@@ -131,6 +146,8 @@ class PonderServer:
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/health", self.health, methods=["GET"]),
             Route("/metrics", self.prometheus, methods=["GET"]),
+            Route("/ui/{view_id}", self.ui_page, methods=["GET"]),
+            Route("/ui/{view_id}/data", self.ui_data, methods=["GET"]),
         ]
         handlers = {HTTPException: self._http_error, Exception: self._crash}
 
@@ -161,6 +178,26 @@ class PonderServer:
         if not hmac.compare_digest(token.encode(), self.api_key.encode()):
             raise ApiError(401, "Incorrect or missing API key (Authorization: Bearer ...)",
                            "authentication_error", code="invalid_api_key")
+
+    def _authorize_view(self, request: Request) -> None:
+        """A page asks for the API key as the API does: a Bearer token, or (a browser, which
+        cannot send one) the key as the password of Basic auth, which the browser prompts for."""
+        if not self.api_key:
+            return
+        header = request.headers.get("authorization", "")
+        token = ""
+        if header.lower().startswith("bearer "):
+            token = header[7:]
+        elif header.lower().startswith("basic "):
+            try:
+                token = base64.b64decode(header[6:], validate=True).decode().partition(":")[2]
+            except (binascii.Error, UnicodeDecodeError):
+                token = ""
+        if not hmac.compare_digest(token.encode(), self.api_key.encode()):
+            raise ApiError(401, "Incorrect or missing API key (Authorization: Bearer ..., or "
+                           "the key as the Basic-auth password)", "authentication_error",
+                           code="invalid_api_key",
+                           headers={"WWW-Authenticate": 'Basic realm="ponder", charset="UTF-8"'})
 
     def _admit(self) -> Ticket:
         """A place in the queue, or 429 (checked before the body is read)."""
@@ -204,6 +241,42 @@ class PonderServer:
                      "owned_by": self.backend.name})
         return JSONResponse({"object": "list", "data": data})
 
+    async def _live(self, request: Request) -> LiveView:
+        self._authorize_view(request)
+        view = self.views.get(str(request.path_params.get("view_id", "")))
+        if view is None:  # unknown, expired, or not an id: the same answer
+            raise ApiError(404, "no such page: it may have expired", code="not_found")
+        return view
+
+    async def ui_page(self, request: Request) -> Response:
+        """A traced request's page: live while it runs (the page polls ``data``)."""
+        try:
+            view = await self._live(request)
+        except ApiError as exc:
+            return exc.response()
+        live = {"data": f"{request.url.path}/data", "interval": 1000}
+        page = render_page(view.views(), title=f"{view.strategy} · live",
+                           live=live if view.status == "running" else None)
+        return HTMLResponse(page, headers=self._page_headers(live=view.status == "running"))
+
+    async def ui_data(self, request: Request) -> Response:
+        """What the live page redraws from."""
+        try:
+            view = await self._live(request)
+        except ApiError as exc:
+            return exc.response()
+        live = {"data": request.url.path, "interval": 1000}
+        body = {"views": view.views(), "selected": 0, "title": f"{view.strategy} · live",
+                "live": live, "generator": "ponder serve · live"}
+        return JSONResponse(body, headers={"Cache-Control": "no-store",
+                                           "X-Content-Type-Options": "nosniff"})
+
+    @staticmethod
+    def _page_headers(live: bool) -> dict[str, str]:
+        return {"Content-Security-Policy": content_security_policy(live=live),
+                "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
+
     async def chat(self, request: Request) -> Response:
         started = time.monotonic()
         try:
@@ -221,13 +294,19 @@ class PonderServer:
         except BaseException:
             ticket.release()
             raise
+        view = None
+        if plan.strategy is not None and plan.request.ponder and plan.request.ponder.trace:
+            view = self.views.open(plan.problem.question, plan.strategy.name, plan.request.n,
+                                   self.model_id)
+        view_url = f"{str(request.base_url).rstrip('/')}/ui/{view.id}" if view else None
         if plan.request.stream:
-            return StreamingResponse(sse_events(lambda sinks: self.admitted(plan, sinks, ticket),
-                                                plan, self.metrics, started),
+            return StreamingResponse(sse_events(lambda sinks: self.admitted(plan, sinks, ticket,
+                                                                            view),
+                                                plan, self.metrics, started, view_url),
                                      media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"},
                                      background=BackgroundTask(ticket.release))
-        work = asyncio.create_task(self.admitted(plan, [None] * plan.request.n, ticket))
+        work = asyncio.create_task(self.admitted(plan, [None] * plan.request.n, ticket, view))
         watcher = asyncio.create_task(self._watch_disconnect(request, work))
         try:
             results = await work
@@ -244,7 +323,7 @@ class PonderServer:
             if not work.done():
                 work.cancel()
         self.metrics.observe(200, time.monotonic() - started)
-        return JSONResponse(completion_body(plan, results))
+        return JSONResponse(completion_body(plan, results, view_url))
 
     @staticmethod
     async def _watch_disconnect(request: Request, work: asyncio.Task) -> None:
@@ -276,19 +355,36 @@ class PonderServer:
     # -- running -----------------------------------------------------------------------------
 
     async def admitted(self, plan: Plan, sinks: Sequence[Any],
-                       ticket: Ticket | None = None) -> list[Result]:
+                       ticket: Ticket | None = None, view: LiveView | None = None
+                       ) -> list[Result]:
         """Wait for a slot, then run the plan once per choice; errors become ApiErrors (an
-        upstream's detail goes to the log, never to the client)."""
+        upstream's detail goes to the log, never to the client). ``view``: the request's live
+        page, which follows its traces."""
+        try:
+            results = await self._admitted(plan, sinks, ticket, view)
+        except asyncio.CancelledError:
+            if view is not None:
+                view.end("cancelled")
+            raise
+        except ApiError as exc:
+            if view is not None:
+                view.end(f"failed ({exc.status})")
+            raise
+        return results
+
+    async def _admitted(self, plan: Plan, sinks: Sequence[Any], ticket: Ticket | None,
+                        view: LiveView | None) -> list[Result]:
         if ticket is None:
             ticket = self._admit()
         slots = await self._slot()
+        traces = traces_of(view, len(sinks))
         try:
             async with slots:
                 ticket.release()
                 self.metrics.in_flight += 1
                 try:
                     return await asyncio.wait_for(
-                        asyncio.gather(*(self._run(plan, i, sink)
+                        asyncio.gather(*(self._run(plan, i, sink, view, traces[i])
                                          for i, sink in enumerate(sinks))),
                         plan.budget_seconds + 5)
                 finally:
@@ -316,15 +412,19 @@ class PonderServer:
         finally:
             ticket.release()
 
-    async def _run(self, plan: Plan, index: int, sink: Any) -> Result:
+    async def _run(self, plan: Plan, index: int, sink: Any, view: LiveView | None = None,
+                   trace: Any = None) -> Result:
         seed = None if plan.seed is None else plan.seed + index
         budget = Budget(max_tokens=plan.budget_tokens, max_seconds=plan.budget_seconds)
         if plan.strategy is None:
             return await self._pass_through(plan, seed, sink)
+        events = view.sink(sink) if view is not None else sink
         result = await run_strategy(plan.strategy, plan.problem, self.backend,
                                     verifier=plan.verifier, budget=budget, seed=seed,
-                                    events=sink, stream_text=sink is not None,
-                                    sandbox=self.sandbox)
+                                    events=events, stream_text=sink is not None,
+                                    sandbox=self.sandbox, trace=trace)
+        if view is not None:
+            view.finish(index, result)
         u = result.usage
         self.metrics.add_tokens(u.prompt_tokens, u.completion_tokens)
         return result

@@ -42,8 +42,10 @@ def usage_of(results: Sequence[Result]) -> dict[str, Any]:
             "completion_tokens_details": {"reasoning_tokens": reasoning_tokens}}
 
 
-def completion_body(plan: Plan, results: Sequence[Result]) -> dict[str, Any]:
-    """A ``chat.completion`` object with one choice per result."""
+def completion_body(plan: Plan, results: Sequence[Result], view_url: str | None = None
+                    ) -> dict[str, Any]:
+    """A ``chat.completion`` object with one choice per result (``view_url``: the traced
+    request's page, in each choice's ``ponder`` details)."""
     choices = []
     for i, r in enumerate(results):
         message: dict[str, Any] = {"role": "assistant", "content": content(r)}
@@ -57,7 +59,8 @@ def completion_body(plan: Plan, results: Sequence[Result]) -> dict[str, Any]:
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
         "created": int(time.time()), "model": plan.request.model,
         "choices": choices, "usage": usage_of(results),
-        "ponder": [details(r, trace=with_trace) for r in results],
+        "ponder": [{**details(r, trace=with_trace), **({"view_url": view_url} if view_url
+                                                         else {})} for r in results],
     }
 
 

@@ -22,10 +22,12 @@ from ponder.types import Result
 Runner = Callable[[Sequence[EventSink]], Awaitable[list[Result]]]
 
 
-async def sse_events(run: Runner, plan: Plan, metrics: Metrics, started: float
-                     ) -> AsyncIterator[bytes]:
+async def sse_events(run: Runner, plan: Plan, metrics: Metrics, started: float,
+                     view_url: str | None = None) -> AsyncIterator[bytes]:
     """Server-sent events: reasoning deltas while ``run`` searches, then the answer, then
-    usage (when asked), then [DONE]. Cancelled when the client disconnects."""
+    usage (when asked), then [DONE]. Cancelled when the client disconnects. ``view_url``: the
+    traced request's live page, announced in the first chunk (``ponder.view_url``) and the
+    reasoning's first line."""
     req = plan.request
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     loop = asyncio.get_running_loop()
@@ -37,21 +39,25 @@ async def sse_events(run: Runner, plan: Plan, metrics: Metrics, started: float
             loop.call_soon_threadsafe(queue.put_nowait, (index, event, details))
         return sink
 
-    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None,
+              **extra: Any) -> bytes:
         body = {"id": cid, "object": "chat.completion.chunk", "created": created,
                 "model": req.model, "choices": [{"index": index, "delta": delta,
                                                  "logprobs": None,
-                                                 "finish_reason": finish}]}
+                                                 "finish_reason": finish}], **extra}
         return f"data: {json.dumps(body)}\n\n".encode()
 
     work = asyncio.create_task(run([sink_for(i) for i in range(req.n)]))
     status = 200
     try:
+        live = {"ponder": {"view_url": view_url}} if view_url else {}
         for i in range(req.n):
-            yield chunk(i, {"role": "assistant", "content": ""})
+            yield chunk(i, {"role": "assistant", "content": ""}, **live)
         if plan.strategy is not None:
             for i in range(req.n):
                 intro = f"Thinking with {plan.strategy.name}…\n"
+                if view_url:
+                    intro += f"Watch the search: {view_url}\n"
                 yield chunk(i, {"reasoning_content": intro, "reasoning": intro})
         getter: asyncio.Task | None = None
         while True:
