@@ -153,11 +153,14 @@ def program_of_thought() -> Result:
 
 
 def _confident(text: str, sure: float, dip_at: int | None = None) -> Completion:
-    """A trace whose tokens have top-5 alternatives: confident tokens put their mass on one
-    alternative; from ``dip_at`` on the model is unsure."""
+    """A trace whose tokens have top-5 alternatives: a confident token puts its mass on one
+    alternative (wavering a little from token to token); from ``dip_at`` on the model grows
+    unsure."""
     tokens = []
     for i, word in enumerate(text.split()):
-        p = sure if dip_at is None or i < dip_at else 0.3
+        p = sure * (0.9 + 0.1 * math.sin(i * 0.7 + sure * 10))
+        if dip_at is not None and i >= dip_at:
+            p = max(0.25, p - 0.06 * (i - dip_at + 1))
         rest = (1 - p) / 4
         top = tuple((f"t{j}", math.log(p if j == 0 else rest)) for j in range(5))
         tokens.append(TokenLogprob(word, math.log(p), top))
@@ -165,11 +168,12 @@ def _confident(text: str, sure: float, dip_at: int | None = None) -> Completion:
 
 
 def deepconf() -> Result:
-    long = ("April 48 , May half of 48 which is 24 , together 48 plus 24 makes 72 clips "
-            "so the total is clear . The answer is: 72")
+    long = ("In April Natalia sold 48 clips . In May she sold half as many , and half of 48 is "
+            "24 , so in May she sold 24 clips . Together that is 48 plus 24 , which makes 72 "
+            "clips in April and May . The answer is: 72")
     script = [_confident(long, 0.97), _confident(long.replace("72", "96"), 0.95),
               _confident(long, 0.9), _confident(long, 0.6),
-              _confident(long, 0.96), _confident(long.replace("72", "48"), 0.8, dip_at=10),
+              _confident(long, 0.96), _confident(long.replace("72", "48"), 0.97, dip_at=14),
               _confident(long, 0.94), _confident(long, 0.97)]
     return run("deepconf", ScriptedBackend(script), max_n=8, warmup=4, wave=4, keep=0.75,
                group_size=8, consensus=0.99)

@@ -328,9 +328,10 @@
   }
   function fitBox(svg) {
     var e = svg._extent, w = svg.clientWidth || 1000, h = svg.clientHeight || 480;
-    var scale = Math.max(e.w / w, e.h / h, 0.8);
+    // the whole tree, but never smaller than 4/5 of its size: a big tree opens at its root
+    var scale = Math.min(Math.max(e.w / w, e.h / h, 0.8), 1.25);
     var bw = w * scale, bh = h * scale;
-    return { x: e.x - (bw - e.w) / 2, y: e.y - (bh - e.h) / 2, w: bw, h: bh };
+    return { x: bw >= e.w ? e.x - (bw - e.w) / 2 : e.x, y: e.y - (bh - e.h) / 2, w: bw, h: bh };
   }
   function applyBox(svg) {
     var b = state.box;
@@ -493,8 +494,8 @@
       c.traces.map(function (t) { return t.tokens; }), [1]));
     var ys = points.map(function (p) { return p[1]; }).concat(c.threshold !== null ? [c.threshold] : [],
       c.traces.map(function (t) { return t.confidence || 0; }));
-    var lo = Math.min.apply(null, ys.concat([0])), hi = Math.max.apply(null, ys.concat([1]));
-    var pad = (hi - lo) * 0.08 || 1; lo = Math.max(0, lo - pad); hi += pad;
+    var lo = Math.min.apply(null, ys), hi = Math.max.apply(null, ys);
+    var pad = (hi - lo) * 0.1 || 0.5; lo = Math.max(0, lo - pad); hi += pad;
     function X(x) { return L + (W - L - R) * x / maxX; }
     function Y(y) { return T + (H - T - B) * (1 - (y - lo) / (hi - lo)); }
     var svg = sv('svg', { viewBox: '0 0 ' + W + ' ' + H, id: 'confidence-chart' });
@@ -647,6 +648,7 @@
   function closeDrawer() {
     var d = document.getElementById('drawer');
     if (d) d.classList.remove('open');
+    document.body.classList.remove('drawer-open');
     state.selected = null;
     Array.prototype.forEach.call(document.querySelectorAll('.tnode.selected'), function (g) {
       g.classList.remove('selected'); });
@@ -712,6 +714,7 @@
         showNode(v, up.id); } } }));
     }
     box.classList.add('open');
+    document.body.classList.add('drawer-open');
   }
 
   // -- live: a server's page follows the search ------------------------------------------------
