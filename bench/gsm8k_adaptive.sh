@@ -11,7 +11,7 @@ LIMIT=${LIMIT:-300}
 ROUTER_TOKENS=${ROUTER_TOKENS:-1146}
 OUT=${OUT:-bench/runs/gsm8k-qwen05}
 MODEL=$(python bench/fetch_model.py)
-ponder eval --dataset ../shared/data/gsm8k_train.jsonl --limit "$LIMIT" \
+ponder eval --dataset "${DATASET:-../shared/data/gsm8k_train.jsonl}" --limit "$LIMIT" \
   --strategies "self-consistency,adaptive-consistency[budgets=16],deepconf[budgets=16],router[mean_tokens=$ROUTER_TOKENS]" \
   --budgets 1,2,4,8,16 --model "$MODEL" --max-tokens 640 --concurrency 4 \
   -B n_ctx=16384 -B n_seq_max=16 --out "$OUT" "$@"

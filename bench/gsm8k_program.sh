@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 LIMIT=${LIMIT:-200}
 OUT=${OUT:-bench/runs/gsm8k-qwen05}
 MODEL=$(python bench/fetch_model.py)
-ponder eval --dataset ../shared/data/gsm8k_train.jsonl --limit "$LIMIT" \
+ponder eval --dataset "${DATASET:-../shared/data/gsm8k_train.jsonl}" --limit "$LIMIT" \
   --strategies "self-consistency,program-of-thought,self-consistency[mode=mixed]" \
   --budgets 1,2,4,8 --model "$MODEL" --max-tokens 640 --concurrency 4 \
   -B n_ctx=16384 -B n_seq_max=16 --out "$OUT" "$@"

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 LIMIT=${LIMIT:-200}
 OUT=${OUT:-bench/runs/gsm8k-qwen05-$LIMIT}
 MODEL=$(python bench/fetch_model.py)
-ponder eval --dataset ../shared/data/gsm8k_train.jsonl --limit "$LIMIT" \
+ponder eval --dataset "${DATASET:-../shared/data/gsm8k_train.jsonl}" --limit "$LIMIT" \
   --strategies self-consistency,best-of-n --budgets 1,2,4,8,16 --verifier judge \
   --model "$MODEL" --max-tokens 640 --concurrency 4 -B n_ctx=16384 -B n_seq_max=16 \
   --out "$OUT" "$@"

@@ -10,7 +10,7 @@ MODEL=$(python bench/fetch_model.py)  # the store is keyed by the model's sha256
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cp "$RUN/samples.sqlite" "$tmp/"
-ponder eval --dataset ../shared/data/gsm8k_train.jsonl --limit 5 \
+ponder eval --dataset "${DATASET:-../shared/data/gsm8k_train.jsonl}" --limit 5 \
   --strategies "self-consistency,best-of-n[budgets=1/2/4],adaptive-consistency[budgets=16],self-consistency[mode=mixed,budgets=2/4]" \
   --budgets 1,2,4,8,16 --model "$MODEL" --max-tokens 640 --concurrency 1 \
   -B n_ctx=16384 -B n_seq_max=16 --out "$tmp" > /dev/null

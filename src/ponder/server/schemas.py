@@ -80,7 +80,7 @@ class ChatCompletionRequest(_Strict):
     metadata: dict[str, str] | None = None
     store: bool | None = None
     parallel_tool_calls: bool | None = None
-    service_level: str | None = None
+    service_tier: str | None = None
     ponder: PonderOptions | None = None
 
     @field_validator("messages")
