@@ -510,8 +510,8 @@
     svg.appendChild(sv('text', { x: W - R, y: H - B + 14, 'text-anchor': 'end', text: String(maxX) }));
     if (c.threshold !== null) {
       svg.appendChild(sv('line', { class: 'threshold', x1: L, x2: W - R, y1: Y(c.threshold), y2: Y(c.threshold) }));
-      svg.appendChild(sv('text', { x: W - R, y: Y(c.threshold) - 5, 'text-anchor': 'end',
-        text: 'threshold ' + num(c.threshold, 3) }));
+      svg.appendChild(sv('text', { x: L + 6, y: Y(c.threshold) - 5, text: 'threshold ' +
+        num(c.threshold, 3) }));
     }
     c.traces.forEach(function (t) {
       var cand = t.candidate !== null ? v.candidates[t.candidate] : null;
@@ -566,8 +566,8 @@
     svg.appendChild(sv('text', { x: (L + W) / 2, y: H - 6, 'text-anchor': 'middle', text: 'samples so far' }));
     if (w.threshold !== null) {
       svg.appendChild(sv('line', { class: 'threshold', x1: L, x2: W - R, y1: Y(w.threshold), y2: Y(w.threshold) }));
-      svg.appendChild(sv('text', { x: W - R, y: Y(w.threshold) - 5, 'text-anchor': 'end',
-        text: 'threshold ' + num(w.threshold, 2) }));
+      svg.appendChild(sv('text', { x: L + 6, y: Y(w.threshold) - 5, text: 'threshold ' +
+        num(w.threshold, 2) }));
     }
     var line = w.points.filter(function (p) { return p.p !== null; })
       .map(function (p) { return X(p.samples).toFixed(1) + ',' + Y(p.p).toFixed(1); }).join(' ');
