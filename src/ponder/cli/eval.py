@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -108,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     if args.fresh:
         for name in (STORE, f"{STORE}-wal", f"{STORE}-shm", *OUTPUTS):
             (out / name).unlink(missing_ok=True)
+        for folder in ("traces", "view"):  # the kept traces and their pages go with the run
+            shutil.rmtree(out / folder, ignore_errors=True)
     elif out.is_dir() and any(out.iterdir()) and not (out / STORE).exists():
         raise ConfigError(f"--out {out} holds files but no ponder run; choose another folder")
     out.mkdir(parents=True, exist_ok=True)
