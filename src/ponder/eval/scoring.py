@@ -39,10 +39,17 @@ class Scoring:
         self.problems = list(problems)
         self.plans = list(plans)
         self.seed = seed
+        self.values: dict[str, dict[int, dict[str, float]]] = {}
+
+    def _keep(self, label: str, budget: int, problem_id: str, value: float) -> None:
+        """One problem's expected accuracy for a strategy at a budget (for paired tests)."""
+        self.values.setdefault(label, {}).setdefault(budget, {})[problem_id] = value
 
     def curves(self, draws: int = 200) -> dict[str, Any]:
         """Accuracy, confidence interval and cost for every strategy x budget, plus the greedy
-        baseline and coverage; per-problem details for the drill-down."""
+        baseline and coverage; per-problem details for the drill-down, and each problem's expected
+        accuracy per strategy and budget (``per_problem[label][budget][problem_id]``)."""
+        self.values = {}
         points: list[CurvePoint] = []
         coverage: list[CurvePoint] = []
         per_problem: dict[str, dict[str, Any]] = {
@@ -66,6 +73,7 @@ class Scoring:
             "coverage": [p.to_dict() for p in coverage],
             "spent": spent,
             "problems": list(per_problem.values()),
+            "per_problem": self.values,
         }
 
     def _sampled_points(self, plan: Plan, draws: int, per_problem: dict[str, Any]
@@ -108,6 +116,7 @@ class Scoring:
                 spent = [sum(n * statistics.fmean(cost[i][j] for i in s) if n else 0.0
                              for n, s in zip(sizes, strata, strict=True)) for j in range(3)]
                 by_budget.setdefault(k, []).append((acc, *spent))
+                self._keep(plan.label, k, problem.id, acc)
             chosen = chooser(list(range(len(samples))))
             per_problem[problem.id]["strategies"][plan.label] = {
                 "budget": len(samples),
@@ -144,6 +153,7 @@ class Scoring:
                     correct, float(sum(r.completion_tokens for r in samples[:used])),
                     sum(r.calls for r in samples[:used]), sum(r.seconds for r in samples[:used])))
                 used_at.setdefault(budget, []).append(used)
+                self._keep(plan.label, budget, problem.id, correct)
                 if budget == max(plan.budgets):
                     per_problem[problem.id]["strategies"][plan.label] = {
                         "budget": used, "answer": samples[chosen].answer if chosen is not None
@@ -174,6 +184,7 @@ class Scoring:
                     continue
                 values.append((float(row.correct), float(row.completion_tokens),
                                float(row.calls), row.seconds))
+                self._keep(plan.label, budget, problem.id, float(row.correct))
                 if budget == max(plan.budgets):
                     per_problem[problem.id]["strategies"][plan.label] = {
                         "budget": budget, "answer": row.answer, "correct": row.correct,
