@@ -1,13 +1,21 @@
 """Paired comparisons: values a person can check by hand."""
 
+import asyncio
+import json
 import math
 import random
 
 import pytest
 
+from ponder import ScriptedBackend
+from ponder.cli.main import main
 from ponder.errors import ConfigError
 from ponder.eval.comparisons import paired_table, pairs, parse_reference
+from ponder.eval.harness import Harness
 from ponder.eval.paired import NOT_SIGNIFICANT, compare, paired_bootstrap, sign_test
+from ponder.eval.report import html_page, markdown
+from ponder.eval.store import Store
+from ponder.types import Problem
 
 
 def test_mcnemar_on_10_against_2_discordant_pairs():
@@ -77,10 +85,16 @@ def test_default_pairs_are_self_consistency_at_the_same_budget_and_greedy():
         (("best-of-n", 4), ("self-consistency", 4)), (("best-of-n", 4), ("greedy", 1)),
         (("cot", 1), ("self-consistency", 1)), (("cot", 1), ("greedy", 1)),
     ]
-    # A chosen reference replaces both; a fixed budget pins it.
+    # A chosen reference replaces both; a fixed budget pins it (its own smaller budget is a
+    # row too, never the reference point against itself).
     assert pairs(budgets, names, ("best-of-n", 4)) == [
         (("greedy", 1), ("best-of-n", 4)), (("self-consistency", 1), ("best-of-n", 4)),
-        (("self-consistency", 4), ("best-of-n", 4)), (("cot", 1), ("best-of-n", 4))]
+        (("self-consistency", 4), ("best-of-n", 4)), (("best-of-n", 1), ("best-of-n", 4)),
+        (("cot", 1), ("best-of-n", 4))]
+    # Without a budget: each row's budget, or the reference's only one.
+    assert pairs(budgets, names, ("self-consistency", None)) == [
+        (("greedy", 1), ("self-consistency", 1)), (("best-of-n", 1), ("self-consistency", 1)),
+        (("best-of-n", 4), ("self-consistency", 4)), (("cot", 1), ("self-consistency", 1))]
 
 
 def test_parse_reference():
@@ -103,3 +117,115 @@ def test_paired_table_rows():
     assert [(r["strategy"], r["budget"], r["reference"], r["problems"]) for r in rows] == [
         ("self-consistency", 1, "greedy", 2), ("self-consistency", 2, "greedy", 1)]
     assert rows[0]["difference"] == 0.25 and rows[0]["p_value"] == 1.0
+
+
+PROBLEMS = [Problem(f"What is {i}?", str(i), f"P{i}") for i in range(12)]
+
+
+def scripted_run(tmp_path):
+    """Greedy is right on P0 and P1 only; self-consistency's 3 samples are right, right, wrong,
+    so its vote is right everywhere and a single sample two times in three."""
+    def respond(request, index):
+        gold = request.messages[-1].content.split()[-1].rstrip("?")
+        if request.params.temperature == 0:
+            return f"The answer is {gold if gold in ('0', '1') else '99'}"
+        return f"The answer is {gold if index < 2 else '98'}"
+
+    store = Store(tmp_path / "samples.sqlite")
+    h = Harness(ScriptedBackend(respond), store, PROBLEMS, ["self-consistency"], [1, 3],
+                greedy=True)
+    asyncio.run(h.run())
+    data = h.curves(draws=100)
+    names = {plan.label: plan.name for plan in h.plans}
+    return h, data, names
+
+
+def test_report_shows_the_paired_table(tmp_path):
+    h, data, names = scripted_run(tmp_path)
+    assert data["per_problem"]["greedy"][1] == {f"P{i}": float(i < 2) for i in range(12)}
+    assert data["per_problem"]["self-consistency"][3] == {f"P{i}": 1.0 for i in range(12)}
+    data["paired"] = paired_table(data["per_problem"], names)
+    by_budget = {r["budget"]: r for r in data["paired"]}
+    assert set(by_budget) == {1, 3} and all(r["reference"] == "greedy" for r in data["paired"])
+    top = by_budget[3]  # 10 discordant pairs, all one way: p = 2 / 2^10
+    assert top["problems"] == 12 and top["difference"] == pytest.approx(10 / 12)
+    assert top["p_value"] == pytest.approx(2 / 1024) and top["verdict"] == "better"
+    config = {"dataset": "tiny<&>", "model": "scripted", "model_sha256": "n/a", "problems": 12,
+              "seed": 0, "ponder_version": "test"}
+    md = markdown(data, config)
+    assert "| self-consistency@3 | greedy@1 | 12 | +83.3 |" in md
+    assert "| 0.0020 | better |" in md
+    page = html_page(data, config, tmp_path / "absent.png")
+    assert "<h2>Paired comparisons</h2>" in page and "<td>self-consistency@3</td>" in page
+    h.store.close()
+    print("\n" + "\n".join(line for line in md.splitlines() if line.startswith("|")))
+
+
+def test_html_escapes_the_paired_table(tmp_path):
+    data = {"points": [], "coverage": [], "problems": [], "paired": [
+        {"strategy": "<b>x</b>", "budget": 1, "reference": "a&b", "reference_budget": 1,
+         "problems": 3, "difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0,
+         "verdict": NOT_SIGNIFICANT}]}
+    config = {"dataset": "d", "model": "m", "model_sha256": "n/a", "problems": 3, "seed": 0,
+              "ponder_version": "test"}
+    page = html_page(data, config, tmp_path / "absent.png")
+    assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;@1" in page and "a&amp;b@1" in page
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--reference", "nope"], "--reference names an unknown strategy 'nope'"),
+    (["--reference", "greedy", "--no-greedy"], "unknown strategy 'greedy'"),
+    (["--reference", "cot@x"], "the budget after '@' must be a positive integer"),
+])
+def test_eval_refuses_an_unknown_reference(capsys, tmp_path, argv, message):
+    dataset = tmp_path / "tiny.jsonl"
+    dataset.write_text(json.dumps({"question": "1+1?", "answer": "#### 2"}) + "\n")
+    code = main(["eval", "--dataset", str(dataset), "--strategies", "cot", "--out",
+                 str(tmp_path / "o"), *argv])
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ponder: error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "o").exists()  # refused before anything was loaded or written
+
+
+def _scripted_cli(monkeypatch, tmp_path):
+    import ponder.cli.eval as cli
+    from ponder.backends.models import ModelSpec
+
+    def respond(request, index):
+        text = request.messages[-1].content
+        right = text.split("+")[0].strip().split()[-1] in ("1", "2")
+        if request.params.temperature == 0:
+            return "The answer is 2" if right else "The answer is 99"
+        return "The answer is 2" if index < 2 else "The answer is 98"
+
+    monkeypatch.setattr(cli, "resolve_model", lambda *a, **k: ModelSpec("scripted", "scripted"))
+    monkeypatch.setattr(cli, "load_backend", lambda *a, **k: ScriptedBackend(respond))
+    dataset = tmp_path / "tiny.jsonl"
+    dataset.write_text("".join(json.dumps({"question": f"What is {i} + {2 - i}?",
+                                           "answer": "#### 2"}) + "\n" for i in range(8)))
+    return ["eval", "--dataset", str(dataset), "--strategies", "self-consistency",
+            "--budgets", "1,3", "--concurrency", "1", "--out", str(tmp_path / "o")]
+
+
+def test_eval_writes_the_paired_table_against_a_chosen_reference(monkeypatch, tmp_path, capsys):
+    argv = _scripted_cli(monkeypatch, tmp_path)
+    assert main([*argv, "--reference", "self-consistency@3"]) == 0
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert [(r["strategy"], r["budget"], r["reference"], r["reference_budget"])
+            for r in report["paired"]] == [("greedy", 1, "self-consistency", 3),
+                                           ("self-consistency", 1, "self-consistency", 3)]
+    assert report["config"]["reference"] == "self-consistency@3"
+    assert report["per_problem"]["self-consistency"]["3"] == dict.fromkeys(map(str, range(8)),
+                                                                            1.0)
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "| greedy@1 | self-consistency@3 | 8 | -75.0 |" in md
+    assert "paired comparisons" in capsys.readouterr().out
+
+
+def test_eval_refuses_a_reference_budget_not_evaluated(monkeypatch, tmp_path, capsys):
+    argv = _scripted_cli(monkeypatch, tmp_path)
+    assert main([*argv, "--reference", "self-consistency@5"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("ponder: error: --reference self-consistency@5: self-consistency is "
+                   "evaluated at budgets 1, 3 only")

@@ -20,11 +20,12 @@ from ponder.backends.models import file_sha256, resolve_model
 from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
 from ponder.cli.render import stdout_console
 from ponder.errors import ConfigError
+from ponder.eval.comparisons import check_reference, paired_table, parse_reference
 from ponder.eval.datasets import FORMATS, load_dataset
 from ponder.eval.harness import Harness, Status
-from ponder.eval.plans import parse_budgets
+from ponder.eval.plans import GREEDY, parse_budgets
 from ponder.eval.pools import split_specs
-from ponder.eval.report import HEADER, table_rows, write_reports
+from ponder.eval.report import HEADER, PAIRED_HEADER, paired_rows, table_rows, write_reports
 from ponder.eval.store import Store
 from ponder.version import __version__
 
@@ -61,6 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--draws", type=int, default=200, help="random subsets per smaller budget")
     p.add_argument("--concurrency", type=int, default=4, help="problems in flight at once")
     p.add_argument("--no-greedy", action="store_true", help="skip the greedy baseline")
+    p.add_argument("--reference", default=None, metavar="LABEL[@BUDGET]",
+                   help="compare every strategy with this one (paired, on the same problems); "
+                   "without @BUDGET at each row's budget. Default: self-consistency at the same "
+                   "budget and the greedy baseline")
     p.add_argument("--out", required=True, type=Path, help="output folder (resumable)")
     p.add_argument("--fresh", action="store_true", help="discard what --out holds and start over")
     add_sandbox_flag(p)
@@ -93,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--strategies is empty")
     if args.draws < 1 or args.concurrency < 1:
         raise ConfigError("--draws and --concurrency must be positive")
+    labels = ([] if args.no_greedy else [GREEDY]) + strategies
+    reference = parse_reference(args.reference, labels) if args.reference is not None else None
     options = strategy_options(args)
     problems = load_dataset(args.dataset, args.format, question_field=args.question_field,
                             answer_field=args.answer_field, limit=args.limit)
@@ -124,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
             strategies, budgets, options=options, verifier=args.verifier, seed=args.seed,
             greedy=not args.no_greedy, concurrency=args.concurrency, traces=out,
         )
+        if reference is not None:
+            check_reference(reference, {plan.label: plan.budgets for plan in harness.plans})
         err = Console(stderr=True)
         columns = (TextColumn("[bold]eval[/]"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[samples]}"), TextColumn("{task.fields[rate]}"),
@@ -160,6 +169,9 @@ def run(args: argparse.Namespace) -> int:
                           "rerun the same command to resume")
                 return 130
         data = harness.curves(draws=args.draws)
+        data["paired"] = paired_table(data["per_problem"],
+                                      {plan.label: plan.name for plan in harness.plans},
+                                      reference, seed=args.seed)
         config = {
             "dataset": dataset, "dataset_sha256": dataset_hash, "problems": len(problems),
             "model": spec.name, "model_id": model_id, "model_sha256": model_hash,
@@ -170,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
                            for p in harness.plans},
             "budgets": budgets, "seed": args.seed, "draws": args.draws,
             "verifier": args.verifier, "ponder_version": __version__,
+            "reference": args.reference,
         }
         paths = write_reports(out, data, config)
     finally:
@@ -181,5 +194,13 @@ def run(args: argparse.Namespace) -> int:
     for row in table_rows(data):
         table.add_row(*(escape(cell) for cell in row))  # "[mode=mixed]" is not markup
     console.print(table)
+    if data["paired"]:
+        paired = Table(title="paired comparisons", title_justify="left")
+        for h in PAIRED_HEADER:
+            paired.add_column(h, justify="left" if h in ("strategy@budget", "reference",
+                                                         "verdict") else "right")
+        for row in paired_rows(data):
+            paired.add_row(*(escape(cell) for cell in row))
+        console.print(paired)
     console.print("wrote " + ", ".join(str(p) for p in paths))
     return 0

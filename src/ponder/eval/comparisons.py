@@ -75,10 +75,10 @@ def pairs(budgets: Mapping[str, Sequence[int]], names: Mapping[str, str],
             continue  # the baseline is what the others are measured against, not a row
         for budget in have:
             for ref, fixed in refs:
-                if ref == label or ref not in budgets:
+                if ref not in budgets:
                     continue
                 ref_budget = _reference_budget(budget, budgets[ref], fixed)
-                if ref_budget is not None:
+                if ref_budget is not None and (ref, ref_budget) != (label, budget):
                     out.append(((label, budget), (ref, ref_budget)))
     return out
 

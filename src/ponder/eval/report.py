@@ -33,6 +33,37 @@ def table_rows(data: dict[str, Any]) -> list[list[str]]:
 HEADER = ["strategy", "budget", "accuracy", "95% CI", "tokens/problem", "calls/problem",
           "seconds/problem", "problems"]
 
+PAIRED_HEADER = ["strategy@budget", "reference", "problems", "difference (points)",
+                 "paired 95% CI", "p-value", "verdict"]
+
+PAIRED_NOTE = (
+    "Paired comparisons use only the problems both were scored on. The difference is the mean "
+    "over problems of the strategy's expected accuracy minus the reference's, in percentage "
+    "points; the interval is a paired bootstrap (problems resampled, both strategies kept "
+    "together); the p-value is an exact two-sided sign test on the per-problem differences, ties "
+    "dropped (exact McNemar on right/wrong outcomes). \"better\" or \"worse\" needs p < 0.05 "
+    "and the mean difference pointing the same way as most problems that differ."
+)
+
+
+def _points(x: float) -> str:
+    return "—" if math.isnan(x) else f"{100 * x:+.1f}"
+
+
+def _p(x: float) -> str:
+    return "< 0.0001" if x < 1e-4 else f"{x:.4f}"
+
+
+def paired_rows(data: dict[str, Any]) -> list[list[str]]:
+    return [[f"{r['strategy']}@{r['budget']}", f"{r['reference']}@{r['reference_budget']}",
+             str(r["problems"]), _points(r["difference"]),
+             f"{_points(r['ci_low'])} – {_points(r['ci_high'])}", _p(r["p_value"]),
+             r["verdict"]] for r in data.get("paired", [])]
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
 
 def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
     lines = [
@@ -58,6 +89,12 @@ def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
         lines += [f"| {d['strategy']} | {d['budget']} | {d['samples_mean']:.2f} | "
                   f"{_pct(d['stopped_early'])} | {d['mean']:.0f} | {d['p10']:.0f} | "
                   f"{d['p50']:.0f} | {d['p90']:.0f} | {d['max']:.0f} |" for d in data["spent"]]
+    if data.get("paired"):
+        lines += ["", "Paired comparisons:", "",
+                  "| " + " | ".join(PAIRED_HEADER) + " |",
+                  "|---|---|" + "---:|" * 4 + "---|"]
+        lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in paired_rows(data)]
+        lines += ["", PAIRED_NOTE]
     lines += [
         "",
         "Accuracy is the mean over problems of the expected accuracy at that budget; for sampling "
@@ -138,6 +175,15 @@ def html_page(data: dict[str, Any], config: dict[str, Any], png: Path,
         "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
         for row in table_rows(data)
     )
+    paired = ""
+    if data.get("paired"):
+        paired_head = "".join(f"<th>{html.escape(h)}</th>" for h in PAIRED_HEADER)
+        paired_body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+            for row in paired_rows(data)
+        )
+        paired = (f"<h2>Paired comparisons</h2><table><tr>{paired_head}</tr>{paired_body}"
+                  f"</table><p>{html.escape(PAIRED_NOTE)}</p>")
     problems = []
     for p in data["problems"]:
         parts = []
@@ -174,6 +220,7 @@ a.see {{ margin-left: 1em; font-size: 90%; }}
 seed {config['seed']}, ponder {config['ponder_version']}.</p>
 <table><tr>{head}</tr>{body}</table>
 <img alt="accuracy against tokens" src="data:image/png;base64,{image}" style="max-width:100%">
+{paired}
 <h2>Problems</h2>
 {''.join(problems)}
 </body></html>
