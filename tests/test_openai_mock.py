@@ -93,7 +93,8 @@ def probe_reply(body, n, logprobs, prefill):
     return completion(choice(text, finish="length"), generated=4)
 
 
-def fake_server(answer=None, *, n="honours", logprobs=True, prefill="vllm", models=(MODEL,)):
+def fake_server(answer=None, *, n="honours", logprobs=True, prefill="vllm", models=(MODEL,),
+                tokenize=None):
     """A handler for httpx.MockTransport and the list ``seen`` of every (path, JSON body) it got.
     Probes are answered per the features; other chat requests by ``answer(body)`` (a JSON dict,
     an httpx.Response, or an exception raised as the transport's)."""
@@ -102,6 +103,10 @@ def fake_server(answer=None, *, n="honours", logprobs=True, prefill="vllm", mode
     def handler(request):
         body = json.loads(request.content) if request.content else None
         seen.append((request.url.path, body))
+        if request.url.path == "/tokenize":  # vLLM's; most servers have none
+            if tokenize is None:
+                return httpx.Response(404, json={"detail": "Not Found"})
+            return httpx.Response(200, json={"count": tokenize(body), "max_model_len": 4096})
         if request.url.path == "/v1/models":
             return httpx.Response(200, json={"object": "list", "data": [
                 {"id": m, "object": "model", "created": 0, "owned_by": "me"} for m in models]})
@@ -169,7 +174,39 @@ def test_probe_runs_once():
 
     _, (first, second, requests) = run(handler, twice)
     assert second is first
-    assert requests == len(seen) == 3  # /models, n and logprobs, prefill (vLLM's, at once)
+    # /models, n and logprobs, prefill (vLLM's, at once), a tokenizer endpoint
+    assert requests == len(seen) == 4
+
+
+def test_a_server_tokenizer_counts_prompts_exactly_for_the_budget():
+    """Where the server counts a chat's tokens (vLLM's /tokenize), a budget's cap uses its
+    count; elsewhere the prompt is bounded by its bytes."""
+    from ponder.budget import Budget
+    from ponder.core.context import Context
+    from ponder.errors import BudgetExhausted
+
+    def answer(body):
+        return completion(*(choice("ok", i) for i in range(body.get("n", 1))), prompt=13,
+                          generated=2 * body.get("n", 1))
+
+    async def sample(backend):
+        await backend.probe()
+        ctx = Context(backend, budget=Budget(max_tokens=100))
+        await ctx.sample(QUESTION * 2, SamplingParams(max_tokens=500), n=2)
+        return backend.tokenize_url
+
+    handler, seen = fake_server(answer, tokenize=lambda body: 5 * len(body["messages"]) + 3)
+    _, url = run(handler, sample)
+    assert url == "http://fake/tokenize"
+    assert seen[-2] == ("/tokenize", {"model": MODEL, "add_generation_prompt": True,
+                                      "messages": [{"role": "user",
+                                                    "content": "What is 2 + 3?"}] * 2})
+    assert chats(seen)[-1]["max_tokens"] == (100 - 13) // 2  # the server's 13, exactly
+    # no tokenizer: 2 x (14 bytes + 16) + 64 = 124 > 100 is the bound, nothing may be generated
+    handler, seen = fake_server(answer)
+    with pytest.raises(BudgetExhausted):
+        run(handler, sample)
+    assert chats(seen) == []
 
 
 @pytest.mark.parametrize("server, mode, tries", [

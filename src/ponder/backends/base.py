@@ -58,7 +58,7 @@ class Backend(Protocol):
         ``probe``): at least the backend and the model."""
         return {"backend": self.name, "model": self.model}
 
-    def count_prompt_tokens(self, request: GenerationRequest) -> int | None:
+    async def count_prompt_tokens(self, request: GenerationRequest) -> int | None:
         """The tokens the request's prompt (chat template, messages, prefill) takes, counted
         with the backend's own tokenizer; None where the backend cannot count them."""
         return None

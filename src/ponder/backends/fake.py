@@ -25,6 +25,10 @@ def count_words(text: str) -> int:
     return len(text.split())
 
 
+def _prompt_words(request: GenerationRequest) -> int:
+    return sum(count_words(m.content) for m in request.messages) + count_words(request.prefill)
+
+
 class ScriptedBackend(Backend):
     """Answers each sample with the next scripted item, or with ``responder(request, index)``.
 
@@ -55,9 +59,9 @@ class ScriptedBackend(Backend):
     def capabilities(self) -> Capabilities:
         return self._caps
 
-    def count_prompt_tokens(self, request: GenerationRequest) -> int:
+    async def count_prompt_tokens(self, request: GenerationRequest) -> int:
         """Exactly what a call charges: the words of the messages and the prefill."""
-        return sum(count_words(m.content) for m in request.messages) + count_words(request.prefill)
+        return _prompt_words(request)
 
     def enqueue(self, *items: str | Completion) -> None:
         self._queue.extend(items)
@@ -76,7 +80,7 @@ class ScriptedBackend(Backend):
         for request in requests:
             self.history.append(request)
             self.calls += 1
-            prompt = self.count_prompt_tokens(request)
+            prompt = _prompt_words(request)
             samples = []
             for i in range(request.n):
                 completion = self._complete(request, i)

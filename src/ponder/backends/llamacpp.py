@@ -213,7 +213,7 @@ class LlamaCppBackend(Backend):
         add_bos = self._add_bos and not (self._bos_text and prompt.startswith(self._bos_text))
         return self.tokenize(prompt, add_bos=add_bos)
 
-    def count_prompt_tokens(self, request: GenerationRequest) -> int:
+    async def count_prompt_tokens(self, request: GenerationRequest) -> int:
         return len(self.prompt_tokens(request))
 
     def _is_eog(self, token: int) -> bool:

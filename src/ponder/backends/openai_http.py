@@ -21,6 +21,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
+
 from ponder.backends.base import Backend, Capabilities, ProgressCallback
 from ponder.errors import (
     BackendError,
@@ -81,6 +83,7 @@ class OpenAIBackend(Backend):
         self._caps = Capabilities()
         self.prefill_mode = "emulate"  # "vllm" | "assistant" | "emulate"
         self.served: dict[str, Any] = {}  # the server's /models entry for the model
+        self.tokenize_url: str | None = None  # a tokenizer endpoint the server answers
 
     @property
     def capabilities(self) -> Capabilities:
@@ -128,6 +131,7 @@ class OpenAIBackend(Backend):
             if self._probe_enabled:
                 parallel_n, logprobs = await self._probe_n_and_logprobs()
                 self.prefill_mode = await self._probe_prefill()
+                self.tokenize_url = await self._probe_tokenize()
             self._caps = Capabilities(
                 parallel_n=parallel_n,
                 logprobs=logprobs,
@@ -202,6 +206,29 @@ class OpenAIBackend(Backend):
         return {"backend": self.name, "model": self.model, "served": self.served,
                 "parallel_n": caps.parallel_n, "logprobs": caps.logprobs,
                 "prefill": self.prefill_mode}
+
+    async def _probe_tokenize(self) -> str | None:
+        """vLLM (and servers like it) answer ``POST /tokenize`` with a chat's token count."""
+        url = self.base_url.rstrip("/").removesuffix("/v1") + "/tokenize"
+        return url if await self._count(url, [{"role": "user", "content": "Hi"}], {}) else None
+
+    async def _count(self, url: str, messages: list[dict[str, str]], extra: dict[str, Any]
+                     ) -> int | None:
+        body = {"model": self.model, "messages": messages, "add_generation_prompt": True, **extra}
+        try:
+            reply = await self.client.post(url, body=body, cast_to=httpx.Response)
+            count = reply.json().get("count")
+        except (self._openai.OpenAIError, ValueError, AttributeError):
+            return None
+        return count if isinstance(count, int) and count > 0 else None
+
+    async def count_prompt_tokens(self, request: GenerationRequest) -> int | None:
+        """The prompt's tokens as the server's tokenizer counts them, where it has an endpoint
+        for it; None otherwise (the caller then bounds them)."""
+        if self.tokenize_url is None:
+            return None
+        messages, extra = self._messages(request)
+        return await self._count(self.tokenize_url, messages, extra.get("extra_body", {}))
 
     # -- generation ------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ protocol, whose calls go through the context."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -40,10 +41,10 @@ TEMPLATE_TOKENS_PER_MESSAGE = 16
 TEMPLATE_TOKENS = 64
 
 
-def prompt_tokens_bound(backend: Backend, request: GenerationRequest) -> int:
+async def prompt_tokens_bound(backend: Backend, request: GenerationRequest) -> int:
     """The prompt tokens a request costs: counted by the backend where it can, else an upper
     bound, so a token budget is never overrun."""
-    exact = backend.count_prompt_tokens(request)
+    exact = await backend.count_prompt_tokens(request)
     if exact is not None:
         return exact
     return (sum(len(m.content.encode()) + TEMPLATE_TOKENS_PER_MESSAGE for m in request.messages)
@@ -111,7 +112,7 @@ class Context:
             raise
         n_total = sum(r.n for r in requests)
         used = backend or self.backend
-        prompts = sum(prompt_tokens_bound(used, r) for r in requests) \
+        prompts = sum(await asyncio.gather(*(prompt_tokens_bound(used, r) for r in requests))) \
             if self.budget.max_tokens is not None else 0
         cap = self.budget.completion_cap(n_total, prompts)
         if cap is not None and cap < 1:
