@@ -19,6 +19,8 @@ The CLI prints ``str(error)`` as one line and exits non-zero; the Python API rai
 
 from __future__ import annotations
 
+from typing import Literal
+
 
 class PonderError(Exception):
     """Base class of every error ponder raises on purpose."""
@@ -58,6 +60,11 @@ class BudgetExhausted(PonderError):
     def __init__(self, message: str, limit: str = "tokens") -> None:
         super().__init__(message)
         self.limit = limit
+
+    @property
+    def stop_reason(self) -> Literal["budget", "time"]:
+        """What a run it stopped reports: "time" for the clock, "budget" for the rest."""
+        return "time" if self.limit == "time" else "budget"
 
 
 class SandboxUnavailable(PonderError):

@@ -108,7 +108,7 @@ class Context:
         try:
             self.budget.check()
         except BudgetExhausted as exc:
-            self.stop_reason = "time" if exc.limit == "time" else "budget"
+            self.stop_reason = exc.stop_reason
             raise
         n_total = sum(r.n for r in requests)
         used = backend or self.backend

@@ -280,6 +280,20 @@ def set_alarm(seconds):
     signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001) if seconds else 0)
 
 
+class TimeLimit:
+    """``with TimeLimit(seconds):`` raises TestTimeout in the block once ``seconds`` pass; the
+    alarm is off again however the block ends."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def __enter__(self):
+        set_alarm(self.seconds)
+
+    def __exit__(self, *exc_info):
+        set_alarm(0)
+
+
 # -- the candidate ------------------------------------------------------------------------------
 
 
@@ -312,11 +326,9 @@ def candidate(requests, replies):
                  "__builtins__": builtins}
     started = time.monotonic()
     try:
-        set_alarm(load["timeout"])
-        exec(compile(load["code"], "<candidate>", "exec"), namespace)
-        set_alarm(0)
+        with TimeLimit(load["timeout"]):
+            exec(compile(load["code"], "<candidate>", "exec"), namespace)
     except BaseException as exc:  # the program itself failed: every test inherits it
-        set_alarm(0)
         if not (isinstance(exc, SystemExit) and not exc.code):
             sys.stdout.flush()
             answer({**failure(0, exc), "seconds": time.monotonic() - started})
@@ -340,12 +352,10 @@ def candidate(requests, replies):
             os._exit(0)
         call = loads(line)
         try:
-            set_alarm(call["timeout"])
-            result = namespace[call["name"]](*decode(call["args"]), **decode(call["kwargs"]))
-            set_alarm(0)
+            with TimeLimit(call["timeout"]):
+                result = namespace[call["name"]](*decode(call["args"]), **decode(call["kwargs"]))
             out = {"id": call["id"], "ok": True, "value": encode(result)}
         except BaseException as exc:
-            set_alarm(0)
             out = failure(call["id"], exc)
         sys.stdout.flush()
         answer(out)
@@ -496,11 +506,9 @@ def checker(setup, pid, requests, replies):
                 pass
     if spec.get("setup"):
         try:
-            set_alarm(timeout)
-            exec(compile(spec["setup"], "<tests>", "exec"), namespace)
-            set_alarm(0)
+            with TimeLimit(timeout):
+                exec(compile(spec["setup"], "<tests>", "exec"), namespace)
         except BaseException as exc:
-            set_alarm(0)
             for test in spec["tests"]:
                 report({"name": test["name"], "status": status_of(exc),
                         "message": "the tests' setup failed: " + describe(exc), "seconds": 0.0})
@@ -511,11 +519,9 @@ def checker(setup, pid, requests, replies):
         link.deadline = started + timeout
         outcome = {"name": test["name"], "status": "passed", "message": ""}
         try:
-            set_alarm(timeout + 2 * GRACE)
-            exec(compile(test["source"], f"<test {test['name']}>", "exec"), namespace)
-            set_alarm(0)
+            with TimeLimit(timeout + 2 * GRACE):
+                exec(compile(test["source"], f"<test {test['name']}>", "exec"), namespace)
         except BaseException as exc:
-            set_alarm(0)
             outcome.update(status=status_of(exc), message=describe(exc))
         outcome["seconds"] = time.monotonic() - started
         if "capture" in test:  # an expression whose value the caller compares across programs
@@ -540,12 +546,9 @@ def exit_message(pid):
 
 def capture(expression, namespace, timeout):
     try:
-        set_alarm(timeout + 2 * GRACE)
-        value = repr(eval(compile(expression, "<input>", "eval"), namespace))[:1000]
-        set_alarm(0)
-        return value
+        with TimeLimit(timeout + 2 * GRACE):
+            return repr(eval(compile(expression, "<input>", "eval"), namespace))[:1000]
     except BaseException as exc:
-        set_alarm(0)
         return f"<{type(exc).__name__}>"
 
 

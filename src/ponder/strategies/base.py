@@ -153,7 +153,7 @@ class BaseStrategy:
             outcome = await self.solve(problem, ctx, root)
         except BudgetExhausted as exc:
             if ctx.stop_reason == "done":
-                ctx.stop_reason = "time" if exc.limit == "time" else "budget"
+                ctx.stop_reason = exc.stop_reason
             ctx.trace.add("decision", "budget exhausted: no answer", parent=root)
             outcome = Outcome()
         return make_result(self, ctx, outcome, started)
