@@ -19,7 +19,7 @@ LAYERS = {
     "ponder.domains": 3,
     "ponder.core": 4,
     "ponder.verifiers": 5,
-    "ponder.strategies": 6,
+    "ponder.strategies": 6, "ponder.rewards": 6,
     "ponder.builtins": 7, "ponder.runner": 7,
     "ponder.api": 8, "ponder.view": 8,
     "ponder.eval": 9, "ponder.server": 9,
