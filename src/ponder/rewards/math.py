@@ -99,7 +99,8 @@ class MathReward(Reward):
 class FormatReward(Reward):
     """1.0 when the completion states its final answer the way ponder reads one first — a
     ``\\boxed{}``, ``#### x`` or "the answer is x" — rather than leaving it to the last number
-    in the text, and an answer follows (not "The answer is:"); 0.0 otherwise. Never None. Cost: a few regular expressions per completion.
+    in the text, and an answer follows (not "The answer is:"); 0.0 otherwise. Never None.
+    Cost: a few regular expressions per completion.
 
     >>> FormatReward()(completions=["The answer is 7.", "so 7"])
     [1.0, 0.0]
