@@ -31,7 +31,7 @@ def respond(request, index):
     question = request.messages[-1].content
     if not request.params.stop:  # a sample, or a path's final step
         if request.prefill:  # beam search's last step: the answer after step s0 / s1
-            first = request.prefill.split("\n\n")[0]
+            first = request.prefill.split()[0]  # "s0" of "s0 step\n\n"
             return {("s0", 0): "The answer is 5.", ("s0", 1): "The answer is 7.",
                     ("s1", 0): "The answer is 7.", ("s1", 1): "The answer is 8."}[
                 (first, index)] if question == Q1 else f"The answer is {index + 1}."
@@ -74,17 +74,18 @@ def test_distill_from_a_stored_eval_writes_exactly_the_expected_rows(folder, tmp
                  "--coverage", "1,2,4"]) == 0
     printed = capsys.readouterr().out
     prompt = conversation(Q1, "")[:2]
-    # SFT: p1's best verified trace, the shortest correct one (6 words; the beam's correct path
-    # also has 6, but comes later); p2 has no correct trace; p1-again is p1 again (merged: its
-    # 6 traces and 2 paths are the 8 duplicates)
+    # SFT: p1's best verified trace, the shortest correct one: the beam's path (6 tokens; the
+    # scripted backend counts a word a token, plus the end of a finished sample: the correct
+    # samples have 7 and 9); p2 has no correct trace; p1-again is p1 again (one prompt: its 6
+    # traces and 2 paths are the 8 duplicates)
     assert rows(out / "sft.jsonl") == [
-        {"messages": conversation(Q1, "Tom has 5.\nThe answer is 5")}]
-    # pairs: the best chosen first; rejected: a wrong answer before none
-    chosen = ["Tom has 5.\nThe answer is 5", "3 + 2 = 5.\nThe answer is 5."]
+        {"messages": conversation(Q1, "s0 step\n\nThe answer is 5.")}]
+    # pairs: the best chosen first; rejected: wrong answers (in order) before none
+    chosen = "s0 step\n\nThe answer is 5."
     rejected = ["3 - 2 = 1.\nThe answer is 1.", "s0 step\n\nThe answer is 7.", "I cannot say."]
     pairs = rows(out / "preference.jsonl")
     assert [(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs] == [
-        (chosen[0], rejected[0]), (chosen[0], rejected[1]), (chosen[0], rejected[2])]
+        (chosen, rejected[0]), (chosen, rejected[1]), (chosen, rejected[2])]
     assert all(p["prompt"] == prompt and p["chosen"][0]["role"] == "assistant" for p in pairs)
     # PRM: beam search kept both finished paths under step s0 (ties keep the first); s0 led to
     # the correct 5, so it is labelled good on both paths; the wrong final step is not
@@ -120,6 +121,8 @@ def test_trl_and_datasets_read_the_distilled_files(folder, tmp_path):
     assert len(prm) == 4
 
 
+# TRL asks transformers a deprecated question while it generates; nothing of ponder's warns
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 def test_sft_and_dpo_trainers_take_the_distilled_files(folder, tmp_path):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
@@ -145,6 +148,7 @@ def test_sft_and_dpo_trainers_take_the_distilled_files(folder, tmp_path):
                                       num_key_value_heads=1, max_position_embeddings=512,
                                       pad_token_id=0, eos_token_id=1, bos_token_id=None)
     common = dict(max_steps=1, per_device_train_batch_size=1, report_to="none",
+                  activation_checkpointing=False,
                   save_strategy="no", use_cpu=True, bf16=False, disable_tqdm=True, logging_steps=1)
     sft = trl.SFTTrainer(
         model=transformers.LlamaForCausalLM(config), processing_class=fast,
@@ -154,6 +158,7 @@ def test_sft_and_dpo_trainers_take_the_distilled_files(folder, tmp_path):
     assert sft.train().global_step == 1
     dpo = trl.DPOTrainer(
         model=transformers.LlamaForCausalLM(config), processing_class=fast,
+        ref_model=transformers.LlamaForCausalLM(config),
         args=trl.DPOConfig(output_dir=str(tmp_path / "dpo"), max_length=256, **common),
         train_dataset=datasets.load_dataset("json", data_files=str(out / "preference.jsonl"),
                                             split="train"))

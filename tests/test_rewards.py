@@ -124,9 +124,10 @@ def test_code_reward_humaneval_columns_async_and_pickled():
     prompt = 'def add(a, b):\n    """Add two numbers."""\n'
     check = "def check(candidate):\n    assert candidate(1, 2) == 3\n"
     values = asyncio.run(reward.as_async()(
-        prompts=[prompt, prompt], completions=["    return a + b\n", "    return a - b\n"],
+        prompts=[prompt, prompt],
+        completions=["```python\n    return a + b\n```", "```python\n    return a - b\n```"],
         entry_point=["add", "add"], test=[check, check]))
-    assert values == [1.0, 0.0]  # the body alone is completed with the prompt's signature
+    assert values == [1.0, 0.0]  # a fenced body alone is completed with the prompt's signature
 
 
 # -- model-graded ----------------------------------------------------------------------------

@@ -103,7 +103,7 @@ class Summary:
             f"sft       {self.sft} rows kept, {self.sft_tokens:,} completion tokens",
             f"pairs     {self.pairs} preference pairs",
             f"prm       {self.prm} step-labelled paths",
-            f"dropped   {self.duplicates} duplicate traces and paths",
+            f"dropped   {self.duplicates} duplicate traces and paths (same text)",
         ]
 
 
@@ -259,22 +259,16 @@ class Distilled:
 
 
 def merged(items: Sequence[Item], summary: Summary) -> list[Item]:
-    """One item per distinct prompt and gold answer (a dataset that repeats a question), its
-    traces and paths deduplicated by text."""
+    """One item per distinct prompt and gold answer (a dataset that repeats a question), with
+    all its traces (they all vote) and its paths, a path seen twice kept once."""
     out: dict[str, Item] = {}
     for item in items:
         key = json.dumps([item.messages, item.gold])
         if key not in out:
             out[key] = Item(item.id, item.question, item.gold, item.messages)
         into = out[key]
-        texts = {t.text for t in into.traces}
+        into.traces += item.traces
         steps = {p.steps for p in into.paths}
-        for trace in item.traces:
-            if trace.text in texts:
-                summary.duplicates += 1
-                continue
-            texts.add(trace.text)
-            into.traces.append(trace)
         for path in item.paths:
             if path.steps in steps:
                 summary.duplicates += 1
@@ -282,6 +276,19 @@ def merged(items: Sequence[Item], summary: Summary) -> list[Item]:
             steps.add(path.steps)
             into.paths.append(path)
     return list(out.values())
+
+
+def distinct(traces: Sequence[Trace], indices: Iterable[int], summary: Summary) -> list[int]:
+    """The indices whose trace text was not seen before among ``indices``."""
+    seen: set[str] = set()
+    out = []
+    for i in indices:
+        if traces[i].text in seen:
+            summary.duplicates += 1
+            continue
+        seen.add(traces[i].text)
+        out.append(i)
+    return out
 
 
 def distill(items: Sequence[Item], *, min_confidence: float = 0.5, pairs_per_problem: int = 1
@@ -301,8 +308,9 @@ def distill(items: Sequence[Item], *, min_confidence: float = 0.5, pairs_per_pro
         if ok is not None and any(ok):
             s.verified += 1
             traces = item.traces
-            good = _best_first(traces, (i for i, v in enumerate(ok) if v))
-            bad = _strongest_first(traces, (i for i, v in enumerate(ok) if not v))
+            good = _best_first(traces, distinct(traces, (i for i, v in enumerate(ok) if v), s))
+            bad = _strongest_first(traces,
+                                   distinct(traces, (i for i, v in enumerate(ok) if not v), s))
             best = traces[good[0]]
             out.sft.append({"messages": [*item.messages, assistant(best.text)]})
             s.sft += 1

@@ -3,10 +3,12 @@
 Unlike the math and code rewards these cost model calls, so each batch's cost goes to TRL's log
 (``<name>/prompt_tokens``, ``<name>/completion_tokens``, ``<name>/seconds``):
 
-- :class:`JudgeReward`: one judge call per completion (ponder's ``judge`` verifier: the
-  question, the last ``max_solution_chars`` of the solution and its extracted answer; one
-  generated token read through its top logprobs where the backend gives them, else up to 4).
-- :class:`StepReward`: one step-scorer pass per completion, split into steps at ``delimiter``
+- :class:`JudgeReward`: one judge request per completion, one batched call per prompt
+  (ponder's ``judge`` verifier: the question, the last ``max_solution_chars`` of the solution
+  and its extracted answer; one generated token read through its top logprobs where the
+  backend gives them, else up to 4).
+- :class:`StepReward`: one step-scorer pass per completion (one call per prompt), split into
+  steps at ``delimiter``
   (``prm``: one forward pass of a process reward model over question + completion; ``prm-http``:
   one request; ``self-judge``: one call per step; ``confidence``: free, but needs logprobs the
   completion does not carry here, so it scores every step 0.5).
@@ -80,11 +82,14 @@ class JudgeReward(_ModelReward):
         ctx = Context(self.backend())
         started = time.monotonic()
         verifier = JudgeVerifier(max_solution_chars=self.max_solution_chars)
-        values: list[RewardValue] = []
-        for prompt, completion in zip(prompts, completions, strict=True):
-            text = completion_text(completion)
-            values += await verifier.score(Problem(prompt_text(prompt)),
-                                           [Candidate(text, extract_answer(text))], ctx, None)
+        values: list[RewardValue] = [None] * len(completions)
+        for question, indices in by_prompt(prompts).items():  # one batched call per prompt
+            texts = [completion_text(completions[i]) for i in indices]
+            scores = await verifier.score(Problem(question),
+                                          [Candidate(t, extract_answer(t)) for t in texts],
+                                          ctx, None)
+            for i, score in zip(indices, scores, strict=True):
+                values[i] = score
         self._report(columns, ctx, time.monotonic() - started)
         return values
 
@@ -126,17 +131,27 @@ class StepReward(_ModelReward):
         scorer = load_step_scorer(self.scorer, self.options)
         ctx = Context(self.backend())
         started = time.monotonic()
-        values: list[RewardValue] = []
-        for prompt, completion in zip(prompts, completions, strict=True):
-            steps = self.steps(completion_text(completion))
-            if not steps:
-                values.append(None)
+        values: list[RewardValue] = [None] * len(completions)
+        for question, indices in by_prompt(prompts).items():  # one scorer call per prompt
+            steps = {i: self.steps(completion_text(completions[i])) for i in indices}
+            scored = [i for i in indices if steps[i]]  # no steps: None
+            if not scored:
                 continue
-            [scores] = await scorer.score_steps(Problem(prompt_text(prompt)), [steps], ctx,
-                                                None)
-            values.append(aggregate_steps(scores, self.aggregate))
+            rows = await scorer.score_steps(Problem(question), [steps[i] for i in scored], ctx,
+                                            None)
+            for i, row in zip(scored, rows, strict=True):
+                values[i] = aggregate_steps(row, self.aggregate)
         self._report(columns, ctx, time.monotonic() - started)
         return values
+
+
+def by_prompt(prompts: Sequence[Any]) -> dict[str, list[int]]:
+    """Completion indices grouped by their prompt's question (GRPO samples several per prompt),
+    in order of first appearance."""
+    groups: dict[str, list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        groups.setdefault(prompt_text(prompt), []).append(i)
+    return groups
 
 
 class _NoModel(Backend):
