@@ -60,11 +60,14 @@ def main() -> None:
              "expected over all N-subsets of the 16 (pass@N) |", "|---:|---:|---:|"]
     lines += [f"| {k} | {first[k]}/{len(items)} | {expected[k]:.2f}/{len(items)} "
               f"({100 * expected[k] / len(items):.0f}%) |" for k in sizes]
-    lines += ["", "Rejection-sampling SFT keeps one trace per covered problem, so these are the "
-              "problems a fine-tune on this model's own verified traces would see. At N = 1 the "
-              "data is the model's greedy-like successes only; more samples add the problems it "
-              "solves only sometimes — the ones worth learning from. With 12 problems one "
-              "problem is 8 points: the curve's shape, not its exact values, is the finding.", "",
+    lines += ["", "Rejection-sampling SFT keeps one verified trace per covered problem, so this is "
+              "how many problems a fine-tune on the model's own verified traces would see. One "
+              f"sample per problem yields a trace for {first[1]} of {len(items)} problems; "
+              f"{sizes[-1]} samples for {first[sizes[-1]]}: the problems added are the ones the "
+              "model solves only sometimes, which are the ones worth learning from. The first-N "
+              "column is one draw; the pass@N column averages over every subset of the 16 "
+              "samples and is the steadier figure. With 12 problems one problem is 8 points, so "
+              "the rise with N, not the exact values, is the finding.", "",
               f"`ponder distill {args.folder} --out data --pairs-per-problem 4` on the same "
               "run:", "", "```", *s.lines(), "```", "",
               f"Commands: `flock /tmp/ponder-cpu.lock bash bench/distill_coverage.sh` "
