@@ -158,3 +158,19 @@ def test_step_reward_splits_steps_and_aggregates():
         StepReward("confidence", aggregate="max")
     with pytest.raises(ConfigError, match="give StepReward a model"):
         StepReward("self-judge")(prompts=["q"], completions=["a\n\nb"])
+
+
+def test_rewards_run_in_worker_processes():
+    """A trainer may ship rewards to other processes: each one pickles across and, there, opens
+    its own sandbox."""
+    import concurrent.futures
+    import multiprocessing
+
+    math, code = MathReward(), CodeReward(limits=FAST)
+    with concurrent.futures.ProcessPoolExecutor(
+            2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        graded = [pool.submit(math, completions=["The answer is 7.", "8"], answer=["7", "7"]),
+                  pool.submit(code, prompts=["Write add."], completions=[RIGHT], tests=[TESTS])]
+        assert graded[0].result(timeout=60) == [1.0, 0.0]
+        assert graded[1].result(timeout=60) == [pytest.approx(2 / 3)]
+    assert code._sandbox is None  # the parent never ran anything
