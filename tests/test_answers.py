@@ -57,6 +57,8 @@ EQUIV = [
     ("Paris.", "Paris", True),
     ("$\\frac{1}{3}$", "\\frac{1}{3}", True),
     ("1000000", "1,000,000", True),
+    ("192000001", "192000000", False),  # integers compare exactly, however large
+    ("192,000,000", "192000000.0", True),
     ("0.33", "\\frac{1}{3}", False),
     ("0.333333", "\\frac{1}{3}", True),  # within the 1e-6 relative tolerance
     (None, "1", False),

@@ -160,6 +160,8 @@ def to_number(answer: str) -> float | None:
 
 
 def _numbers_equal(a: float, b: float) -> bool:
+    if a.is_integer() and b.is_integer():
+        return a == b  # 192000001 is not 192000000, however close (a reward must not learn it)
     return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
 
 
