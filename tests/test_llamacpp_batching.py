@@ -26,13 +26,16 @@ def texts(rows):
     return [[c.text for c in row] for row in rows]
 
 
-def record_batches(backend, monkeypatch):
-    """The size of every llama_decode batch the loop sends."""
+def record_batches(backend, monkeypatch, ids=None):
+    """The size of every llama_decode batch the loop sends (and, into ``ids``, the sequence
+    ids of every decode step: one token per sequence)."""
     sizes: list[int] = []
     decode = type(backend)._decode
 
     def spy(self, items):
         sizes.append(len(items))
+        if ids is not None and all(item[3] for item in items):
+            ids.append([item[2] for item in items])
         return decode(self, items)
 
     monkeypatch.setattr(type(backend), "_decode", spy)
@@ -78,9 +81,16 @@ def test_concurrent_calls_decode_together_and_give_what_each_gives_alone(split, 
     # Split streams: a sequence's logits do not depend on its batch mates, so the same seeds
     # give the same samples as each call alone.
     assert texts(together_a) == texts(alone_a) and texts(together_b) == texts(alone_b)
+    # Each prompt is charged once, to its first sample: in full when evaluated alone; less
+    # when admitted in the same round as the other call's, whose stream it copies up to their
+    # common prefix (system prompt and chat template) instead of evaluating it again.
+    lengths = [len(split.prompt_tokens(r)) for r in (a, b)]
+    charged = [together_a[0][0].usage.prompt_tokens, together_b[0][0].usage.prompt_tokens]
+    assert [alone_a[0][0].usage.prompt_tokens, alone_b[0][0].usage.prompt_tokens] == lengths
+    assert 0 < charged[0] <= lengths[0] and 0 < charged[1] <= lengths[1]
+    assert max(charged) == lengths[charged.index(max(charged))]  # the first one in full
     for together, alone, request in ((together_a, alone_a, a), (together_b, alone_b, b)):
-        prompt = len(split.prompt_tokens(request))
-        assert [c.usage.prompt_tokens for c in together[0]] == [prompt] + [0] * (request.n - 1)
+        assert [c.usage.prompt_tokens for c in together[0][1:]] == [0] * (request.n - 1)
         assert [c.usage.calls for c in together[0]] == [1] + [0] * (request.n - 1)
         assert [c.usage.completion_tokens for c in together[0]] == \
             [c.usage.completion_tokens for c in alone[0]]
@@ -110,7 +120,7 @@ def test_cancelling_one_call_leaves_the_other_untouched(split):
     assert seen[-1] < 3 * 400  # the cancelled call stopped early
 
 
-def test_a_budget_stop_of_one_sequence_does_not_disturb_another_call(split):
+def test_a_budget_stop_of_one_sequence_does_not_disturb_another_call(split, monkeypatch):
     def monitor(index, text, token):
         return len(text) >= 12  # every sample of this call stops after ~12 characters
 
@@ -118,11 +128,17 @@ def test_a_budget_stop_of_one_sequence_does_not_disturb_another_call(split):
                                 n=2, monitor=monitor)
     other = GenerationRequest(TRAIN, SamplingParams(temperature=0.8, max_tokens=24, seed=6), n=2)
     alone = asyncio.run(split.generate([other]))
+    steps: list[list[int]] = []
+    record_batches(split, monkeypatch, steps)
 
     async def both():
         return await asyncio.gather(split.generate([stopped]), split.generate([other]))
 
     cut, kept = asyncio.run(both())
+    # When sequences finish, the others move down: every step's ids are 0..k-1, in order, so
+    # llama.cpp decodes the step as one ubatch over consecutive streams.
+    assert steps and all(ids == list(range(len(ids))) for ids in steps)
+    assert max(map(len, steps)) == 4 and min(map(len, steps)) <= 2
     assert [c.finish_reason for c in cut[0]] == ["cancelled", "cancelled"]
     assert all(12 <= len(c.text) < 60 for c in cut[0])
     assert texts(kept) == texts(alone)

@@ -277,7 +277,7 @@ class LlamaCppBackend(Backend):
         pending: collections.deque[_Unit] = collections.deque()
         live: list[_Seq] = []
         logits: dict[int, np.ndarray] = {}
-        free_ids = list(range(self.n_seq_max))
+        free_ids = list(range(self.n_seq_max))[::-1]  # pop() gives the lowest free id
         reserved = 0
         while True:
             block = not live and not pending
@@ -325,6 +325,10 @@ class LlamaCppBackend(Backend):
                         reserved -= len(s.unit.job.prompts[s.unit.request])
                     self._finish(s)
                 live = still
+                free_ids.sort(reverse=True)
+                if live and not self.kv_unified:
+                    self._compact(live, free_ids, logits)
+                live.sort(key=lambda s: s.seq_id)
                 if live:
                     rows = self._decode([(s.tokens[-1], s.pos, s.seq_id, True) for s in live])
                     for s, row in zip(live, rows, strict=True):
@@ -336,7 +340,25 @@ class LlamaCppBackend(Backend):
                 self._fail([*(s.unit.job for s in live), *(u.job for u in pending)], error)
                 llama_cpp.llama_memory_clear(self._memory, True)
                 live, pending, logits = [], collections.deque(), {}
-                free_ids, reserved = list(range(self.n_seq_max)), 0
+                free_ids, reserved = list(range(self.n_seq_max))[::-1], 0
+
+    def _compact(self, live: list[_Seq], free_ids: list[int], logits: dict[int, np.ndarray]
+                 ) -> None:
+        """Keep the live sequences' ids consecutive from 0: llama.cpp splits a step over split
+        streams into one ubatch per run of consecutive sequence ids, so 7 sequences scattered
+        over 16 ids cost up to 7 passes over the weights instead of one. Each live sequence
+        above the lowest free id moves there (its stream is copied, the old one cleared)."""
+        llama_cpp = self._llama_cpp
+        for s in sorted(live, key=lambda s: s.seq_id, reverse=True):
+            if not free_ids or free_ids[-1] > s.seq_id:
+                break
+            low = free_ids.pop()
+            llama_cpp.llama_memory_seq_cp(self._memory, s.seq_id, low, -1, -1)
+            llama_cpp.llama_memory_seq_rm(self._memory, s.seq_id, -1, -1)
+            logits[low] = logits.pop(s.seq_id)
+            free_ids.append(s.seq_id)
+            free_ids.sort(reverse=True)
+            s.seq_id = low
 
     def _per_sample(self, unit: _Unit) -> int:
         prompt = len(unit.job.prompts[unit.request])
