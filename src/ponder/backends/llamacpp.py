@@ -1,10 +1,12 @@
 """In-process llama.cpp backend: n samples per prompt in one batched decode loop.
 
-Each request's prompt is evaluated once into one sequence, then shared with its other samples by
-``llama_memory_seq_cp`` (a unified KV cache, so the prompt's cells are shared, not copied). One
-thread runs the decoding loop: every step decodes one token for every live sequence of every
-queued request in a single batch, and admits waiting samples as soon as sequence slots and KV
-cells free up (continuous batching), so concurrent callers share the batch instead of queueing.
+Each request's prompt is evaluated once into one sequence, then given to its other samples by
+``llama_memory_seq_cp`` (by default each sequence has its own KV stream and the prompt's cells
+are copied; with ``kv_unified=True`` they are shared). One thread runs the decoding loop:
+every step decodes one token for every live sequence of every queued request in a single batch
+(their ids kept consecutive, so llama.cpp makes it one ubatch), and admits waiting samples as
+soon as sequence slots and KV cells free up (continuous batching), so concurrent callers share
+the batch instead of queueing.
 Sampling (temperature, top-k, top-p, min-p, seed) and logprobs are done in NumPy on the logits,
 so each sequence has its own stop strings, its own random stream and its own early stop.
 """
