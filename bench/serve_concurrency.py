@@ -132,8 +132,9 @@ def main() -> None:
         "",
         f"Concurrent wall time = **{ratio:.0%}** of sequential (target: at most 60%).",
         "",
-        "Command: `python bench/serve_concurrency.py --kv-unified "
-        f"{args.kv_unified}{''.join(' -B ' + o for o in args.backend_option)}`",
+        f"Command: `python bench/serve_concurrency.py --requests {args.requests} --n {args.n} "
+        f"--max-tokens {args.max_tokens} --kv-unified {args.kv_unified}"
+        f"{''.join(' -B ' + o for o in args.backend_option)}`",
     ]
     kind = "unified" if args.kv_unified else "split"
     out = ROOT / "bench" / "results" / f"serve_concurrency-kv{kind}-{datetime.date.today()}.md"
