@@ -82,11 +82,13 @@ def main() -> None:
     parser.add_argument("--kv-unified", type=int, choices=(0, 1), default=0,
                         help="1: one KV cache all sequences attend over (shares long prompts); "
                         "0: a stream per sequence (attention stays short under load)")
+    parser.add_argument("-B", "--backend-option", action="append", default=[],
+                        metavar="KEY=INT", help="e.g. -B n_seq_max=32 (default: automatic)")
     args = parser.parse_args()
+    options = {k: int(v) for k, v in (o.split("=", 1) for o in args.backend_option)}
     model = subprocess.run([sys.executable, str(ROOT / "bench" / "fetch_model.py")],
                            capture_output=True, text=True, check=True).stdout.strip()
-    backend = LlamaCppBackend(model, n_ctx=32768, n_seq_max=32,
-                              kv_unified=bool(args.kv_unified))
+    backend = LlamaCppBackend(model, kv_unified=bool(args.kv_unified), **options)
     server = uvicorn.Server(uvicorn.Config(PonderServer(backend, max_concurrent=16).app(),
                                            host="127.0.0.1", port=0, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
@@ -113,7 +115,8 @@ def main() -> None:
     lines = [
         f"# ponder serve: concurrent against sequential clients ({datetime.date.today()})",
         "",
-        f"Model: {Path(model).name} in-process (n_ctx=32768, n_seq_max=32, "
+        f"Model: {Path(model).name} in-process (n_ctx={backend.n_ctx}, "
+        f"n_seq_max={backend.n_seq_max}, n_threads={backend.n_threads}, "
         f"kv_unified={bool(args.kv_unified)}); {args.requests} GSM8K questions, "
         f"`ponder-self-consistency` with n={args.n}, max_tokens={args.max_tokens}, streamed "
         "through the official openai client; same seeds in both runs.",
@@ -129,7 +132,9 @@ def main() -> None:
         "",
         f"Concurrent wall time = **{ratio:.0%}** of sequential (target: at most 60%).",
         "",
-        f"Command: `python bench/serve_concurrency.py --kv-unified {args.kv_unified}`",
+        f"Command: `python bench/serve_concurrency.py --requests {args.requests} --n {args.n} "
+        f"--max-tokens {args.max_tokens} --kv-unified {args.kv_unified}"
+        f"{''.join(' -B ' + o for o in args.backend_option)}`",
     ]
     kind = "unified" if args.kv_unified else "split"
     out = ROOT / "bench" / "results" / f"serve_concurrency-kv{kind}-{datetime.date.today()}.md"

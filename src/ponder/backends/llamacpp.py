@@ -1,10 +1,12 @@
 """In-process llama.cpp backend: n samples per prompt in one batched decode loop.
 
-Each request's prompt is evaluated once into one sequence, then shared with its other samples by
-``llama_memory_seq_cp`` (a unified KV cache, so the prompt's cells are shared, not copied). One
-thread runs the decoding loop: every step decodes one token for every live sequence of every
-queued request in a single batch, and admits waiting samples as soon as sequence slots and KV
-cells free up (continuous batching), so concurrent callers share the batch instead of queueing.
+Each request's prompt is evaluated once into one sequence, then given to its other samples by
+``llama_memory_seq_cp`` (by default each sequence has its own KV stream and the prompt's cells
+are copied; with ``kv_unified=True`` they are shared). One thread runs the decoding loop:
+every step decodes one token for every live sequence of every queued request in a single batch
+(their ids kept consecutive, so llama.cpp makes it one ubatch), and admits waiting samples as
+soon as sequence slots and KV cells free up (continuous batching), so concurrent callers share
+the batch instead of queueing.
 Sampling (temperature, top-k, top-p, min-p, seed) and logprobs are done in NumPy on the logits,
 so each sequence has its own stop strings, its own random stream and its own early stop.
 """
@@ -94,11 +96,16 @@ class _Seq:
 class LlamaCppBackend(Backend):
     """Loads a GGUF file and generates with llama.cpp in this process.
 
-    ``n_ctx`` is the KV cache shared by all sequences of a call; ``n_seq_max`` bounds how many
-    sequences decode together. Calls larger than either are split into rounds automatically.
-    ``kv_unified=False`` gives each sequence its own n_ctx / n_seq_max cells (faster attention
-    when prompts are short, but a long prompt may no longer fit); ``flash_attn`` turns on
-    llama.cpp's flash attention.
+    ``n_seq_max`` bounds how many sequences decode together (calls larger than it are split
+    into rounds automatically); ``n_ctx`` is the KV cache of all of them together. By default
+    (``kv_unified=False``) each sequence has its own stream of ``n_ctx / n_seq_max`` cells, so a
+    token's attention spans only its own sequence: with one cache shared by all (``kv_unified=
+    True``) every token attends over every live sequence's cells, and a decode step of 16
+    sequences of 768 tokens took 2.3x as long (bench/decode_scaling.py). A unified cache still
+    shares a common prompt prefix between different requests of one round (beams of a step
+    search); split streams copy it. Left to None, ``n_seq_max``, ``n_ctx`` and ``n_threads`` are
+    chosen from the machine (cores, memory) and the model (see :func:`auto_settings`).
+    ``flash_attn`` turns on llama.cpp's flash attention.
     """
 
     name = "llamacpp"
@@ -107,12 +114,12 @@ class LlamaCppBackend(Backend):
         self,
         model_path: str | os.PathLike[str],
         *,
-        n_ctx: int = 8192,
-        n_seq_max: int = 32,
+        n_ctx: int | None = None,
+        n_seq_max: int | None = None,
         n_batch: int = 512,
         n_threads: int | None = None,
         flash_attn: bool = False,
-        kv_unified: bool = True,
+        kv_unified: bool = False,
         label: str | None = None,
         verbose: bool = False,
     ) -> None:
@@ -122,8 +129,9 @@ class LlamaCppBackend(Backend):
         with open(path, "rb") as f:
             if f.read(4) != b"GGUF":
                 raise ModelError(f"not a GGUF model file: {path}")
-        if n_ctx < 64 or n_seq_max < 1 or n_batch < 1:
-            raise ConfigError("n_ctx must be >= 64, n_seq_max and n_batch >= 1")
+        if (n_ctx is not None and n_ctx < 64) or (n_seq_max is not None and n_seq_max < 1) \
+                or n_batch < 1 or (n_threads is not None and n_threads < 1):
+            raise ConfigError("n_ctx must be >= 64, n_seq_max, n_batch and n_threads >= 1")
         llama_cpp, internals, llama_logger = _import_llama_cpp()
         llama_logger.set_verbose(verbose)
         self._llama_cpp = llama_cpp
@@ -136,6 +144,9 @@ class LlamaCppBackend(Backend):
             )
         except ValueError as exc:
             raise ModelError(f"cannot load {path}: corrupt or unsupported GGUF file") from exc
+        auto = auto_settings(self._model.model, n_seq_max=n_seq_max)
+        n_seq_max = n_seq_max or auto.n_seq_max
+        n_ctx = n_ctx or auto.n_ctx
         n_ctx = min(n_ctx, max(self._model.n_ctx_train(), 64) * n_seq_max)
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx
@@ -144,7 +155,7 @@ class LlamaCppBackend(Backend):
         params.n_seq_max = n_seq_max
         params.kv_unified = kv_unified
         params.flash_attn_type = 1 if flash_attn else 0
-        threads = n_threads or max(1, os.cpu_count() or 1)
+        threads = n_threads or auto.n_threads
         params.n_threads = threads
         params.n_threads_batch = threads
         try:
@@ -159,6 +170,7 @@ class LlamaCppBackend(Backend):
         self.seq_ctx = self.n_ctx if kv_unified else self.n_ctx // n_seq_max
         self.n_seq_max = n_seq_max
         self.n_batch = n_batch
+        self.n_threads = threads
         self.n_ctx_train = self._model.n_ctx_train()
         self._vocab = self._model.vocab
         self._n_vocab = self._model.n_vocab()
@@ -267,7 +279,7 @@ class LlamaCppBackend(Backend):
         pending: collections.deque[_Unit] = collections.deque()
         live: list[_Seq] = []
         logits: dict[int, np.ndarray] = {}
-        free_ids = list(range(self.n_seq_max))
+        free_ids = list(range(self.n_seq_max))[::-1]  # pop() gives the lowest free id
         reserved = 0
         while True:
             block = not live and not pending
@@ -315,6 +327,10 @@ class LlamaCppBackend(Backend):
                         reserved -= len(s.unit.job.prompts[s.unit.request])
                     self._finish(s)
                 live = still
+                free_ids.sort(reverse=True)
+                if live and not self.kv_unified:
+                    self._compact(live, free_ids, logits)
+                live.sort(key=lambda s: s.seq_id)
                 if live:
                     rows = self._decode([(s.tokens[-1], s.pos, s.seq_id, True) for s in live])
                     for s, row in zip(live, rows, strict=True):
@@ -326,7 +342,25 @@ class LlamaCppBackend(Backend):
                 self._fail([*(s.unit.job for s in live), *(u.job for u in pending)], error)
                 llama_cpp.llama_memory_clear(self._memory, True)
                 live, pending, logits = [], collections.deque(), {}
-                free_ids, reserved = list(range(self.n_seq_max)), 0
+                free_ids, reserved = list(range(self.n_seq_max))[::-1], 0
+
+    def _compact(self, live: list[_Seq], free_ids: list[int], logits: dict[int, np.ndarray]
+                 ) -> None:
+        """Keep the live sequences' ids consecutive from 0: llama.cpp splits a step over split
+        streams into one ubatch per run of consecutive sequence ids, so 7 sequences scattered
+        over 16 ids cost up to 7 passes over the weights instead of one. Each live sequence
+        above the lowest free id moves there (its stream is copied, the old one cleared)."""
+        llama_cpp = self._llama_cpp
+        for s in sorted(live, key=lambda s: s.seq_id, reverse=True):
+            if not free_ids or free_ids[-1] > s.seq_id:
+                break
+            low = free_ids.pop()
+            llama_cpp.llama_memory_seq_cp(self._memory, s.seq_id, low, -1, -1)
+            llama_cpp.llama_memory_seq_rm(self._memory, s.seq_id, -1, -1)
+            logits[low] = logits.pop(s.seq_id)
+            free_ids.append(s.seq_id)
+            free_ids.sort(reverse=True)
+            s.seq_id = low
 
     def _per_sample(self, unit: _Unit) -> int:
         prompt = len(unit.job.prompts[unit.request])
@@ -365,9 +399,10 @@ class LlamaCppBackend(Backend):
     def _prefill(self, units: list[_Unit], free_ids: list[int], logits: dict[int, np.ndarray]
                  ) -> list[_Seq]:
         """Evaluate each admitted unit's prompt once (packed into shared batches), then share it
-        with the unit's other samples by sequence copy. With a unified cache, a prompt that
-        starts like an earlier one of the same round (beams of a step search: same question,
-        same first steps) copies that prefix's cells and evaluates only the rest."""
+        with the unit's other samples by sequence copy. A prompt that starts like an earlier one
+        of the same round (beams of a step search: same question, same first steps) evaluates
+        only the rest: a unified cache shares that prefix's cells, split streams copy the
+        donor's stream (then holding its prompt only) and cut it back to the prefix."""
         llama_cpp = self._llama_cpp
         heads = [free_ids.pop() for _ in units]
         donors: list[int] = []  # units whose whole prompt is evaluated in the first pass
@@ -375,11 +410,10 @@ class LlamaCppBackend(Backend):
         for k, unit in enumerate(units):
             prompt = unit.job.prompts[unit.request]
             best, source = 0, -1
-            if self.kv_unified:
-                for d in donors:
-                    n = _common_prefix(prompt, units[d].job.prompts[units[d].request])
-                    if n > best:
-                        best, source = n, d
+            for d in donors:
+                n = _common_prefix(prompt, units[d].job.prompts[units[d].request])
+                if n > best:
+                    best, source = n, d
             best = min(best, len(prompt) - 1)  # the last token is evaluated for its logits
             if best >= MIN_SHARED_PREFIX:
                 shares[k] = (source, best)
@@ -391,9 +425,13 @@ class LlamaCppBackend(Backend):
             for k in group:
                 unit, start = units[k], shares.get(k, (0, 0))[1]
                 prompt = unit.job.prompts[unit.request]
-                if start:
+                if start and self.kv_unified:  # the prefix's cells become shared
                     llama_cpp.llama_memory_seq_cp(self._memory, heads[shares[k][0]], heads[k],
                                                   0, start)
+                elif start:  # another stream: copy the donor's (its prompt only), cut it back
+                    llama_cpp.llama_memory_seq_cp(self._memory, heads[shares[k][0]], heads[k],
+                                                  -1, -1)
+                    llama_cpp.llama_memory_seq_rm(self._memory, heads[k], start, -1)
                 items.extend((prompt[p], p, heads[k], p == len(prompt) - 1)
                              for p in range(start, len(prompt)))
                 unit.job.evaluated.setdefault(unit.request, len(prompt) - start)
@@ -491,9 +529,10 @@ class LlamaCppBackend(Backend):
             rc = llama_cpp.llama_decode(self._ctx.ctx, batch)
             if rc != 0:
                 raise BackendError(f"llama_decode failed with code {rc} (context full?)")
-            for i in wanted:
-                ptr = llama_cpp.llama_get_logits_ith(self._ctx.ctx, i)
-                out.append(np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy())
+            if wanted:  # every wanted row at once, in batch order: one copy, not one per row
+                ptr = llama_cpp.llama_get_logits(self._ctx.ctx)
+                rows = np.ctypeslib.as_array(ptr, shape=(len(wanted), self._n_vocab)).copy()
+                out.extend(rows)
         return out
 
     def _advance(self, s: _Seq, logits: np.ndarray) -> None:
@@ -547,6 +586,54 @@ class LlamaCppBackend(Backend):
             closer = getattr(getattr(self, obj, None), "close", None)
             if closer is not None:
                 closer()
+
+
+@dataclass(frozen=True)
+class AutoSettings:
+    """What a backend left to defaults gets: see :func:`auto_settings`."""
+
+    n_seq_max: int
+    n_ctx: int
+    n_threads: int
+
+
+KV_MEMORY = 1 << 30  # at most this much KV cache by default (and an eighth of free memory)
+
+
+def auto_settings(model: object, *, n_seq_max: int | None = None,
+                  cores: int | None = None, memory: int | None = None) -> AutoSettings:
+    """Defaults from the machine and the model. Sequences: 8 per core, at most 32 (a decode
+    step's cost grows slowly with the batch until the cores saturate: 16 sequences on 2 cores
+    gave 1.8x the tokens/s of 4). Context per sequence: what the KV memory budget (min of
+    ``KV_MEMORY`` and an eighth of available memory) holds at the model's bytes per cell,
+    between 1024 and 4096 tokens and at most the training context. Threads: every core; ggml's
+    threads spin and wait for each other, so callers should not run other CPU work beside
+    decoding on the same cores (see docs/architecture.md)."""
+    import llama_cpp
+
+    cores = cores or os.cpu_count() or 1
+    seqs = n_seq_max or max(4, min(32, 8 * cores))
+    n_layer = llama_cpp.llama_model_n_layer(model)
+    n_head = max(1, llama_cpp.llama_model_n_head(model))
+    n_head_kv = llama_cpp.llama_model_n_head_kv(model) or n_head
+    head_dim = llama_cpp.llama_model_n_embd(model) // n_head
+    cell = max(1, 2 * 2 * n_layer * n_head_kv * head_dim)  # K and V, f16
+    budget = min(KV_MEMORY, (memory if memory is not None else _available_memory()) // 8)
+    per_seq = budget // cell // seqs // 256 * 256
+    train = llama_cpp.llama_model_n_ctx_train(model) or 4096
+    per_seq = max(1024, min(4096, train, per_seq))
+    return AutoSettings(n_seq_max=seqs, n_ctx=per_seq * seqs, n_threads=cores)
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
 
 
 MIN_SHARED_PREFIX = 16  # shorter common prefixes are cheaper to evaluate than to track
