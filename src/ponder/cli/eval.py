@@ -15,9 +15,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ponder.backends.loading import load_backend, release
+from ponder.backends.endpoints import endpoint_specs
+from ponder.backends.loading import pool_model, release
 from ponder.backends.models import file_sha256, resolve_model
 from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
+from ponder.cli.endpoints import add_endpoint_flags, base_urls, endpoint_stats, load_from_args
 from ponder.cli.render import stdout_console
 from ponder.errors import ConfigError
 from ponder.eval.comparisons import check_reference, paired_table, parse_reference
@@ -49,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "[budgets=4/16] gives one strategy its own budgets")
     p.add_argument("--budgets", default="1,2,4,8,16", help="increasing, e.g. 1,2,4,8,16")
     p.add_argument("-m", "--model", default=None)
-    p.add_argument("--base-url", default=None)
+    add_endpoint_flags(p)
     p.add_argument("--api-key", default=None)
     p.add_argument("-B", "--backend-option", type=_option, action="append", default=[],
                    metavar="KEY=VALUE", help="backend setting, e.g. -B n_ctx=16384 -B n_seq_max=16")
@@ -103,8 +105,11 @@ def run(args: argparse.Namespace) -> int:
     options = strategy_options(args)
     problems = load_dataset(args.dataset, args.format, question_field=args.question_field,
                             answer_field=args.answer_field, limit=args.limit)
-    spec = resolve_model(args.model, args.base_url)
-    model_id = spec.base_url + "#" + spec.name if spec.backend == "openai" else str(spec.path)
+    urls = base_urls(args)
+    model = pool_model(args.model, endpoint_specs(args.base_url, args.endpoints)) if urls \
+        else args.model
+    spec = resolve_model(model, urls[0] if urls else None)
+    model_id = ",".join(urls) + "#" + spec.name if spec.backend == "openai" else str(spec.path)
     model_hash = file_sha256(spec.path) if spec.path else "n/a (server)"
     dataset = args.dataset if args.dataset.startswith(("hf:", "humaneval")) else \
         str(Path(args.dataset).resolve())
@@ -126,8 +131,7 @@ def run(args: argparse.Namespace) -> int:
         store.claim({"model_sha256": model_hash, "dataset_sha256": dataset_hash,
                      "seed": str(args.seed)})
         harness = Harness(
-            load_backend(args.model, args.base_url, api_key=args.api_key,
-                         **dict(args.backend_option)), store, problems,
+            load_from_args(args, args.api_key, dict(args.backend_option)), store, problems,
             strategies, budgets, options=options, verifier=args.verifier, seed=args.seed,
             greedy=not args.no_greedy, concurrency=args.concurrency, traces=out,
         )
@@ -151,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
                     print(_progress_line(status), file=sys.stderr, flush=True)
 
             harness.on_update = update
+            endpoints: list[dict] = []
 
             async def evaluate() -> None:
                 try:
@@ -160,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
                                                                 sort_keys=True)})
                     await harness.run()
                 finally:
+                    endpoints[:] = endpoint_stats(harness.backend) or []
                     await release(harness.backend)
 
             try:
@@ -184,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
             "verifier": args.verifier, "ponder_version": __version__,
             "reference": args.reference,
         }
+        if endpoints:
+            config["endpoints"] = endpoints
         paths = write_reports(out, data, config)
     finally:
         store.close()
