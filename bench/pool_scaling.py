@@ -143,6 +143,45 @@ def routing(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def pool_factory(urls: list[str], slots: int) -> EndpointPool:
+    return EndpointPool("sim", [EndpointSpec(u, max_concurrent=slots) for u in urls])
+
+
+def ray_overhead(args: argparse.Namespace) -> list[dict]:
+    """The same eval on 4 replicas: in-process, then over 2 Ray workers each owning a pool."""
+    import functools
+
+    from ponder.eval.ray_eval import RayEval, start_ray
+
+    start_ray(None, 2)
+    rows = []
+    procs, urls = start(4, "--slots", str(args.slots), "--ttft", "0.05",
+                        "--per-token", str(args.per_token), "--tokens", "64")
+    try:
+        for repeat in range(2):
+            inproc = asyncio.run(eval_seconds(urls, "self-consistency", 8, args.problems,
+                                              args.problems, args.slots))
+            with tempfile.TemporaryDirectory() as tmp:
+                store = Store(Path(tmp) / "samples.sqlite")
+                harness = Harness(None, store, problems(args.problems),  # type: ignore[arg-type]
+                                  ["self-consistency"], [8], greedy=False,
+                                  options={"max_tokens": 64})
+                workers = RayEval(harness, functools.partial(pool_factory, urls, args.slots),
+                                  workers=2, per_worker=args.problems // 2)
+                workers.pids()  # the actors are up before the clock starts
+                started = time.monotonic()
+                workers.run()
+                on_ray = time.monotonic() - started
+                workers.close()
+                store.close()
+            rows.append({"repeat": repeat, "in_process_s": inproc, "ray_s": on_ray,
+                         "overhead": on_ray / inproc - 1})
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        stop(procs)
+    return rows
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -171,9 +210,18 @@ def main() -> None:
     p.add_argument("--slots", type=int, default=8)
     p.add_argument("--per-token", type=float, default=0.008)
     p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--no-ray", action="store_true")
     args = p.parse_args()
     scale = scaling(args)
-    route = routing(args)
+    route, overhead = [], []
+    try:
+        route = routing(args)
+    except Exception as exc:  # noqa: BLE001 - keep the other parts' numbers
+        print(f"routing failed: {exc!r}", flush=True)
+    try:
+        overhead = ray_overhead(args) if not args.no_ray else []
+    except Exception as exc:  # noqa: BLE001
+        print(f"ray failed: {exc!r}", flush=True)
     png = args.out / f"pool_scaling-{DATE}.png"
     plot(scale, png)
     lines = [
@@ -205,11 +253,23 @@ def main() -> None:
         *(f"| {r['routing']} | {r['seconds']:.2f} | {r['requests']} | {r['prompt_tokens']} | "
           f"{r['cached_tokens']} | {100 * r['cache_hit']:.1f}% |" for r in route),
         "",
+        "## Ray: the scaling eval on 4 replicas, in-process against 2 Ray workers "
+        "(`--ray`, each owning a pool of the 4)",
+        "",
+        "Ray's start and the actors' creation are not timed; the driver commits every "
+        "problem's rows to the store as they arrive.",
+        "",
+        "| repeat | in-process s | Ray s | Ray overhead |",
+        "|---:|---:|---:|---:|",
+        *(f"| {r['repeat']} | {r['in_process_s']:.2f} | {r['ray_s']:.2f} | "
+          f"{100 * r['overhead']:+.1f}% |" for r in overhead),
+        "",
     ]
     md = args.out / f"pool_scaling-{DATE}.md"
     md.write_text("\n".join(lines), encoding="utf-8")
     (args.out / f"pool_scaling-{DATE}.json").write_text(
-        json.dumps({"scaling": scale, "routing": route}, indent=2), encoding="utf-8")
+        json.dumps({"scaling": scale, "routing": route, "ray": overhead}, indent=2),
+        encoding="utf-8")
     print(md.read_text())
 
 

@@ -82,6 +82,7 @@ class Endpoint:
     failures: int = 0
     retry_at: float = 0.0
     reason: str = ""
+    checking: bool = False  # a check that it is back is under way
     stats: EndpointStats = field(default_factory=EndpointStats)
 
     @property
@@ -222,9 +223,8 @@ class EndpointPool(Backend):
     def _revive_due(self) -> None:
         now = time.monotonic()
         for endpoint in self.endpoints:
-            if not endpoint.up and endpoint.retry_at <= now and not getattr(
-                    endpoint, "_checking", False):
-                endpoint._checking = True  # type: ignore[attr-defined]
+            if not endpoint.up and endpoint.retry_at <= now and not endpoint.checking:
+                endpoint.checking = True
                 task = asyncio.ensure_future(self._check(endpoint))
                 self._revivals.add(task)
                 task.add_done_callback(self._revivals.discard)
@@ -244,7 +244,7 @@ class EndpointPool(Backend):
         else:
             endpoint.up, endpoint.failures, endpoint.reason = True, 0, ""
         finally:
-            endpoint._checking = False  # type: ignore[attr-defined]
+            endpoint.checking = False
             self._changed.set()
 
     def _all_down(self) -> str:

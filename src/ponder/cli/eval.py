@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import shutil
 import sys
@@ -27,6 +28,7 @@ from ponder.eval.datasets import FORMATS, load_dataset
 from ponder.eval.harness import Harness, Status
 from ponder.eval.plans import GREEDY, parse_budgets
 from ponder.eval.pools import split_specs
+from ponder.eval.ray_eval import RayEval
 from ponder.eval.report import HEADER, PAIRED_HEADER, paired_rows, table_rows, write_reports
 from ponder.eval.store import Store
 from ponder.version import __version__
@@ -68,6 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="compare every strategy with this one (paired, on the same problems); "
                    "without @BUDGET at each row's budget. Default: self-consistency at the same "
                    "budget and the greedy baseline")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="share the problems out over Ray workers, each with its own backend "
+                   "(a cluster's address, or none for a local one; pip install 'ponder[ray]')")
+    p.add_argument("--ray-workers", type=int, default=2, help="Ray workers (actors)")
     p.add_argument("--out", required=True, type=Path, help="output folder (resumable)")
     p.add_argument("--fresh", action="store_true", help="discard what --out holds and start over")
     add_sandbox_flag(p)
@@ -130,8 +136,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         store.claim({"model_sha256": model_hash, "dataset_sha256": dataset_hash,
                      "seed": str(args.seed)})
+        factory = functools.partial(load_from_args, args, args.api_key,
+                                    dict(args.backend_option))
         harness = Harness(
-            load_from_args(args, args.api_key, dict(args.backend_option)), store, problems,
+            None if args.ray is not None else factory(), store, problems,  # type: ignore[arg-type]
             strategies, budgets, options=options, verifier=args.verifier, seed=args.seed,
             greedy=not args.no_greedy, concurrency=args.concurrency, traces=out,
         )
@@ -157,6 +165,17 @@ def run(args: argparse.Namespace) -> int:
             harness.on_update = update
             endpoints: list[dict] = []
 
+            def on_ray() -> None:
+                workers = RayEval(harness, factory, address=args.ray or None,
+                                  workers=args.ray_workers, per_worker=args.concurrency)
+                try:
+                    if spec.backend == "openai":
+                        store.claim({"served_model": json.dumps(workers.identity(),
+                                                                sort_keys=True)})
+                    workers.run()
+                finally:
+                    workers.close()
+
             async def evaluate() -> None:
                 try:
                     if spec.backend == "openai":  # no file to hash: what the server reports
@@ -169,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
                     await release(harness.backend)
 
             try:
-                asyncio.run(evaluate())
+                on_ray() if args.ray is not None else asyncio.run(evaluate())
             except KeyboardInterrupt:
                 err.print(f"interrupted: what finished is stored in {out / STORE}; "
                           "rerun the same command to resume")
