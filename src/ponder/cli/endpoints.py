@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from ponder.backends.base import Backend
-from ponder.backends.endpoints import endpoint_specs
 from ponder.backends.loading import load_backend
 
 
@@ -18,17 +17,6 @@ def add_endpoint_flags(p: argparse.ArgumentParser, what: str = "an OpenAI-compat
     p.add_argument("--endpoints", default=None, metavar="FILE",
                    help="a YAML or JSON list of servers (url, model, key or key_env, weight, "
                    "max_concurrent) to spread requests over")
-
-
-def base_urls(args: argparse.Namespace) -> list[str]:
-    """Every server URL the flags name (the endpoints file's too)."""
-    return [s.url for s in endpoint_specs(args.base_url, args.endpoints)]
-
-
-def single_url(args: argparse.Namespace) -> str | None:
-    """The one ``--base-url``, or None (no flag, or a pool)."""
-    urls = args.base_url or []
-    return urls[0] if len(urls) == 1 and not args.endpoints else None
 
 
 def is_pool(args: argparse.Namespace) -> bool:

@@ -17,10 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ponder.backends.endpoints import endpoint_specs
-from ponder.backends.loading import pool_model, release
+from ponder.backends.loading import release
 from ponder.backends.models import file_sha256, resolve_model
 from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
-from ponder.cli.endpoints import add_endpoint_flags, base_urls, endpoint_stats, load_from_args
+from ponder.cli.endpoints import add_endpoint_flags, endpoint_stats, load_from_args
 from ponder.cli.render import stdout_console
 from ponder.errors import ConfigError
 from ponder.eval.comparisons import check_reference, paired_table, parse_reference
@@ -111,9 +111,9 @@ def run(args: argparse.Namespace) -> int:
     options = strategy_options(args)
     problems = load_dataset(args.dataset, args.format, question_field=args.question_field,
                             answer_field=args.answer_field, limit=args.limit)
-    urls = base_urls(args)
-    model = pool_model(args.model, endpoint_specs(args.base_url, args.endpoints)) if urls \
-        else args.model
+    specs = endpoint_specs(args.base_url, args.endpoints)
+    urls = [s.url for s in specs]
+    model = args.model or next((s.model for s in specs if s.model), None)
     spec = resolve_model(model, urls[0] if urls else None)
     model_id = ",".join(urls) + "#" + spec.name if spec.backend == "openai" else str(spec.path)
     model_hash = file_sha256(spec.path) if spec.path else "n/a (server)"

@@ -58,7 +58,7 @@ class RayEval:
         args = {"strategies": [label for label in labels if label != GREEDY],
                 "budgets": harness.budgets, "options": harness.options,
                 "verifier": harness.verifier, "seed": harness.seed, "greedy": GREEDY in labels,
-                "sandbox": harness.sandbox, "traces": harness.traces}
+                "traces": harness.traces}  # the sandbox: each worker's own default jail
         self.actors = [remote.remote(factory, args) for _ in range(workers)]
         self.per_worker = per_worker
         self.dead: set[int] = set()
@@ -105,4 +105,7 @@ class RayEval:
 
     def close(self) -> None:
         for actor in self.actors:
-            self.ray.kill(actor)
+            try:
+                self.ray.kill(actor)
+            except Exception:  # noqa: BLE001 - one already gone
+                pass

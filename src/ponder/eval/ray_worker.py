@@ -48,7 +48,13 @@ class EvalWorker:
         self.backend = factory()
         self.harness_args = dict(harness_args)
         self.scratch = Path(tempfile.mkdtemp(prefix="ponder-ray-")) / "scratch.sqlite"
-        self.store = Store(self.scratch)
+        self._store: Store | None = None  # opened in the thread that runs the methods
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.scratch)
+        return self._store
 
     def pid(self) -> int:
         return os.getpid()
