@@ -375,8 +375,10 @@ def test_a_real_llama_server_and_a_scripted_one_share_an_eval(replicas, model_pa
     proc, url = start_llama_server(model_path, "smol", tmp_path / "llama.log")
     try:
         endpoints = tmp_path / "endpoints.json"
-        endpoints.write_text(json.dumps([{"url": url, "model": "smol", "max_concurrent": 2},
-                                         {"url": sim.url, "model": "sim"}]))
+        # one slot each: whichever server the questions prefer, the third and fourth of the
+        # four in flight overflow to the other (bounded load), so both serve samples
+        endpoints.write_text(json.dumps([{"url": url, "model": "smol", "max_concurrent": 1},
+                                         {"url": sim.url, "model": "sim", "max_concurrent": 1}]))
         data = tmp_path / "sums.jsonl"
         data.write_text("\n".join(json.dumps(p) for p in PROBLEMS[:8]) + "\n")
         out = tmp_path / "run"
