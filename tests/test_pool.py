@@ -90,8 +90,8 @@ def ask(question: str, n: int = 1, prefill: str = "", seed: int = 7, **params) -
                              prefill=prefill)
 
 
-def pool_of(*urls: str, **options) -> EndpointPool:
-    return EndpointPool("sim", [EndpointSpec(u, max_concurrent=4) for u in urls], **options)
+def pool_of(*urls: str, slots: int = 4, **options) -> EndpointPool:
+    return EndpointPool("sim", [EndpointSpec(u, max_concurrent=slots) for u in urls], **options)
 
 
 def test_samples_spread_over_both_and_each_question_stays_on_one(replicas):
@@ -124,7 +124,8 @@ def test_siblings_of_one_depth_and_judge_calls_share_an_endpoint(replicas):
     questions = [p["question"] for p in PROBLEMS[:10]]
 
     async def go():
-        pool = pool_of(a.url, b.url)
+        # slots enough that the load bound never moves a request: affinity alone decides
+        pool = pool_of(a.url, b.url, slots=64)
         try:
             # a search's depth: every node of one question continued from its own partial answer
             await pool.generate([ask(q, n=2, prefill=f"Step {k}: ") for q in questions
