@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ponder.backends.base import Backend
+from ponder.backends.endpoints import EndpointSpec
 from ponder.backends.loading import load_backend, opened_backend
 from ponder.budget import Budget
 from ponder.core.context import EventSink, Verifier
@@ -23,8 +26,9 @@ async def asolve(
     n: int | None = None,
     effort: str | None = None,
     model: str | None = None,
-    base_url: str | None = None,
+    base_url: str | Sequence[str] | None = None,
     api_key: str | None = None,
+    endpoints: str | Path | Sequence[EndpointSpec] | None = None,
     backend: Backend | None = None,
     backend_options: dict[str, Any] | None = None,
     verifier: str | Verifier | None = None,
@@ -46,7 +50,7 @@ async def asolve(
     chosen = build_strategy(strategy, effort, n=n, **options)
     budget = Budget(max_tokens=max_tokens_total)
     async with opened_backend(backend, model=model, base_url=base_url, api_key=api_key,
-                              options=backend_options) as ready:
+                              options=backend_options, endpoints=endpoints) as ready:
         return await run_strategy(chosen, problem, ready, verifier=verifier, budget=budget,
                                   seed=seed, events=events)
 

@@ -69,6 +69,8 @@ class GenerationRequest:
     """Ask for ``n`` samples of the assistant's next message.
 
     ``prefill`` continues a partial assistant message: the completions hold only the new text.
+    ``affinity`` names requests that share a prompt prefix (e.g. the judge calls of one problem)
+    so that an endpoint pool sends them to one server; empty: derived from the messages.
     """
 
     messages: tuple[Message, ...]
@@ -77,6 +79,7 @@ class GenerationRequest:
     prefill: str = ""
     monitor: TokenMonitor | None = field(default=None, compare=False, repr=False)
     on_sample: SampleCallback | None = field(default=None, compare=False, repr=False)
+    affinity: str = field(default="", compare=False, repr=False)
 
     def replace(self, **changes: Any) -> GenerationRequest:
         return dataclasses.replace(self, **changes)

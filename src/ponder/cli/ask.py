@@ -12,6 +12,8 @@ from typing import Any
 from rich.console import Console
 
 from ponder.api import asolve
+from ponder.backends.loading import release
+from ponder.cli.endpoints import add_endpoint_flags, endpoint_stats, is_pool, load_from_args
 from ponder.cli.render import Progress, print_result, stdout_console, trace_tree
 from ponder.cli.view import view_result
 from ponder.errors import ConfigError
@@ -50,8 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-m", "--model", default=None,
                    help="PATH.gguf, hf:OWNER/REPO/FILE.gguf, or the server's model name "
                    "(default: the bundled SmolLM2-135M-Instruct)")
-    p.add_argument("--base-url", default=None, help="an OpenAI-compatible server, e.g. "
-                   "http://localhost:8000/v1")
+    add_endpoint_flags(p)
     p.add_argument("--api-key", default=None, help="for --base-url (default: $OPENAI_API_KEY)")
     p.add_argument("-B", "--backend-option", type=_option, action="append", default=[],
                    metavar="KEY=VALUE", help="backend setting, e.g. -B n_ctx=16384 -B n_seq_max=16")
@@ -137,14 +138,25 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(err, args.strategy)
     show_progress = not args.no_progress and err.is_terminal
 
+    # a pool is opened here, so that its per-endpoint figures can be read after the run
+    pool = load_from_args(args, args.api_key, dict(args.backend_option)) \
+        if is_pool(args) else None
+    endpoints: list[dict[str, Any]] | None = None
+
     async def go():
-        return await asolve(
-            problem, args.strategy, n=args.n, effort=args.effort, model=args.model,
-            base_url=args.base_url, api_key=args.api_key, verifier=args.verifier,
-            backend_options=dict(args.backend_option),
-            max_tokens_total=args.max_tokens_total, seed=args.seed,
-            events=progress if show_progress else None, **options,
-        )
+        nonlocal endpoints
+        try:
+            return await asolve(
+                problem, args.strategy, n=args.n, effort=args.effort, model=args.model,
+                base_url=args.base_url, api_key=args.api_key, backend=pool,
+                verifier=args.verifier, backend_options=dict(args.backend_option),
+                max_tokens_total=args.max_tokens_total, seed=args.seed,
+                events=progress if show_progress else None, **options,
+            )
+        finally:
+            if pool is not None:
+                endpoints = endpoint_stats(pool)
+                await release(pool)
 
     if show_progress:
         with progress:
@@ -156,7 +168,10 @@ def run(args: argparse.Namespace) -> int:
     if args.view is not None:
         view_result(result, args)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        data = result.to_dict()
+        if endpoints is not None:
+            data["usage"]["endpoints"] = endpoints
+        print(json.dumps(data, indent=2, ensure_ascii=False))
         return 0
     if args.show_trace:
         out.print(trace_tree(result.trace, f"trace of {result.strategy}"))

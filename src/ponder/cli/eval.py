@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import shutil
 import sys
@@ -15,9 +16,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ponder.backends.loading import load_backend, release
+from ponder.backends.endpoints import endpoint_specs
+from ponder.backends.loading import release
 from ponder.backends.models import file_sha256, resolve_model
 from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
+from ponder.cli.endpoints import add_endpoint_flags, endpoint_stats, load_from_args
 from ponder.cli.render import stdout_console
 from ponder.errors import ConfigError
 from ponder.eval.comparisons import check_reference, paired_table, parse_reference
@@ -25,6 +28,7 @@ from ponder.eval.datasets import FORMATS, load_dataset
 from ponder.eval.harness import Harness, Status
 from ponder.eval.plans import GREEDY, parse_budgets
 from ponder.eval.pools import split_specs
+from ponder.eval.ray_eval import RayEval
 from ponder.eval.report import HEADER, PAIRED_HEADER, paired_rows, table_rows, write_reports
 from ponder.eval.store import Store
 from ponder.version import __version__
@@ -49,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "[budgets=4/16] gives one strategy its own budgets")
     p.add_argument("--budgets", default="1,2,4,8,16", help="increasing, e.g. 1,2,4,8,16")
     p.add_argument("-m", "--model", default=None)
-    p.add_argument("--base-url", default=None)
+    add_endpoint_flags(p)
     p.add_argument("--api-key", default=None)
     p.add_argument("-B", "--backend-option", type=_option, action="append", default=[],
                    metavar="KEY=VALUE", help="backend setting, e.g. -B n_ctx=16384 -B n_seq_max=16")
@@ -66,6 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="compare every strategy with this one (paired, on the same problems); "
                    "without @BUDGET at each row's budget. Default: self-consistency at the same "
                    "budget and the greedy baseline")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="share the problems out over Ray workers, each with its own backend "
+                   "(a cluster's address, or none for a local one; pip install 'ponder[ray]')")
+    p.add_argument("--ray-workers", type=int, default=2, help="Ray workers (actors)")
     p.add_argument("--out", required=True, type=Path, help="output folder (resumable)")
     p.add_argument("--fresh", action="store_true", help="discard what --out holds and start over")
     add_sandbox_flag(p)
@@ -103,8 +111,11 @@ def run(args: argparse.Namespace) -> int:
     options = strategy_options(args)
     problems = load_dataset(args.dataset, args.format, question_field=args.question_field,
                             answer_field=args.answer_field, limit=args.limit)
-    spec = resolve_model(args.model, args.base_url)
-    model_id = spec.base_url + "#" + spec.name if spec.backend == "openai" else str(spec.path)
+    specs = endpoint_specs(args.base_url, args.endpoints)
+    urls = [s.url for s in specs]
+    model = args.model or next((s.model for s in specs if s.model), None)
+    spec = resolve_model(model, urls[0] if urls else None)
+    model_id = ",".join(urls) + "#" + spec.name if spec.backend == "openai" else str(spec.path)
     model_hash = file_sha256(spec.path) if spec.path else "n/a (server)"
     dataset = args.dataset if args.dataset.startswith(("hf:", "humaneval")) else \
         str(Path(args.dataset).resolve())
@@ -125,9 +136,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         store.claim({"model_sha256": model_hash, "dataset_sha256": dataset_hash,
                      "seed": str(args.seed)})
+        factory = functools.partial(load_from_args, args, args.api_key,
+                                    dict(args.backend_option))
         harness = Harness(
-            load_backend(args.model, args.base_url, api_key=args.api_key,
-                         **dict(args.backend_option)), store, problems,
+            None if args.ray is not None else factory(), store, problems,  # type: ignore[arg-type]
             strategies, budgets, options=options, verifier=args.verifier, seed=args.seed,
             greedy=not args.no_greedy, concurrency=args.concurrency, traces=out,
         )
@@ -151,6 +163,18 @@ def run(args: argparse.Namespace) -> int:
                     print(_progress_line(status), file=sys.stderr, flush=True)
 
             harness.on_update = update
+            endpoints: list[dict] = []
+
+            def on_ray() -> None:
+                workers = RayEval(harness, factory, address=args.ray or None,
+                                  workers=args.ray_workers, per_worker=args.concurrency)
+                try:
+                    if spec.backend == "openai":
+                        store.claim({"served_model": json.dumps(workers.identity(),
+                                                                sort_keys=True)})
+                    workers.run()
+                finally:
+                    workers.close()
 
             async def evaluate() -> None:
                 try:
@@ -160,10 +184,11 @@ def run(args: argparse.Namespace) -> int:
                                                                 sort_keys=True)})
                     await harness.run()
                 finally:
+                    endpoints[:] = endpoint_stats(harness.backend) or []
                     await release(harness.backend)
 
             try:
-                asyncio.run(evaluate())
+                on_ray() if args.ray is not None else asyncio.run(evaluate())
             except KeyboardInterrupt:
                 err.print(f"interrupted: what finished is stored in {out / STORE}; "
                           "rerun the same command to resume")
@@ -184,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
             "verifier": args.verifier, "ponder_version": __version__,
             "reference": args.reference,
         }
+        if endpoints:
+            config["endpoints"] = endpoints
         paths = write_reports(out, data, config)
     finally:
         store.close()

@@ -16,8 +16,8 @@ import os
 import socket
 import sys
 
-from ponder.backends.loading import load_backend
 from ponder.cli.ask import _option
+from ponder.cli.endpoints import add_endpoint_flags, load_from_args
 from ponder.errors import ConfigError
 
 # flag -> the Limits field it sets (None: keep the config file's or the default)
@@ -51,8 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-m", "--model", default=None,
                    help="PATH.gguf, hf:OWNER/REPO/FILE.gguf, or the upstream model name "
                    "(default: the bundled SmolLM2-135M-Instruct)")
-    p.add_argument("--base-url", default=None,
-                   help="an upstream OpenAI-compatible server (vLLM, SGLang, llama-server...)")
+    add_endpoint_flags(p, "an upstream OpenAI-compatible server (vLLM, SGLang, "
+                       "llama-server...)")
     p.add_argument("--upstream-api-key", default=None, help="the upstream server's key")
     p.add_argument("--api-key", default=None,
                    help="require this bearer token from clients (default: $PONDER_API_KEY; "
@@ -139,8 +139,7 @@ def run(args: argparse.Namespace) -> int:
     limits = with_limits(config.limits, **changes, caps=dict(args.cap))
     check_strategies(config.strategies)
     check_operator_caps(config.strategies, limits.caps)
-    backend = load_backend(args.model, args.base_url, api_key=args.upstream_api_key,
-                           **dict(args.backend_option))
+    backend = load_from_args(args, args.upstream_api_key, dict(args.backend_option))
     asyncio.run(backend.probe())  # a wrong URL or model fails now, in one line
     server = PonderServer(
         backend, api_key=api_key, max_concurrent=args.max_concurrent, max_queue=args.max_queue,

@@ -134,8 +134,7 @@ class Harness:
 
         async def one(problem: Problem) -> None:
             async with semaphore:
-                for plan in self.plans:
-                    await self._ensure(plan, problem)
+                await self.run_problem(problem)
                 self.status.problems_done += 1
                 self._update()
 
@@ -143,6 +142,11 @@ class Harness:
         for plan in self.plans:
             if plan.mode == "batch":
                 await self._ensure_batch(plan)
+
+    async def run_problem(self, problem: Problem) -> None:
+        """Every plan but the batch ones on one problem (what a Ray worker runs: ray_eval.py)."""
+        for plan in self.plans:
+            await self._ensure(plan, problem)
 
     async def _ensure_batch(self, plan: Plan) -> None:
         """A strategy that allocates compute across the problems runs once over all of them

@@ -65,6 +65,18 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+ENDPOINT_HEADER = ("| endpoint | up | requests | samples | prompt tokens | completion tokens "
+                   "| errors | retried samples | mean latency s |")
+
+
+def endpoint_row(e: dict[str, Any]) -> str:
+    """One endpoint of a pool, as the report's table shows it."""
+    latency = "—" if e.get("latency_mean_s") is None else f"{e['latency_mean_s']:.2f}"
+    return (f"| {e['url']} | {'yes' if e['up'] else 'no'} | {e['requests']} | {e['samples']} | "
+            f"{e['prompt_tokens']} | {e['completion_tokens']} | {e['errors']} | "
+            f"{e['retried_samples']} | {latency} |")
+
+
 def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
     lines = [
         f"# ponder eval: {config['dataset']}",
@@ -95,6 +107,10 @@ def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
                   "|---|---|" + "---:|" * 4 + "---|"]
         lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in paired_rows(data)]
         lines += ["", PAIRED_NOTE]
+    if config.get("endpoints"):
+        lines += ["", "Endpoints (this invocation's requests; a resumed run counts only its own):",
+                  "", ENDPOINT_HEADER, "|---|---|" + "---:|" * 7]
+        lines += [endpoint_row(e) for e in config["endpoints"]]
     lines += [
         "",
         "Accuracy is the mean over problems of the expected accuracy at that budget; for sampling "

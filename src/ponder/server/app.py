@@ -118,6 +118,7 @@ class PonderServer:
         check_strategies(self.strategies)
         check_operator_caps(self.strategies, self.limits.caps)
         self.metrics = Metrics()
+        self.metrics.endpoints = getattr(backend, "endpoint_stats", None)
         self.views = ViewStore(max_views, view_seconds)
         # the jail, whatever PONDER_SANDBOX says: a server never runs a client's code without it
         self.sandbox = Sandbox(isolation="jail")

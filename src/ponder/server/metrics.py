@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, float("inf"))
 
@@ -18,6 +20,8 @@ class Metrics:
         self.latency_count = 0
         self.in_flight = 0
         self.queued = 0
+        # an endpoint pool's per-endpoint figures (``EndpointPool.endpoint_stats``), if any
+        self.endpoints: Callable[[], list[dict[str, Any]]] | None = None
 
     def observe(self, status: int, seconds: float | None = None) -> None:
         with self._lock:
@@ -58,4 +62,43 @@ class Metrics:
                 "# TYPE ponder_requests_in_flight gauge",
                 f"ponder_requests_in_flight {self.in_flight}",
             ]
+        if self.endpoints is not None:
+            lines += endpoint_lines(self.endpoints())
         return "\n".join(lines) + "\n"
+
+
+ENDPOINT_COUNTERS = (
+    ("requests", "ponder_endpoint_requests_total", "counter", "Calls sent to each endpoint."),
+    ("samples", "ponder_endpoint_samples_total", "counter", "Samples each endpoint returned."),
+    ("errors", "ponder_endpoint_errors_total", "counter",
+     "Failures (refused, 5xx, timeout) that took an endpoint out."),
+    ("retried_samples", "ponder_endpoint_retried_samples_total", "counter",
+     "Samples lost on an endpoint and asked for on another."),
+    ("latency_sum_s", "ponder_endpoint_request_seconds_sum", "counter",
+     "Seconds of the calls each endpoint answered."),
+    ("latency_count", "ponder_endpoint_request_seconds_count", "counter",
+     "Calls each endpoint answered."),
+    ("outstanding", "ponder_endpoint_outstanding", "gauge", "Samples in flight per endpoint."),
+    ("up", "ponder_endpoint_up", "gauge", "1 while an endpoint is in the pool."),
+)
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def endpoint_lines(endpoints: list[dict[str, Any]]) -> list[str]:
+    """A pool's per-endpoint figures in the Prometheus text format."""
+    lines: list[str] = []
+    for field, name, kind, text in ENDPOINT_COUNTERS:
+        lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+        lines += [f'{name}{{endpoint="{_label(e["url"])}"}} {float(e[field]):g}'
+                  for e in endpoints]
+    name = "ponder_endpoint_tokens_total"
+    lines += [f"# HELP {name} Tokens each endpoint evaluated and generated.",
+              f"# TYPE {name} counter"]
+    for e in endpoints:
+        for kind in ("prompt", "completion"):
+            lines.append(f'{name}{{endpoint="{_label(e["url"])}",kind="{kind}"}} '
+                         f'{e[kind + "_tokens"]}')
+    return lines

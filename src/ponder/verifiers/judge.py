@@ -102,6 +102,7 @@ class JudgeVerifier:
                     )),
                 ),
                 params,
+                affinity=problem.question,  # one problem's judge calls share a server's cache
             )
             for c in candidates
         ]

@@ -134,7 +134,7 @@ class SelfJudgeScorer:
                     Message("user", STEP_JUDGE_PROMPT.format(
                         question=problem.question,
                         steps=number_steps(steps[: k + 1], self.max_chars), k=k + 1)),
-                ), params))
+                ), params, affinity=problem.question))
         if not requests:
             return out
         rows = await ctx.generate(requests, parent=parent, label="judge step", backend=backend)

@@ -1,0 +1,36 @@
+"""The flags that name OpenAI-compatible servers: ``--base-url`` (repeatable), ``--endpoints``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ponder.backends.base import Backend
+from ponder.backends.loading import load_backend
+
+
+def add_endpoint_flags(p: argparse.ArgumentParser, what: str = "an OpenAI-compatible server"
+                       ) -> None:
+    p.add_argument("--base-url", action="append", default=None, metavar="URL",
+                   help=f"{what}, e.g. http://localhost:8000/v1; repeat it for a pool of "
+                   "replicas of one model")
+    p.add_argument("--endpoints", default=None, metavar="FILE",
+                   help="a YAML or JSON list of servers (url, model, key or key_env, weight, "
+                   "max_concurrent) to spread requests over")
+
+
+def is_pool(args: argparse.Namespace) -> bool:
+    return bool(args.endpoints) or len(args.base_url or []) > 1
+
+
+def load_from_args(args: argparse.Namespace, api_key: str | None,
+                   options: dict[str, Any]) -> Backend:
+    """The backend the flags name: an in-process model, one server, or a pool."""
+    return load_backend(args.model, args.base_url, api_key=api_key,
+                        endpoints=args.endpoints, **options)
+
+
+def endpoint_stats(backend: Backend) -> list[dict[str, Any]] | None:
+    """A pool's per-endpoint figures; None for any other backend."""
+    stats = getattr(backend, "endpoint_stats", None)
+    return stats() if callable(stats) else None
