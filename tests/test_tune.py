@@ -205,3 +205,23 @@ def test_split_and_grid():
     assert len(settings) == 8  # the reference is one of the 2 x 2 x 2
     with pytest.raises(ConfigError, match="--shots needs --examples"):
         search.grid([0.7], ["chain"], shots=(0, 2))
+
+
+def test_tune_refuses_exemplars_drawn_from_the_dev_set(dev, tmp_path):
+    from ponder.eval.store import Store
+
+    examples = tmp_path / "ex.jsonl"
+    examples.write_text(json.dumps({"question": "What is 2 + 2?", "answer": "4"}) + "\n"
+                        + json.dumps({"question": question(3), "answer": gold(3)}) + "\n")
+    problems = [Problem(question(i), gold(i), id=str(i)) for i in range(4)]
+    settings = search.grid([0.7], ["chain"], shots=(0, 1), examples=str(examples))
+    assert [s.label for s in settings] == ["chain T0.7", "chain T0.7 1-shot"]
+    store = Store(tmp_path / "s.sqlite")
+    try:
+        with pytest.raises(ConfigError, match=r"holds 1 of the problems being evaluated \(3\)"):
+            search.Tuner(ScriptedBackend(respond), store, problems, settings, [1], [10],
+                         out=tmp_path)
+        search.Tuner(ScriptedBackend(respond), store, problems[:3], settings, [1], [10],
+                     out=tmp_path)  # without problem 3: accepted
+    finally:
+        store.close()
