@@ -68,7 +68,11 @@ def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
     lines += [f"| {label} | {_pct(by_label[label]['accuracy'])} | "
               f"{by_label[label]['tokens']:.0f} |" for label in data["front"]]
     cv = data.get("selector_cv") or {}
-    if cv:
+    if cv and cv.get("learned") is None:
+        lines += ["", "## Learned selector", "",
+                  "Not fitted: the tuning part's samples hold no right answer group (or no wrong "
+                  "one) to learn from; the learned rule is the majority vote."]
+    elif cv:
         lines += ["", "## Learned selector", "",
                   f"Logistic regression on answer-group features, {cv['folds']}-fold "
                   f"cross-validation by problem over {cv['decisions']} decisions: picks the right "
@@ -96,14 +100,16 @@ def plot(data: dict[str, Any], path: Path) -> None:
     refs = [c["reference"] for c in data["choices"] if c["chosen"]]
     ax.scatter([r["tokens"] for r in refs], [r["accuracy"] for r in refs], marker="s", s=50,
                color="#ff7f0e", label="reference (self-consistency, majority)", zorder=3)
+    chosen: dict[str, tuple[dict[str, Any], list[int]]] = {}
     for c in data["choices"]:
         ax.axvline(c["budget"], color="#999999", linestyle=":", linewidth=1)
         if c["chosen"]:
-            ch = c["chosen"]
-            ax.scatter([ch["tokens"]], [ch["accuracy"]], marker="*", s=180, color="#d62728",
-                       zorder=4)
-            ax.annotate(f"{c['budget']}: {ch['label']}", (ch["tokens"], ch["accuracy"]),
-                        textcoords="offset points", xytext=(4, 6), fontsize=7)
+            chosen.setdefault(c["chosen"]["label"], (c["chosen"], []))[1].append(c["budget"])
+    for label, (ch, budgets) in chosen.items():  # one mark per configuration, its budgets
+        ax.scatter([ch["tokens"]], [ch["accuracy"]], marker="*", s=180, color="#d62728",
+                   zorder=4)
+        ax.annotate(f"{', '.join(map(str, budgets))}: {label}", (ch["tokens"], ch["accuracy"]),
+                    textcoords="offset points", xytext=(4, 6), fontsize=7)
     ax.scatter([], [], marker="*", s=120, color="#d62728", label="chosen per budget")
     ax.set_xlabel("generated tokens per problem (mean)")
     ax.set_ylabel("accuracy")
