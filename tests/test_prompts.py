@@ -99,6 +99,7 @@ def test_shots_without_examples_is_one_clear_error():
 
 
 def test_templates_by_name_version_and_file(tmp_path, monkeypatch):
+    registry.templates.names()  # loaded before the copy the test registers into
     monkeypatch.setattr(registry.templates, "_items", dict(registry.templates._items))
     assert get_template("concise").id == "concise@1"
     register_template(Template("concise", 2, system="Short. 'The answer is: <answer>'."))

@@ -65,6 +65,7 @@ def scripted(monkeypatch):
                             lambda *a, **k: ModelSpec("scripted", "scripted"))
         monkeypatch.setattr(module, "load_backend", lambda *a, **k: ScriptedBackend(respond))
     monkeypatch.setattr(loading, "load_backend", lambda *a, **k: ScriptedBackend(respond))
+    registry.strategies.names()  # loaded before the copy that a preset registers into
     monkeypatch.setattr(registry.strategies, "_items", dict(registry.strategies._items))
 
 
