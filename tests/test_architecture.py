@@ -21,10 +21,11 @@ LAYERS = {
     "ponder.verifiers": 5,
     "ponder.strategies": 6, "ponder.rewards": 6,
     "ponder.builtins": 7, "ponder.runner": 7,
-    "ponder.api": 8, "ponder.view": 8,
+    "ponder.api": 8, "ponder.view": 8, "ponder.presets": 8,
     "ponder.eval": 9, "ponder.server": 9,
-    "ponder.cli": 10,
-    "ponder": 11, "ponder.__main__": 11,
+    "ponder.tune": 10,
+    "ponder.cli": 11,
+    "ponder": 12, "ponder.__main__": 12,
 }
 
 

@@ -16,6 +16,7 @@ from ponder.strategies.deepconf import DeepConf
 from ponder.strategies.dvts import DVTS
 from ponder.strategies.mcts import MCTS
 from ponder.strategies.program_of_thought import ProgramOfThought
+from ponder.strategies.prompts import BUILTIN_TEMPLATES, register_template
 from ponder.strategies.router import Router
 from ponder.strategies.self_consistency import SelfConsistency
 from ponder.strategies.self_debug import SelfDebug
@@ -75,3 +76,5 @@ registry.step_scorers.register("prm-http", _prm_http)
 registry.backends.register("llamacpp", _llamacpp)
 registry.backends.register("openai", _openai)
 registry.backends.register("fake", ScriptedBackend)
+for _template in BUILTIN_TEMPLATES:
+    register_template(_template)

@@ -2,9 +2,9 @@
 
 Built-ins and plugins register the same way: through :meth:`Registry.register`. Plugins are
 found through the entry-point groups ``ponder.strategies``, ``ponder.verifiers``,
-``ponder.step_scorers`` and ``ponder.backends``; an entry point names either the object to
-register (registered under the entry point's name) or a module whose import registers its
-objects itself.
+``ponder.step_scorers``, ``ponder.backends`` and ``ponder.templates``; an entry point names
+either the object to register (registered under the entry point's name) or a module whose import
+registers its objects itself.
 """
 
 from __future__ import annotations
@@ -69,3 +69,4 @@ strategies: Registry[Any] = Registry("strategy", "ponder.strategies", "ponder.bu
 verifiers: Registry[Any] = Registry("verifier", "ponder.verifiers", "ponder.builtins")
 backends: Registry[Callable[..., Any]] = Registry("backend", "ponder.backends", "ponder.builtins")
 step_scorers: Registry[Any] = Registry("step scorer", "ponder.step_scorers", "ponder.builtins")
+templates: Registry[Any] = Registry("template", "ponder.templates", "ponder.builtins")

@@ -17,6 +17,7 @@ from ponder.cli.endpoints import add_endpoint_flags, endpoint_stats, is_pool, lo
 from ponder.cli.render import Progress, print_result, stdout_console, trace_tree
 from ponder.cli.view import view_result
 from ponder.errors import ConfigError
+from ponder.presets import load_preset
 from ponder.runner import EFFORTS
 from ponder.types import Problem
 
@@ -80,6 +81,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write the answer's page (see `ponder view`) and open it")
     p.add_argument("--no-open", action="store_true", help="with --view: write, do not open")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    p.add_argument("--preset", default=None, metavar="FILE",
+                   help="a strategy, options and effort from a preset file (ponder tune writes "
+                   "them); -o, -n and --effort still win")
+    p.add_argument("--examples", default=None, metavar="FILE",
+                   help="JSONL of worked exemplars for -o shots=K")
     add_sandbox_flag(p)
     p.set_defaults(handler=run)
 
@@ -133,6 +139,14 @@ def run(args: argparse.Namespace) -> int:
     apply_sandbox_flag(args)
     problem = build_problem(args)
     options = strategy_options(args)
+    if args.examples:
+        options["examples"] = args.examples
+    if args.preset:
+        preset = load_preset(args.preset)
+        args.strategy, args.effort = preset.strategy, args.effort or preset.effort
+        options = {**preset.options, **options}
+        preset_n = options.pop("n", None)  # -n wins over the preset's n
+        args.n = preset_n if args.n is None else args.n
     out = stdout_console()
     err = Console(stderr=True)
     progress = Progress(err, args.strategy)

@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategies", default="cot,self-consistency,best-of-n",
                    help="comma-separated; per-strategy options in brackets, e.g. "
                    "'self-consistency,program-of-thought,self-consistency[mode=mixed]'; "
-                   "[budgets=4/16] gives one strategy its own budgets")
+                   "[budgets=4/16] gives one strategy its own budgets; preset:FILE runs a preset")
     p.add_argument("--budgets", default="1,2,4,8,16", help="increasing, e.g. 1,2,4,8,16")
     p.add_argument("-m", "--model", default=None)
     add_endpoint_flags(p)
@@ -74,6 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="share the problems out over Ray workers, each with its own backend "
                    "(a cluster's address, or none for a local one; pip install 'ponder[ray]')")
     p.add_argument("--ray-workers", type=int, default=2, help="Ray workers (actors)")
+    p.add_argument("--examples", default=None, metavar="FILE",
+                   help="JSONL of worked exemplars for -o shots=K (never the evaluated problems)")
     p.add_argument("--out", required=True, type=Path, help="output folder (resumable)")
     p.add_argument("--fresh", action="store_true", help="discard what --out holds and start over")
     add_sandbox_flag(p)
@@ -109,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     labels = ([] if args.no_greedy else [GREEDY]) + strategies
     reference = parse_reference(args.reference, labels) if args.reference is not None else None
     options = strategy_options(args)
+    if args.examples:
+        options["examples"] = str(Path(args.examples).resolve())
     problems = load_dataset(args.dataset, args.format, question_field=args.question_field,
                             answer_field=args.answer_field, limit=args.limit)
     specs = endpoint_specs(args.base_url, args.endpoints)

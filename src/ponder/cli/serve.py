@@ -19,6 +19,7 @@ import sys
 from ponder.cli.ask import _option
 from ponder.cli.endpoints import add_endpoint_flags, load_from_args
 from ponder.errors import ConfigError
+from ponder.presets import load_preset, register_preset
 
 # flag -> the Limits field it sets (None: keep the config file's or the default)
 LIMIT_FLAGS = {
@@ -63,6 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, metavar="FILE.json",
                    help="the operator's settings: per-strategy options (scorers, reward "
                    "models, judges) and limits; flags override its limits")
+    p.add_argument("--preset", action="append", default=[], metavar="NAME=FILE",
+                   help="serve a preset file (ponder tune writes them) as the model ponder-NAME")
     p.add_argument("-B", "--backend-option", type=_option, action="append", default=[],
                    metavar="KEY=VALUE", help="backend setting, e.g. -B n_seq_max=32")
     p.add_argument("--max-concurrent", type=int, default=8, help="requests running at once")
@@ -129,6 +132,11 @@ def run(args: argparse.Namespace) -> int:
     if os.environ.get("PONDER_SANDBOX", "").strip().lower() == "none":
         print("ponder: warning: ponder serve ignores PONDER_SANDBOX=none: a client's request "
               "runs model-written code only in the jail", file=sys.stderr, flush=True)
+    for item in args.preset:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--preset expects NAME=FILE, got {item!r}")
+        register_preset(name, load_preset(path))  # served as the model ponder-NAME
     config = load_config(args.config) if args.config else ServeConfig()
     changes = {field: getattr(args, flag[2:].replace("-", "_"))
                for flag, (field, _, _) in LIMIT_FLAGS.items()}

@@ -2,7 +2,9 @@
 
 Strategies vote with :func:`majority_vote`; the evaluation harness replays the same vote on
 subsets of stored samples with :func:`vote_pick`. Both count through :func:`tally` and pick with
-:func:`leader`, so a subsampled budget is scored exactly as the strategy would choose.
+:func:`leader`, so a subsampled budget is scored exactly as the strategy would choose. A selection
+rule (:mod:`ponder.domains.selector`) weighs the same groups by their signals instead of their
+counts (:func:`scored_groups`, :func:`selector_pick`), live and in the replay alike.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ponder.domains.answers import equivalent
+from ponder.domains.selector import Selector, Signal, group_features
 from ponder.types import Candidate
 
 TIE = 1e-12  # totals this close are a tie (summation order must not decide a vote)
@@ -113,6 +116,29 @@ def vote_pick(clusters: Sequence[int | None], subset: Sequence[int],
     """The sample :func:`majority_vote` would answer with, among ``subset`` only: the first
     member of the winning group."""
     winner = leader(tally(clusters, subset, weights, modes, cross_mode_bonus))
+    return winner.members[0] if winner else None
+
+
+def scored_groups(clusters: Sequence[int | None], subset: Sequence[int] | None,
+                  signals: Sequence[Signal], answers: Sequence[str | None],
+                  selector: Selector) -> list[AnswerGroup]:
+    """The vote's groups among ``subset`` (default: all), each weighted by ``selector``'s score
+    of its features (relative to every sample of the subset, answered or not)."""
+    voting = list(range(len(clusters)) if subset is None else subset)
+    groups = tally(clusters, voting)
+    for group in groups:
+        group.answer = answers[group.members[0]] or ""
+        group.weight = selector.score(group_features(group.members, signals, group.answer,
+                                                     voting))
+    return groups
+
+
+def selector_pick(clusters: Sequence[int | None], subset: Sequence[int],
+                  signals: Sequence[Signal], answers: Sequence[str | None],
+                  selector: Selector) -> int | None:
+    """The sample a selection rule answers with among ``subset``: the first member of the
+    highest-scored group (ties: the group seen first)."""
+    winner = leader(scored_groups(clusters, subset, signals, answers, selector))
     return winner.members[0] if winner else None
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ponder import registry
 from ponder.backends.base import Backend
 from ponder.core.context import DEFAULT_SANDBOX, Context
 from ponder.domains import domain_for
@@ -34,8 +35,17 @@ from ponder.eval.pools import Pool, counts, parse_strategy_spec, pick, pools_for
 from ponder.eval.scoring import Scoring
 from ponder.eval.store import ResultRow, SampleRow, ScoreRow, Store, strategy_key
 from ponder.eval.traces import save_trace
-from ponder.runner import build_strategy, check_backend, choose_verifier, new_context, run_strategy
+from ponder.presets import load_preset
+from ponder.runner import (
+    build_strategy,
+    check_backend,
+    choose_verifier,
+    new_context,
+    run_strategy,
+    strategy_options,
+)
 from ponder.sandbox import Sandbox
+from ponder.strategies.prompts import check_disjoint
 from ponder.strategies.samplers import sample_candidates
 from ponder.types import Candidate, Problem
 
@@ -57,6 +67,12 @@ class Status:
         return self.correct / self.scored if self.scored else None
 
 
+def preset_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``preset:FILE`` -> the preset's strategy and options (its effort preset applied)."""
+    preset = load_preset(spec.removeprefix("preset:"))
+    return preset.strategy, strategy_options(preset.strategy, preset.effort, **preset.options)
+
+
 class Harness:
     def __init__(
         self,
@@ -74,6 +90,7 @@ class Harness:
         on_update: Callable[[Status], None] | None = None,
         sandbox: Sandbox | None = None,
         traces: Path | None = None,
+        logprobs: bool = False,
     ) -> None:
         self.backend = backend
         self.store = store
@@ -86,27 +103,45 @@ class Harness:
         self.on_update = on_update
         self.sandbox = sandbox or DEFAULT_SANDBOX
         self.traces = traces  # a folder to keep each run's trace in (``ponder view``), or None
+        self.logprobs = logprobs  # store each sample's token confidence (selection rules)
         self.status = Status(len(self.problems))
         self.plans: list[Plan] = []
         if greedy:
             self.plans.append(self._plan(GREEDY, "cot", {**self.options, "temperature": 0.0}))
         for spec in strategies:
-            name, own = parse_strategy_spec(spec)
+            name, own = preset_spec(spec) if spec.startswith("preset:") \
+                else parse_strategy_spec(spec)
             only = own.pop("budgets", None)  # e.g. deepconf[budgets=16] or [budgets=4/16]
             plan = self._plan(spec, name, {**self.options, **own})
             if only is not None and plan.mode not in ("single", "batch"):
                 plan.budgets = parse_budgets(str(only).replace("/", ","))
             self.plans.append(plan)
+        # a selection rule reads token confidence: its samples are drawn with logprobs
+        self.logprobs = logprobs or any(getattr(p.config, "selector", None) for p in self.plans)
         labels = [p.label for p in self.plans]
         if len(set(labels)) != len(labels):
             raise ConfigError(f"a strategy is listed twice: {', '.join(labels)}")
 
+    def add_plan(self, label: str, name: str, options: dict[str, Any]) -> Plan:
+        """One more strategy, by its options rather than a spec (``ponder tune``'s grid)."""
+        plan = self._plan(label, name, {**self.options, **options})
+        self.plans.append(plan)
+        self.logprobs = self.logprobs or bool(getattr(plan.config, "selector", None))
+        return plan
+
     def _plan(self, label: str, name: str, options: dict[str, Any]) -> Plan:
+        if "examples" not in registry.strategies.get(name).Config.model_fields:
+            options = {k: v for k, v in options.items() if k != "examples"}  # --examples: few-shot
         strategy = build_strategy(name, **options)  # validates name and options up front
+        if getattr(strategy.config, "shots", 0):
+            check_disjoint(strategy.config.examples, self.problems)  # never an evaluated one
         mode = strategy.eval_mode
         config = strategy.config.model_dump()
         for knob in type(strategy).budget_overrides(1):
             config.pop(knob, None)  # the budget is a row key, not part of the strategy's key
+        for knob in ("template", "shots", "examples", "selector"):
+            if not config.get(knob):
+                config.pop(knob, None)  # unset: keys of stores written before they existed
         pools: list[Pool] = []
         verifier = None
         if mode in ("vote", "best-score", "sequential"):
@@ -240,7 +275,9 @@ class Harness:
         ctx = new_context(self.backend, sandbox=self.sandbox,
                           seed=seed_of(self.seed, pool.key, problem.id, have))
         started = time.monotonic()
-        candidates = await sample_candidates(problem, ctx, cfg, n, None, label="sample")
+        params = cfg.sampling(logprobs=0) if self.logprobs and \
+            self.backend.capabilities.logprobs else None
+        candidates = await sample_candidates(problem, ctx, cfg, n, None, params, label="sample")
         seconds, calls, n = time.monotonic() - started, ctx.trace.usage.calls, len(candidates)
         answers = [c.answer for c in candidates]
         domain = domain_for(problem)
@@ -249,7 +286,9 @@ class Harness:
         rows = [
             SampleRow(have + i, c.text, c.answer, ok, c.usage.prompt_tokens,
                       c.usage.completion_tokens, calls / n, seconds / n, c.finish_reason, key,
-                      {k: v for k, v in c.metadata.items() if k != "node"} or None)
+                      {k: v for k, v in c.metadata.items() if k != "node"}
+                      | ({"mean_logprob": c.mean_logprob} if c.mean_logprob is not None else {})
+                      or None)
             for i, (c, ok, key) in enumerate(zip(candidates, grades, keys, strict=True))
         ]
         self.store.add_samples(pool.key, problem.id, rows)

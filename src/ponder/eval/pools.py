@@ -17,10 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ponder.domains.vote import best_score_pick, cluster_ids, labels, vote_pick
+from ponder.domains.selector import Signal, get_selector
+from ponder.domains.vote import best_score_pick, cluster_ids, labels, selector_pick, vote_pick
 from ponder.errors import ConfigError
 from ponder.eval.curves import expected_accuracy
 from ponder.eval.store import SampleRow, ScoreRow, strategy_key
+from ponder.strategies import prompts
 from ponder.strategies.base import StrategyConfig
 from ponder.strategies.samplers import split
 
@@ -36,6 +38,7 @@ def pools_for(config: dict[str, Any]) -> list[Pool]:
     depends on the sampling knobs only (stores written before program modes existed still
     match); a program pool's also on its repairs."""
     sampling = {k: config[k] for k in StrategyConfig.model_fields}
+    sampling.update(prompts.key_of(config))  # template, shots: only when set
     mode = config.get("mode", "chain")
     pools = []
     if mode in ("chain", "mixed"):
@@ -70,9 +73,18 @@ def pick(mode: str, config: Any, samples: Sequence[SampleRow], scores: Sequence[
         "modes": [r.mode for r in samples],
         "cross_mode_bonus": getattr(config, "cross_mode_bonus", 0.0),
     }
+    if mode == "vote" and getattr(config, "selector", None):
+        return selector_pick(clusters, subset, signals_of(samples),
+                             [r.answer for r in samples], get_selector(config.selector))
     if mode == "vote":
         return vote_pick(clusters, subset, **vote)
     return best_score_pick(scores, clusters, subset, **vote)
+
+
+def signals_of(samples: Sequence[SampleRow]) -> list[Signal]:
+    """Each stored sample's signals for a selection rule (confidence when it was stored)."""
+    return [Signal.of(r.mode, r.completion_tokens, (r.meta or {}).get("mean_logprob"),
+                      r.finish_reason, r.meta) for r in samples]
 
 
 def stratified_accuracy(chooser: Any, correct: Sequence[bool], strata: Sequence[range],

@@ -18,24 +18,21 @@ import asyncio
 import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ponder.core.context import Context, Traced
 from ponder.domains.answers import extract_answer
 from ponder.domains.code_problems import extract_code
 from ponder.errors import BudgetExhausted
 from ponder.sandbox import Execution
+from ponder.strategies import prompts
 from ponder.strategies.base import StrategyConfig, problem_messages, to_candidate
+from ponder.strategies.prompts import PROGRAM_SYSTEM as PROGRAM_SYSTEM
 from ponder.types import Candidate, Message, Problem, SamplingParams
 
 Mode = Literal["chain", "program", "mixed"]
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
-PROGRAM_SYSTEM = (
-    "You solve problems by writing Python. Think briefly, then write one complete Python "
-    "program in a single ```python block that computes the answer and prints only the final "
-    "answer with print(). Compute it; do not hard-code it."
-)
 REPAIR = """Running your program gave:
 {error}
 
@@ -54,6 +51,19 @@ class SamplingModeConfig(StrategyConfig):
     program_weight: float = Field(1.0, ge=0.0, description="a program's vote")
     cross_mode_bonus: float = Field(
         0.5, ge=0.0, description="an answer both modes reached gets its weight x (1 + bonus)")
+    template: str | None = Field(None, description="prompt template: NAME[@VERSION] or FILE.json")
+    shots: int = Field(0, ge=0, le=32, description="few-shot exemplars from examples=FILE")
+    examples: str | None = Field(None, description="JSONL of worked exemplars for shots")
+
+    @model_validator(mode="after")
+    def _prompt_options(self) -> SamplingModeConfig:
+        if self.shots and not self.examples:
+            raise ValueError("shots needs examples=FILE (a JSONL of worked exemplars)")
+        if self.template is not None:
+            prompts.get_template(self.template)  # an unknown one is refused now, in one line
+        if self.examples is not None:
+            prompts.load_examples(self.examples)
+        return self
 
     def vote_weight(self, candidate: Candidate) -> float:
         mode = candidate.metadata.get("mode", "chain")
@@ -87,7 +97,7 @@ async def sample_candidates(problem: Problem, ctx: Context, cfg: SamplingModeCon
         if not chains:
             return []
         try:
-            traced = await ctx.sample(problem_messages(problem, cfg.system), params, n=chains,
+            traced = await ctx.sample(chain_messages(problem, cfg), params, n=chains,
                                       parent=parent, label=label)
         except BudgetExhausted:
             return []
@@ -106,10 +116,17 @@ def _with_mode(candidate: Candidate, mode: str) -> Candidate:
     return candidate.replace(metadata={**candidate.metadata, "mode": mode})
 
 
+def chain_messages(problem: Problem, cfg: StrategyConfig) -> list[Message]:
+    """A chain's conversation: the problem as its domain poses it, in the template's words,
+    after the few-shot exemplars."""
+    system = prompts.system_for(cfg, type(cfg).model_fields["system"].default, program=False)
+    return prompts.pose(problem_messages(problem, system), problem, cfg, program=False)
+
+
 def program_messages(problem: Problem, cfg: StrategyConfig) -> list[Message]:
-    system = PROGRAM_SYSTEM if cfg.system == type(cfg).model_fields["system"].default \
-        else cfg.system
-    return [Message("system", problem.system or system), Message("user", problem.question)]
+    system = prompts.system_for(cfg, type(cfg).model_fields["system"].default, program=True)
+    base = [Message("system", problem.system or system), Message("user", problem.question)]
+    return prompts.pose(base, problem, cfg, program=True)
 
 
 def printed_answer(stdout: str) -> str | None:

@@ -8,7 +8,8 @@ from typing import Any
 
 from ponder.core.context import Context
 from ponder.domains import cluster_answers
-from ponder.domains.vote import group_records, majority_vote, with_votes
+from ponder.domains.selector import Signal, get_selector
+from ponder.domains.vote import group_records, leader, majority_vote, scored_groups, with_votes
 from ponder.errors import BudgetExhausted
 from ponder.strategies.base import Outcome
 from ponder.types import Candidate, Problem
@@ -54,3 +55,29 @@ async def vote(problem: Problem, candidates: Sequence[Candidate], ctx: Context, 
     if winner is None:
         return Outcome(candidates=voted)
     return Outcome(winner.answer, voted[winner.members[0]].text, voted)
+
+
+def signals_of(candidates: Sequence[Candidate]) -> list[Signal]:
+    """Each candidate's signals for a selection rule (mode, tokens, confidence, clean run)."""
+    return [Signal.of(c.metadata.get("mode", "chain"), c.usage.completion_tokens,
+                      c.mean_logprob, c.finish_reason, dict(c.metadata)) for c in candidates]
+
+
+async def selector_vote(problem: Problem, candidates: Sequence[Candidate], ctx: Context,
+                        parent: int, selector: str) -> Outcome:
+    """Pick by a selection rule (a built-in weighted vote or a fitted selector file) over the
+    same answer groups a vote forms; each candidate carries its group's score."""
+    rule = get_selector(selector)
+    answers = [c.answer for c in candidates]
+    clusters = await cluster_answers(problem, answers, ctx.sandbox)
+    labels = [None if a is None else k for a, k in zip(answers, clusters, strict=True)]
+    groups = scored_groups(labels, None, signals_of(candidates), answers, rule)
+    winner = leader(groups)
+    voted = with_votes(candidates, groups)
+    ctx.trace.add("vote", f"selector {rule.name}", parent=parent,
+                  groups=group_records(groups, modes_of(candidates)),
+                  winner=winner.answer if winner else None,
+                  nodes=[c.metadata.get("node") for c in candidates], selector=rule.name)
+    if winner is None:
+        return Outcome(candidates=voted)
+    return Outcome(answers[winner.members[0]], voted[winner.members[0]].text, voted)

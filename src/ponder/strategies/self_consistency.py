@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ponder.core.context import Context
+from ponder.domains.selector import get_selector
 from ponder.errors import ConfigError
 from ponder.strategies.base import BaseStrategy, Capability, EvalMode, Outcome, StrategyConfig
 from ponder.strategies.samplers import SamplingModeConfig, sample_candidates
-from ponder.strategies.select import modes_of, score_candidates, vote
+from ponder.strategies.select import modes_of, score_candidates, selector_vote, vote
 from ponder.types import Problem
 
 NEUTRAL_SCORE = 0.5  # the weight of a candidate the verifier abstained on
@@ -20,6 +21,16 @@ NEUTRAL_SCORE = 0.5  # the weight of a candidate the verifier abstained on
 class SelfConsistencyConfig(SamplingModeConfig):
     n: int = Field(8, ge=1, le=1024, description="number of sampled chains")
     weighting: Literal["none", "verifier", "logprob"] = "none"
+    selector: str | None = Field(
+        None, description="pick by a rule over answer-group signals (majority, confidence, "
+        "clean, cross-mode, short, integer) or a fitted selector FILE.json")
+
+    @field_validator("selector")
+    @classmethod
+    def _known_selector(cls, value: str | None) -> str | None:
+        if value is not None:
+            get_selector(value)  # an unknown rule or unreadable file is refused now
+        return value
 
 
 class SelfConsistency(BaseStrategy):
@@ -43,8 +54,11 @@ class SelfConsistency(BaseStrategy):
         cfg = self.config
         if cfg.weighting == "verifier" and ctx.verifier is None:
             raise ConfigError("weighting='verifier' needs a verifier (e.g. --verifier judge)")
-        params = cfg.sampling(logprobs=0 if cfg.weighting == "logprob" else None)
+        confidence = cfg.selector is not None and ctx.backend.capabilities.logprobs
+        params = cfg.sampling(logprobs=0 if cfg.weighting == "logprob" or confidence else None)
         candidates = await sample_candidates(problem, ctx, cfg, cfg.n, root, params)
+        if cfg.selector is not None:
+            return await selector_vote(problem, candidates, ctx, root, cfg.selector)
         weights = [cfg.vote_weight(c) for c in candidates]
         if cfg.weighting == "logprob":
             weights = [w * (math.exp(c.mean_logprob) if c.mean_logprob is not None

@@ -1,0 +1,197 @@
+"""``ponder tune``: the best strategy, sampling setting and selection rule per token budget, on a
+dev set with gold answers, confirmed on its held-out part, written as presets."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ponder.backends.loading import load_backend, release
+from ponder.backends.models import file_sha256, resolve_model
+from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
+from ponder.cli.render import stdout_console
+from ponder.domains.selector import RULES
+from ponder.errors import ConfigError
+from ponder.eval.datasets import FORMATS, load_dataset
+from ponder.eval.harness import Status
+from ponder.eval.plans import parse_budgets
+from ponder.eval.store import Store
+from ponder.tune.learn import require_sklearn
+from ponder.tune.report import HEADER, choice_rows, write_reports
+from ponder.tune.search import Tuner, choose, grid
+from ponder.version import __version__
+
+STORE = "samples.sqlite"
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tune", help="find the best configuration per token budget on a dev set",
+                       description="Sweep sampling settings x selection rules x sample counts on "
+                       "a dev set (generated once, resumable), choose the best per budget on one "
+                       "part, confirm it on the held-out part, write presets.")
+    p.add_argument("--dataset", required=True, help="the dev set (JSONL with gold answers, ...)")
+    p.add_argument("--format", default="auto", choices=FORMATS)
+    p.add_argument("--question-field", default=None)
+    p.add_argument("--answer-field", default=None)
+    p.add_argument("--limit", type=int, default=None, help="the first N problems")
+    p.add_argument("--budget", required=True, metavar="TOKENS[,TOKENS...]",
+                   help="generated tokens per problem, e.g. 1500,3000")
+    p.add_argument("--samples", default="1,2,4,8", help="sample counts to try (increasing)")
+    p.add_argument("--temperatures", default="0.7", help="e.g. 0.3,0.7,1.0")
+    p.add_argument("--top-p", default="1.0", help="e.g. 0.9,1.0")
+    p.add_argument("--min-p", default="0.0", help="e.g. 0.0,0.05")
+    p.add_argument("--modes", default="chain", help="chain, program, mixed (comma-separated)")
+    p.add_argument("--shots", default="0", help="few-shot counts to try, e.g. 0,4 (--examples)")
+    p.add_argument("--examples", default=None, metavar="FILE",
+                   help="JSONL of worked exemplars (question, answer, program); never the "
+                   "dev problems")
+    p.add_argument("--templates", default="default", help="prompt templates to try")
+    p.add_argument("--selectors", default=",".join(RULES),
+                   help=f"selection rules to try (of {', '.join(RULES)})")
+    p.add_argument("--no-learn", action="store_true", help="skip the learned selector")
+    p.add_argument("--reference-temperature", type=float, default=0.7,
+                   help="the reference: self-consistency by majority at this temperature")
+    p.add_argument("--holdout", type=float, default=0.5, help="the held-out share of --dataset")
+    p.add_argument("-m", "--model", default=None)
+    p.add_argument("--base-url", default=None)
+    p.add_argument("--api-key", default=None)
+    p.add_argument("-B", "--backend-option", type=_option, action="append", default=[],
+                   metavar="KEY=VALUE")
+    p.add_argument("--max-tokens", type=int, default=None, help="new tokens per generation")
+    p.add_argument("-o", "--option", type=_option, action="append", default=[],
+                   metavar="KEY=VALUE", help="an option for every configuration")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--draws", type=int, default=50, help="random subsets per sample count")
+    p.add_argument("--concurrency", type=int, default=4, help="problems in flight at once")
+    p.add_argument("--out", required=True, type=Path, help="output folder (resumable)")
+    p.add_argument("--fresh", action="store_true", help="discard what --out holds")
+    add_sandbox_flag(p)
+    p.set_defaults(handler=run, temperature=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    apply_sandbox_flag(args)
+    budgets = _ints(args.budget)
+    if not budgets or any(b < 1 for b in budgets):
+        raise ConfigError(f"--budget must be positive token counts, got {args.budget!r}")
+    sizes = parse_budgets(args.samples)
+    if args.draws < 1 or args.concurrency < 1:
+        raise ConfigError("--draws and --concurrency must be positive")
+    settings = grid(_floats(args.temperatures), _names(args.modes), top_ps=_floats(args.top_p),
+                    min_ps=_floats(args.min_p), shots=_ints(args.shots),
+                    templates=_names(args.templates),
+                    examples=str(Path(args.examples).resolve()) if args.examples else None,
+                    reference_temperature=args.reference_temperature)
+    problems = load_dataset(args.dataset, args.format, question_field=args.question_field,
+                            answer_field=args.answer_field, limit=args.limit)
+    spec = resolve_model(args.model, args.base_url)
+    model_hash = file_sha256(spec.path) if spec.path else "n/a (server)"
+    dataset = str(Path(args.dataset).resolve()) if Path(args.dataset).is_file() else args.dataset
+    dataset_hash = file_sha256(Path(dataset)) if Path(dataset).is_file() else dataset
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
+    if args.fresh:
+        for name in (STORE, f"{STORE}-wal", f"{STORE}-shm"):
+            (out / name).unlink(missing_ok=True)
+    elif out.is_dir() and any(out.iterdir()) and not (out / STORE).exists():
+        raise ConfigError(f"--out {out} holds files but no ponder run; choose another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    store = Store(out / STORE)
+    err = Console(stderr=True)
+    try:
+        store.claim({"model_sha256": model_hash, "dataset_sha256": dataset_hash,
+                     "seed": str(args.seed)})
+        backend = load_backend(args.model, args.base_url, api_key=args.api_key,
+                               **dict(args.backend_option))
+        tuner = Tuner(backend, store, problems, settings, sizes, budgets,
+                      selectors=_names(args.selectors), learned=not args.no_learn,
+                      seed=args.seed, holdout=args.holdout, draws=args.draws, out=out,
+                      options=strategy_options(args), concurrency=args.concurrency)
+        if tuner.learned:
+            require_sklearn()  # a missing extra fails now, not after the generation
+        columns = (TextColumn("[bold]tune[/]"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[samples]} samples"), TimeRemainingColumn())
+        with Progress(*columns, console=err, disable=not err.is_terminal) as bar:
+            task = bar.add_task("tune", total=len(problems), samples=0)
+            last = [0.0]
+
+            def update(status: Status) -> None:
+                bar.update(task, completed=status.problems_done, samples=status.samples)
+                now = time.monotonic()
+                if not err.is_terminal and (now - last[0] >= 30
+                                            or status.problems_done == status.problems_total):
+                    last[0] = now
+                    print(f"tune: {status.problems_done}/{status.problems_total} problems · "
+                          f"{status.samples} samples · {status.tokens} tokens",
+                          file=sys.stderr, flush=True)
+
+            tuner.harness.on_update = update
+
+            async def generate() -> None:
+                try:
+                    await tuner.generate()
+                finally:
+                    await release(backend)
+
+            try:
+                asyncio.run(generate())
+            except KeyboardInterrupt:
+                err.print(f"interrupted: what finished is stored in {out / STORE}; rerun the "
+                          "same command to resume")
+                return 130
+        data = choose(tuner)
+        presets = []
+        for choice in data["choices"]:
+            preset = choice.pop("preset", None)
+            if preset is None:
+                continue
+            path = out / f"preset-{choice['budget']}.json"
+            preset.save(path, tuned={k: choice.get(k) for k in
+                                     ("budget", "chosen", "tuning", "held_out")})
+            choice["preset_file"] = str(path)
+            presets.append(str(path))
+        config = {"dataset": dataset, "dataset_sha256": dataset_hash, "model": spec.name,
+                  "model_sha256": model_hash, "seed": args.seed, "draws": args.draws,
+                  "holdout": args.holdout, "ponder_version": __version__, "presets": presets}
+        paths = write_reports(out, data, config)
+    finally:
+        store.close()
+    console = stdout_console()
+    table = Table(title=f"{len(problems)} dev problems · {spec.name}", title_justify="left")
+    for h in HEADER:
+        table.add_column(h)
+    for row in choice_rows(data):
+        table.add_row(*(escape(cell) for cell in row))
+    console.print(table)
+    console.print("wrote " + ", ".join(str(p) for p in [*paths, *presets]))
+    if not presets:
+        print(json.dumps({"note": "no configuration fit the budgets"}), file=sys.stderr)
+    return 0

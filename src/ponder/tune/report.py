@@ -1,0 +1,156 @@
+"""``ponder tune``'s reports: tune.md, tune.html (self-contained), pareto.png and tune.json."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+NOTE = (
+    "Accuracy and tokens on the tuning part are each configuration's expected accuracy over "
+    "subsets of the stored samples (the learned selector's by cross-validation: each problem "
+    "scored by a selector fitted without it). The reference is self-consistency by majority at "
+    "the reference setting with as many samples as fit the budget. Differences are paired "
+    "(bootstrap 95% CI over problems, exact sign test); the held-out columns use only problems "
+    "the choice never saw."
+)
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
+
+
+def _pts(x: float | None) -> str:
+    return "—" if x is None or math.isnan(x) else f"{100 * x:+.1f}"
+
+
+def choice_rows(data: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for c in data["choices"]:
+        if c["chosen"] is None:
+            rows.append([str(c["budget"]), c["why"], *["—"] * 7])
+            continue
+        t, h = c["tuning"], c.get("held_out")
+        hc, hr = c.get("held_out_chosen"), c.get("held_out_reference")
+        rows.append([
+            str(c["budget"]), c["chosen"]["label"], f"{c['chosen']['tokens']:.0f}",
+            c["reference"]["label"],
+            f"{_pct(c['chosen']['accuracy'])} vs {_pct(c['reference']['accuracy'])}",
+            f"{_pts(t['difference'])} [{_pts(t['ci_low'])}, {_pts(t['ci_high'])}]",
+            f"{_pct(hc['accuracy'])} vs {_pct(hr['accuracy'])}" if hc and hr else "—",
+            f"{_pts(h['difference'])} [{_pts(h['ci_low'])}, {_pts(h['ci_high'])}] "
+            f"p={h['p_value']:.3g}" if h else "—",
+            str(h["problems"]) if h else "0",
+        ])
+    return rows
+
+
+HEADER = ["budget (tokens)", "chosen", "tokens", "reference", "tuning accuracy",
+          "tuning difference (points)", "held-out accuracy", "held-out difference (points)",
+          "held-out problems"]
+
+
+def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
+    lines = [f"# ponder tune: {config['dataset']}", "",
+             f"Model `{config['model']}`, {len(data['tuning_ids'])} tuning problems, "
+             f"{len(data['held_out_ids'])} held-out problems, seed {config['seed']}.", "",
+             "## Chosen per budget", "",
+             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |"
+              for r in choice_rows(data)]
+    lines += ["", NOTE, "", "![accuracy against tokens](pareto.png)", "",
+              "## Pareto front (tuning part)", "",
+              "| configuration | accuracy | tokens/problem |", "|---|---:|---:|"]
+    by_label = {c["label"]: c for c in data["candidates"]}
+    lines += [f"| {label} | {_pct(by_label[label]['accuracy'])} | "
+              f"{by_label[label]['tokens']:.0f} |" for label in data["front"]]
+    cv = data.get("selector_cv") or {}
+    if cv and cv.get("learned") is None:
+        lines += ["", "## Learned selector", "",
+                  "Not fitted: the tuning part's samples hold no right answer group (or no wrong "
+                  "one) to learn from; the learned rule is the majority vote."]
+    elif cv:
+        lines += ["", "## Learned selector", "",
+                  f"Logistic regression on answer-group features, {cv['folds']}-fold "
+                  f"cross-validation by problem over {cv['decisions']} decisions: picks the right "
+                  f"group {_pct(cv.get('learned'))} of the time, the majority "
+                  f"{_pct(cv.get('majority'))}. Coefficients: `{data['selector_file']}`."]
+    lines += ["", "Presets: " + ", ".join(f"`{p}`" for p in config.get("presets", [])), ""]
+    return "\n".join(lines)
+
+
+def plot(data: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    fig, ax = plt.subplots(figsize=(10, 5), dpi=120)
+    cands = data["candidates"]
+    ax.scatter([c["tokens"] for c in cands], [c["accuracy"] for c in cands], s=12,
+               color="#bbbbbb", label="configurations (tuning part)")
+    by_label = {c["label"]: c for c in cands}
+    front = [by_label[label] for label in data["front"]]
+    ax.plot([c["tokens"] for c in front], [c["accuracy"] for c in front], "-o", color="#1f77b4",
+            markersize=4, label="Pareto front")
+    refs = [c["reference"] for c in data["choices"] if c["chosen"]]
+    ax.scatter([r["tokens"] for r in refs], [r["accuracy"] for r in refs], marker="s", s=50,
+               color="#ff7f0e", label="reference (self-consistency, majority)", zorder=3)
+    chosen: dict[str, tuple[dict[str, Any], list[int]]] = {}
+    for c in data["choices"]:
+        ax.axvline(c["budget"], color="#999999", linestyle=":", linewidth=1)
+        if c["chosen"]:
+            chosen.setdefault(c["chosen"]["label"], (c["chosen"], []))[1].append(c["budget"])
+    for label, (ch, budgets) in chosen.items():  # one mark per configuration, its budgets
+        ax.scatter([ch["tokens"]], [ch["accuracy"]], marker="*", s=180, color="#d62728",
+                   zorder=4)
+        ax.annotate(f"{', '.join(map(str, budgets))}: {label}", (ch["tokens"], ch["accuracy"]),
+                    textcoords="offset points", xytext=(4, 6), fontsize=7)
+    ax.scatter([], [], marker="*", s=120, color="#d62728", label="chosen per budget")
+    ax.set_xlabel("generated tokens per problem (mean)")
+    ax.set_ylabel("accuracy")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_title("ponder tune: accuracy against tokens (budgets dotted)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def html_page(data: dict[str, Any], config: dict[str, Any], png: Path) -> str:
+    image = base64.b64encode(png.read_bytes()).decode()
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+                   for row in choice_rows(data))
+    by_label = {c["label"]: c for c in data["candidates"]}
+    front = "".join(f"<tr><td>{html.escape(label)}</td><td>{_pct(by_label[label]['accuracy'])}"
+                    f"</td><td>{by_label[label]['tokens']:.0f}</td></tr>"
+                    for label in data["front"])
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>ponder tune: {html.escape(config['dataset'])}</title>"
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}"
+        "</style></head><body>"
+        f"<h1>ponder tune</h1><p>{html.escape(config['dataset'])} · model "
+        f"{html.escape(config['model'])} · {len(data['tuning_ids'])} tuning, "
+        f"{len(data['held_out_ids'])} held-out problems</p>"
+        f"<table><tr>{head}</tr>{body}</table><p>{html.escape(NOTE)}</p>"
+        f"<img alt='accuracy against tokens' src='data:image/png;base64,{image}'>"
+        "<h2>Pareto front (tuning part)</h2><table><tr><th>configuration</th><th>accuracy</th>"
+        f"<th>tokens/problem</th></tr>{front}</table></body></html>\n")
+
+
+def write_reports(out: Path, data: dict[str, Any], config: dict[str, Any]) -> list[Path]:
+    png = out / "pareto.png"
+    plot(data, png)
+    md, page, js = out / "tune.md", out / "tune.html", out / "tune.json"
+    md.write_text(markdown(data, config))
+    page.write_text(html_page(data, config, png))
+    js.write_text(json.dumps({"config": config, **data}, indent=2, default=str) + "\n")
+    return [md, png, page, js]

@@ -1,0 +1,347 @@
+"""``ponder tune``'s search: generate once per sampling setting, replay every selection rule at
+every sample count on the stored samples, pick the best configuration per token budget on one
+part of the dev set, and confirm it on the part the choice never saw.
+
+- **Generation** is the evaluation harness's: one self-consistency plan per sampling setting
+  (temperature, top-p, min-p, mode, few-shot, template), its largest sample count drawn once per
+  problem into the resumable store; nothing else calls the model.
+- **Replay** is the harness's scoring (``eval/scoring.py``): each setting x selection rule is a
+  plan on the same sample pools, scored at each sample count, per problem.
+- **The learned selector** (``learn.py``) is fitted on the tuning part only; its accuracy there
+  comes from cross-validation (each fold scored by a selector fitted without it), so it competes
+  with the hand-set rules on equal terms; the held-out part is scored with the selector fitted
+  on the whole tuning part.
+- **The choice** per budget: the most accurate configuration whose mean generated tokens per
+  problem fit the budget, paired (``eval/paired.py``) against the reference — self-consistency
+  by majority at the reference setting, with as many samples as fit the same budget — on the
+  tuning part, then confirmed on the held-out part alone.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ponder.backends.base import Backend
+from ponder.domains.selector import RULES
+from ponder.errors import ConfigError
+from ponder.eval.harness import Harness, Status
+from ponder.eval.paired import compare
+from ponder.eval.plans import Plan, plan_samples, seed_of
+from ponder.eval.pools import clusters_of, counts, signals_of
+from ponder.eval.scoring import Scoring
+from ponder.eval.store import Store
+from ponder.presets import Preset
+from ponder.sandbox import Sandbox
+from ponder.tune import learn
+from ponder.types import Problem
+
+STRATEGY = "self-consistency"
+LEARNED = "learned"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A way to generate: the sampling options one pool of samples is drawn with."""
+
+    label: str
+    options: dict[str, Any]
+
+
+def grid(temperatures: Sequence[float], modes: Sequence[str], *, top_ps: Sequence[float] = (1.0,),
+         min_ps: Sequence[float] = (0.0,), shots: Sequence[int] = (0,),
+         templates: Sequence[str] = ("default",), examples: str | None = None,
+         reference_temperature: float = 0.7) -> list[Setting]:
+    """Every combination, the reference (chains at ``reference_temperature``, zero-shot, the
+    default template) first."""
+    if any(k for k in shots) and not examples:
+        raise ConfigError("--shots needs --examples FILE")
+    out = [_setting(reference_temperature, "chain", 1.0, 0.0, 0, "default", examples)]
+    for t in temperatures:
+        for mode in modes:
+            for top_p in top_ps:
+                for min_p in min_ps:
+                    for k in shots:
+                        for template in templates:
+                            s = _setting(t, mode, top_p, min_p, k, template, examples)
+                            if s.label not in {x.label for x in out}:
+                                out.append(s)
+    return out
+
+
+def _setting(t: float, mode: str, top_p: float, min_p: float, k: int, template: str,
+             examples: str | None) -> Setting:
+    options: dict[str, Any] = {"temperature": t, "mode": mode}
+    label = f"{mode} T{t:g}"
+    if top_p != 1.0:
+        options["top_p"], label = top_p, label + f" top-p{top_p:g}"
+    if min_p:
+        options["min_p"], label = min_p, label + f" min-p{min_p:g}"
+    if k:
+        options["shots"], options["examples"] = k, examples
+        label += f" {k}-shot"
+    if template != "default":
+        options["template"], label = template, label + f" {Path(template).stem}"
+    return Setting(label, options)
+
+
+def split(problems: Sequence[Problem], holdout: float, seed: int
+          ) -> tuple[list[Problem], list[Problem]]:
+    """(tuning part, held-out part): a seeded shuffle, ``holdout`` of it held out."""
+    if not 0 < holdout < 1:
+        raise ConfigError(f"--holdout must be between 0 and 1, got {holdout}")
+    order = sorted(problems, key=lambda p: seed_of(seed, "split", p.id))
+    held = max(1, round(len(order) * holdout))
+    if held >= len(order):
+        raise ConfigError(f"{len(order)} problems cannot be split into a tuning and a held-out "
+                          "part; give more problems")
+    held_ids = {p.id for p in order[:held]}
+    return ([p for p in problems if p.id not in held_ids],
+            [p for p in problems if p.id in held_ids])
+
+
+@dataclass
+class Candidate:
+    """One configuration: a setting, a selection rule and a sample count."""
+
+    setting: Setting
+    selector: str
+    n: int
+    accuracy: float = 0.0
+    tokens: float = 0.0
+    problems: int = 0
+    values: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.setting.label} · {self.selector} · n={self.n}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "setting": self.setting.label, "selector": self.selector,
+                "n": self.n, "accuracy": self.accuracy, "tokens": self.tokens,
+                "problems": self.problems}
+
+
+def pareto(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The configurations no other beats on both accuracy and tokens, by tokens; of several
+    with the same accuracy and tokens, the first in the grid's order."""
+    front, seen = [], set()
+    for c in candidates:
+        point = (round(c.tokens, 9), round(c.accuracy, 12))
+        if point in seen or any(o.tokens <= c.tokens and o.accuracy >= c.accuracy
+                                and (o.tokens < c.tokens or o.accuracy > c.accuracy)
+                                for o in candidates):
+            continue
+        seen.add(point)
+        front.append(c)
+    return sorted(front, key=lambda c: (c.tokens, -c.accuracy))
+
+
+class Tuner:
+    """Generate, replay, choose, confirm. ``out`` holds the store, the fitted selectors and the
+    presets."""
+
+    def __init__(self, backend: Backend, store: Store, problems: Sequence[Problem],
+                 settings: Sequence[Setting], sizes: Sequence[int], budgets: Sequence[int], *,
+                 selectors: Sequence[str] = tuple(RULES), learned: bool = True, seed: int = 0,
+                 holdout: float = 0.5, draws: int = 50, out: Path,
+                 options: dict[str, Any] | None = None, concurrency: int = 1,
+                 on_update: Callable[[Status], None] | None = None,
+                 sandbox: Sandbox | None = None) -> None:
+        unknown = sorted(set(selectors) - set(RULES))
+        if unknown:
+            raise ConfigError(f"unknown selection rule {', '.join(unknown)}; valid: "
+                              f"{', '.join(RULES)}")
+        if not budgets or any(b < 1 for b in budgets):
+            raise ConfigError("--budget must be positive token counts")
+        self.backend, self.store, self.problems = backend, store, list(problems)
+        self.settings, self.sizes, self.budgets = list(settings), list(sizes), sorted(budgets)
+        self.selectors = ["majority", *[s for s in selectors if s != "majority"]]
+        self.learned, self.seed, self.draws, self.out = learned, seed, draws, out
+        self.options = dict(options or {})
+        self.tuning, self.held_out = split(self.problems, holdout, seed)
+        self.harness = Harness(backend, store, self.problems, [], self.sizes, greedy=False,
+                               seed=seed, concurrency=concurrency, on_update=on_update,
+                               sandbox=sandbox, logprobs=True, options=self.options)
+        for setting in self.settings:
+            self.harness.add_plan(setting.label, STRATEGY, setting.options)
+
+    async def generate(self) -> None:
+        """Draw every setting's samples (what the store lacks)."""
+        await self.harness.run()
+
+    # -- replay ----------------------------------------------------------------------------
+
+    def _plans(self, selector_of: Callable[[str], str | None]) -> list[tuple[Setting, str, Plan]]:
+        """A plan per setting x rule on the same pools (``selector_of(rule)``: the option)."""
+        replay = Harness(self.backend, self.store, self.problems, [], self.sizes, greedy=False,
+                         seed=self.seed, options=self.options)
+        rules = [*self.selectors, *([LEARNED] if self.learned else [])]
+        out = []
+        for setting in self.settings:
+            for rule in rules:
+                selector = selector_of(rule)
+                options = {**setting.options, **({"selector": selector} if selector else {})}
+                out.append((setting, rule,
+                            replay.add_plan(f"{setting.label} · {rule}", STRATEGY, options)))
+        return out
+
+    def _score(self, problems: Sequence[Problem], plans: Sequence[tuple[Setting, str, Plan]]
+               ) -> dict[tuple[str, str], dict[int, dict[str, float]]]:
+        """Per-problem expected accuracy of each (setting, rule) at each sample count."""
+        data = Scoring(self.store, problems, [p for _, _, p in plans], self.seed).curves(
+            self.draws)
+        return {(s.label, rule): data["per_problem"].get(plan.label, {})
+                for s, rule, plan in plans}
+
+    def _tokens(self, problems: Sequence[Problem]) -> dict[tuple[str, int], float]:
+        """Mean generated tokens per problem of each setting at each sample count."""
+        data = Scoring(self.store, problems, [p for p in self.harness.plans], self.seed).curves(1)
+        return {(pt["strategy"], pt["budget"]): pt["tokens"] for pt in data["points"]}
+
+    def _decisions(self) -> list[learn.Decision]:
+        rows: list[learn.Decision] = []
+        rng = random.Random(seed_of(self.seed, "learn"))
+        for plan in self.harness.plans:
+            targets = counts(plan.config, plan.pools, max(self.sizes))
+            for problem in self.tuning:
+                samples = plan_samples(self.store, plan, problem, targets)
+                if not samples:
+                    continue
+                rows += learn.decisions(problem.id, clusters_of(samples), signals_of(samples),
+                                        [r.answer for r in samples],
+                                        [r.correct for r in samples], self.sizes,
+                                        min(self.draws, 8), rng)
+        return rows
+
+    def fit_selector(self) -> tuple[dict[str, Any], list[str], str]:
+        """Fit the learned selector on the tuning part: the cross-validation report, one file
+        per fold (fitted without it) and the file fitted on all of it."""
+        folder = self.out / "selectors"
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = self._decisions()
+        folds = learn.folds_of([p.id for p in self.tuning], min(5, len(self.tuning)), self.seed)
+        report, fitted = learn.cross_validate(rows, folds)
+        paths = []
+        for i, model in enumerate(fitted):
+            path = folder / f"fold-{i}.json"
+            (model or RULES["majority"]).save(path)
+            paths.append(str(path.resolve()))
+        final = learn.fit(rows) or RULES["majority"]
+        path = self.out / "selector.json"
+        final = type(final)(LEARNED, final.weights, final.intercept, {"cv": report})
+        final.save(path)
+        report["folds_problems"] = folds
+        return report, paths, str(path.resolve())
+
+    def candidates(self, problems: Sequence[Problem], selector_file: str | None,
+                   folds: Sequence[Sequence[str]] = (), fold_files: Sequence[str] = ()
+                   ) -> list[Candidate]:
+        """Every configuration scored on ``problems``; the learned rule by ``selector_file``,
+        or fold by fold (each problem by the selector fitted without its fold)."""
+        def option(rule: str, learned: str | None = selector_file) -> str | None:
+            if rule == "majority":
+                return None  # the strategy's own vote
+            return learned if rule == LEARNED else rule
+
+        values = self._score(problems, self._plans(
+            lambda r: None if r == LEARNED and folds else option(r)))
+        if self.learned and folds:
+            merged: dict[str, dict[int, dict[str, float]]] = {s.label: {} for s in self.settings}
+            for fold, path in zip(folds, fold_files, strict=True):
+                chosen = [p for p in problems if p.id in set(fold)]
+                if not chosen:
+                    continue
+                plans = [t for t in self._plans(lambda r, path=path: option(r, path))
+                         if t[1] == LEARNED]
+                for (label, _), by_n in self._score(chosen, plans).items():
+                    for n, per in by_n.items():
+                        merged[label].setdefault(n, {}).update(per)
+            for label, by_n in merged.items():
+                values[(label, LEARNED)] = by_n
+        tokens = self._tokens(problems)
+        out = []
+        for setting in self.settings:
+            for rule in [*self.selectors, *([LEARNED] if self.learned else [])]:
+                for n, per in sorted(values.get((setting.label, rule), {}).items()):
+                    if (setting.label, n) not in tokens or not per:
+                        continue
+                    out.append(Candidate(setting, rule, n, sum(per.values()) / len(per),
+                                         tokens[(setting.label, n)], len(per), dict(per)))
+        return out
+
+
+def reference_at(candidates: Sequence[Candidate], reference: Setting, budget: int
+                 ) -> Candidate | None:
+    """Self-consistency by majority at the reference setting, with the most samples that fit."""
+    fits = [c for c in candidates if c.setting.label == reference.label
+            and c.selector == "majority" and c.tokens <= budget]
+    return max(fits, key=lambda c: c.n, default=None)
+
+
+def best_at(candidates: Sequence[Candidate], budget: int) -> Candidate | None:
+    """The most accurate configuration within the budget (ties: fewer tokens, then the first
+    in the grid's order)."""
+    fits = [c for c in candidates if c.tokens <= budget]
+    return min(fits, key=lambda c: (-round(c.accuracy, 12), c.tokens), default=None)
+
+
+def preset_of(choice: Candidate, selector_file: str | None) -> Preset:
+    options = {**choice.setting.options, "n": choice.n}
+    if choice.selector == LEARNED:
+        options["selector"] = selector_file
+    elif choice.selector != "majority":
+        options["selector"] = choice.selector
+    return Preset(STRATEGY, options)
+
+
+async def run_tune(tuner: Tuner) -> dict[str, Any]:
+    """Generate, then choose and confirm per budget; the data the report and presets need."""
+    await tuner.generate()
+    return choose(tuner)
+
+
+def choose(tuner: Tuner) -> dict[str, Any]:
+    """Choose per budget on the tuning part, confirm on the held-out part (store reads only)."""
+    cv, fold_files, selector_file = ({}, [], None)
+    folds: list[list[str]] = []
+    if tuner.learned:
+        cv, fold_files, selector_file = tuner.fit_selector()
+        folds = cv.pop("folds_problems")
+    tuning = tuner.candidates(tuner.tuning, selector_file, folds, fold_files)
+    held = tuner.candidates(tuner.held_out, selector_file)
+    held_by = {c.label: c for c in held}
+    reference = tuner.settings[0]
+    choices = []
+    for budget in tuner.budgets:
+        ref, best = reference_at(tuning, reference, budget), best_at(tuning, budget)
+        if ref is None or best is None:
+            choices.append({"budget": budget, "chosen": None,
+                            "why": "no configuration fits: below one sample's tokens"})
+            continue
+        entry: dict[str, Any] = {
+            "budget": budget, "chosen": best.to_dict(), "reference": ref.to_dict(),
+            "tuning": compare((best.label, budget), (ref.label, budget), best.values,
+                              ref.values, seed=tuner.seed).to_dict(),
+        }
+        h_best, h_ref = held_by.get(best.label), held_by.get(ref.label)
+        if h_best is not None and h_ref is not None:
+            entry["held_out"] = compare((best.label, budget), (ref.label, budget),
+                                        h_best.values, h_ref.values, seed=tuner.seed).to_dict()
+            entry["held_out_chosen"] = h_best.to_dict()
+            entry["held_out_reference"] = h_ref.to_dict()
+            entry["confirm_problem_ids"] = sorted(set(h_best.values) | set(h_ref.values))
+        entry["preset"] = preset_of(best, selector_file)
+        choices.append(entry)
+    return {
+        "tuning_ids": sorted(p.id for p in tuner.tuning),
+        "held_out_ids": sorted(p.id for p in tuner.held_out),
+        "settings": [{"label": s.label, "options": s.options} for s in tuner.settings],
+        "candidates": [c.to_dict() for c in tuning],
+        "front": [c.label for c in pareto(tuning)],
+        "choices": choices, "selector_cv": cv, "selector_file": selector_file,
+        "budgets": tuner.budgets, "sizes": tuner.sizes,
+    }
