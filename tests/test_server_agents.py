@@ -230,6 +230,18 @@ def test_json_schema_output_is_voted_and_validates():
     assert '"required": ["name", "age"]' in system
 
 
+def test_local_references_in_a_schema_are_followed():
+    schema = {"type": "object", "$defs": {"age": {"type": "integer", "minimum": 0}},
+              "properties": {"age": {"$ref": "#/$defs/age"}}, "required": ["age"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}}
+    with served(['{"age": -1}', '{"age": 5}', '{"age": "5"}']) as live:
+        reply = live.client().chat.completions.create(
+            model="ponder-self-consistency", response_format=fmt,
+            messages=[{"role": "user", "content": "How old?"}], extra_body={"ponder": {"n": 3}})
+    assert json.loads(reply.choices[0].message.content) == {"age": 5}
+    assert [c["votes"] for c in reply.model_extra["ponder"][0]["candidates"]] == [0, 1, 0]
+
+
 def test_json_object_pass_through_returns_the_json():
     with served(['Sure! ```json\n{"ok": true}\n```']) as live:
         reply = live.client().chat.completions.create(
@@ -407,6 +419,12 @@ BAD_CHAT = [
      "tools.0.function.parameters"),
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
         "type": "string", "pattern": "(unclosed"}}}]}, "tools.0.function.parameters"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"a": {"$ref": "https://example.com/s.json"}}}}}]},
+     "tools.0.function.parameters"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}}}]},
+     "tools.0.function.parameters"),
     ({"tools": [WEATHER, WEATHER]}, "tools.1.function.name"),
     ({"tools": [{"type": "retrieval"}]}, "tools.0.type"),
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},

@@ -164,8 +164,11 @@ def schema_errors(value: Any, schema: Mapping[str, Any]) -> str | None:
     """Why ``value`` does not validate against ``schema`` (None: it does)."""
     import jsonschema
 
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    try:
+        validator = jsonschema.validators.validator_for(schema)(schema)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    except Exception as exc:  # noqa: BLE001 - a schema that cannot check this value
+        return f"the schema cannot check it: {exc}"
     return None if error is None else error.message
 
 

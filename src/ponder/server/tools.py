@@ -22,6 +22,11 @@ def check_schema(schema: Any, param: str) -> None:
     if not isinstance(schema, dict):
         raise ApiError(400, f"Invalid schema for '{param}': must be a JSON object", param=param,
                        code="invalid_schema")
+    for ref in _refs(schema):
+        if not _resolves(schema, ref):
+            raise ApiError(400, f"Invalid schema for '{param}': the reference {_short(ref)!r} "
+                           "does not point into the schema (only local '#/...' references)",
+                           param=param, code="invalid_schema")
     try:
         cls = jsonschema.validators.validator_for(schema)
         cls.check_schema(schema)
@@ -33,6 +38,34 @@ def check_schema(schema: Any, param: str) -> None:
     except Exception as exc:  # noqa: BLE001 - an unresolvable $ref, a bad regex...
         raise ApiError(400, f"Invalid schema for '{param}': {_short(str(exc))}", param=param,
                        code="invalid_schema") from None
+
+
+def _refs(node: Any) -> list[str]:
+    """Every ``$ref`` in a schema."""
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []
+
+
+def _resolves(schema: dict[str, Any], ref: str) -> bool:
+    """Whether a reference is local (``#`` or ``#/a/b``) and points at something."""
+    if ref == "#":
+        return True
+    if not ref.startswith("#/"):
+        return False
+    node: Any = schema
+    for raw in ref[2:].split("/"):
+        key = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return False
+    return True
 
 
 def check_request(req: ChatCompletionRequest) -> None:
