@@ -188,8 +188,12 @@ def run(configs: list[str], minutes: float, max_tokens: int) -> None:
                 break
             question, gold = TASKS[k]
             t0 = time.monotonic()
-            out = solve(client, server.model_id, config, question, seed=k,
-                        max_tokens=max_tokens)
+            try:
+                out = solve(client, server.model_id, config, question, seed=k,
+                            max_tokens=max_tokens)
+            except openai.APIError as exc:
+                print(f"{config} task {k}: failed: {exc}", flush=True)
+                continue
             record = {"config": config, "task": k, "gold": gold, **out,
                       "correct": correct(out["content"], gold),
                       "seconds": round(time.monotonic() - t0, 1)}
