@@ -141,6 +141,16 @@ def test_calls_to_unknown_functions_or_with_invalid_arguments_drop_out():
     assert votes == [0, 0, 0, 1]
 
 
+def test_a_call_written_as_a_fenced_json_object_counts():
+    fenced = 'I will call it.\n```json\n{"name": "get_weather", "arguments": {"city": "Paris", ' \
+        '"days": 2}}\n```'
+    with served([fenced, CALL, TEXT]) as live:
+        reply = live.client().chat.completions.create(
+            model="ponder-self-consistency", messages=ASK, tools=[WEATHER],
+            extra_body={"ponder": {"n": 3}})
+    assert [c["votes"] for c in reply.model_extra["ponder"][0]["candidates"]] == [2, 2, 1]
+
+
 def test_self_consistency_streams_the_winning_call():
     with served([CALL, SAME_CALL, TEXT]) as live:
         chunks = list(live.client().chat.completions.create(
@@ -356,7 +366,7 @@ def test_responses_json_schema_format():
 def test_pass_through_forwards_tools_to_an_openai_compatible_server():
     """The front server's backend is an OpenAI-compatible server (here a second ponder serve,
     which answers tool calls): tools go through untouched, tool_calls come back and stream."""
-    with served([CALL, CALL]) as upstream:
+    with served([CALL, CALL, CALL]) as upstream:
         backend = OpenAIBackend("scripted", upstream.url + "/v1", probe=False, max_retries=0)
         with Live(backend) as front:
             client = front.client()
@@ -364,6 +374,10 @@ def test_pass_through_forwards_tools_to_an_openai_compatible_server():
                                                    tools=[WEATHER], tool_choice="auto")
             chunks = list(client.chat.completions.create(
                 model="scripted", messages=ASK, tools=[WEATHER], stream=True))
+            response = client.responses.create(model="scripted", input=ASK[0]["content"],
+                                               tools=[RESP_TOOL])
+    [item] = response.output
+    assert item.type == "function_call" and json.loads(item.arguments)["city"] == "Paris"
     assert reply.choices[0].finish_reason == "tool_calls"
     assert reply.choices[0].message.tool_calls[0].function.name == "get_weather"
     calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or ()]

@@ -177,15 +177,13 @@ def schema_errors(value: Any, schema: Mapping[str, Any]) -> str | None:
 def parse_calls(text: str) -> list[dict[str, Any]] | None:
     """The calls a text makes, as ``{"name", "arguments"}`` (arguments a dict); [] when it
     makes none; None when it tries to and one cannot be read. Calls are ``<tool_call>`` blocks,
-    or a text that is (a fenced) ``{"name": ..., "arguments": {...}}`` and nothing else."""
+    else ```` ```json ```` blocks (or a whole text) that are ``{"name": ..., "arguments":
+    {...}}``."""
     blocks = _TOOL_CALL.findall(text)
-    if not blocks:
-        bare = _FENCE.fullmatch(text.strip())
-        body = (bare.group(1) if bare else text).strip()
-        value = _loads(body) if body.startswith("{") else _NOTHING
-        if isinstance(value, dict) and set(value) == {"name", "arguments"}:
-            blocks = [body]
-        else:
+    if not blocks:  # small models often write the call as a bare or fenced JSON object
+        bodies = [b.strip() for b in _FENCE.findall(text)] or [text.strip()]
+        blocks = [b for b in bodies if b.startswith("{") and _is_call(_loads(b))]
+        if not blocks:
             return []
     calls = []
     for block in blocks:
@@ -199,6 +197,10 @@ def parse_calls(text: str) -> list[dict[str, Any]] | None:
             return None
         calls.append({"name": value["name"], "arguments": args})
     return calls
+
+
+def _is_call(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"name", "arguments"}
 
 
 def without_calls(text: str) -> str:
