@@ -10,6 +10,12 @@ explicit knobs (``ponder.n``, ``ponder.options``, ``temperature``...), exactly a
 and the Python API build it (:mod:`ponder.runner`). A request for the underlying model with none
 of these is passed through as one plain completion.
 
+Requests with ``tools``, a ``response_format`` or several turns become chat problems
+(:mod:`ponder.server.tools`, :mod:`ponder.domains.chat`): strategies vote over actions and a
+winning call comes back as ``tool_calls``; a pass-through on an OpenAI-compatible backend
+forwards them as written. ``POST /v1/responses`` (:mod:`ponder.server.responses`) is the same
+run, asked and answered in the Responses API's words.
+
 Requests share the backend: with the in-process llama.cpp backend their samples decode in the
 same batches. At most ``max_concurrent`` run at once, ``max_queue`` more wait; beyond that, 429.
 A client that disconnects cancels its search.
