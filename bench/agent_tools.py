@@ -26,7 +26,7 @@ from pathlib import Path
 import openai
 import uvicorn
 
-from ponder.domains.answers import equivalent, extract_answer
+from ponder.domains.answers import extract_answer, to_number
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "bench" / "runs" / "agent_tools.jsonl"
@@ -115,8 +115,14 @@ def call_tool(name: str, arguments: str) -> str:
 
 
 def correct(content: str, gold: str) -> bool:
-    answer = extract_answer(content) or content
-    return equivalent(answer, gold) or equivalent(answer.replace("$", ""), gold)
+    """The final answer is the gold one: a number equal to a numeric gold (an unevaluated
+    expression such as ``7^6`` is not an answer), else the same text."""
+    answer = (extract_answer(content) or content).strip()
+    number = to_number(gold)
+    if number is not None:
+        value = to_number(answer)
+        return value is not None and abs(value - number) < 1e-6
+    return answer.strip(" .").lower() == gold.lower()
 
 
 def solve(client: openai.OpenAI, model_id: str, config: str, question: str, seed: int,
@@ -223,7 +229,8 @@ def report(max_tokens: int) -> None:
              "| config | tasks | correct | accuracy | mean tokens / task | mean tool calls "
              "| mean s / task |", "|---|---:|---:|---:|---:|---:|---:|"]
     by_config: dict[str, list[dict]] = {}
-    for r in records:
+    for r in records:  # graded again: the grader may be stricter than when the task ran
+        r["correct"] = correct(r["content"], r["gold"])
         by_config.setdefault(r["config"], []).append(r)
     for config in CONFIGS:
         rows = by_config.get(config, [])
