@@ -7,7 +7,7 @@ Resumable: each finished task is appended to bench/runs/agent_tools.jsonl and sk
 next run; ``--minutes`` stops starting new tasks after that long. ``--report`` writes
 bench/results/agent_tools-DATE.md from what is stored.
 
-    python bench/agent_tools.py [--configs pass,sc4,sc8] [--minutes 18] [--report]
+    python bench/agent_tools.py [--configs pass,sc4,sc8] [--minutes 18] [--report] [--name N]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import uvicorn
 from ponder.domains.answers import extract_answer, to_number
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNS = ROOT / "bench" / "runs" / "agent_tools.jsonl"
+RUNS = ROOT / "bench" / "runs" / "agent_tools.jsonl"  # --name NAME: bench/runs/NAME.jsonl
 
 TOOLS = [
     {"type": "function", "function": {
@@ -257,7 +257,7 @@ def report(max_tokens: int) -> None:
               "disagreements for p < 0.05).", "",
               "Command: `python bench/agent_tools.py --configs pass,sc4,sc8` (resumable), then "
               "`python bench/agent_tools.py --report`."]
-    out = ROOT / "bench" / "results" / f"agent_tools-{today}.md"
+    out = ROOT / "bench" / "results" / f"{RUNS.stem}-{today}.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -268,7 +268,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=18.0)
     parser.add_argument("--max-tokens", type=int, default=384)
     parser.add_argument("--report", action="store_true")
+    parser.add_argument("--name", default="agent_tools",
+                        help="the run's name: bench/runs/NAME.jsonl, bench/results/NAME-DATE.md")
     args = parser.parse_args()
+    global RUNS
+    RUNS = RUNS.with_name(f"{args.name}.jsonl")
     if args.report:
         report(args.max_tokens)
         return

@@ -141,10 +141,11 @@ def test_calls_to_unknown_functions_or_with_invalid_arguments_drop_out():
     assert votes == [0, 0, 0, 1]
 
 
-def test_a_call_written_as_a_fenced_json_object_counts():
+def test_a_call_written_as_a_bare_or_fenced_json_object_counts():
     fenced = 'I will call it.\n```json\n{"name": "get_weather", "arguments": {"city": "Paris", ' \
         '"days": 2}}\n```'
-    with served([fenced, CALL, TEXT]) as live:
+    inline = 'The answer is: {"name": "get_weather", "arguments": {"days": 2, "city": "Paris"}}'
+    with served([fenced, inline, TEXT]) as live:
         reply = live.client().chat.completions.create(
             model="ponder-self-consistency", messages=ASK, tools=[WEATHER],
             extra_body={"ponder": {"n": 3}})

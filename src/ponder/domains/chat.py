@@ -177,12 +177,11 @@ def schema_errors(value: Any, schema: Mapping[str, Any]) -> str | None:
 def parse_calls(text: str) -> list[dict[str, Any]] | None:
     """The calls a text makes, as ``{"name", "arguments"}`` (arguments a dict); [] when it
     makes none; None when it tries to and one cannot be read. Calls are ``<tool_call>`` blocks,
-    else ```` ```json ```` blocks (or a whole text) that are ``{"name": ..., "arguments":
+    else the JSON objects in the text (fenced or not) that are ``{"name": ..., "arguments":
     {...}}``."""
     blocks = _TOOL_CALL.findall(text)
-    if not blocks:  # small models often write the call as a bare or fenced JSON object
-        bodies = [b.strip() for b in _FENCE.findall(text)] or [text.strip()]
-        blocks = [b for b in bodies if b.startswith("{") and _is_call(_loads(b))]
+    if not blocks:  # small models often write calls as bare or fenced JSON objects
+        blocks = _bare_calls(text)
         if not blocks:
             return []
     calls = []
@@ -201,6 +200,24 @@ def parse_calls(text: str) -> list[dict[str, Any]] | None:
 
 def _is_call(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"name", "arguments"}
+
+
+def _bare_calls(text: str) -> list[str]:
+    """The JSON objects in a text, left to right, that are ``{"name", "arguments"}``."""
+    decoder = json.JSONDecoder()
+    found, i = [], text.find("{")
+    while i >= 0:
+        try:
+            value, end = decoder.raw_decode(text, i)
+        except (ValueError, RecursionError):
+            i = text.find("{", i + 1)
+            continue
+        if _is_call(value):
+            found.append(text[i:end])
+            i = text.find("{", end)
+        else:
+            i = text.find("{", i + 1)
+    return found
 
 
 def without_calls(text: str) -> str:
