@@ -2,6 +2,7 @@
 trips, JSON-schema output, long conversations and the Responses API, with the official openai
 SDK (and the llm CLI) against a live server; malformed tools, schemas and items are 400s."""
 
+import asyncio
 import json
 import os
 import shutil
@@ -377,6 +378,9 @@ def test_pass_through_forwards_tools_to_an_openai_compatible_server():
                 model="scripted", messages=ASK, tools=[WEATHER], stream=True))
             response = client.responses.create(model="scripted", input=ASK[0]["content"],
                                                tools=[RESP_TOOL])
+            # the backend's client lives on the front server's loop: closed there
+            loop = front.uvicorn.servers[0].get_loop()
+            asyncio.run_coroutine_threadsafe(backend.aclose(), loop).result(10)
     [item] = response.output
     assert item.type == "function_call" and json.loads(item.arguments)["city"] == "Paris"
     assert reply.choices[0].finish_reason == "tool_calls"
