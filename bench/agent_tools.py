@@ -214,7 +214,7 @@ def run(configs: list[str], minutes: float, max_tokens: int) -> None:
         backend.close()
 
 
-def report(max_tokens: int) -> None:
+def report(max_tokens: int, note: str = "") -> None:
     records = stored()
     today = datetime.date.today()
     lines = [f"# Agent tasks through ponder serve ({today})", "",
@@ -226,6 +226,7 @@ def report(max_tokens: int) -> None:
              "tools described in the prompt and the call parsed back. Self-consistency: N "
              "candidates per turn at temperature 0.7, voting over actions (same function + "
              "JSON-equal arguments = one vote; a text answer is its own action).", "",
+             *([note, ""] if note else []),
              "| config | tasks | correct | accuracy | mean tokens / task | mean tool calls "
              "| mean s / task |", "|---|---:|---:|---:|---:|---:|---:|"]
     by_config: dict[str, list[dict]] = {}
@@ -255,8 +256,8 @@ def report(max_tokens: int) -> None:
     lines += ["", "With 12 tasks, a difference of one or two tasks is not significant (an exact "
               "sign test over the tasks where the configs disagree needs at least 6 one-sided "
               "disagreements for p < 0.05).", "",
-              "Command: `python bench/agent_tools.py --configs pass,sc4,sc8` (resumable), then "
-              "`python bench/agent_tools.py --report`."]
+              f"Command: `python bench/agent_tools.py --configs pass,sc4,sc8 --name {RUNS.stem}` "
+              f"(resumable), then `python bench/agent_tools.py --report --name {RUNS.stem}`."]
     out = ROOT / "bench" / "results" / f"{RUNS.stem}-{today}.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -268,13 +269,14 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=18.0)
     parser.add_argument("--max-tokens", type=int, default=384)
     parser.add_argument("--report", action="store_true")
+    parser.add_argument("--note", default="", help="a paragraph for the report")
     parser.add_argument("--name", default="agent_tools",
                         help="the run's name: bench/runs/NAME.jsonl, bench/results/NAME-DATE.md")
     args = parser.parse_args()
     global RUNS
     RUNS = RUNS.with_name(f"{args.name}.jsonl")
     if args.report:
-        report(args.max_tokens)
+        report(args.max_tokens, args.note)
         return
     configs = [c for c in args.configs.split(",") if c]
     unknown = [c for c in configs if c not in CONFIGS]
