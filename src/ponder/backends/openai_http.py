@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
@@ -437,3 +437,34 @@ def _logprobs(logprobs: Any) -> tuple[TokenLogprob, ...] | None:
                      tuple((a.token, a.logprob) for a in (t.top_logprobs or ())))
         for t in logprobs.content
     )
+
+
+# -- a Chat Completions request forwarded as the client wrote it ------------------------------
+# (tools, tool_choice, parallel_tool_calls, response_format and tool turns reach the server
+# untouched; ``ponder serve`` uses these for its pass-through model)
+
+
+async def forward_chat(backend: OpenAIBackend, body: dict[str, Any]) -> dict[str, Any]:
+    """One Chat Completions request for ``backend``'s model, with the client's own fields; the
+    server's reply as JSON (only the fields it sent)."""
+    kwargs = {**body, "model": backend.model, "stream": False}
+    async with backend._semaphore:
+        try:
+            reply = await backend.client.chat.completions.create(**kwargs)
+        except backend._openai.OpenAIError as exc:
+            raise backend._translate(exc) from exc
+    return reply.model_dump(mode="json", exclude_unset=True)
+
+
+async def forward_chat_stream(backend: OpenAIBackend, body: dict[str, Any]
+                              ) -> AsyncIterator[dict[str, Any]]:
+    """The same, streamed: each chunk as the server sent it (``tool_calls`` deltas intact)."""
+    kwargs = {**body, "model": backend.model, "stream": True}
+    async with backend._semaphore:
+        try:
+            stream = await backend.client.chat.completions.create(**kwargs)
+            async with stream:
+                async for chunk in stream:
+                    yield chunk.model_dump(mode="json", exclude_unset=True)
+        except backend._openai.OpenAIError as exc:
+            raise backend._translate(exc) from exc

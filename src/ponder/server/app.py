@@ -10,6 +10,12 @@ explicit knobs (``ponder.n``, ``ponder.options``, ``temperature``...), exactly a
 and the Python API build it (:mod:`ponder.runner`). A request for the underlying model with none
 of these is passed through as one plain completion.
 
+Requests with ``tools``, a ``response_format`` or several turns become chat problems
+(:mod:`ponder.server.tools`, :mod:`ponder.domains.chat`): strategies vote over actions and a
+winning call comes back as ``tool_calls``; a pass-through on an OpenAI-compatible backend
+forwards them as written. ``POST /v1/responses`` (:mod:`ponder.server.responses`) is the same
+run, asked and answered in the Responses API's words.
+
 Requests share the backend: with the in-process llama.cpp backend their samples decode in the
 same batches. At most ``max_concurrent`` run at once, ``max_queue`` more wait; beyond that, 429.
 A client that disconnects cancels its search.
@@ -30,6 +36,7 @@ import asyncio
 import base64
 import binascii
 import hmac
+import json
 import logging
 import threading
 import time
@@ -55,7 +62,9 @@ from starlette.routing import Route
 
 from ponder import registry
 from ponder.backends.base import Backend
+from ponder.backends.openai_http import OpenAIBackend, forward_chat, forward_chat_stream
 from ponder.budget import Budget
+from ponder.domains.chat import CHAT, is_chat_problem, read_reply
 from ponder.errors import (
     BackendError,
     BackendTimeout,
@@ -68,10 +77,12 @@ from ponder.sandbox import Sandbox
 from ponder.server.errors import ApiError, validation_error
 from ponder.server.limits import parse_json, read_body
 from ponder.server.metrics import Metrics
+from ponder.server.narrator import search_summary
 from ponder.server.plan import Plan, plan_request
 from ponder.server.policy import check_operator_caps
 from ponder.server.protocol import uvicorn_config
 from ponder.server.replies import completion_body
+from ponder.server.responses import chat_request, read_request, response_body, stream_events
 from ponder.server.schemas import ChatCompletionRequest
 from ponder.server.settings import Limits, check_strategies, own_keys_only, prepare_scorers
 from ponder.server.stream import sse_events
@@ -144,6 +155,7 @@ class PonderServer:
     def app(self) -> Starlette:
         routes = [
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/v1/responses", self.responses, methods=["POST"]),
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/health", self.health, methods=["GET"]),
             Route("/metrics", self.prometheus, methods=["GET"]),
@@ -295,6 +307,8 @@ class PonderServer:
         except BaseException:
             ticket.release()
             raise
+        if self._forwards(plan):
+            return await self._forward(request, plan, ticket, started)
         view = None
         if plan.strategy is not None and plan.request.ponder and plan.request.ponder.trace:
             view = self.views.open(plan.problem.question, plan.strategy.name, plan.request.n,
@@ -326,6 +340,132 @@ class PonderServer:
         self.metrics.observe(200, time.monotonic() - started)
         return JSONResponse(completion_body(plan, results, view_url))
 
+    async def responses(self, request: Request) -> Response:
+        """``POST /v1/responses``: the request as the chat request it means
+        (:mod:`ponder.server.responses`), run the same way, written as a ``response``."""
+        started = time.monotonic()
+        try:
+            self._authorize(request)
+            ticket = self._admit()
+        except ApiError as exc:
+            self.metrics.observe(exc.status)
+            return exc.response()
+        try:
+            rreq = read_request(await self._body(request))
+            plan = await self._plan_for(chat_request(rreq))
+        except ApiError as exc:
+            ticket.release()
+            self.metrics.observe(exc.status)
+            return exc.response()
+        except BaseException:
+            ticket.release()
+            raise
+        try:
+            chat, summary, chain = await self._answer(request, plan, ticket)
+        except ApiError as exc:
+            self.metrics.observe(exc.status)
+            return exc.response()
+        finally:
+            ticket.release()
+        self.metrics.observe(200, time.monotonic() - started)
+        body = response_body(rreq, chat, summary, chain)
+        if rreq.stream:
+            return StreamingResponse(iter(list(stream_events(body))),
+                                     media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        return JSONResponse(body)
+
+    async def _answer(self, request: Request, plan: Plan, ticket: Ticket
+                      ) -> tuple[dict[str, Any], str | None, str | None]:
+        """A plan's chat completion body (one choice), the account of its search and its
+        winning chain; errors as ApiError. A client that leaves cancels the work."""
+        if self._forwards(plan):
+            assert isinstance(self.backend, OpenAIBackend)
+            body = plan.request.model_dump(mode="json", exclude_none=True, by_alias=True,
+                                           exclude={"model", "ponder", "stream"})
+            slots = await self._slot()
+            try:
+                async with slots:
+                    ticket.release()
+                    chat = await forward_chat(self.backend, body)
+            except BackendError as exc:
+                raise upstream_error(exc) from None
+            message = (chat.get("choices") or [{}])[0].get("message") or {}
+            chain = message.get("reasoning_content") or message.get("reasoning")
+            if not chat.get("choices"):
+                raise upstream_error(BackendError("the upstream reply had no choices"))
+            return chat, None, chain
+        work = asyncio.create_task(self.admitted(plan, [None], ticket))
+        watcher = asyncio.create_task(self._watch_disconnect(request, work))
+        try:
+            [result] = await work
+        finally:
+            watcher.cancel()
+            if not work.done():
+                work.cancel()
+        summary = None if result.strategy == "pass-through" else search_summary(result)
+        return completion_body(plan, [result]), summary, result.text.strip() or None
+
+    def _forwards(self, plan: Plan) -> bool:
+        """A pass-through with tools, a JSON format or tool turns goes to an OpenAI-compatible
+        backend as the client wrote it (its server calls tools natively)."""
+        req = plan.request
+        return (plan.strategy is None and isinstance(self.backend, OpenAIBackend)
+                and bool(req.tools or req.response_format or req.tool_choice
+                         or any(m.role == "tool" or m.tool_calls for m in req.messages)))
+
+    async def _forward(self, request: Request, plan: Plan, ticket: Ticket,
+                       started: float) -> Response:
+        """The request, as the client wrote it, to the backend's server; its reply (or its
+        stream, chunk by chunk) back with the model the client named."""
+        assert isinstance(self.backend, OpenAIBackend)
+        backend = self.backend
+        req = plan.request
+        body = req.model_dump(mode="json", exclude_none=True, by_alias=True,
+                              exclude={"model", "ponder", "stream"})
+        slots = await self._slot()
+
+        def named(reply: dict[str, Any]) -> dict[str, Any]:
+            reply["model"] = req.model
+            usage = reply.get("usage") or {}
+            self.metrics.add_tokens(usage.get("prompt_tokens") or 0,
+                                    usage.get("completion_tokens") or 0)
+            return reply
+
+        if not req.stream:
+            try:
+                async with slots:
+                    ticket.release()
+                    reply = await forward_chat(backend, body)
+            except BackendError as exc:
+                error = upstream_error(exc)
+                self.metrics.observe(error.status)
+                return error.response()
+            finally:
+                ticket.release()
+            self.metrics.observe(200, time.monotonic() - started)
+            return JSONResponse(named(reply))
+
+        async def events() -> AsyncIterator[bytes]:
+            status = 200
+            try:
+                async with slots:
+                    ticket.release()
+                    async for chunk in forward_chat_stream(backend, body):
+                        yield f"data: {json.dumps(named(chunk))}\n\n".encode()
+            except BackendError as exc:
+                error = upstream_error(exc)
+                status = error.status
+                yield f"data: {json.dumps(error.body())}\n\n".encode()
+            finally:
+                ticket.release()
+                self.metrics.observe(status, time.monotonic() - started)
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"},
+                                 background=BackgroundTask(ticket.release))
+
     @staticmethod
     async def _watch_disconnect(request: Request, work: asyncio.Task) -> None:
         """Cancel a non-streaming request's work as soon as its client goes away."""
@@ -335,17 +475,26 @@ class PonderServer:
                 work.cancel()
                 return
 
-    async def _plan(self, request: Request) -> Plan:
-        """Read, parse and validate the body, within the limits; what it will run."""
+    async def _body(self, request: Request) -> dict[str, Any]:
+        """Read and parse the body, within the limits."""
         limits = self.limits
         body = await read_body(request, limits.max_body_bytes, limits.body_timeout)
         data = parse_json(body, limits.max_json_depth, limits.max_number_length)
         if not isinstance(data, dict):
             raise ApiError(400, "the body must be a JSON object", code="invalid_json")
+        return data
+
+    async def _plan(self, request: Request) -> Plan:
+        """Read, parse and validate the body, within the limits; what it will run."""
+        data = await self._body(request)
         try:
             req = ChatCompletionRequest.model_validate(data)
         except ValidationError as exc:
             raise validation_error(exc) from None
+        return await self._plan_for(req)
+
+    async def _plan_for(self, req: ChatCompletionRequest) -> Plan:
+        limits = self.limits
         plan = plan_request(req, self.model_id, self.max_request_tokens,
                             self.max_request_seconds, strategies=self.strategies,
                             caps=limits.caps)
@@ -432,9 +581,12 @@ class PonderServer:
 
     async def _pass_through(self, plan: Plan, seed: int | None, sink: Any) -> Result:
         req = plan.request
-        messages = tuple(Message("system" if m.role == "developer" else
-                                 ("user" if m.role == "tool" else m.role), m.text())
-                         for m in req.messages)
+        if is_chat_problem(plan.problem):  # the conversation, its tools and format in the prompt
+            messages = tuple(CHAT.messages(plan.problem, "", ""))
+        else:
+            messages = tuple(Message("system" if m.role == "developer" else
+                                     ("user" if m.role == "tool" else m.role), m.text())
+                             for m in req.messages)
         stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
         params = SamplingParams(
             temperature=0.7 if req.temperature is None else req.temperature,
@@ -445,7 +597,8 @@ class PonderServer:
         [traced] = await ctx.sample(messages, params, label="completion")
         c = traced.completion
         self.metrics.add_tokens(c.usage.prompt_tokens, c.usage.completion_tokens)
-        return Result(answer=c.text, text=c.reasoning or "", candidates=(),
+        answer = read_reply(plan.problem, c.text) if is_chat_problem(plan.problem) else c.text
+        return Result(answer=answer, text=c.reasoning or "", candidates=(),
                       usage=Usage(c.usage.prompt_tokens, c.usage.completion_tokens, 1,
                                   time.monotonic() - started),
                       trace=ctx.trace, strategy="pass-through",

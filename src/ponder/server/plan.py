@@ -8,15 +8,16 @@ may set and the caps (:mod:`ponder.server.policy`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ponder import registry
 from ponder.server.errors import ApiError
 from ponder.server.policy import above_cap, capped
-from ponder.server.schemas import ChatCompletionRequest, ChatMessage
+from ponder.server.schemas import ChatCompletionRequest
 from ponder.server.settings import Caps
+from ponder.server.tools import check_request, problem_from
 from ponder.types import Problem
 
 
@@ -31,19 +32,6 @@ class Plan:
     verifier: str | None
     seed: int | None
     request: ChatCompletionRequest
-
-
-def problem_from(messages: Sequence[ChatMessage]) -> Problem:
-    """The last user message is the question; system/developer messages the system prompt;
-    earlier turns are given as context."""
-    system = "\n\n".join(m.text() for m in messages if m.role in ("system", "developer"))
-    turns = [m for m in messages if m.role not in ("system", "developer")]
-    last = max(i for i, m in enumerate(turns) if m.role == "user" and m.text().strip())
-    question = turns[last].text()
-    if last > 0:
-        history = "\n".join(f"{m.role}: {m.text()}" for m in turns[:last])
-        question = f"Earlier in this conversation:\n{history}\n\nNow answer:\n{question}"
-    return Problem(question, system=system or None)
 
 
 def plan_request(req: ChatCompletionRequest, model_id: str, max_request_tokens: int | None,
@@ -71,7 +59,8 @@ def plan_request(req: ChatCompletionRequest, model_id: str, max_request_tokens: 
     effort = req.reasoning_effort
     if effort == "minimal":
         name = "cot"
-    problem = problem_from(req.messages)
+    check_request(req)
+    problem = problem_from(req)
     budget_tokens = min((t for t in (req.max_completion_tokens,
                                      options.budget if options else None,
                                      max_request_tokens) if t is not None), default=None)

@@ -10,6 +10,7 @@ from typing import Any
 from ponder.server.narrator import search_summary
 from ponder.server.plan import Plan
 from ponder.server.policy import public_config, public_trace
+from ponder.server.tools import calls_of
 from ponder.types import Result
 
 
@@ -31,6 +32,15 @@ def finish_reason(result: Result) -> str:
     return "length" if result.stop_reason == "budget" else "stop"
 
 
+def message_of(plan: Plan, result: Result) -> tuple[dict[str, Any], str]:
+    """The assistant message a result answers with, and its finish reason: the winning calls
+    as ``tool_calls`` (finish reason ``tool_calls``), else the content."""
+    calls = calls_of(plan.problem, result.answer)
+    if calls:
+        return {"role": "assistant", "content": None, "tool_calls": calls}, "tool_calls"
+    return {"role": "assistant", "content": content(result)}, finish_reason(result)
+
+
 def usage_of(results: Sequence[Result]) -> dict[str, Any]:
     """Usage summed over every internal call; a strategy's completion tokens are reasoning."""
     prompt = sum(r.usage.prompt_tokens for r in results)
@@ -48,12 +58,12 @@ def completion_body(plan: Plan, results: Sequence[Result], view_url: str | None 
     request's page, in each choice's ``ponder`` details)."""
     choices = []
     for i, r in enumerate(results):
-        message: dict[str, Any] = {"role": "assistant", "content": content(r)}
+        message, finish = message_of(plan, r)
         thought = reasoning(r)
         if thought:
             message["reasoning_content"] = message["reasoning"] = thought
         choices.append({"index": i, "message": message, "logprobs": None,
-                        "finish_reason": finish_reason(r)})
+                        "finish_reason": finish})
     with_trace = bool(plan.request.ponder and plan.request.ponder.trace)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",

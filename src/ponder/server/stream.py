@@ -15,7 +15,7 @@ from ponder.server.errors import ApiError
 from ponder.server.metrics import Metrics
 from ponder.server.narrator import Narrator, search_summary
 from ponder.server.plan import Plan
-from ponder.server.replies import content, finish_reason, usage_of
+from ponder.server.replies import message_of, usage_of
 from ponder.types import Result
 
 # Runs the plan, one choice per event sink; errors arrive as ApiError.
@@ -47,6 +47,9 @@ async def sse_events(run: Runner, plan: Plan, metrics: Metrics, started: float,
                                                  "finish_reason": finish}], **extra}
         return f"data: {json.dumps(body)}\n\n".encode()
 
+    # a pass-through that may call tools or must answer in JSON is parsed before it is sent
+    meta = plan.problem.metadata
+    hidden = bool(meta.get("tools") or meta.get("response_format"))
     work = asyncio.create_task(run([sink_for(i) for i in range(req.n)]))
     status = 200
     try:
@@ -68,7 +71,7 @@ async def sse_events(run: Runner, plan: Plan, metrics: Metrics, started: float,
                 getter = None
                 if plan.strategy is None:
                     text = narrators[index](event, details) if event == "text" else ""
-                    if text:
+                    if text and not hidden:
                         yield chunk(index, {"content": text})
                     continue
                 text = narrators[index](event, details)
@@ -88,13 +91,18 @@ async def sse_events(run: Runner, plan: Plan, metrics: Metrics, started: float,
             yield b"data: [DONE]\n\n"
             return
         for i, r in enumerate(results):
+            message, finish = message_of(plan, r)
             if plan.strategy is not None:
                 summary = "\n" + search_summary(r) + "\n"
                 yield chunk(i, {"reasoning_content": summary, "reasoning": summary})
-                yield chunk(i, {"content": content(r)})
+            if message.get("tool_calls"):
+                yield chunk(i, {"tool_calls": [{"index": k, **call} for k, call
+                                               in enumerate(message["tool_calls"])]})
+            elif plan.strategy is not None or hidden:
+                yield chunk(i, {"content": message["content"]})
             elif narrators[i].streamed < len(r.answer or ""):
                 yield chunk(i, {"content": (r.answer or "")[narrators[i].streamed:]})
-            yield chunk(i, {}, finish_reason(r))
+            yield chunk(i, {}, finish)
         if req.stream_options is not None and req.stream_options.include_usage:
             body = {"id": cid, "object": "chat.completion.chunk", "created": created,
                     "model": req.model, "choices": [], "usage": usage_of(results)}
