@@ -189,6 +189,7 @@ def test_eval_refuses_an_unknown_reference(capsys, tmp_path, argv, message):
 
 
 def _scripted_cli(monkeypatch, tmp_path):
+    import ponder.cli.endpoints as endpoints_cli
     import ponder.cli.eval as cli
     from ponder.backends.models import ModelSpec
 
@@ -200,7 +201,7 @@ def _scripted_cli(monkeypatch, tmp_path):
         return "The answer is 2" if index < 2 else "The answer is 98"
 
     monkeypatch.setattr(cli, "resolve_model", lambda *a, **k: ModelSpec("scripted", "scripted"))
-    monkeypatch.setattr(cli, "load_backend", lambda *a, **k: ScriptedBackend(respond))
+    monkeypatch.setattr(endpoints_cli, "load_backend", lambda *a, **k: ScriptedBackend(respond))
     dataset = tmp_path / "tiny.jsonl"
     dataset.write_text("".join(json.dumps({"question": f"What is {i} + {2 - i}?",
                                            "answer": "#### 2"}) + "\n" for i in range(8)))

@@ -25,7 +25,7 @@ from test_server import Live, SlowBackend, arithmetic
 
 from ponder import ScriptedBackend, registry
 from ponder.backends import loading
-from ponder.cli import serve as serve_cli
+from ponder.cli import endpoints as endpoints_cli
 from ponder.cli.main import main
 from ponder.errors import BackendError, BackendTimeout, ConfigError, RequestRejected
 from ponder.runner import EFFORTS, strategy_options
@@ -668,7 +668,7 @@ def no_backend(monkeypatch):
         calls.append((args, kwargs))
         raise ConfigError("stopped before loading the model")
 
-    monkeypatch.setattr(serve_cli, "load_backend", stop)
+    monkeypatch.setattr(endpoints_cli, "load_backend", stop)
     monkeypatch.delenv("PONDER_API_KEY", raising=False)
     return calls
 
@@ -743,7 +743,7 @@ def test_flags_override_the_config_file_limits(tmp_path, monkeypatch, capsys):
         seen["limits"] = self.limits
         raise Stop
 
-    monkeypatch.setattr(serve_cli, "load_backend", lambda *a, **k: ScriptedBackend())
+    monkeypatch.setattr(endpoints_cli, "load_backend", lambda *a, **k: ScriptedBackend())
     monkeypatch.setattr(PonderServer, "uvicorn_config", capture)
     path = tmp_path / "serve.json"
     path.write_text('{"limits": {"max_body_bytes": 2048, "body_timeout": 9, "caps": {"m": 3}}}')

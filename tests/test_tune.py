@@ -7,8 +7,8 @@ import json
 import pytest
 from starlette.testclient import TestClient
 
+import ponder.cli.endpoints as endpoints_cli
 import ponder.cli.eval as eval_cli
-import ponder.cli.serve as serve_cli
 import ponder.cli.tune as tune_cli
 import ponder.tune.search as search
 from ponder import registry
@@ -63,6 +63,7 @@ def scripted(monkeypatch):
     for module in (tune_cli, eval_cli):
         monkeypatch.setattr(module, "resolve_model",
                             lambda *a, **k: ModelSpec("scripted", "scripted"))
+    for module in (tune_cli, endpoints_cli):
         monkeypatch.setattr(module, "load_backend", lambda *a, **k: ScriptedBackend(respond))
     monkeypatch.setattr(loading, "load_backend", lambda *a, **k: ScriptedBackend(respond))
     registry.strategies.names()  # loaded before the copy that a preset registers into
@@ -162,7 +163,7 @@ def test_a_preset_runs_in_ask_eval_and_serve(dev, tmp_path, scripted, capsys, mo
     def stop(self, **settings):
         raise Stop
 
-    monkeypatch.setattr(serve_cli, "load_backend", lambda *a, **k: ScriptedBackend(respond))
+    monkeypatch.setattr(endpoints_cli, "load_backend", lambda *a, **k: ScriptedBackend(respond))
     monkeypatch.setattr(PonderServer, "uvicorn_config", stop)
     with pytest.raises(Stop):
         main(["serve", "--preset", f"tuned={path}", "--port", "0"])

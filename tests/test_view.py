@@ -226,7 +226,8 @@ def test_ask_view_writes_the_page_of_the_answer(tmp_path, monkeypatch, capsys):
     from ponder.api import asolve
 
     async def scripted(problem, strategy, **options):
-        for key in ("model", "base_url", "api_key", "backend_options", "effort", "events"):
+        for key in ("model", "base_url", "backend", "api_key", "backend_options", "effort",
+                    "events"):
             options.pop(key, None)
         return await asolve(problem, strategy, backend=ScriptedBackend(list(scenarios.CHAINS)),
                             **options)
