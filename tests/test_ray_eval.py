@@ -181,3 +181,40 @@ def test_without_ray_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(MissingDependency, match=r"pip install 'ponder\[ray\]'"):
         import_ray()
+
+
+def bundled(path: str):
+    from ponder.backends.llamacpp import LlamaCppBackend
+
+    return LlamaCppBackend(path, n_ctx=2048, n_seq_max=4, n_threads=1)
+
+
+@pytest.mark.model
+def test_ray_with_the_bundled_model_stores_what_one_process_stores(cluster, model_path, tmp_path):
+    """Each Ray worker loads the bundled GGUF; one problem in flight per worker and in the
+    single process, so every problem decodes alone and the samples are the same."""
+    from ponder.eval.ray_eval import RayEval
+
+    problems = PROBLEMS[:3]
+    options = {"max_tokens": 24}
+
+    def make(backend, path):
+        return Harness(backend, Store(path), problems, ["self-consistency"], [1, 2], seed=5,
+                       options=options, greedy=False)
+
+    one = make(bundled(str(model_path)), tmp_path / "one.sqlite")
+    asyncio.run(one.run())
+    expected = accuracies(one)
+    one.backend.close()
+    one.store.close()
+    h = make(None, tmp_path / "ray.sqlite")
+    workers = RayEval(h, functools.partial(bundled, str(model_path)), workers=2, per_worker=1)
+    try:
+        workers.run()
+    finally:
+        workers.close()
+    assert accuracies(h) == expected
+    h.store.close()
+    rows = stored(tmp_path / "ray.sqlite")
+    assert rows == stored(tmp_path / "one.sqlite")
+    assert len(rows) == 2 * len(problems)  # two samples per problem, each stored once
