@@ -320,7 +320,7 @@ def test_endpoints_file_and_its_errors(tmp_path, monkeypatch):
                     "  max_concurrent: 32\n- {url: http://gpu2:8000/v1, key_env: GPU2_KEY}\n")
     specs = read_endpoints(path)
     assert specs == [EndpointSpec("http://gpu1:8000/v1", "qwen", None, 2.0, 32),
-                     EndpointSpec("http://gpu2:8000/v1", None, "secret", 1.0, 8)]
+                     EndpointSpec("http://gpu2:8000/v1", None, "secret", 1.0, 64)]
     backend = load_backend(None, endpoints=path)
     assert isinstance(backend, EndpointPool) and backend.model == "qwen"
     asyncio.run(backend.aclose())
@@ -398,3 +398,31 @@ def test_a_real_llama_server_and_a_scripted_one_share_an_eval(replicas, model_pa
     finally:
         stop_server(proc)
     assert os.path.exists(tmp_path / "llama.log")
+
+
+def test_work_waits_in_the_pool_and_no_replica_idles_while_it_waits(replicas):
+    """Four questions that all prefer replica a, two slots per replica: a takes what fits and
+    b, which no waiting question prefers, takes the rest instead of idling (placement by hash
+    alone would queue all four on a)."""
+    a, b = replicas("a", "--ttft", "0.2"), replicas("b", "--ttft", "0.2")
+
+    async def go():
+        pool = pool_of(a.url, b.url, slots=2)
+        try:
+            def prefers_a(question: str) -> bool:
+                key = affinity_key(ask(question, n=2))
+                return max(pool.endpoints, key=lambda e: e.rank(key)).url == a.url
+
+            questions = [p["question"] for p in PROBLEMS if prefers_a(p["question"])][:4]
+            assert len(questions) == 4
+            rows = await pool.generate([ask(q, n=2) for q in questions])
+            return rows, pool.endpoint_stats()
+        finally:
+            await pool.aclose()
+
+    rows, stats = asyncio.run(go())
+    assert [len(r) for r in rows] == [2] * 4
+    samples = {s["url"]: s["samples"] for s in stats}
+    assert samples[a.url] >= 2 and samples[b.url] >= 2 and sum(samples.values()) == 8
+    assert {s["url"]: s["affinity_hits"] for s in stats}[b.url] == 0  # b only took overflow
+    assert max(s["outstanding"] for s in stats) == 0

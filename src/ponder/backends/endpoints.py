@@ -3,7 +3,8 @@ flags or an endpoints file.
 
 An endpoints file is YAML or JSON: a list of entries (or ``{"endpoints": [...]}``), each with
 ``url`` (required), ``model``, ``key`` or ``key_env`` (the name of an environment variable that
-holds the key), ``weight`` (default 1) and ``max_concurrent`` (default 8)::
+holds the key), ``weight`` (default 1) and ``max_concurrent`` (samples in flight there;
+default 64)::
 
     - url: http://gpu1:8000/v1
       model: qwen2.5-7b
@@ -24,7 +25,7 @@ from typing import Any
 from ponder.errors import ConfigError, MissingDependency
 
 FIELDS = ("url", "model", "key", "key_env", "weight", "max_concurrent")
-DEFAULT_MAX_CONCURRENT = 8
+DEFAULT_MAX_CONCURRENT = 64
 
 
 @dataclass(frozen=True)

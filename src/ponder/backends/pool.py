@@ -5,10 +5,13 @@
   ``n`` is fanned out into single requests where an endpoint ignores it.
 - Routing: requests that share a prompt prefix (the n samples of one question, the siblings of
   one beam or MCTS depth, which differ only in their prefill, the judge calls of one problem)
-  have one preferred endpoint (weighted rendezvous hashing on the prefix), kept while its
-  outstanding samples stay within 1.5 x the pool's average plus its own slots (bounded-load
-  consistent hashing); otherwise the less loaded of two random endpoints (power of two choices
-  on outstanding samples / weight).
+  have one preferred endpoint (weighted rendezvous hashing on the prefix). Samples wait in the
+  pool, not in an endpoint's queue: a request goes to its preferred endpoint when that has
+  free slots (``max_concurrent``), else to an endpoint with free slots that no waiting request
+  prefers (the less loaded of two, power of two choices on outstanding samples / weight), else
+  it waits for a slot. So no replica idles while work waits (placement by hash alone left 43 to
+  83 samples per replica of 8), and a freed slot goes first to the requests whose prefix that
+  replica caches.
 - Health: an endpoint that refuses, answers 5xx/429 or times out is taken out with an
   exponential backoff and checked back in (its ``/models``) when the backoff ends. The samples of
   a request in flight on it that had not come back are asked for on another endpoint; each
@@ -39,7 +42,6 @@ from ponder.types import Completion, GenerationRequest
 AFFINITY_CHARS = 512
 BACKOFF_START, BACKOFF_MAX = 1.0, 30.0
 ROUTINGS = ("affinity", "least-loaded")  # least-loaded: power of two choices alone
-LOAD_SLACK = 1.5  # the preferred endpoint is kept while its load <= this x the average + slots
 
 
 def affinity_key(request: GenerationRequest, chars: int = AFFINITY_CHARS) -> str:
@@ -151,6 +153,7 @@ class EndpointPool(Backend):
         self._probe_lock = asyncio.Lock()
         self._revivals: set[asyncio.Task] = set()
         self._changed = asyncio.Event()
+        self._wanted: dict[str, int] = {}  # url -> waiting requests that prefer that endpoint
 
     @property
     def capabilities(self) -> Capabilities:
@@ -256,49 +259,69 @@ class EndpointPool(Backend):
     def _load(self, endpoint: Endpoint) -> float:
         return endpoint.outstanding / endpoint.spec.weight
 
-    def _pick(self, key: str, cost: int, needs_logprobs: bool) -> Endpoint | None:
-        live = [e for e in self.endpoints if e.up and e.backend._probed
+    def _live(self, needs_logprobs: bool) -> list[Endpoint]:
+        return [e for e in self.endpoints if e.up and e.backend._probed
                 and (not needs_logprobs or e.backend.capabilities.logprobs)]
-        if not live:
-            return None
-        preferred = max(live, key=lambda e: e.rank(key))
+
+    @staticmethod
+    def _free(endpoint: Endpoint, cost: int) -> bool:
+        """Room for ``cost`` more samples (a request larger than all its slots: when idle)."""
+        return endpoint.outstanding == 0 or \
+            endpoint.outstanding + cost <= endpoint.spec.max_concurrent
+
+    def _two_choices(self, endpoints: list[Endpoint]) -> Endpoint:
+        if len(endpoints) == 1:
+            return endpoints[0]
+        a, b = self._rng.sample(endpoints, 2)
+        return a if self._load(a) <= self._load(b) else b
+
+    def _pick(self, live: list[Endpoint], key: str, cost: int) -> Endpoint | None:
+        """Where a request goes now; None: every slot it could use is taken (wait)."""
         if self.routing == "least-loaded":
-            preferred = min(live, key=self._load) if len(live) == 1 else \
-                min(self._rng.sample(live, 2), key=self._load)
-            return preferred
-        total = sum(e.outstanding for e in live) + cost
-        mean = total / sum(e.spec.weight for e in live)
-        # kept while it is at most LOAD_SLACK x the average load plus one set of its slots
-        w = preferred.spec.weight
-        if (preferred.outstanding + cost) / w <= LOAD_SLACK * mean \
-                + preferred.spec.max_concurrent / w:
+            return self._two_choices(live)
+        preferred = max(live, key=lambda e: e.rank(key))
+        if self._free(preferred, cost):
             preferred.stats.affinity_hits += 1
             return preferred
-        if len(live) == 1:
-            return live[0]
-        a, b = self._rng.sample(live, 2)
-        return a if self._load(a) <= self._load(b) else b
+        spare = [e for e in live if e is not preferred and self._free(e, cost)
+                 and not self._wanted.get(e.url)]
+        return self._two_choices(spare) if spare else None
 
     async def _route(self, key: str, cost: int, needs_logprobs: bool) -> Endpoint:
         deadline = time.monotonic() + self.patience
-        while True:
-            self._revive_due()
-            endpoint = self._pick(key, cost, needs_logprobs)
-            if endpoint is not None:
-                return endpoint
-            if needs_logprobs and not any(e.backend.capabilities.logprobs
-                                          for e in self.endpoints):
-                raise ConfigError("no endpoint of the pool returns logprobs")
-            now = time.monotonic()
-            if now >= deadline:
-                raise BackendUnavailable(self._all_down())
-            waits = [e.retry_at - now for e in self.endpoints if not e.up]
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(),
-                                       max(0.05, min([deadline - now, *waits])))
-            except asyncio.TimeoutError:
-                pass
+        wanted: str | None = None
+        try:
+            while True:
+                self._revive_due()
+                live = self._live(needs_logprobs)
+                if live:
+                    deadline = time.monotonic() + self.patience  # busy is not down
+                    endpoint = self._pick(live, key, cost)
+                    if endpoint is not None:
+                        return endpoint
+                    url = max(live, key=lambda e: e.rank(key)).url
+                    if wanted != url:  # count this request as waiting for its preferred one
+                        if wanted is not None:
+                            self._wanted[wanted] -= 1
+                        wanted = url
+                        self._wanted[url] = self._wanted.get(url, 0) + 1
+                elif needs_logprobs and not any(e.backend.capabilities.logprobs
+                                                for e in self.endpoints):
+                    raise ConfigError("no endpoint of the pool returns logprobs")
+                now = time.monotonic()
+                if not live and now >= deadline:
+                    raise BackendUnavailable(self._all_down())
+                waits = [e.retry_at - now for e in self.endpoints if not e.up]
+                self._changed.clear()
+                try:
+                    await asyncio.wait_for(self._changed.wait(),
+                                           max(0.05, min([deadline - now, *waits])))
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            if wanted is not None:
+                self._wanted[wanted] -= 1
+                self._changed.set()
 
     # -- generation ------------------------------------------------------------------------
 
