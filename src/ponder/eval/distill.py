@@ -33,7 +33,7 @@ from typing import Any
 from ponder.domains.vote import cluster_ids
 from ponder.errors import ConfigError
 from ponder.eval.store import Store
-from ponder.eval.traces import load_trace
+from ponder.eval.traces import load_trace, read_report_json
 from ponder.strategies.base import problem_messages
 from ponder.types import Problem
 
@@ -125,16 +125,7 @@ def strategies_of(config: Mapping[str, Any]) -> list[StrategyInfo]:
 
 def read_report(folder: Path) -> tuple[list[Problem], list[StrategyInfo]]:
     """An evaluation folder's problems (id, question, gold) and strategies."""
-    path = Path(folder) / "report.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{folder} holds no report.json: is it a `ponder eval --out` folder "
-                          "whose run finished?") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("problems"), list):
-        raise ConfigError(f"{path} is not a ponder eval report")
+    data = read_report_json(folder)
     problems = [Problem(str(p.get("question") or ""),
                         None if p.get("gold") is None else str(p["gold"]), id=str(p["id"]))
                 for p in data["problems"] if isinstance(p, dict) and "id" in p]

@@ -102,7 +102,8 @@ def problem_views(folder: Path, problem: Mapping[str, Any], config: Mapping[str,
     return views
 
 
-def _report(folder: Path) -> dict[str, Any]:
+def read_report_json(folder: Path) -> dict[str, Any]:
+    """An evaluation folder's report.json, or one clear error."""
     path = Path(folder) / "report.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -119,7 +120,7 @@ def _report(folder: Path) -> dict[str, Any]:
 def problem_page(folder: Path, problem_id: str, strategy: str | None = None
                  ) -> tuple[str, Path]:
     """The page of one problem of an evaluation folder, and where it belongs."""
-    report = _report(folder)
+    report = read_report_json(folder)
     problems = {str(p.get("id")): p for p in report["problems"] if isinstance(p, dict)}
     problem = problems.get(problem_id)
     if problem is None:
