@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -70,3 +71,20 @@ class Backend(Protocol):
     async def aclose(self) -> None:
         """Release connections, threads and weights."""
         return None
+
+
+async def generate_each(
+    requests: Sequence[GenerationRequest],
+    on_progress: ProgressCallback | None,
+    one: Callable[[GenerationRequest, ProgressCallback], Awaitable[list[Completion]]],
+) -> list[list[Completion]]:
+    """Every request through ``one(request, progress)`` at once; ``progress(tokens)`` adds to a
+    running total of generated tokens that ``on_progress`` is told."""
+    done = [0]
+
+    def progress(tokens: int) -> None:
+        done[0] += tokens
+        if on_progress is not None:
+            on_progress(done[0])
+
+    return list(await asyncio.gather(*(one(r, progress) for r in requests)))

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from ponder.backends.base import Backend, Capabilities, ProgressCallback
+from ponder.backends.base import Backend, Capabilities, ProgressCallback, generate_each
 from ponder.errors import (
     BackendError,
     BackendTimeout,
@@ -275,15 +275,7 @@ class OpenAIBackend(Backend):
         on_progress: ProgressCallback | None = None,
     ) -> list[list[Completion]]:
         await self.probe()
-        done = [0]
-
-        def progress(tokens: int) -> None:
-            done[0] += tokens
-            if on_progress is not None:
-                on_progress(done[0])
-
-        rows = await asyncio.gather(*(self._one_request(r, progress) for r in requests))
-        return list(rows)
+        return await generate_each(requests, on_progress, self._one_request)
 
     async def _one_request(self, request: GenerationRequest, progress: ProgressCallback
                            ) -> list[Completion]:

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ponder.backends.base import Backend, Capabilities, ProgressCallback
+from ponder.backends.base import Backend, Capabilities, ProgressCallback, generate_each
 from ponder.backends.endpoints import EndpointSpec
 from ponder.errors import BackendTimeout, BackendUnavailable, ConfigError
 from ponder.types import Completion, GenerationRequest
@@ -331,15 +331,7 @@ class EndpointPool(Backend):
         on_progress: ProgressCallback | None = None,
     ) -> list[list[Completion]]:
         await self.probe()
-        done = [0]
-
-        def progress(tokens: int) -> None:
-            done[0] += tokens
-            if on_progress is not None:
-                on_progress(done[0])
-
-        rows = await asyncio.gather(*(self._one(r, progress) for r in requests))
-        return list(rows)
+        return await generate_each(requests, on_progress, self._one)
 
     async def _one(self, request: GenerationRequest, progress: ProgressCallback
                    ) -> list[Completion]:
