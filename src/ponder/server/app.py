@@ -41,9 +41,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from pydantic import ValidationError
@@ -92,6 +92,7 @@ from ponder.view import render_page
 from ponder.view.page import content_security_policy
 
 log = logging.getLogger("ponder.server")
+T = TypeVar("T")
 
 
 class Ticket:
@@ -293,20 +294,10 @@ class PonderServer:
     async def chat(self, request: Request) -> Response:
         started = time.monotonic()
         try:
-            self._authorize(request)
-            ticket = self._admit()
+            ticket, plan = await self._opened(request, lambda: self._plan(request))
         except ApiError as exc:
             self.metrics.observe(exc.status)
             return exc.response()
-        try:
-            plan = await self._plan(request)
-        except ApiError as exc:
-            ticket.release()
-            self.metrics.observe(exc.status)
-            return exc.response()
-        except BaseException:
-            ticket.release()
-            raise
         if self._forwards(plan):
             return await self._forward(request, plan, ticket, started)
         view = None
@@ -344,22 +335,16 @@ class PonderServer:
         """``POST /v1/responses``: the request as the chat request it means
         (:mod:`ponder.server.responses`), run the same way, written as a ``response``."""
         started = time.monotonic()
-        try:
-            self._authorize(request)
-            ticket = self._admit()
-        except ApiError as exc:
-            self.metrics.observe(exc.status)
-            return exc.response()
-        try:
+
+        async def read() -> tuple[Any, Plan]:
             rreq = read_request(await self._body(request))
-            plan = await self._plan_for(chat_request(rreq))
+            return rreq, await self._plan_for(chat_request(rreq))
+
+        try:
+            ticket, (rreq, plan) = await self._opened(request, read)
         except ApiError as exc:
-            ticket.release()
             self.metrics.observe(exc.status)
             return exc.response()
-        except BaseException:
-            ticket.release()
-            raise
         try:
             chat, summary, chain = await self._answer(request, plan, ticket)
         except ApiError as exc:
@@ -374,6 +359,18 @@ class PonderServer:
                                      media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         return JSONResponse(body)
+
+    async def _opened(self, request: Request, read: Callable[[], Awaitable[T]]
+                      ) -> tuple[Ticket, T]:
+        """The client authorized, a ticket taken and the request read (``read``); the ticket is
+        given back when reading fails. Errors as ApiError."""
+        self._authorize(request)
+        ticket = self._admit()
+        try:
+            return ticket, await read()
+        except BaseException:
+            ticket.release()
+            raise
 
     async def _answer(self, request: Request, plan: Plan, ticket: Ticket
                       ) -> tuple[dict[str, Any], str | None, str | None]:
