@@ -8,17 +8,14 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
-import time
 
 import httpx
 import jsonschema
 import pytest
-import uvicorn
+from test_server import Live as ServerLive
 
 from ponder import ScriptedBackend
 from ponder.backends.openai_http import OpenAIBackend
-from ponder.server.app import PonderServer
 
 openai = pytest.importorskip("openai")
 
@@ -39,29 +36,12 @@ PERSON = {"type": "object", "properties": {"name": {"type": "string"},
           "required": ["name", "age"], "additionalProperties": False}
 
 
-class Live:
-    """A real uvicorn server on a free port, in a thread."""
+class Live(ServerLive):
+    """test_server's live server, keeping its backend at hand."""
 
     def __init__(self, backend, **settings):
+        super().__init__(backend, **settings)
         self.backend = backend
-        self.server = PonderServer(backend, **settings)
-        config = self.server.uvicorn_config(host="127.0.0.1", port=0, log_level="error")
-        self.uvicorn = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.uvicorn.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.uvicorn.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.02)
-        port = self.uvicorn.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    def __exit__(self, *exc):
-        self.uvicorn.should_exit = True
-        self.thread.join(10)
 
     def client(self):
         return openai.OpenAI(base_url=self.url + "/v1", api_key="unused", max_retries=0)
