@@ -3,6 +3,9 @@ held-out confirmation reads only held-out problems, and the presets it writes ru
 and serve."""
 
 import json
+import re
+import sqlite3
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -19,6 +22,7 @@ from ponder.cli.main import main
 from ponder.errors import ConfigError
 from ponder.presets import load_preset, register_preset
 from ponder.server.app import PonderServer
+from ponder.strategies.prompts import PROGRAM_SYSTEM
 from ponder.types import Completion, Problem, TokenLogprob
 
 PROBLEMS = 12
@@ -227,3 +231,174 @@ def test_tune_refuses_exemplars_drawn_from_the_dev_set(dev, tmp_path):
                      out=tmp_path)  # without problem 3: accepted
     finally:
         store.close()
+
+
+def test_held_out_problems_get_only_the_chosen_settings_up_to_the_chosen_n(
+        dev, tmp_path, scripted, monkeypatch, capsys):
+    """Stage 1 draws every setting's 8 samples on the tuning part; the choice at 30 tokens uses
+    4 samples at T=0.7, so stage 2 sends the held-out problems T=0.7 only, 4 samples each."""
+    sent: list[tuple[int, float]] = []
+
+    def spy(request, index):
+        sent.append((int(request.messages[-1].content.split()[1].rstrip(":")),
+                     request.params.temperature))
+        return respond(request, index)
+
+    monkeypatch.setattr(tune_cli, "load_backend", lambda *a, **k: ScriptedBackend(spy))
+    out = tmp_path / "tuned"
+    argv = ["tune", "--dataset", str(dev), "--budget", "30", "--samples", "1,2,4,8",
+            "--temperatures", "0.7,1.0", "--holdout", "5", "--no-learn", "--concurrency", "2",
+            "--out", str(out)]
+    assert main(argv) == 0
+    data = json.loads((out / "tune.json").read_text())
+    tuning = {int(i) for i in data["tuning_ids"]}
+    held = {int(i) for i in data["held_out_ids"]}
+    assert (len(tuning), len(held)) == (7, 5)  # --holdout 5: a count of problems
+    [choice] = data["choices"]
+    assert choice["chosen"]["setting"] == choice["reference"]["setting"] == "chain T0.7"
+    assert choice["chosen"]["n"] == choice["reference"]["n"] == 4  # 4 x 7 tokens fit 30
+    assert data["held_out_generated"] == [{"setting": "chain T0.7", "n": 4}]
+    per = {}
+    for pair in sent:
+        per[pair] = per.get(pair, 0) + 1
+    assert {p: k for p, k in per.items() if p[0] in held} == {(i, 0.7): 4 for i in held}
+    assert {p: k for p, k in per.items() if p[0] in tuning} == {
+        **{(i, 0.7): 8 for i in tuning}, **{(i, 1.0): 8 for i in tuning}}
+    # confirmed on the first 4 held-out samples: one of them right and confident
+    assert choice["held_out_chosen"]["accuracy"] == 1.0
+    assert choice["held_out_reference"]["accuracy"] == 0.0
+    assert choice["held_out"]["problems"] == 5
+    assert choice["held_out_chosen"]["tokens"] == 28
+    md = (out / "tune.md").read_text()
+    assert "Held-out part: generated chain T0.7 (n=4); nothing else." in md
+    assert "the other configurations have no held-out samples" in md
+    err = capsys.readouterr().err  # the progress: the total grows when stage 2 starts
+    assert "tune: stage 1/2 · tuning part, every setting: 7/7 problems" in err
+    assert "tune: stage 2/2 · held-out part, the chosen and the references: 12/12 problems" in err
+    db = sqlite3.connect(out / tune_cli.STORE)  # what the store holds per problem
+    try:
+        stored = {pid: (n, pools) for pid, n, pools in db.execute(
+            "SELECT problem_id, COUNT(*), COUNT(DISTINCT sample_key) FROM samples "
+            "GROUP BY problem_id")}
+    finally:
+        db.close()
+    assert stored == {str(i): (4, 1) if i in held else (16, 2) for i in range(PROBLEMS)}
+
+    # resumable: a rerun sends nothing, a larger budget tops the held-out pool up to its n
+    before = len(sent)
+    assert main(argv) == 0
+    assert len(sent) == before
+    assert main([*argv[:4], "60", *argv[5:]]) == 0
+    again = json.loads((out / "tune.json").read_text())
+    assert again["choices"][0]["chosen"]["n"] == 8
+    assert sorted(sent[before:]) == sorted((i, 0.7) for i in held for _ in range(4))
+
+
+@pytest.mark.parametrize("value, message", [
+    ("1.5", "expected a share between 0 and 1 or a count of problems"),
+    ("0", "expected a share between 0 and 1 or a count of problems"),
+    ("half", "expected a share (0.5) or a count of problems (100)"),
+])
+def test_holdout_is_a_share_or_a_count(dev, tmp_path, value, message, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["tune", "--dataset", str(dev), "--budget", "30", "--holdout", value,
+              "--out", str(tmp_path / "o")])
+    assert exit.value.code != 0 and message in capsys.readouterr().err
+    problems = [Problem(question(i), gold(i), id=str(i)) for i in range(4)]
+    assert [len(part) for part in search.split(problems, 3, seed=0)] == [1, 3]
+    with pytest.raises(ConfigError, match="--holdout 4 leaves no tuning problems of 4"):
+        search.split(problems, 4, seed=0)
+
+
+EXEMPLARS = Path(__file__).resolve().parent.parent / "bench" / "gsm8k_exemplars.jsonl"
+
+
+def test_tune_poses_the_bench_exemplars_as_chains_and_as_programs(dev, tmp_path, scripted,
+                                                                  monkeypatch):
+    """``--shots 4 --examples bench/gsm8k_exemplars.jsonl``: chains see the first four worked
+    solutions as earlier turns, programs the first four programs; zero-shot sees none."""
+    rows = [json.loads(line) for line in EXEMPLARS.read_text().splitlines()]
+    asked: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def spy(request, index):
+        mode = "program" if request.messages[0].content == PROGRAM_SYSTEM else "chain"
+        asked.append((mode, [(m.role, m.content) for m in request.messages[1:-1]]))
+        return _program("print(10)") if mode == "program" else respond(request, index)
+
+    monkeypatch.setattr(tune_cli, "load_backend", lambda *a, **k: ScriptedBackend(spy))
+    assert main(["tune", "--dataset", str(dev), "--budget", "100", "--samples", "1",
+                 "--modes", "chain,program", "--shots", "0,4", "--examples", str(EXEMPLARS),
+                 "--no-learn", "--concurrency", "1", "--out", str(tmp_path / "t")]) == 0
+    chain_turns, program_turns = [], []
+    for row in rows[:4]:
+        worked = re.sub(r"<<[^>]*>>", "", row["answer"].rpartition("####")[0]).strip()
+        number = row["answer"].rpartition("####")[2].strip()
+        chain_turns += [("user", row["question"]),
+                        ("assistant", f"{worked}\nThe answer is: {number}")]
+        program_turns += [("user", row["question"]),
+                          ("assistant", f"```python\n{row['program']}\n```")]
+    seen = {(mode, tuple(turns)) for mode, turns in asked}
+    assert seen == {("chain", ()), ("chain", tuple(chain_turns)), ("program", ()),
+                    ("program", tuple(program_turns))}
+    assert "13" in chain_turns[1][1] and "<<" not in chain_turns[1][1]
+
+
+def _program(body: str) -> str:
+    return f"Let me compute it.\n```python\n{body}\n```\n"  # 7 words
+
+
+def test_tune_finds_mixed_voting_where_chains_and_programs_each_fail_half(
+        dev, tmp_path, scripted, monkeypatch):
+    """Even problems: every chain is right, the programs print distinct wrong numbers; odd
+    problems the other way round. Chains alone or programs alone are right on half of them;
+    a mixed vote of 2 chains + 2 programs always holds two equal right answers, so it is always
+    right. The programs really run in the sandbox."""
+    wrong = iter(range(500, 10_000))
+
+    def respond(request, index):
+        i = int(request.messages[-1].content.split()[1].rstrip(":"))
+        right = (i % 2 == 1) if request.messages[0].content == PROGRAM_SYSTEM else (i % 2 == 0)
+        answer = gold(i) if right else str(next(wrong))
+        if request.messages[0].content == PROGRAM_SYSTEM:
+            return _program(f"print({answer})")
+        return f"The answer is: {answer}"  # 4 words
+
+    monkeypatch.setattr(tune_cli, "load_backend", lambda *a, **k: ScriptedBackend(respond))
+    out = tmp_path / "mixed"
+    assert main(["tune", "--dataset", str(dev), "--budget", "22", "--samples", "1,2,4",
+                 "--modes", "chain,program,mixed", "--selectors", "majority", "--no-learn",
+                 "--concurrency", "2", "--out", str(out)]) == 0
+    data = json.loads((out / "tune.json").read_text())
+    by = {c["label"]: c for c in data["candidates"]}
+    # tokens: 4 a chain, 7 a program; mixed n=4 is 2 chains + 2 programs, n=1 one chain
+    assert by["mixed T0.7 · majority · n=4"]["tokens"] == 2 * 4 + 2 * 7
+    assert by["mixed T0.7 · majority · n=2"]["tokens"] == 4 + 7
+    assert by["mixed T0.7 · majority · n=1"]["tokens"] == 4
+    assert by["program T0.7 · majority · n=4"]["tokens"] == 28
+    tuning = data["tuning_ids"]
+    evens = sum(int(i) % 2 == 0 for i in tuning) / len(tuning)
+    assert by["chain T0.7 · majority · n=4"]["accuracy"] == pytest.approx(evens)
+    assert by["program T0.7 · majority · n=4"]["accuracy"] == pytest.approx(1 - evens)
+    assert by["mixed T0.7 · majority · n=4"]["accuracy"] == 1.0
+    [choice] = data["choices"]
+    assert choice["chosen"]["label"] == "mixed T0.7 · majority · n=4"  # 22 tokens fit 22
+    assert choice["reference"]["label"] == "chain T0.7 · majority · n=4"
+    held = data["held_out_ids"]
+    assert (choice["held_out_chosen"]["accuracy"], choice["held_out_chosen"]["tokens"]) == (
+        1.0, 22)
+    assert choice["held_out_reference"]["accuracy"] == pytest.approx(
+        sum(int(i) % 2 == 0 for i in held) / len(held))
+    assert data["held_out_generated"] == [{"setting": "mixed T0.7", "n": 4},
+                                          {"setting": "chain T0.7", "n": 4}]
+    db = sqlite3.connect(out / tune_cli.STORE)
+    try:
+        stored = dict(db.execute("SELECT problem_id, COUNT(*) FROM samples GROUP BY problem_id"))
+        programs = db.execute("SELECT meta FROM samples WHERE meta LIKE '%program%'").fetchall()
+    finally:
+        db.close()
+    # tuning: 4 chains + 4 programs (the mixed setting shares both pools); held-out: the
+    # reference's 4 chains and the mixed choice's 2 programs
+    assert stored == {i: 8 if i in tuning else 6 for i in map(str, range(PROBLEMS))}
+    assert programs and all('"output"' in m or '"program"' in m for (m,) in programs)
+    preset = load_preset(out / "preset-22.json")
+    assert (preset.options["mode"], preset.options["n"]) == ("mixed", 4)

@@ -22,12 +22,11 @@ from ponder.cli.render import stdout_console
 from ponder.domains.selector import RULES
 from ponder.errors import ConfigError
 from ponder.eval.datasets import FORMATS, load_dataset
-from ponder.eval.harness import Status
 from ponder.eval.plans import parse_budgets
 from ponder.eval.store import Store
 from ponder.tune.learn import require_sklearn
 from ponder.tune.report import HEADER, choice_rows, write_reports
-from ponder.tune.search import Tuner, choose, grid
+from ponder.tune.search import Tuner, TuneStatus, grid, run_tune
 from ponder.version import __version__
 
 STORE = "samples.sqlite"
@@ -45,6 +44,22 @@ def _ints(text: str) -> list[int]:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise ConfigError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _holdout(text: str) -> float:
+    """``--holdout``: a share (0.5) or a count of problems (100)."""
+    try:
+        value = int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a share (0.5) or a count of problems (100), got {text!r}") from None
+    if value <= 0 or (isinstance(value, float) and value >= 1):
+        raise argparse.ArgumentTypeError(
+            f"expected a share between 0 and 1 or a count of problems, got {text!r}")
+    return value
 
 
 def _names(text: str) -> list[str]:
@@ -78,7 +93,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-learn", action="store_true", help="skip the learned selector")
     p.add_argument("--reference-temperature", type=float, default=0.7,
                    help="the reference: self-consistency by majority at this temperature")
-    p.add_argument("--holdout", type=float, default=0.5, help="the held-out share of --dataset")
+    p.add_argument("--holdout", type=_holdout, default=0.5, metavar="SHARE|COUNT",
+                   help="the held-out part of --dataset: a share (0.5) or a count of problems "
+                   "(100); only the chosen configurations and their references are generated "
+                   "there")
     p.add_argument("-m", "--model", default=None)
     p.add_argument("--base-url", default=None)
     p.add_argument("--api-key", default=None)
@@ -137,37 +155,38 @@ def run(args: argparse.Namespace) -> int:
                       options=strategy_options(args), concurrency=args.concurrency)
         if tuner.learned:
             require_sklearn()  # a missing extra fails now, not after the generation
-        columns = (TextColumn("[bold]tune[/]"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[samples]} samples"), TimeRemainingColumn())
+        columns = (TextColumn("[bold]tune[/] {task.fields[stage]}"), BarColumn(),
+                   MofNCompleteColumn(), TextColumn("{task.fields[samples]} samples"),
+                   TimeRemainingColumn())
         with Progress(*columns, console=err, disable=not err.is_terminal) as bar:
-            task = bar.add_task("tune", total=len(problems), samples=0)
-            last = [0.0]
+            task = bar.add_task("tune", total=len(tuner.tuning), samples=0, stage="")
+            last = [0.0, 0]
 
-            def update(status: Status) -> None:
-                bar.update(task, completed=status.problems_done, samples=status.samples)
+            def update(status: TuneStatus) -> None:
+                bar.update(task, total=status.total, completed=status.done,
+                           samples=status.samples, stage=escape(status.text))
                 now = time.monotonic()
-                if not err.is_terminal and (now - last[0] >= 30
-                                            or status.problems_done == status.problems_total):
-                    last[0] = now
-                    print(f"tune: {status.problems_done}/{status.problems_total} problems · "
+                if not err.is_terminal and (now - last[0] >= 30 or status.stage != last[1]
+                                            or status.done == status.total):
+                    last[0], last[1] = now, status.stage
+                    print(f"tune: {status.text}: {status.done}/{status.total} problems · "
                           f"{status.samples} samples · {status.tokens} tokens",
                           file=sys.stderr, flush=True)
 
-            tuner.harness.on_update = update
+            tuner.on_update = update
 
-            async def generate() -> None:
+            async def work() -> dict:
                 try:
-                    await tuner.generate()
+                    return await run_tune(tuner)
                 finally:
                     await release(backend)
 
             try:
-                asyncio.run(generate())
+                data = asyncio.run(work())
             except KeyboardInterrupt:
                 err.print(f"interrupted: what finished is stored in {out / STORE}; rerun the "
                           "same command to resume")
                 return 130
-        data = choose(tuner)
         presets = []
         for choice in data["choices"]:
             preset = choice.pop("preset", None)

@@ -15,8 +15,19 @@ NOTE = (
     "scored by a selector fitted without it). The reference is self-consistency by majority at "
     "the reference setting with as many samples as fit the budget. Differences are paired "
     "(bootstrap 95% CI over problems, exact sign test); the held-out columns use only problems "
-    "the choice never saw."
+    "the choice never saw. Only the chosen configurations and their references are generated on "
+    "the held-out part, each up to the sample count it uses (and scored on those first samples); "
+    "the other configurations have no held-out samples, so they have no held-out numbers."
 )
+
+
+def held_out_line(data: dict[str, Any]) -> str:
+    """What was generated on the held-out part."""
+    made = data.get("held_out_generated") or []
+    if not made:
+        return "Held-out part: nothing generated (no configuration fit a budget)."
+    return "Held-out part: generated " + ", ".join(f"{m['setting']} (n={m['n']})"
+                                                   for m in made) + "; nothing else."
 
 
 def _pct(x: float | None) -> str:
@@ -61,7 +72,8 @@ def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |"
               for r in choice_rows(data)]
-    lines += ["", NOTE, "", "![accuracy against tokens](pareto.png)", "",
+    lines += ["", NOTE, "", held_out_line(data), "", "![accuracy against tokens](pareto.png)",
+              "",
               "## Pareto front (tuning part)", "",
               "| configuration | accuracy | tokens/problem |", "|---|---:|---:|"]
     by_label = {c["label"]: c for c in data["candidates"]}
@@ -141,6 +153,7 @@ def html_page(data: dict[str, Any], config: dict[str, Any], png: Path) -> str:
         f"{html.escape(config['model'])} · {len(data['tuning_ids'])} tuning, "
         f"{len(data['held_out_ids'])} held-out problems</p>"
         f"<table><tr>{head}</tr>{body}</table><p>{html.escape(NOTE)}</p>"
+        f"<p>{html.escape(held_out_line(data))}</p>"
         f"<img alt='accuracy against tokens' src='data:image/png;base64,{image}'>"
         "<h2>Pareto front (tuning part)</h2><table><tr><th>configuration</th><th>accuracy</th>"
         f"<th>tokens/problem</th></tr>{front}</table></body></html>\n")

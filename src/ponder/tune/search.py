@@ -2,9 +2,12 @@
 every sample count on the stored samples, pick the best configuration per token budget on one
 part of the dev set, and confirm it on the part the choice never saw.
 
-- **Generation** is the evaluation harness's: one self-consistency plan per sampling setting
-  (temperature, top-p, min-p, mode, few-shot, template), its largest sample count drawn once per
-  problem into the resumable store; nothing else calls the model.
+- **Generation** is the evaluation harness's, in two stages, each resumable (the store keeps
+  every sample as it returns). Stage 1, the tuning part: one self-consistency plan per sampling
+  setting (temperature, top-p, min-p, mode, few-shot, template), its largest sample count drawn
+  once per problem. Stage 2, after the choice, the held-out part: only the settings of the chosen
+  configurations and their references, each only up to the sample count they use (mixed: the
+  chains and programs of its split at that count). Nothing else calls the model.
 - **Replay** is the harness's scoring (``eval/scoring.py``): each setting x selection rule is a
   plan on the same sample pools, scored at each sample count, per problem.
 - **The learned selector** (``learn.py``) is fitted on the tuning part only; its accuracy there
@@ -36,6 +39,7 @@ from ponder.eval.scoring import Scoring
 from ponder.eval.store import Store
 from ponder.presets import Preset
 from ponder.sandbox import Sandbox
+from ponder.strategies.prompts import check_disjoint
 from ponder.tune import learn
 from ponder.types import Problem
 
@@ -90,11 +94,16 @@ def _setting(t: float, mode: str, top_p: float, min_p: float, k: int, template: 
 
 def split(problems: Sequence[Problem], holdout: float, seed: int
           ) -> tuple[list[Problem], list[Problem]]:
-    """(tuning part, held-out part): a seeded shuffle, ``holdout`` of it held out."""
-    if not 0 < holdout < 1:
-        raise ConfigError(f"--holdout must be between 0 and 1, got {holdout}")
+    """(tuning part, held-out part): a seeded shuffle, ``holdout`` of it held out — a share
+    (0 < holdout < 1) or a count of problems (a whole number >= 1)."""
+    if holdout >= 1 and holdout != int(holdout) or not holdout > 0:
+        raise ConfigError(f"--holdout must be a share between 0 and 1 or a count of problems, "
+                          f"got {holdout:g}")
     order = sorted(problems, key=lambda p: seed_of(seed, "split", p.id))
-    held = max(1, round(len(order) * holdout))
+    held = int(holdout) if holdout >= 1 else max(1, round(len(order) * holdout))
+    if holdout >= 1 and held >= len(order):
+        raise ConfigError(f"--holdout {held} leaves no tuning problems of {len(order)}; give "
+                          "more problems or hold out fewer")
     if held >= len(order):
         raise ConfigError(f"{len(order)} problems cannot be split into a tuning and a held-out "
                           "part; give more problems")
@@ -140,16 +149,70 @@ def pareto(candidates: Sequence[Candidate]) -> list[Candidate]:
     return sorted(front, key=lambda c: (c.tokens, -c.accuracy))
 
 
+@dataclass
+class TuneStatus:
+    """What tune's progress bar shows: problems done over both stages, of those the stages
+    started so far need (the total grows when stage 2 starts), and what the current stage
+    does."""
+
+    stage: int
+    text: str
+    done: int
+    total: int
+    samples: int
+    tokens: int
+
+
+STAGES = {1: "stage 1/2 · tuning part, every setting",
+          2: "stage 2/2 · held-out part, the chosen and the references"}
+
+
+@dataclass
+class Choice:
+    """The configuration chosen at a budget on the tuning part, and its reference."""
+
+    budget: int
+    best: Candidate | None
+    reference: Candidate | None
+
+
+@dataclass
+class Chosen:
+    """Stage 1's outcome: every configuration on the tuning part and the choice per budget."""
+
+    candidates: list[Candidate]
+    choices: list[Choice]
+    selector_file: str | None
+    cv: dict[str, Any]
+
+    def needed(self) -> list[tuple[Setting, int]]:
+        """The (setting, sample count) pairs the choices and their references use: all that is
+        generated on the held-out part."""
+        out: dict[tuple[str, int], tuple[Setting, int]] = {}
+        for choice in self.choices:
+            for c in (choice.best, choice.reference):
+                if c is not None:
+                    out.setdefault((c.setting.label, c.n), (c.setting, c.n))
+        return list(out.values())
+
+
+def _rule_option(rule: str, learned_file: str | None) -> str | None:
+    """The ``selector`` option of a selection rule (None: the strategy's own majority vote)."""
+    if rule == "majority":
+        return None
+    return learned_file if rule == LEARNED else rule
+
+
 class Tuner:
-    """Generate, replay, choose, confirm. ``out`` holds the store, the fitted selectors and the
-    presets."""
+    """Generate (stage 1), choose, generate what the choice needs (stage 2), confirm. ``out``
+    holds the store, the fitted selectors and the presets."""
 
     def __init__(self, backend: Backend, store: Store, problems: Sequence[Problem],
                  settings: Sequence[Setting], sizes: Sequence[int], budgets: Sequence[int], *,
                  selectors: Sequence[str] = tuple(RULES), learned: bool = True, seed: int = 0,
                  holdout: float = 0.5, draws: int = 50, out: Path,
                  options: dict[str, Any] | None = None, concurrency: int = 1,
-                 on_update: Callable[[Status], None] | None = None,
+                 on_update: Callable[[TuneStatus], None] | None = None,
                  sandbox: Sandbox | None = None) -> None:
         unknown = sorted(set(selectors) - set(RULES))
         if unknown:
@@ -162,16 +225,58 @@ class Tuner:
         self.selectors = ["majority", *[s for s in selectors if s != "majority"]]
         self.learned, self.seed, self.draws, self.out = learned, seed, draws, out
         self.options = dict(options or {})
+        self.concurrency, self.sandbox, self.on_update = concurrency, sandbox, on_update
         self.tuning, self.held_out = split(self.problems, holdout, seed)
-        self.harness = Harness(backend, store, self.problems, [], self.sizes, greedy=False,
-                               seed=seed, concurrency=concurrency, on_update=on_update,
-                               sandbox=sandbox, logprobs=True, options=self.options)
+        for setting in self.settings:  # exemplars are never any dev problem, held out or not
+            if setting.options.get("shots"):
+                check_disjoint(setting.options["examples"], self.problems)
+        self.harness = self._harness(self.tuning, 1)  # stage 1
         for setting in self.settings:
             self.harness.add_plan(setting.label, STRATEGY, setting.options)
+        self.confirming: Harness | None = None  # stage 2, once chosen
+
+    def _harness(self, problems: Sequence[Problem], stage: int) -> Harness:
+        harness = Harness(self.backend, self.store, problems, [], self.sizes, greedy=False,
+                          seed=self.seed, concurrency=self.concurrency,
+                          sandbox=self.sandbox, logprobs=True, options=self.options)
+        harness.on_update = lambda status: self._progress(stage, status)
+        return harness
+
+    def _progress(self, stage: int, status: Status) -> None:
+        if self.on_update is None:
+            return
+        first = self.harness.status
+        later = status if stage == 2 else None
+        self.on_update(TuneStatus(
+            stage, STAGES[stage],
+            first.problems_done + (later.problems_done if later else 0),
+            len(self.tuning) + (len(self.held_out) if later else 0),
+            first.samples + (later.samples if later else 0),
+            first.tokens + (later.tokens if later else 0)))
 
     async def generate(self) -> None:
-        """Draw every setting's samples (what the store lacks)."""
+        """Stage 1: every setting's samples on the tuning part (what the store lacks)."""
         await self.harness.run()
+
+    def confirmation(self, chosen: Chosen) -> Harness:
+        """Stage 2's harness: on the held-out part, a plan per setting the choices need, drawn
+        up to the largest sample count they use of it (mixed: the split at that count, which
+        holds every smaller count's split)."""
+        harness = self._harness(self.held_out, 2)
+        sizes: dict[str, tuple[Setting, list[int]]] = {}
+        for setting, n in chosen.needed():
+            sizes.setdefault(setting.label, (setting, []))[1].append(n)
+        for setting, ns in sizes.values():
+            plan = harness.add_plan(setting.label, STRATEGY, setting.options)
+            plan.budgets = sorted(ns)
+        return harness
+
+    async def generate_held_out(self, chosen: Chosen) -> None:
+        """Stage 2: on the held-out part, only what the choices and their references use."""
+        self.confirming = self.confirmation(chosen)
+        if self.confirming.plans:
+            self._progress(2, self.confirming.status)  # the total grows before the first one
+            await self.confirming.run()
 
     # -- replay ----------------------------------------------------------------------------
 
@@ -242,20 +347,15 @@ class Tuner:
                    ) -> list[Candidate]:
         """Every configuration scored on ``problems``; the learned rule by ``selector_file``,
         or fold by fold (each problem by the selector fitted without its fold)."""
-        def option(rule: str, learned: str | None = selector_file) -> str | None:
-            if rule == "majority":
-                return None  # the strategy's own vote
-            return learned if rule == LEARNED else rule
-
         values = self._score(problems, self._plans(
-            lambda r: None if r == LEARNED and folds else option(r)))
+            lambda r: None if r == LEARNED and folds else _rule_option(r, selector_file)))
         if self.learned and folds:
             merged: dict[str, dict[int, dict[str, float]]] = {s.label: {} for s in self.settings}
             for fold, path in zip(folds, fold_files, strict=True):
                 chosen = [p for p in problems if p.id in set(fold)]
                 if not chosen:
                     continue
-                plans = [t for t in self._plans(lambda r, path=path: option(r, path))
+                plans = [t for t in self._plans(lambda r, path=path: _rule_option(r, path))
                          if t[1] == LEARNED]
                 for (label, _), by_n in self._score(chosen, plans).items():
                     for n, per in by_n.items():
@@ -273,6 +373,88 @@ class Tuner:
                                          tokens[(setting.label, n)], len(per), dict(per)))
         return out
 
+    def choose(self) -> Chosen:
+        """Every configuration on the tuning part (the learned rule cross-validated) and the
+        best per budget with its reference (store reads only)."""
+        cv: dict[str, Any] = {}
+        fold_files: list[str] = []
+        selector_file: str | None = None
+        folds: list[list[str]] = []
+        if self.learned:
+            cv, fold_files, selector_file = self.fit_selector()
+            folds = cv.pop("folds_problems")
+        tuning = self.candidates(self.tuning, selector_file, folds, fold_files)
+        choices = []
+        for budget in self.budgets:
+            ref, best = reference_at(tuning, self.settings[0], budget), best_at(tuning, budget)
+            choices.append(Choice(budget, best, ref) if ref is not None and best is not None
+                           else Choice(budget, None, None))
+        return Chosen(tuning, choices, selector_file, cv)
+
+    def held_out_candidates(self, chosen: Chosen) -> dict[str, Candidate]:
+        """The chosen configurations and their references scored on the held-out part, each
+        on its first n samples there (store reads only)."""
+        wanted: dict[str, Candidate] = {}
+        for choice in chosen.choices:
+            for c in (choice.best, choice.reference):
+                if c is not None:
+                    wanted.setdefault(c.label, c)
+        replay = Harness(self.backend, self.store, self.held_out, [], [1], greedy=False,
+                         seed=self.seed, options=self.options)
+        plans = []
+        for c in wanted.values():
+            selector = _rule_option(c.selector, chosen.selector_file)
+            options = {**c.setting.options, **({"selector": selector} if selector else {})}
+            plan = replay.add_plan(c.label, STRATEGY, options)
+            plan.budgets = [c.n]
+            plans.append((c, plan))
+        data = Scoring(self.store, self.held_out, [p for _, p in plans], self.seed).curves(
+            self.draws)
+        tokens = {(pt["strategy"], pt["budget"]): pt["tokens"] for pt in data["points"]}
+        out = {}
+        for c, plan in plans:
+            per = data["per_problem"].get(plan.label, {}).get(c.n, {})
+            if per:
+                out[c.label] = Candidate(c.setting, c.selector, c.n, sum(per.values()) / len(per),
+                                         tokens[(plan.label, c.n)], len(per), dict(per))
+        return out
+
+    def confirm(self, chosen: Chosen) -> dict[str, Any]:
+        """The choices paired against their references on the tuning part and, confirmed, on
+        the held-out part: the data the report and presets need (store reads only)."""
+        held_by = self.held_out_candidates(chosen)
+        choices = []
+        for choice in chosen.choices:
+            best, ref, budget = choice.best, choice.reference, choice.budget
+            if best is None or ref is None:
+                choices.append({"budget": budget, "chosen": None,
+                                "why": "no configuration fits: below one sample's tokens"})
+                continue
+            entry: dict[str, Any] = {
+                "budget": budget, "chosen": best.to_dict(), "reference": ref.to_dict(),
+                "tuning": compare((best.label, budget), (ref.label, budget), best.values,
+                                  ref.values, seed=self.seed).to_dict(),
+            }
+            h_best, h_ref = held_by.get(best.label), held_by.get(ref.label)
+            if h_best is not None and h_ref is not None:
+                entry["held_out"] = compare((best.label, budget), (ref.label, budget),
+                                            h_best.values, h_ref.values, seed=self.seed).to_dict()
+                entry["held_out_chosen"] = h_best.to_dict()
+                entry["held_out_reference"] = h_ref.to_dict()
+                entry["confirm_problem_ids"] = sorted(set(h_best.values) | set(h_ref.values))
+            entry["preset"] = preset_of(best, chosen.selector_file)
+            choices.append(entry)
+        return {
+            "tuning_ids": sorted(p.id for p in self.tuning),
+            "held_out_ids": sorted(p.id for p in self.held_out),
+            "settings": [{"label": s.label, "options": s.options} for s in self.settings],
+            "candidates": [c.to_dict() for c in chosen.candidates],
+            "front": [c.label for c in pareto(chosen.candidates)],
+            "held_out_generated": [{"setting": s.label, "n": n} for s, n in chosen.needed()],
+            "choices": choices, "selector_cv": chosen.cv,
+            "selector_file": chosen.selector_file,
+            "budgets": self.budgets, "sizes": self.sizes,
+        }
 
 def reference_at(candidates: Sequence[Candidate], reference: Setting, budget: int
                  ) -> Candidate | None:
@@ -299,49 +481,9 @@ def preset_of(choice: Candidate, selector_file: str | None) -> Preset:
 
 
 async def run_tune(tuner: Tuner) -> dict[str, Any]:
-    """Generate, then choose and confirm per budget; the data the report and presets need."""
+    """Generate on the tuning part, choose there, generate on the held-out part what the choice
+    needs, confirm: the data the report and presets need. Resumable at every stage."""
     await tuner.generate()
-    return choose(tuner)
-
-
-def choose(tuner: Tuner) -> dict[str, Any]:
-    """Choose per budget on the tuning part, confirm on the held-out part (store reads only)."""
-    cv, fold_files, selector_file = ({}, [], None)
-    folds: list[list[str]] = []
-    if tuner.learned:
-        cv, fold_files, selector_file = tuner.fit_selector()
-        folds = cv.pop("folds_problems")
-    tuning = tuner.candidates(tuner.tuning, selector_file, folds, fold_files)
-    held = tuner.candidates(tuner.held_out, selector_file)
-    held_by = {c.label: c for c in held}
-    reference = tuner.settings[0]
-    choices = []
-    for budget in tuner.budgets:
-        ref, best = reference_at(tuning, reference, budget), best_at(tuning, budget)
-        if ref is None or best is None:
-            choices.append({"budget": budget, "chosen": None,
-                            "why": "no configuration fits: below one sample's tokens"})
-            continue
-        entry: dict[str, Any] = {
-            "budget": budget, "chosen": best.to_dict(), "reference": ref.to_dict(),
-            "tuning": compare((best.label, budget), (ref.label, budget), best.values,
-                              ref.values, seed=tuner.seed).to_dict(),
-        }
-        h_best, h_ref = held_by.get(best.label), held_by.get(ref.label)
-        if h_best is not None and h_ref is not None:
-            entry["held_out"] = compare((best.label, budget), (ref.label, budget),
-                                        h_best.values, h_ref.values, seed=tuner.seed).to_dict()
-            entry["held_out_chosen"] = h_best.to_dict()
-            entry["held_out_reference"] = h_ref.to_dict()
-            entry["confirm_problem_ids"] = sorted(set(h_best.values) | set(h_ref.values))
-        entry["preset"] = preset_of(best, selector_file)
-        choices.append(entry)
-    return {
-        "tuning_ids": sorted(p.id for p in tuner.tuning),
-        "held_out_ids": sorted(p.id for p in tuner.held_out),
-        "settings": [{"label": s.label, "options": s.options} for s in tuner.settings],
-        "candidates": [c.to_dict() for c in tuning],
-        "front": [c.label for c in pareto(tuning)],
-        "choices": choices, "selector_cv": cv, "selector_file": selector_file,
-        "budgets": tuner.budgets, "sizes": tuner.sizes,
-    }
+    chosen = tuner.choose()
+    await tuner.generate_held_out(chosen)
+    return tuner.confirm(chosen)
