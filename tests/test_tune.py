@@ -64,11 +64,10 @@ def dev(tmp_path):
 
 @pytest.fixture
 def scripted(monkeypatch):
-    for module in (tune_cli, eval_cli):
+    for module in (endpoints_cli, eval_cli):
         monkeypatch.setattr(module, "resolve_model",
                             lambda *a, **k: ModelSpec("scripted", "scripted"))
-    for module in (tune_cli, endpoints_cli):
-        monkeypatch.setattr(module, "load_backend", lambda *a, **k: ScriptedBackend(respond))
+    monkeypatch.setattr(endpoints_cli, "load_backend", lambda *a, **k: ScriptedBackend(respond))
     monkeypatch.setattr(loading, "load_backend", lambda *a, **k: ScriptedBackend(respond))
     registry.strategies.names()  # loaded before the copy that a preset registers into
     monkeypatch.setattr(registry.strategies, "_items", dict(registry.strategies._items))
@@ -126,7 +125,7 @@ def test_tune_finds_the_known_best_and_confirms_it_on_held_out_problems_only(
 
     # resumable: a second run generates nothing new and chooses the same
     calls = []
-    monkeypatch.setattr(tune_cli, "load_backend",
+    monkeypatch.setattr(endpoints_cli, "load_backend",
                         lambda *a, **k: calls.append(1) or ScriptedBackend([]))
     assert main(argv) == 0
     again = json.loads((out / "tune.json").read_text())
@@ -244,7 +243,7 @@ def test_held_out_problems_get_only_the_chosen_settings_up_to_the_chosen_n(
                      request.params.temperature))
         return respond(request, index)
 
-    monkeypatch.setattr(tune_cli, "load_backend", lambda *a, **k: ScriptedBackend(spy))
+    monkeypatch.setattr(endpoints_cli, "load_backend", lambda *a, **k: ScriptedBackend(spy))
     out = tmp_path / "tuned"
     argv = ["tune", "--dataset", str(dev), "--budget", "30", "--samples", "1,2,4,8",
             "--temperatures", "0.7,1.0", "--holdout", "5", "--no-learn", "--concurrency", "2",
@@ -325,7 +324,7 @@ def test_tune_poses_the_bench_exemplars_as_chains_and_as_programs(dev, tmp_path,
         asked.append((mode, [(m.role, m.content) for m in request.messages[1:-1]]))
         return _program("print(10)") if mode == "program" else respond(request, index)
 
-    monkeypatch.setattr(tune_cli, "load_backend", lambda *a, **k: ScriptedBackend(spy))
+    monkeypatch.setattr(endpoints_cli, "load_backend", lambda *a, **k: ScriptedBackend(spy))
     assert main(["tune", "--dataset", str(dev), "--budget", "100", "--samples", "1",
                  "--modes", "chain,program", "--shots", "0,4", "--examples", str(EXEMPLARS),
                  "--no-learn", "--concurrency", "1", "--out", str(tmp_path / "t")]) == 0
@@ -363,7 +362,7 @@ def test_tune_finds_mixed_voting_where_chains_and_programs_each_fail_half(
             return _program(f"print({answer})")
         return f"The answer is: {answer}"  # 4 words
 
-    monkeypatch.setattr(tune_cli, "load_backend", lambda *a, **k: ScriptedBackend(respond))
+    monkeypatch.setattr(endpoints_cli, "load_backend", lambda *a, **k: ScriptedBackend(respond))
     out = tmp_path / "mixed"
     assert main(["tune", "--dataset", str(dev), "--budget", "22", "--samples", "1,2,4",
                  "--modes", "chain,program,mixed", "--selectors", "majority", "--no-learn",
@@ -402,3 +401,40 @@ def test_tune_finds_mixed_voting_where_chains_and_programs_each_fail_half(
     assert programs and all('"output"' in m or '"program"' in m for (m,) in programs)
     preset = load_preset(out / "preset-22.json")
     assert (preset.options["mode"], preset.options["n"]) == ("mixed", 4)
+
+
+def test_tune_and_distill_take_the_endpoint_flags(dev, tmp_path, monkeypatch, capsys):
+    """Repeated ``--base-url`` and ``--endpoints FILE`` reach the backend loader as a pool, and
+    the model is named by ``--model`` or the endpoints file."""
+    calls: list[tuple[str | None, object, object]] = []
+
+    def load(model, base_url=None, *, api_key=None, endpoints=None, **options):
+        calls.append((model, base_url, endpoints))
+        return ScriptedBackend(respond)
+
+    monkeypatch.setattr(endpoints_cli, "load_backend", load)
+    base = ["tune", "--dataset", str(dev), "--budget", "30", "--samples", "1", "--no-learn",
+            "--selectors", "majority"]
+    urls = ["--base-url", "http://gpu1:8000/v1", "--base-url", "http://gpu2:8000/v1"]
+    assert main([*base, *urls, "--model", "served", "--out", str(tmp_path / "a")]) == 0
+    assert calls[-1] == ("served", ["http://gpu1:8000/v1", "http://gpu2:8000/v1"], None)
+    assert json.loads((tmp_path / "a" / "tune.json").read_text())["config"]["model"] == "served"
+
+    file = tmp_path / "endpoints.json"
+    file.write_text(json.dumps([{"url": "http://gpu1:8000/v1", "model": "from-file"},
+                                {"url": "http://gpu2:8000/v1"}]))
+    assert main([*base, "--endpoints", str(file), "--out", str(tmp_path / "b")]) == 0
+    assert calls[-1] == (None, None, str(file))
+    assert json.loads((tmp_path / "b" / "tune.json").read_text())["config"]["model"] == \
+        "from-file"
+
+    assert main([*base, *urls, "--out", str(tmp_path / "c")]) == 1  # which model?
+    assert "--base-url needs --model NAME" in capsys.readouterr().err
+
+    distilled = tmp_path / "d"
+    assert main(["distill", "--dataset", str(dev), "-n", "2", *urls, "--model", "served",
+                 "--concurrency", "1", "--out", str(distilled)]) == 0
+    assert calls[-1] == ("served", ["http://gpu1:8000/v1", "http://gpu2:8000/v1"], None)
+    assert main(["distill", "--dataset", str(dev), "-n", "2", "--endpoints", str(file),
+                 "--concurrency", "1", "--out", str(tmp_path / "e")]) == 0
+    assert calls[-1] == (None, None, str(file))

@@ -11,9 +11,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ponder.backends.loading import load_backend, release
-from ponder.backends.models import file_sha256, resolve_model
+from ponder.backends.loading import release
+from ponder.backends.models import file_sha256
 from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
+from ponder.cli.endpoints import add_endpoint_flags, load_from_args, model_spec
 from ponder.cli.render import stdout_console
 from ponder.errors import ConfigError
 from ponder.eval.datasets import FORMATS, load_dataset
@@ -57,8 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("-n", "--budget", type=int, default=8,
                      help="samples (the budget) per problem (default 8)")
     run.add_argument("-m", "--model", default=None)
-    run.add_argument("--base-url", default=None)
-    run.add_argument("--api-key", default=None)
+    add_endpoint_flags(run)
+    run.add_argument("--api-key", default=None,
+                     help="for --base-url (default: $OPENAI_API_KEY)")
     run.add_argument("-B", "--backend-option", type=_option, action="append", default=[],
                      metavar="KEY=VALUE")
     run.add_argument("--verifier", default=None)
@@ -89,7 +91,7 @@ def _generate(args: argparse.Namespace, folder: Path, err: Console
     parse_budgets(str(args.budget))
     problems = load_dataset(args.dataset, args.format, question_field=args.question_field,
                             answer_field=args.answer_field, limit=args.limit)
-    spec = resolve_model(args.model, args.base_url)
+    spec = model_spec(args)
     model_hash = file_sha256(spec.path) if spec.path else f"{spec.base_url}#{spec.name}"
     dataset = Path(args.dataset)
     dataset_hash = file_sha256(dataset) if dataset.is_file() else args.dataset
@@ -99,8 +101,8 @@ def _generate(args: argparse.Namespace, folder: Path, err: Console
         store.claim({"model_sha256": model_hash, "dataset_sha256": dataset_hash,
                      "seed": str(args.seed)})
         harness = Harness(
-            load_backend(args.model, args.base_url, api_key=args.api_key,
-                         **dict(args.backend_option)), store, problems, strategies,
+            load_from_args(args, args.api_key, dict(args.backend_option)), store, problems,
+            strategies,
             [args.budget], options=strategy_options(args), verifier=args.verifier,
             seed=args.seed, greedy=False, concurrency=args.concurrency, traces=folder)
         with _bar(err, "sample") as bar:

@@ -6,11 +6,13 @@ import argparse
 from typing import Any
 
 from ponder.backends.base import Backend
+from ponder.backends.endpoints import endpoint_specs
 from ponder.backends.loading import load_backend
+from ponder.backends.models import ModelSpec, resolve_model
 
 
-def add_endpoint_flags(p: argparse.ArgumentParser, what: str = "an OpenAI-compatible server"
-                       ) -> None:
+def add_endpoint_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup,
+                       what: str = "an OpenAI-compatible server") -> None:
     p.add_argument("--base-url", action="append", default=None, metavar="URL",
                    help=f"{what}, e.g. http://localhost:8000/v1; repeat it for a pool of "
                    "replicas of one model")
@@ -28,6 +30,14 @@ def load_from_args(args: argparse.Namespace, api_key: str | None,
     """The backend the flags name: an in-process model, one server, or a pool."""
     return load_backend(args.model, args.base_url, api_key=api_key,
                         endpoints=args.endpoints, **options)
+
+
+def model_spec(args: argparse.Namespace) -> ModelSpec:
+    """The model the flags name: an in-process file, or the model the servers serve (``--model``
+    or the endpoints file's), at the first server."""
+    specs = endpoint_specs(args.base_url, args.endpoints)
+    model = args.model or next((s.model for s in specs if s.model), None)
+    return resolve_model(model, specs[0].url if specs else None)
 
 
 def endpoint_stats(backend: Backend) -> list[dict[str, Any]] | None:

@@ -15,9 +15,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ponder.backends.loading import load_backend, release
-from ponder.backends.models import file_sha256, resolve_model
+from ponder.backends.loading import release
+from ponder.backends.models import file_sha256
 from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
+from ponder.cli.endpoints import add_endpoint_flags, load_from_args, model_spec
 from ponder.cli.render import stdout_console
 from ponder.domains.selector import RULES
 from ponder.errors import ConfigError
@@ -98,8 +99,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(100); only the chosen configurations and their references are generated "
                    "there")
     p.add_argument("-m", "--model", default=None)
-    p.add_argument("--base-url", default=None)
-    p.add_argument("--api-key", default=None)
+    add_endpoint_flags(p)
+    p.add_argument("--api-key", default=None, help="for --base-url (default: $OPENAI_API_KEY)")
     p.add_argument("-B", "--backend-option", type=_option, action="append", default=[],
                    metavar="KEY=VALUE")
     p.add_argument("--max-tokens", type=int, default=None, help="new tokens per generation")
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                     reference_temperature=args.reference_temperature)
     problems = load_dataset(args.dataset, args.format, question_field=args.question_field,
                             answer_field=args.answer_field, limit=args.limit)
-    spec = resolve_model(args.model, args.base_url)
+    spec = model_spec(args)
     model_hash = file_sha256(spec.path) if spec.path else "n/a (server)"
     dataset = str(Path(args.dataset).resolve()) if Path(args.dataset).is_file() else args.dataset
     dataset_hash = file_sha256(Path(dataset)) if Path(dataset).is_file() else dataset
@@ -147,8 +148,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         store.claim({"model_sha256": model_hash, "dataset_sha256": dataset_hash,
                      "seed": str(args.seed)})
-        backend = load_backend(args.model, args.base_url, api_key=args.api_key,
-                               **dict(args.backend_option))
+        backend = load_from_args(args, args.api_key, dict(args.backend_option))
         tuner = Tuner(backend, store, problems, settings, sizes, budgets,
                       selectors=_names(args.selectors), learned=not args.no_learn,
                       seed=args.seed, holdout=args.holdout, draws=args.draws, out=out,
