@@ -438,3 +438,35 @@ def test_tune_and_distill_take_the_endpoint_flags(dev, tmp_path, monkeypatch, ca
     assert main(["distill", "--dataset", str(dev), "-n", "2", "--endpoints", str(file),
                  "--concurrency", "1", "--out", str(tmp_path / "e")]) == 0
     assert calls[-1] == (None, None, str(file))
+
+
+def test_an_interrupted_confirmation_resumes_where_it_stopped(dev, tmp_path, scripted,
+                                                              monkeypatch):
+    problems = [Problem(question(i), gold(i), id=str(i)) for i in range(PROBLEMS)]
+    held = [int(p.id) for p in search.split(problems, 0.5, seed=0)[1]]
+    sent: list[int] = []
+
+    def interrupted(request, index):
+        i = int(request.messages[-1].content.split()[1].rstrip(":"))
+        if i == held[2]:  # the third held-out problem: stage 2 is stopped there
+            raise KeyboardInterrupt
+        sent.append(i)
+        return respond(request, index)
+
+    def resumed(request, index):
+        sent.append(int(request.messages[-1].content.split()[1].rstrip(":")))
+        return respond(request, index)
+
+    argv = ["tune", "--dataset", str(dev), "--budget", "30", "--samples", "1,2,4",
+            "--temperatures", "0.7,1.0", "--no-learn", "--concurrency", "1",
+            "--out", str(tmp_path / "t")]
+    monkeypatch.setattr(endpoints_cli, "load_backend",
+                        lambda *a, **k: ScriptedBackend(interrupted))
+    assert main(argv) == 130
+    assert [i for i in sent if i in held] == [held[0]] * 4 + [held[1]] * 4
+    sent.clear()
+    monkeypatch.setattr(endpoints_cli, "load_backend", lambda *a, **k: ScriptedBackend(resumed))
+    assert main(argv) == 0
+    assert sent == [i for i in held[2:] for _ in range(4)]  # the rest, T=0.7 only, 4 each
+    data = json.loads((tmp_path / "t" / "tune.json").read_text())
+    assert data["choices"][0]["held_out"]["problems"] == len(held)
