@@ -157,3 +157,29 @@ def test_split_streams_share_a_common_prefix_between_requests(split):
     full = len(split.prompt_tokens(beams[1]))
     assert together[1][0].usage.prompt_tokens < full - 20  # the question was not evaluated again
     assert [row[0].text for row in together] == [c.text for c in alone]
+
+
+def test_a_prompt_that_starts_like_a_live_sequences_copies_it(split):
+    """A request admitted while another with the same question is still decoding (another plan
+    on the same problem, the rest of a request admitted in parts, few-shot exemplars) copies
+    that sequence's prompt cells instead of evaluating them again, and samples the same."""
+    story = GenerationRequest(STORY, SamplingParams(temperature=0.0, max_tokens=96))
+    later = GenerationRequest(STORY, SamplingParams(temperature=0.0, max_tokens=8),
+                              prefill="Once upon a time, in a land")
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        started = asyncio.Event()
+        first = asyncio.create_task(split.generate(
+            [story], on_progress=lambda n: loop.call_soon_threadsafe(started.set)))
+        await started.wait()  # the story is decoding: its cells hold the question
+        second = await split.generate([later])
+        return (await first)[0][0], second[0][0]
+
+    first, shared = asyncio.run(go())
+    alone = asyncio.run(split.generate([later]))[0][0]
+    full = len(split.prompt_tokens(later))
+    assert first.usage.completion_tokens == 96  # still decoding when the later one came
+    assert alone.usage.prompt_tokens == full
+    assert shared.usage.prompt_tokens < full - 20  # only the prefill's tail was evaluated
+    assert shared.text == alone.text

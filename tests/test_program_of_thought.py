@@ -177,6 +177,51 @@ def test_mixed_voting_in_eval_reuses_the_chain_and_program_pools(tmp_path):
     store.close()
 
 
+class Overlapping(ScriptedBackend):
+    """Records how many generate calls are in flight at once (each waits a moment first)."""
+
+    def __init__(self, respond) -> None:
+        super().__init__(respond)
+        self.inflight = self.most = 0
+
+    async def generate(self, requests, on_progress=None):
+        self.inflight += 1
+        self.most = max(self.most, self.inflight)
+        try:
+            await asyncio.sleep(0.05)
+            return await super().generate(requests, on_progress)
+        finally:
+            self.inflight -= 1
+
+
+def test_one_problems_plans_run_together_and_a_shared_pool_is_drawn_once(tmp_path):
+    def respond(request, index):
+        if request.messages[0].content == PROGRAM_SYSTEM:
+            return program("print(7)")
+        return "The answer is 12."
+
+    fake = Overlapping(respond)
+    store = Store(tmp_path / "s.sqlite")
+    # mixed (listed first) needs 2 chains at budget 4, self-consistency 8: the chain pool is
+    # drawn once with 8, whichever plan gets to it first, so the samples do not depend on the
+    # plans' order
+    harness = Harness(fake, store, [Q], ["self-consistency[mode=mixed]", "self-consistency",
+                                         "program-of-thought"], [1, 4], greedy=True,
+                      concurrency=1)
+    harness.plans[2].budgets = [1, 8]  # self-consistency: up to 8
+    asyncio.run(harness.run())
+    # greedy, the chain pool and the program pool decode together, not one after another
+    assert fake.most == 3
+    sampling = sorted((r.n, r.messages[0].content == PROGRAM_SYSTEM) for r in fake.history
+                      if r.params.temperature)
+    assert sampling == [(4, True), (8, False)]  # one draw per pool, the largest need
+    greedy, mixed, sc, pot = harness.plans
+    assert store.sample_count(sc.pools[0].key, Q.id) == 8
+    assert store.sample_count(pot.pools[0].key, Q.id) == 4
+    assert store.result(greedy.key, Q.id, 1).answer == "12"
+    store.close()
+
+
 def test_bad_strategy_specs_are_clear_errors(tmp_path):
     from ponder import ConfigError
     from ponder.eval.pools import parse_strategy_spec, split_specs

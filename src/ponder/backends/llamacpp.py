@@ -298,7 +298,7 @@ class LlamaCppBackend(Backend):
             try:
                 admitted, reserved = self._admit(pending, len(free_ids), reserved, bool(live))
                 if admitted:
-                    live.extend(self._prefill(admitted, free_ids, logits))
+                    live.extend(self._prefill(admitted, free_ids, logits, live))
                 for s in live:
                     if s.unit.job.cancel.is_set():
                         s.finish = "cancelled"
@@ -396,24 +396,31 @@ class LlamaCppBackend(Backend):
             reserved += prompt + k * per_sample
         return admitted, reserved
 
-    def _prefill(self, units: list[_Unit], free_ids: list[int], logits: dict[int, np.ndarray]
-                 ) -> list[_Seq]:
+    def _prefill(self, units: list[_Unit], free_ids: list[int], logits: dict[int, np.ndarray],
+                 live: Sequence[_Seq] = ()) -> list[_Seq]:
         """Evaluate each admitted unit's prompt once (packed into shared batches), then share it
         with the unit's other samples by sequence copy. A prompt that starts like an earlier one
-        of the same round (beams of a step search: same question, same first steps) evaluates
-        only the rest: a unified cache shares that prefix's cells, split streams copy the
-        donor's stream (then holding its prompt only) and cut it back to the prefix."""
+        of the same round (beams of a step search: same question, same first steps) or like a
+        live sequence's prompt (the rest of a request admitted in parts, another plan on the
+        same question, few-shot exemplars every problem starts with) evaluates only the rest: a
+        unified cache shares that prefix's cells, split streams copy the donor's stream and cut
+        it back to the prefix."""
         llama_cpp = self._llama_cpp
         heads = [free_ids.pop() for _ in units]
         donors: list[int] = []  # units whose whole prompt is evaluated in the first pass
-        shares: dict[int, tuple[int, int]] = {}  # unit -> (donor unit, shared prefix length)
+        shares: dict[int, tuple[int, int]] = {}  # unit -> (donor sequence, shared prefix length)
+        running = {id(s.unit): s for s in live}.values()  # one live sequence per unit
         for k, unit in enumerate(units):
             prompt = unit.job.prompts[unit.request]
             best, source = 0, -1
+            for s in running:  # its cells hold its prompt (and what it generated after)
+                n = _common_prefix(prompt, s.unit.job.prompts[s.unit.request])
+                if n > best:
+                    best, source = n, s.seq_id
             for d in donors:
                 n = _common_prefix(prompt, units[d].job.prompts[units[d].request])
                 if n > best:
-                    best, source = n, d
+                    best, source = n, heads[d]
             best = min(best, len(prompt) - 1)  # the last token is evaluated for its logits
             if best >= MIN_SHARED_PREFIX:
                 shares[k] = (source, best)
@@ -426,11 +433,9 @@ class LlamaCppBackend(Backend):
                 unit, start = units[k], shares.get(k, (0, 0))[1]
                 prompt = unit.job.prompts[unit.request]
                 if start and self.kv_unified:  # the prefix's cells become shared
-                    llama_cpp.llama_memory_seq_cp(self._memory, heads[shares[k][0]], heads[k],
-                                                  0, start)
-                elif start:  # another stream: copy the donor's (its prompt only), cut it back
-                    llama_cpp.llama_memory_seq_cp(self._memory, heads[shares[k][0]], heads[k],
-                                                  -1, -1)
+                    llama_cpp.llama_memory_seq_cp(self._memory, shares[k][0], heads[k], 0, start)
+                elif start:  # another stream: copy the donor's whole stream, cut it back
+                    llama_cpp.llama_memory_seq_cp(self._memory, shares[k][0], heads[k], -1, -1)
                     llama_cpp.llama_memory_seq_rm(self._memory, heads[k], start, -1)
                 items.extend((prompt[p], p, heads[k], p == len(prompt) - 1)
                              for p in range(start, len(prompt)))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,19 @@ from ponder.sandbox import Sandbox
 from ponder.strategies.prompts import check_disjoint
 from ponder.strategies.samplers import sample_candidates
 from ponder.types import Candidate, Problem
+
+
+async def _together(coroutines: Iterable[Awaitable[Any]]) -> None:
+    """Run the coroutines concurrently; the first failure cancels the others and is raised
+    (``asyncio.gather`` would leave them running, writing to the store after the error)."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 @dataclass
@@ -173,15 +186,28 @@ class Harness:
                 self.status.problems_done += 1
                 self._update()
 
-        await asyncio.gather(*(one(p) for p in self.problems))
+        await _together(one(p) for p in self.problems)
         for plan in self.plans:
             if plan.mode == "batch":
                 await self._ensure_batch(plan)
 
     async def run_problem(self, problem: Problem) -> None:
-        """Every plan but the batch ones on one problem (what a Ray worker runs: ray_eval.py)."""
-        for plan in self.plans:
-            await self._ensure(plan, problem)
+        """Every plan but the batch ones on one problem (what a Ray worker runs: ray_eval.py),
+        all at once: a batching backend decodes the greedy chain, every pool's samples and the
+        judge's calls in the same steps instead of one plan's tail after another. A pool shared
+        by several plans is topped up once, to the most any of them uses."""
+        locks: dict[str, asyncio.Lock] = {}
+        await _together(self._ensure(plan, problem, locks) for plan in self.plans)
+
+    def _pool_target(self, key: str) -> int:
+        """The most samples of pool ``key`` any plan uses (one draw serves them all)."""
+        return max(
+            (target for plan in self.plans if plan.pools
+             for pool, target in zip(plan.pools, counts(plan.config, plan.pools,
+                                                        max(plan.budgets)), strict=True)
+             if pool.key == key),
+            default=0,
+        )
 
     async def _ensure_batch(self, plan: Plan) -> None:
         """A strategy that allocates compute across the problems runs once over all of them
@@ -214,11 +240,12 @@ class Harness:
     async def _grade(self, problem: Problem, answers: Sequence[str | None]) -> list[bool]:
         return await domain_for(problem).grade(problem, answers, self.sandbox)
 
-    async def _ensure(self, plan: Plan, problem: Problem) -> None:
+    async def _ensure(self, plan: Plan, problem: Problem,
+                      locks: dict[str, asyncio.Lock] | None = None) -> None:
         if plan.mode == "batch":
             return  # after every problem's other plans: see _ensure_batch
         if plan.pools:
-            await self._ensure_sampled(plan, problem)
+            await self._ensure_sampled(plan, problem, {} if locks is None else locks)
             return
         for budget in plan.budgets:
             if self.store.result(plan.key, problem.id, budget) is not None:
@@ -244,16 +271,25 @@ class Harness:
         ))
         self._note(correct, u.completion_tokens, len(result.candidates))
 
-    async def _ensure_sampled(self, plan: Plan, problem: Problem) -> None:
-        """Top up the problem's sample pools to the largest budget, then (best-score) score the
-        samples that lack this verifier's score. Each step is stored as soon as it returns."""
+    async def _ensure_sampled(self, plan: Plan, problem: Problem,
+                              locks: dict[str, asyncio.Lock]) -> None:
+        """Top up the problem's sample pools (together) to the largest budget, then
+        (best-score) score the samples that lack this verifier's score. Each step is stored as
+        soon as it returns. ``locks``: one per pool, shared by the problem's plans."""
         targets = counts(plan.config, plan.pools, max(plan.budgets))
-        new_tokens = new_samples = 0
-        for pool, target in zip(plan.pools, targets, strict=True):
-            have = self.store.sample_count(pool.key, problem.id)
-            if have < target:
-                new_tokens += await self._sample(plan, pool, problem, have, target - have)
-                new_samples += target - have
+        drawn = [0, 0]  # new tokens, new samples
+
+        async def top_up(pool: Pool, target: int) -> None:
+            async with locks.setdefault(pool.key, asyncio.Lock()):
+                have = self.store.sample_count(pool.key, problem.id)
+                if have < target:  # what any plan on this pool uses, drawn in one call
+                    want = max(target, self._pool_target(pool.key))
+                    drawn[0] += await self._sample(plan, pool, problem, have, want - have)
+                    drawn[1] += want - have
+
+        await _together(top_up(pool, target)
+                        for pool, target in zip(plan.pools, targets, strict=True))
+        new_tokens, new_samples = drawn
         samples = plan_samples(self.store, plan, problem, targets)
         scores: list[float | None] = [None] * len(samples)
         if plan.verifier is not None:
