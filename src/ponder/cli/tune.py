@@ -27,7 +27,7 @@ from ponder.eval.plans import parse_budgets
 from ponder.eval.store import Store
 from ponder.tune.learn import require_sklearn
 from ponder.tune.report import HEADER, choice_rows, write_reports
-from ponder.tune.search import Tuner, TuneStatus, grid, run_tune
+from ponder.tune.search import Tuner, TuneStatus, grid, parse_reference_budget, run_tune
 from ponder.version import __version__
 
 STORE = "samples.sqlite"
@@ -63,6 +63,22 @@ def _holdout(text: str) -> float:
     return value
 
 
+def _budgets(text: str) -> list[int | str]:
+    """Token counts and ``ref@N`` (the reference's tokens at N samples)."""
+    out: list[int | str] = []
+    for part in _names(text):
+        if part.startswith("ref@"):
+            parse_reference_budget(part)
+            out.append(part)
+        elif part.isdigit() and int(part) > 0:
+            out.append(int(part))
+        else:
+            raise ConfigError(f"--budget must be positive token counts or ref@N, got {text!r}")
+    if not out:
+        raise ConfigError(f"--budget must be positive token counts or ref@N, got {text!r}")
+    return out
+
+
 def _names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
@@ -78,7 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--answer-field", default=None)
     p.add_argument("--limit", type=int, default=None, help="the first N problems")
     p.add_argument("--budget", required=True, metavar="TOKENS[,TOKENS...]",
-                   help="generated tokens per problem, e.g. 1500,3000")
+                   help="generated tokens per problem, e.g. 1500,3000; ref@N: what the "
+                   "reference spends at N samples")
     p.add_argument("--samples", default="1,2,4,8", help="sample counts to try (increasing)")
     p.add_argument("--temperatures", default="0.7", help="e.g. 0.3,0.7,1.0")
     p.add_argument("--top-p", default="1.0", help="e.g. 0.9,1.0")
@@ -117,9 +134,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     apply_sandbox_flag(args)
-    budgets = _ints(args.budget)
-    if not budgets or any(b < 1 for b in budgets):
-        raise ConfigError(f"--budget must be positive token counts, got {args.budget!r}")
+    budgets = _budgets(args.budget)
     sizes = parse_budgets(args.samples)
     if args.draws < 1 or args.concurrency < 1:
         raise ConfigError("--draws and --concurrency must be positive")

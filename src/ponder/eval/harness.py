@@ -56,7 +56,7 @@ async def _together(coroutines: Iterable[Awaitable[Any]]) -> None:
     tasks = [asyncio.ensure_future(c) for c in coroutines]
     try:
         await asyncio.gather(*tasks)
-    except BaseException:
+    except (Exception, asyncio.CancelledError):  # not GeneratorExit: a closed coroutine
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -22,6 +22,7 @@ part of the dev set, and confirm it on the part the choice never saw.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -208,7 +209,7 @@ class Tuner:
     holds the store, the fitted selectors and the presets."""
 
     def __init__(self, backend: Backend, store: Store, problems: Sequence[Problem],
-                 settings: Sequence[Setting], sizes: Sequence[int], budgets: Sequence[int], *,
+                 settings: Sequence[Setting], sizes: Sequence[int], budgets: Sequence[int | str], *,
                  selectors: Sequence[str] = tuple(RULES), learned: bool = True, seed: int = 0,
                  holdout: float = 0.5, draws: int = 50, out: Path,
                  options: dict[str, Any] | None = None, concurrency: int = 1,
@@ -218,10 +219,17 @@ class Tuner:
         if unknown:
             raise ConfigError(f"unknown selection rule {', '.join(unknown)}; valid: "
                               f"{', '.join(RULES)}")
-        if not budgets or any(b < 1 for b in budgets):
+        if not budgets:
             raise ConfigError("--budget must be positive token counts")
+        for b in budgets:
+            if isinstance(b, str) and parse_reference_budget(b) not in sizes:
+                raise ConfigError(f"--budget {b}: the reference's sample count must be one of "
+                                  f"--samples ({', '.join(map(str, sizes))})")
+            if isinstance(b, int) and b < 1:
+                raise ConfigError("--budget must be positive token counts")
         self.backend, self.store, self.problems = backend, store, list(problems)
-        self.settings, self.sizes, self.budgets = list(settings), list(sizes), sorted(budgets)
+        self.settings, self.sizes = list(settings), list(sizes)
+        self.budgets: list[int | str] = list(budgets)
         self.selectors = ["majority", *[s for s in selectors if s != "majority"]]
         self.learned, self.seed, self.draws, self.out = learned, seed, draws, out
         self.options = dict(options or {})
@@ -385,11 +393,28 @@ class Tuner:
             folds = cv.pop("folds_problems")
         tuning = self.candidates(self.tuning, selector_file, folds, fold_files)
         choices = []
-        for budget in self.budgets:
+        for budget in self.resolve_budgets(tuning):
             ref, best = reference_at(tuning, self.settings[0], budget), best_at(tuning, budget)
             choices.append(Choice(budget, best, ref) if ref is not None and best is not None
                            else Choice(budget, None, None))
         return Chosen(tuning, choices, selector_file, cv)
+
+    def resolve_budgets(self, tuning: Sequence[Candidate]) -> list[int]:
+        """The token budgets, a ``ref@N`` one read off the tuning part: the reference's mean
+        generated tokens per problem at N samples (rounded up), so the choice costs no more."""
+        out = set()
+        for b in self.budgets:
+            if isinstance(b, str):
+                n = parse_reference_budget(b)
+                ref = next((c for c in tuning if c.setting.label == self.settings[0].label
+                            and c.selector == "majority" and c.n == n), None)
+                if ref is None:
+                    raise ConfigError(f"--budget {b}: the reference has no samples at n={n} on "
+                                      "the tuning part")
+                b = math.ceil(ref.tokens - 1e-9)
+            out.add(b)
+        self.resolved = sorted(out)
+        return self.resolved
 
     def held_out_candidates(self, chosen: Chosen) -> dict[str, Candidate]:
         """The chosen configurations and their references scored on the held-out part, each
@@ -453,8 +478,17 @@ class Tuner:
             "held_out_generated": [{"setting": s.label, "n": n} for s, n in chosen.needed()],
             "choices": choices, "selector_cv": chosen.cv,
             "selector_file": chosen.selector_file,
-            "budgets": self.budgets, "sizes": self.sizes,
+            "budgets": [c.budget for c in chosen.choices], "sizes": self.sizes,
         }
+
+def parse_reference_budget(text: str) -> int:
+    """``ref@8`` -> 8: a budget of what the reference spends at 8 samples."""
+    name, _, n = text.strip().partition("@")
+    if name != "ref" or not n.isdigit() or int(n) < 1:
+        raise ConfigError(f"--budget {text!r}: expected token counts or ref@N (the reference's "
+                          "tokens at N samples)")
+    return int(n)
+
 
 def reference_at(candidates: Sequence[Candidate], reference: Setting, budget: int
                  ) -> Candidate | None:
