@@ -470,3 +470,44 @@ def test_an_interrupted_confirmation_resumes_where_it_stopped(dev, tmp_path, scr
     assert sent == [i for i in held[2:] for _ in range(4)]  # the rest, T=0.7 only, 4 each
     data = json.loads((tmp_path / "t" / "tune.json").read_text())
     assert data["choices"][0]["held_out"]["problems"] == len(held)
+
+
+def test_a_reference_budget_and_what_each_lever_bought(dev, tmp_path, scripted, capsys):
+    out = tmp_path / "t"
+    argv = ["tune", "--dataset", str(dev), "--budget", "ref@4", "--samples", "1,2,4",
+            "--temperatures", "0.7,1.0", "--selectors", "majority,confidence", "--no-learn",
+            "--concurrency", "1", "--out", str(out)]
+    assert main(argv) == 0
+    data = json.loads((out / "tune.json").read_text())
+    (choice,) = data["choices"]
+    # 7 tokens a sample: self-consistency@4 spends 28 a problem, and so may the choice
+    assert choice["budget"] == 28 and data["budgets"] == [28]
+    assert choice["reference"]["label"] == "chain T0.7 · majority · n=4"
+    assert choice["chosen"]["label"] == "chain T0.7 · confidence · n=4"
+    rows = [(r["lever"], r["configuration"]["label"], r["tuning"]["difference"])
+            for r in choice["levers"]]
+    # weighting alone: right on every problem (+100 points); temperature alone (T=1, no answer):
+    # nothing, at its fewest tokens; then the best of all, whose only lever is the weighting
+    assert rows == [("weighting", "chain T0.7 · confidence · n=4", 1.0),
+                    ("temperature", "chain T1 · majority · n=1", 0.0),
+                    ("weighting", "chain T0.7 · confidence · n=4", 1.0)]
+    md = (out / "tune.md").read_text()
+    assert "## What each lever bought (tuning part)" in md
+    assert "| 28 | temperature | chain T1 · majority · n=1 | 5 | 0.0% vs 0.0% |" in md
+    assert "What each lever bought" in (out / "tune.html").read_text()
+    capsys.readouterr()
+    for budget, message in (("ref@3", "must be one of --samples (1, 2, 4)"),
+                            ("ref@x", "expected token counts or ref@N"),
+                            ("0", "positive token counts or ref@N")):
+        assert main([*argv[:4], budget, *argv[5:]]) == 1
+        assert message in capsys.readouterr().err
+
+
+def test_levers_of_names_every_difference_from_the_reference():
+    ref = search.Candidate(search.Setting("chain T0.7", {"temperature": 0.7, "mode": "chain"}),
+                           "majority", 8)
+    other = search.Candidate(search.Setting("mixed T0.3 4-shot", {
+        "temperature": 0.3, "mode": "mixed", "shots": 4, "examples": "x.jsonl"}), "learned", 8)
+    assert search.levers_of(other, ref) == ("temperature", "mixed mode", "few-shot",
+                                            "learned selector")
+    assert search.levers_of(ref, ref) == ()

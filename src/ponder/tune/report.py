@@ -64,6 +64,24 @@ HEADER = ["budget (tokens)", "chosen", "tokens", "reference", "tuning accuracy",
           "held-out problems"]
 
 
+LEVER_HEADER = ["budget (tokens)", "lever", "configuration", "tokens", "accuracy",
+                "difference (points)", "p"]
+
+
+def lever_rows(data: dict[str, Any]) -> list[list[str]]:
+    """What each lever bought on the tuning part, paired against the reference (the last row
+    of a budget: the best configuration, its levers together)."""
+    rows = []
+    for c in data["choices"]:
+        for row in c.get("levers", []):
+            t, conf = row["tuning"], row["configuration"]
+            rows.append([str(c["budget"]), row["lever"], conf["label"], f"{conf['tokens']:.0f}",
+                         f"{_pct(conf['accuracy'])} vs {_pct(c['reference']['accuracy'])}",
+                         f"{_pts(t['difference'])} [{_pts(t['ci_low'])}, {_pts(t['ci_high'])}]",
+                         f"{t['p_value']:.3g}"])
+    return rows
+
+
 def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
     lines = [f"# ponder tune: {config['dataset']}", "",
              f"Model `{config['model']}`, {len(data['tuning_ids'])} tuning problems, "
@@ -72,6 +90,15 @@ def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |"
               for r in choice_rows(data)]
+    levers = lever_rows(data)
+    if levers:
+        lines += ["", "## What each lever bought (tuning part)", "",
+                  "Each lever alone (the most accurate configuration within the budget that "
+                  "differs from the reference by that lever only), then all of them together, "
+                  "paired against the reference on the tuning problems.", "",
+                  "| " + " | ".join(LEVER_HEADER) + " |", "|" + "---|" * len(LEVER_HEADER)]
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |"
+                  for r in levers]
     lines += ["", NOTE, "", held_out_line(data), "", "![accuracy against tokens](pareto.png)",
               "",
               "## Pareto front (tuning part)", "",
@@ -152,7 +179,12 @@ def html_page(data: dict[str, Any], config: dict[str, Any], png: Path) -> str:
         f"<h1>ponder tune</h1><p>{html.escape(config['dataset'])} · model "
         f"{html.escape(config['model'])} · {len(data['tuning_ids'])} tuning, "
         f"{len(data['held_out_ids'])} held-out problems</p>"
-        f"<table><tr>{head}</tr>{body}</table><p>{html.escape(NOTE)}</p>"
+        f"<table><tr>{head}</tr>{body}</table>"
+        "<h2>What each lever bought (tuning part)</h2><table><tr>"
+        + "".join(f"<th>{html.escape(h)}</th>" for h in LEVER_HEADER) + "</tr>"
+        + "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+                  for row in lever_rows(data))
+        + f"</table><p>{html.escape(NOTE)}</p>"
         f"<p>{html.escape(held_out_line(data))}</p>"
         f"<img alt='accuracy against tokens' src='data:image/png;base64,{image}'>"
         "<h2>Pareto front (tuning part)</h2><table><tr><th>configuration</th><th>accuracy</th>"

@@ -468,6 +468,11 @@ class Tuner:
                 entry["held_out_reference"] = h_ref.to_dict()
                 entry["confirm_problem_ids"] = sorted(set(h_best.values) | set(h_ref.values))
             entry["preset"] = preset_of(best, chosen.selector_file)
+            entry["levers"] = [
+                {"lever": name, "configuration": c.to_dict(),
+                 "tuning": compare((c.label, budget), (ref.label, budget), c.values, ref.values,
+                                   seed=self.seed).to_dict()}
+                for name, c in levers(chosen.candidates, ref, budget)]
             choices.append(entry)
         return {
             "tuning_ids": sorted(p.id for p in self.tuning),
@@ -480,6 +485,47 @@ class Tuner:
             "selector_file": chosen.selector_file,
             "budgets": [c.budget for c in chosen.choices], "sizes": self.sizes,
         }
+
+def levers_of(c: Candidate, reference: Candidate) -> tuple[str, ...]:
+    """How a configuration differs from the reference, lever by lever."""
+    mine, ref = c.setting.options, reference.setting.options
+    out = []
+    if mine.get("temperature") != ref.get("temperature"):
+        out.append("temperature")
+    for knob, name in (("top_p", "top-p"), ("min_p", "min-p"), ("template", "template")):
+        if mine.get(knob) != ref.get(knob):
+            out.append(name)
+    if mine.get("mode", "chain") != ref.get("mode", "chain"):
+        out.append(f"{mine.get('mode', 'chain')} mode")
+    if mine.get("shots", 0) != ref.get("shots", 0):
+        out.append("few-shot")
+    if c.selector == LEARNED:
+        out.append("learned selector")
+    elif c.selector != reference.selector:
+        out.append("weighting")
+    return tuple(out)
+
+
+def levers(candidates: Sequence[Candidate], reference: Candidate, budget: int
+           ) -> list[tuple[str, Candidate]]:
+    """What each lever buys at a budget: for every lever, the most accurate configuration
+    within the budget that differs from the reference by that lever alone; then the best of
+    all (any levers together)."""
+    fits = [c for c in candidates if c.tokens <= budget]
+    alone: dict[str, Candidate] = {}
+    for c in fits:
+        changed = levers_of(c, reference)
+        if len(changed) == 1:
+            best = alone.get(changed[0])
+            if best is None or (round(c.accuracy, 12), -c.tokens) > (round(best.accuracy, 12),
+                                                                      -best.tokens):
+                alone[changed[0]] = c
+    out = sorted(alone.items(), key=lambda kv: -kv[1].accuracy)
+    overall = best_at(fits, budget)
+    if overall is not None:
+        out.append((" + ".join(levers_of(overall, reference)) or "none", overall))
+    return out
+
 
 def parse_reference_budget(text: str) -> int:
     """``ref@8`` -> 8: a budget of what the reference spends at 8 samples."""
