@@ -464,12 +464,20 @@ def test_an_interrupted_confirmation_resumes_where_it_stopped(dev, tmp_path, scr
                         lambda *a, **k: ScriptedBackend(interrupted))
     assert main(argv) == 130
     assert [i for i in sent if i in held] == [held[0]] * 4 + [held[1]] * 4
+    # what it found so far is written: the choice, confirmed on the 2 held-out problems done
+    partial = json.loads((tmp_path / "t" / "tune.json").read_text())
+    assert partial["partial"] is True
+    assert partial["choices"][0]["held_out"]["problems"] == 2
+    assert partial["choices"][0]["chosen"]["label"] == "chain T0.7 · confidence · n=4"
+    assert "Partial: interrupted" in (tmp_path / "t" / "tune.md").read_text()
+    assert not list((tmp_path / "t").glob("preset-*.json"))
     sent.clear()
     monkeypatch.setattr(endpoints_cli, "load_backend", lambda *a, **k: ScriptedBackend(resumed))
     assert main(argv) == 0
     assert sent == [i for i in held[2:] for _ in range(4)]  # the rest, T=0.7 only, 4 each
     data = json.loads((tmp_path / "t" / "tune.json").read_text())
     assert data["choices"][0]["held_out"]["problems"] == len(held)
+    assert "partial" not in data and (tmp_path / "t" / "preset-30.json").is_file()
 
 
 def test_a_reference_budget_and_what_each_lever_bought(dev, tmp_path, scripted, capsys):

@@ -196,11 +196,22 @@ def run(args: argparse.Namespace) -> int:
                 finally:
                     await release(backend)
 
+            config = {"dataset": dataset, "dataset_sha256": dataset_hash, "model": spec.name,
+                      "model_sha256": model_hash, "seed": args.seed, "draws": args.draws,
+                      "holdout": args.holdout, "ponder_version": __version__}
             try:
                 data = asyncio.run(work())
             except KeyboardInterrupt:
                 err.print(f"interrupted: what finished is stored in {out / STORE}; rerun the "
                           "same command to resume")
+                if tuner.chosen is not None:  # in stage 2: the choice and what is confirmed
+                    data = tuner.confirm(tuner.chosen)
+                    data["partial"] = True
+                    for choice in data["choices"]:
+                        choice.pop("preset", None)  # presets once the confirmation is whole
+                    paths = write_reports(out, data, {**config, "presets": []})
+                    err.print("wrote the choice and the held-out confirmation so far: "
+                              + ", ".join(str(p) for p in paths))
                 return 130
         presets = []
         for choice in data["choices"]:
@@ -212,10 +223,7 @@ def run(args: argparse.Namespace) -> int:
                                      ("budget", "chosen", "tuning", "held_out")})
             choice["preset_file"] = str(path)
             presets.append(str(path))
-        config = {"dataset": dataset, "dataset_sha256": dataset_hash, "model": spec.name,
-                  "model_sha256": model_hash, "seed": args.seed, "draws": args.draws,
-                  "holdout": args.holdout, "ponder_version": __version__, "presets": presets}
-        paths = write_reports(out, data, config)
+        paths = write_reports(out, data, {**config, "presets": presets})
     finally:
         store.close()
     console = stdout_console()

@@ -26,8 +26,14 @@ def held_out_line(data: dict[str, Any]) -> str:
     made = data.get("held_out_generated") or []
     if not made:
         return "Held-out part: nothing generated (no configuration fit a budget)."
-    return "Held-out part: generated " + ", ".join(f"{m['setting']} (n={m['n']})"
+    line = "Held-out part: generated " + ", ".join(f"{m['setting']} (n={m['n']})"
                                                    for m in made) + "; nothing else."
+    if data.get("partial"):
+        line = (f"Partial: interrupted while generating the held-out part; the confirmation "
+                f"covers the held-out problems generated so far (the column 'held-out "
+                f"problems'), of {len(data['held_out_ids'])}. Rerun the same command to finish "
+                "it (and to write the presets). " + line)
+    return line
 
 
 def _pct(x: float | None) -> str:

@@ -242,6 +242,7 @@ class Tuner:
         for setting in self.settings:
             self.harness.add_plan(setting.label, STRATEGY, setting.options)
         self.confirming: Harness | None = None  # stage 2, once chosen
+        self.chosen: Chosen | None = None  # stage 1's choice, once made
 
     def _harness(self, problems: Sequence[Problem], stage: int) -> Harness:
         harness = Harness(self.backend, self.store, problems, [], self.sizes, greedy=False,
@@ -564,6 +565,6 @@ async def run_tune(tuner: Tuner) -> dict[str, Any]:
     """Generate on the tuning part, choose there, generate on the held-out part what the choice
     needs, confirm: the data the report and presets need. Resumable at every stage."""
     await tuner.generate()
-    chosen = tuner.choose()
+    tuner.chosen = chosen = tuner.choose()
     await tuner.generate_held_out(chosen)
     return tuner.confirm(chosen)
