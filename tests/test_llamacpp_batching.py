@@ -159,10 +159,20 @@ def test_split_streams_share_a_common_prefix_between_requests(split):
     assert [row[0].text for row in together] == [c.text for c in alone]
 
 
-def test_a_prompt_that_starts_like_a_live_sequences_copies_it(split):
+@pytest.fixture(scope="module")
+def unified(model_path):
+    backend = LlamaCppBackend(model_path, n_ctx=2048, n_seq_max=8, kv_unified=True)
+    yield backend
+    backend.close()
+
+
+@pytest.mark.parametrize("layout", ["split", "unified"])
+def test_a_prompt_that_starts_like_a_live_sequences_copies_it(layout, request):
     """A request admitted while another with the same question is still decoding (another plan
     on the same problem, the rest of a request admitted in parts, few-shot exemplars) copies
-    that sequence's prompt cells instead of evaluating them again, and samples the same."""
+    that sequence's prompt cells (split streams) or shares them (unified) instead of evaluating
+    them again, and samples the same."""
+    split = request.getfixturevalue(layout)
     story = GenerationRequest(STORY, SamplingParams(temperature=0.0, max_tokens=96))
     later = GenerationRequest(STORY, SamplingParams(temperature=0.0, max_tokens=8),
                               prefill="Once upon a time, in a land")

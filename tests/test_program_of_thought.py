@@ -222,6 +222,56 @@ def test_one_problems_plans_run_together_and_a_shared_pool_is_drawn_once(tmp_pat
     store.close()
 
 
+def test_plans_sharing_a_key_or_a_judged_pool_run_and_score_once(tmp_path):
+    """Plans that run together and share stored rows do the work once: greedy and
+    cot[temperature=0] are one strategy key (one run), best-of-n and best-of-n[mode=mixed]
+    share the chain pool and the judge (each sample judged once)."""
+    from ponder.types import Completion, TokenLogprob
+    from ponder.verifiers.judge import JUDGE_SYSTEM
+
+    def respond(request, index):
+        if request.messages[0].content == JUDGE_SYSTEM:
+            return Completion("Yes", logprobs=(TokenLogprob("Yes", 0.0, (("Yes", -0.1),)),))
+        if request.messages[0].content == PROGRAM_SYSTEM:
+            return program("print(7)")
+        return "The answer is 7."
+
+    fake = Overlapping(respond)
+    store = Store(tmp_path / "s.sqlite")
+    harness = Harness(fake, store, [Q], ["cot[temperature=0]", "best-of-n",
+                                         "best-of-n[mode=mixed]"], [1, 2], greedy=True)
+    asyncio.run(harness.run())
+    greedy, cot, bon, mixed = harness.plans
+    assert greedy.key == cot.key
+    judged = [r for r in fake.history if r.messages[0].content == JUDGE_SYSTEM]
+    chains = store.samples(bon.pools[0].key, Q.id)
+    programs = store.samples(mixed.pools[1].key, Q.id)
+    assert (len(chains), len(programs)) == (2, 1)
+    assert len(judged) == 3  # 2 chains + 1 program, once each
+    greedy_calls = [r for r in fake.history if not r.params.temperature and r not in judged]
+    assert len(greedy_calls) == 1  # greedy and cot[temperature=0]: one run
+    assert store.result(greedy.key, Q.id, 1).answer == "7"
+    store.close()
+
+
+def test_a_shared_pools_samples_do_not_depend_on_the_plans_order(tmp_path):
+    def respond(request, index):
+        if request.messages[0].content == PROGRAM_SYSTEM:
+            return program(f"print({request.params.seed % 97 + index})")
+        return f"The answer is {request.params.seed % 89 + index}."
+
+    stored = []
+    for name, order in (("a", ["self-consistency[mode=mixed]", "self-consistency"]),
+                        ("b", ["self-consistency", "self-consistency[mode=mixed]"])):
+        store = Store(tmp_path / f"{name}.sqlite")
+        harness = Harness(Overlapping(respond), store, [Q], order, [1, 2, 4], greedy=False)
+        asyncio.run(harness.run())
+        stored.append(sorted((r.mode, r.idx, r.text) for p in harness.plans for pool in p.pools
+                             for r in store.samples(pool.key, Q.id)))
+        store.close()
+    assert stored[0] == stored[1] and len({t for _, _, t in stored[0]}) > 4
+
+
 def test_bad_strategy_specs_are_clear_errors(tmp_path):
     from ponder import ConfigError
     from ponder.eval.pools import parse_strategy_spec, split_specs

@@ -3,7 +3,9 @@ held-out confirmation reads only held-out problems, and the presets it writes ru
 and serve."""
 
 import json
+import os
 import re
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -446,10 +448,15 @@ def test_an_interrupted_confirmation_resumes_where_it_stopped(dev, tmp_path, scr
     held = [int(p.id) for p in search.split(problems, 0.5, seed=0)[1]]
     sent: list[int] = []
 
+    pressed: list[int] = []
+
     def interrupted(request, index):
         i = int(request.messages[-1].content.split()[1].rstrip(":"))
-        if i == held[2]:  # the third held-out problem: stage 2 is stopped there
-            raise KeyboardInterrupt
+        if i == held[2]:  # the third held-out problem: Ctrl-C, as a person presses it
+            if not pressed:
+                pressed.append(i)
+                os.kill(os.getpid(), signal.SIGINT)
+            return respond(request, index)
         sent.append(i)
         return respond(request, index)
 
@@ -494,21 +501,26 @@ def test_a_reference_budget_and_what_each_lever_bought(dev, tmp_path, scripted, 
     assert choice["chosen"]["label"] == "chain T0.7 · confidence · n=4"
     rows = [(r["lever"], r["configuration"]["label"], r["tuning"]["difference"])
             for r in choice["levers"]]
-    # weighting alone: right on every problem (+100 points); temperature alone (T=1, no answer):
-    # nothing, at its fewest tokens; then the best of all, whose only lever is the weighting
-    assert rows == [("weighting", "chain T0.7 · confidence · n=4", 1.0),
-                    ("temperature", "chain T1 · majority · n=1", 0.0),
-                    ("weighting", "chain T0.7 · confidence · n=4", 1.0)]
+    # a weighted vote alone: right on every problem (+100 points); temperature alone (T=1, no
+    # answer): nothing, at the reference's n among equals; then the best of all, whose only
+    # lever is the weighted vote
+    assert rows == [("weighted vote", "chain T0.7 · confidence · n=4", 1.0),
+                    ("temperature", "chain T1 · majority · n=4", 0.0),
+                    ("weighted vote", "chain T0.7 · confidence · n=4", 1.0)]
+    assert choice["budget_spec"] == "ref@4"
     md = (out / "tune.md").read_text()
     assert "## What each lever bought (tuning part)" in md
-    assert "| 28 | temperature | chain T1 · majority · n=1 | 5 | 0.0% vs 0.0% |" in md
+    assert "| 28 (ref@4) | temperature | chain T1 · majority · n=4 | 20 | 0.0% vs 0.0% |" in md
+    assert "| 28 (ref@4) | chain T0.7 · confidence · n=4 |" in md
     assert "What each lever bought" in (out / "tune.html").read_text()
     capsys.readouterr()
     for budget, message in (("ref@3", "must be one of --samples (1, 2, 4)"),
                             ("ref@x", "expected token counts or ref@N"),
                             ("0", "positive token counts or ref@N")):
-        assert main([*argv[:4], budget, *argv[5:]]) == 1
+        bad = [*argv[:4], budget, *argv[5:-1], str(tmp_path / budget)]
+        assert main(bad) == 1
         assert message in capsys.readouterr().err
+        assert not (tmp_path / budget).exists()  # refused before a store was made
 
 
 def test_levers_of_names_every_difference_from_the_reference():
@@ -519,3 +531,10 @@ def test_levers_of_names_every_difference_from_the_reference():
     assert search.levers_of(other, ref) == ("temperature", "mixed mode", "few-shot",
                                             "learned selector")
     assert search.levers_of(ref, ref) == ()
+
+
+def test_a_mean_a_hair_above_a_whole_budget_still_fits_it():
+    ref = search.Candidate(search.Setting("chain T0.7", {"temperature": 0.7, "mode": "chain"}),
+                           "majority", 6, tokens=1234.0000000000002)
+    assert search.reference_at([ref], ref.setting, 1234) is ref
+    assert search.best_at([ref], 1233) is None

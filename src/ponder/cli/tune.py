@@ -27,7 +27,15 @@ from ponder.eval.plans import parse_budgets
 from ponder.eval.store import Store
 from ponder.tune.learn import require_sklearn
 from ponder.tune.report import HEADER, choice_rows, write_reports
-from ponder.tune.search import Tuner, TuneStatus, grid, parse_reference_budget, run_tune
+from ponder.tune.search import (
+    Tuner,
+    TuneStatus,
+    check_budgets,
+    grid,
+    parse_reference_budget,
+    run_tune,
+    split,
+)
 from ponder.version import __version__
 
 STORE = "samples.sqlite"
@@ -149,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
     model_hash = file_sha256(spec.path) if spec.path else "n/a (server)"
     dataset = str(Path(args.dataset).resolve()) if Path(args.dataset).is_file() else args.dataset
     dataset_hash = file_sha256(Path(dataset)) if Path(dataset).is_file() else dataset
+    check_budgets(budgets, sizes)  # bad input fails before a store or a model is opened
+    split(problems, args.holdout, args.seed)
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder")

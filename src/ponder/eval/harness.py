@@ -12,6 +12,7 @@ strategies once over all the problems. A greedy chain of thought is the baseline
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -244,17 +245,20 @@ class Harness:
                       locks: dict[str, asyncio.Lock] | None = None) -> None:
         if plan.mode == "batch":
             return  # after every problem's other plans: see _ensure_batch
+        locks = {} if locks is None else locks
         if plan.pools:
-            await self._ensure_sampled(plan, problem, {} if locks is None else locks)
+            await self._ensure_sampled(plan, problem, locks)
             return
-        for budget in plan.budgets:
-            if self.store.result(plan.key, problem.id, budget) is not None:
-                continue
-            strategy = plan.build(budget if plan.mode == "budget" else None)
-            result = await run_strategy(strategy, problem, self.backend, verifier=self.verifier,
-                                        sandbox=self.sandbox,
-                                        seed=seed_of(self.seed, plan.key, problem.id, budget))
-            await self._store_result(plan, problem, budget, result)
+        # two plans can share a key (greedy and cot[temperature=0]): one runs, one finds it
+        async with locks.setdefault(f"result:{plan.key}", asyncio.Lock()):
+            for budget in plan.budgets:
+                if self.store.result(plan.key, problem.id, budget) is not None:
+                    continue
+                strategy = plan.build(budget if plan.mode == "budget" else None)
+                result = await run_strategy(
+                    strategy, problem, self.backend, verifier=self.verifier,
+                    sandbox=self.sandbox, seed=seed_of(self.seed, plan.key, problem.id, budget))
+                await self._store_result(plan, problem, budget, result)
 
     async def _store_result(self, plan: Plan, problem: Problem, budget: int, result: Any
                             ) -> None:
@@ -275,7 +279,8 @@ class Harness:
                               locks: dict[str, asyncio.Lock]) -> None:
         """Top up the problem's sample pools (together) to the largest budget, then
         (best-score) score the samples that lack this verifier's score. Each step is stored as
-        soon as it returns. ``locks``: one per pool, shared by the problem's plans."""
+        soon as it returns. ``locks``: shared by the problem's plans, one per pool and one per
+        pool and verifier, so that what one plan draws or scores the others find."""
         targets = counts(plan.config, plan.pools, max(plan.budgets))
         drawn = [0, 0]  # new tokens, new samples
 
@@ -284,7 +289,8 @@ class Harness:
                 have = self.store.sample_count(pool.key, problem.id)
                 if have < target:  # what any plan on this pool uses, drawn in one call
                     want = max(target, self._pool_target(pool.key))
-                    drawn[0] += await self._sample(plan, pool, problem, have, want - have)
+                    tokens = await self._sample(plan, pool, problem, have, want - have)
+                    drawn[0] += tokens
                     drawn[1] += want - have
 
         await _together(top_up(pool, target)
@@ -293,9 +299,12 @@ class Harness:
         samples = plan_samples(self.store, plan, problem, targets)
         scores: list[float | None] = [None] * len(samples)
         if plan.verifier is not None:
-            stored = {p.key: self.store.scores(p.key, plan.verifier, problem.id)
-                      for p in plan.pools}
-            new_tokens += await self._score(plan, problem, samples, stored)
+            async with contextlib.AsyncExitStack() as held:  # plans sharing a pool and verifier
+                for key in sorted(f"score:{p.key}:{plan.verifier}" for p in plan.pools):
+                    await held.enter_async_context(locks.setdefault(key, asyncio.Lock()))
+                stored = {p.key: self.store.scores(p.key, plan.verifier, problem.id)
+                          for p in plan.pools}
+                new_tokens += await self._score(plan, problem, samples, stored)
             scores = score_values(samples, plan.pools, stored)
         if new_samples or plan.verifier is not None:
             used = samples_used(plan, samples, max(plan.budgets))

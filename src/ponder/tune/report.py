@@ -26,8 +26,11 @@ def held_out_line(data: dict[str, Any]) -> str:
     made = data.get("held_out_generated") or []
     if not made:
         return "Held-out part: nothing generated (no configuration fit a budget)."
-    line = "Held-out part: generated " + ", ".join(f"{m['setting']} (n={m['n']})"
-                                                   for m in made) + "; nothing else."
+    most: dict[str, int] = {}
+    for m in made:  # one draw per setting, up to the largest count any choice uses
+        most[m["setting"]] = max(most.get(m["setting"], 0), m["n"])
+    line = "Held-out part: generated " + ", ".join(f"{s} (n={n})" for s, n in most.items()) \
+        + "; nothing else."
     if data.get("partial"):
         line = (f"Partial: interrupted while generating the held-out part; the confirmation "
                 f"covers the held-out problems generated so far (the column 'held-out "
@@ -44,16 +47,22 @@ def _pts(x: float | None) -> str:
     return "—" if x is None or math.isnan(x) else f"{100 * x:+.1f}"
 
 
+def budget_cell(choice: dict[str, Any]) -> str:
+    """``1234`` or ``1234 (ref@8)``."""
+    spec = choice.get("budget_spec") or ""
+    return f"{choice['budget']} ({spec})" if spec.startswith("ref@") else str(choice["budget"])
+
+
 def choice_rows(data: dict[str, Any]) -> list[list[str]]:
     rows = []
     for c in data["choices"]:
         if c["chosen"] is None:
-            rows.append([str(c["budget"]), c["why"], *["—"] * 7])
+            rows.append([budget_cell(c), c["why"], *["—"] * 7])
             continue
         t, h = c["tuning"], c.get("held_out")
         hc, hr = c.get("held_out_chosen"), c.get("held_out_reference")
         rows.append([
-            str(c["budget"]), c["chosen"]["label"], f"{c['chosen']['tokens']:.0f}",
+            budget_cell(c), c["chosen"]["label"], f"{c['chosen']['tokens']:.0f}",
             c["reference"]["label"],
             f"{_pct(c['chosen']['accuracy'])} vs {_pct(c['reference']['accuracy'])}",
             f"{_pts(t['difference'])} [{_pts(t['ci_low'])}, {_pts(t['ci_high'])}]",
@@ -70,6 +79,14 @@ HEADER = ["budget (tokens)", "chosen", "tokens", "reference", "tuning accuracy",
           "held-out problems"]
 
 
+LEVER_NOTE = (
+    "Each lever alone (the most accurate configuration within the budget that differs from the "
+    "reference by that lever only, at any sample count that fits), then all of them together, "
+    "paired against the reference on the tuning problems. Each row is the best of several "
+    "configurations picked on these same problems, so its difference is optimistic and its p "
+    "uncorrected; only the chosen configuration is confirmed on the held-out part."
+)
+
 LEVER_HEADER = ["budget (tokens)", "lever", "configuration", "tokens", "accuracy",
                 "difference (points)", "p"]
 
@@ -81,7 +98,7 @@ def lever_rows(data: dict[str, Any]) -> list[list[str]]:
     for c in data["choices"]:
         for row in c.get("levers", []):
             t, conf = row["tuning"], row["configuration"]
-            rows.append([str(c["budget"]), row["lever"], conf["label"], f"{conf['tokens']:.0f}",
+            rows.append([budget_cell(c), row["lever"], conf["label"], f"{conf['tokens']:.0f}",
                          f"{_pct(conf['accuracy'])} vs {_pct(c['reference']['accuracy'])}",
                          f"{_pts(t['difference'])} [{_pts(t['ci_low'])}, {_pts(t['ci_high'])}]",
                          f"{t['p_value']:.3g}"])
@@ -98,10 +115,7 @@ def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
               for r in choice_rows(data)]
     levers = lever_rows(data)
     if levers:
-        lines += ["", "## What each lever bought (tuning part)", "",
-                  "Each lever alone (the most accurate configuration within the budget that "
-                  "differs from the reference by that lever only), then all of them together, "
-                  "paired against the reference on the tuning problems.", "",
+        lines += ["", "## What each lever bought (tuning part)", "", LEVER_NOTE, "",
                   "| " + " | ".join(LEVER_HEADER) + " |", "|" + "---|" * len(LEVER_HEADER)]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |"
                   for r in levers]
@@ -168,6 +182,13 @@ def plot(data: dict[str, Any], path: Path) -> None:
 
 
 def html_page(data: dict[str, Any], config: dict[str, Any], png: Path) -> str:
+    levers = lever_rows(data)
+    lever_table = "" if not levers else (
+        "<h2>What each lever bought (tuning part)</h2><table><tr>"
+        + "".join(f"<th>{html.escape(h)}</th>" for h in LEVER_HEADER) + "</tr>"
+        + "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+                  for row in levers)
+        + f"</table><p>{html.escape(LEVER_NOTE)}</p>")
     image = base64.b64encode(png.read_bytes()).decode()
     head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
@@ -185,12 +206,7 @@ def html_page(data: dict[str, Any], config: dict[str, Any], png: Path) -> str:
         f"<h1>ponder tune</h1><p>{html.escape(config['dataset'])} · model "
         f"{html.escape(config['model'])} · {len(data['tuning_ids'])} tuning, "
         f"{len(data['held_out_ids'])} held-out problems</p>"
-        f"<table><tr>{head}</tr>{body}</table>"
-        "<h2>What each lever bought (tuning part)</h2><table><tr>"
-        + "".join(f"<th>{html.escape(h)}</th>" for h in LEVER_HEADER) + "</tr>"
-        + "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
-                  for row in lever_rows(data))
-        + f"</table><p>{html.escape(NOTE)}</p>"
+        f"<table><tr>{head}</tr>{body}</table>{lever_table}<p>{html.escape(NOTE)}</p>"
         f"<p>{html.escape(held_out_line(data))}</p>"
         f"<img alt='accuracy against tokens' src='data:image/png;base64,{image}'>"
         "<h2>Pareto front (tuning part)</h2><table><tr><th>configuration</th><th>accuracy</th>"

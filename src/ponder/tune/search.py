@@ -175,6 +175,7 @@ class Choice:
     budget: int
     best: Candidate | None
     reference: Candidate | None
+    spec: str = ""  # as given: "1500", or "ref@8" (read off the tuning part)
 
 
 @dataclass
@@ -219,14 +220,7 @@ class Tuner:
         if unknown:
             raise ConfigError(f"unknown selection rule {', '.join(unknown)}; valid: "
                               f"{', '.join(RULES)}")
-        if not budgets:
-            raise ConfigError("--budget must be positive token counts")
-        for b in budgets:
-            if isinstance(b, str) and parse_reference_budget(b) not in sizes:
-                raise ConfigError(f"--budget {b}: the reference's sample count must be one of "
-                                  f"--samples ({', '.join(map(str, sizes))})")
-            if isinstance(b, int) and b < 1:
-                raise ConfigError("--budget must be positive token counts")
+        check_budgets(budgets, sizes)
         self.backend, self.store, self.problems = backend, store, list(problems)
         self.settings, self.sizes = list(settings), list(sizes)
         self.budgets: list[int | str] = list(budgets)
@@ -394,17 +388,19 @@ class Tuner:
             folds = cv.pop("folds_problems")
         tuning = self.candidates(self.tuning, selector_file, folds, fold_files)
         choices = []
-        for budget in self.resolve_budgets(tuning):
+        for budget, spec in self.resolve_budgets(tuning):
             ref, best = reference_at(tuning, self.settings[0], budget), best_at(tuning, budget)
-            choices.append(Choice(budget, best, ref) if ref is not None and best is not None
-                           else Choice(budget, None, None))
+            choices.append(Choice(budget, best, ref, spec) if ref is not None
+                           and best is not None else Choice(budget, None, None, spec))
         return Chosen(tuning, choices, selector_file, cv)
 
-    def resolve_budgets(self, tuning: Sequence[Candidate]) -> list[int]:
-        """The token budgets, a ``ref@N`` one read off the tuning part: the reference's mean
-        generated tokens per problem at N samples (rounded up), so the choice costs no more."""
-        out = set()
+    def resolve_budgets(self, tuning: Sequence[Candidate]) -> list[tuple[int, str]]:
+        """(tokens, as given) per budget, by tokens; a ``ref@N`` one read off the tuning part:
+        the reference's mean generated tokens per problem at N samples (rounded up), so the
+        choice costs no more there."""
+        out: dict[int, str] = {}
         for b in self.budgets:
+            tokens = b
             if isinstance(b, str):
                 n = parse_reference_budget(b)
                 ref = next((c for c in tuning if c.setting.label == self.settings[0].label
@@ -412,10 +408,9 @@ class Tuner:
                 if ref is None:
                     raise ConfigError(f"--budget {b}: the reference has no samples at n={n} on "
                                       "the tuning part")
-                b = math.ceil(ref.tokens - 1e-9)
-            out.add(b)
-        self.resolved = sorted(out)
-        return self.resolved
+                tokens = math.ceil(round(ref.tokens, 6))  # a float a hair above 1234 is 1234
+            out.setdefault(int(tokens), str(b))
+        return sorted(out.items())
 
     def held_out_candidates(self, chosen: Chosen) -> dict[str, Candidate]:
         """The chosen configurations and their references scored on the held-out part, each
@@ -453,11 +448,12 @@ class Tuner:
         for choice in chosen.choices:
             best, ref, budget = choice.best, choice.reference, choice.budget
             if best is None or ref is None:
-                choices.append({"budget": budget, "chosen": None,
+                choices.append({"budget": budget, "budget_spec": choice.spec, "chosen": None,
                                 "why": "no configuration fits: below one sample's tokens"})
                 continue
             entry: dict[str, Any] = {
-                "budget": budget, "chosen": best.to_dict(), "reference": ref.to_dict(),
+                "budget": budget, "budget_spec": choice.spec,
+                "chosen": best.to_dict(), "reference": ref.to_dict(),
                 "tuning": compare((best.label, budget), (ref.label, budget), best.values,
                                   ref.values, seed=self.seed).to_dict(),
             }
@@ -503,29 +499,43 @@ def levers_of(c: Candidate, reference: Candidate) -> tuple[str, ...]:
     if c.selector == LEARNED:
         out.append("learned selector")
     elif c.selector != reference.selector:
-        out.append("weighting")
+        out.append("weighted vote")
     return tuple(out)
 
 
 def levers(candidates: Sequence[Candidate], reference: Candidate, budget: int
            ) -> list[tuple[str, Candidate]]:
     """What each lever buys at a budget: for every lever, the most accurate configuration
-    within the budget that differs from the reference by that lever alone; then the best of
-    all (any levers together)."""
-    fits = [c for c in candidates if c.tokens <= budget]
+    within the budget that differs from the reference by that lever alone (any sample count
+    that fits; on ties the reference's, then fewer tokens); then the best of all (any levers
+    together). Each is the best of several on the same problems: optimistic, uncorrected."""
+    fits = [c for c in candidates if fits_in(c, budget)]
     alone: dict[str, Candidate] = {}
+
+    def rank(c: Candidate) -> tuple[float, bool, float]:
+        return (round(c.accuracy, 12), c.n == reference.n, -c.tokens)
+
     for c in fits:
         changed = levers_of(c, reference)
-        if len(changed) == 1:
-            best = alone.get(changed[0])
-            if best is None or (round(c.accuracy, 12), -c.tokens) > (round(best.accuracy, 12),
-                                                                      -best.tokens):
-                alone[changed[0]] = c
+        if len(changed) == 1 and (changed[0] not in alone or rank(c) > rank(alone[changed[0]])):
+            alone[changed[0]] = c
     out = sorted(alone.items(), key=lambda kv: -kv[1].accuracy)
     overall = best_at(fits, budget)
     if overall is not None:
         out.append((" + ".join(levers_of(overall, reference)) or "none", overall))
     return out
+
+
+def check_budgets(budgets: Sequence[int | str], sizes: Sequence[int]) -> None:
+    """Positive token counts, or ``ref@N`` with N one of the sample counts tried."""
+    if not budgets:
+        raise ConfigError("--budget must be positive token counts")
+    for b in budgets:
+        if isinstance(b, str) and parse_reference_budget(b) not in sizes:
+            raise ConfigError(f"--budget {b}: the reference's sample count must be one of "
+                              f"--samples ({', '.join(map(str, sizes))})")
+        if isinstance(b, int) and b < 1:
+            raise ConfigError("--budget must be positive token counts")
 
 
 def parse_reference_budget(text: str) -> int:
@@ -537,18 +547,23 @@ def parse_reference_budget(text: str) -> int:
     return int(n)
 
 
+def fits_in(c: Candidate, budget: int) -> bool:
+    """Mean tokens within the budget (a mean is a float: 1234.0000000000002 fits 1234)."""
+    return c.tokens <= budget + 1e-6
+
+
 def reference_at(candidates: Sequence[Candidate], reference: Setting, budget: int
                  ) -> Candidate | None:
     """Self-consistency by majority at the reference setting, with the most samples that fit."""
     fits = [c for c in candidates if c.setting.label == reference.label
-            and c.selector == "majority" and c.tokens <= budget]
+            and c.selector == "majority" and fits_in(c, budget)]
     return max(fits, key=lambda c: c.n, default=None)
 
 
 def best_at(candidates: Sequence[Candidate], budget: int) -> Candidate | None:
     """The most accurate configuration within the budget (ties: fewer tokens, then the first
     in the grid's order)."""
-    fits = [c for c in candidates if c.tokens <= budget]
+    fits = [c for c in candidates if fits_in(c, budget)]
     return min(fits, key=lambda c: (-round(c.accuracy, 12), c.tokens), default=None)
 
 
