@@ -2,6 +2,7 @@
 held-out confirmation reads only held-out problems, and the presets it writes run in ask, eval
 and serve."""
 
+import collections
 import json
 import os
 import re
@@ -43,15 +44,26 @@ def _said(text: str, logprob: float) -> Completion:
     return Completion(text=text, logprobs=tuple(TokenLogprob(w, logprob) for w in text.split()))
 
 
+SEEN: collections.Counter = collections.Counter()  # samples drawn per problem and setting
+
+
+@pytest.fixture(autouse=True)
+def _fresh_counts():
+    SEEN.clear()
+
+
 def respond(request, index):
-    """At T=1 no answer at all; at T=0.7 the four samples of a problem hold one right answer,
+    """At T=1 no answer at all; at T=0.7 every four samples of a problem hold one right answer,
     confident, and three copies of a wrong one, unsure: the majority is always wrong, the
-    confidence-weighted vote right whenever the right sample is among those it sees."""
+    confidence-weighted vote right whenever the right sample is among those it sees. (Counted
+    per problem and setting, not per call: tune draws a first sample, then the rest.)"""
     words = request.messages[-1].content.split()
     i = int(words[1].rstrip(":"))
     if request.params.temperature == 1.0:
         return _said("I am not sure here", -3.0)
-    if index == i % 4:
+    key = (i, request.params.temperature, request.messages[0].content)
+    position, SEEN[key] = SEEN[key], SEEN[key] + 1
+    if position % 4 == i % 4:
         return _said(f"Working it out. The answer is: {gold(i)}", -0.05)
     return _said(BAD, -2.0)
 
@@ -236,8 +248,9 @@ def test_tune_refuses_exemplars_drawn_from_the_dev_set(dev, tmp_path):
 
 def test_held_out_problems_get_only_the_chosen_settings_up_to_the_chosen_n(
         dev, tmp_path, scripted, monkeypatch, capsys):
-    """Stage 1 draws every setting's 8 samples on the tuning part; the choice at 30 tokens uses
-    4 samples at T=0.7, so stage 2 sends the held-out problems T=0.7 only, 4 samples each."""
+    """Stage 1 draws every setting on the tuning part up to what 30 tokens afford (4 samples of
+    7 or of 5 tokens, not the 8 that --samples allows); the choice uses 4 samples at T=0.7, so
+    stage 2 sends the held-out problems T=0.7 only, 4 samples each."""
     sent: list[tuple[int, float]] = []
 
     def spy(request, index):
@@ -264,7 +277,7 @@ def test_held_out_problems_get_only_the_chosen_settings_up_to_the_chosen_n(
         per[pair] = per.get(pair, 0) + 1
     assert {p: k for p, k in per.items() if p[0] in held} == {(i, 0.7): 4 for i in held}
     assert {p: k for p, k in per.items() if p[0] in tuning} == {
-        **{(i, 0.7): 8 for i in tuning}, **{(i, 1.0): 8 for i in tuning}}
+        **{(i, 0.7): 4 for i in tuning}, **{(i, 1.0): 4 for i in tuning}}
     # confirmed on the first 4 held-out samples: one of them right and confident
     assert choice["held_out_chosen"]["accuracy"] == 1.0
     assert choice["held_out_reference"]["accuracy"] == 0.0
@@ -274,7 +287,9 @@ def test_held_out_problems_get_only_the_chosen_settings_up_to_the_chosen_n(
     assert "Held-out part: generated chain T0.7 (n=4); nothing else." in md
     assert "the other configurations have no held-out samples" in md
     err = capsys.readouterr().err  # the progress: the total grows when stage 2 starts
-    assert "tune: stage 1/2 · tuning part, every setting: 7/7 problems" in err
+    assert "tune: stage 1/2 · tuning part, every setting (pricing a sample of each): 7/7" in err
+    assert "tune: stage 1/2 · tuning part, every setting (each up to what the budget affords): " \
+        "7/7 problems" in err
     assert "tune: stage 2/2 · held-out part, the chosen and the references: 12/12 problems" in err
     db = sqlite3.connect(out / tune_cli.STORE)  # what the store holds per problem
     try:
@@ -283,16 +298,19 @@ def test_held_out_problems_get_only_the_chosen_settings_up_to_the_chosen_n(
             "GROUP BY problem_id")}
     finally:
         db.close()
-    assert stored == {str(i): (4, 1) if i in held else (16, 2) for i in range(PROBLEMS)}
+    assert stored == {str(i): (4, 1) if i in held else (8, 2) for i in range(PROBLEMS)}
 
-    # resumable: a rerun sends nothing, a larger budget tops the held-out pool up to its n
+    # resumable: a rerun sends nothing; a larger budget affords 8 samples: the tuning part's
+    # settings and the held-out pool are topped up to 8, 4 more each
     before = len(sent)
     assert main(argv) == 0
     assert len(sent) == before
     assert main([*argv[:4], "60", *argv[5:]]) == 0
     again = json.loads((out / "tune.json").read_text())
     assert again["choices"][0]["chosen"]["n"] == 8
-    assert sorted(sent[before:]) == sorted((i, 0.7) for i in held for _ in range(4))
+    assert sorted(sent[before:]) == sorted(
+        [(i, t) for i in tuning for t in (0.7, 1.0) for _ in range(4)]
+        + [(i, 0.7) for i in held for _ in range(4)])
 
 
 @pytest.mark.parametrize("value, message", [
@@ -375,11 +393,12 @@ def test_tune_finds_mixed_voting_where_chains_and_programs_each_fail_half(
     assert by["mixed T0.7 · majority · n=4"]["tokens"] == 2 * 4 + 2 * 7
     assert by["mixed T0.7 · majority · n=2"]["tokens"] == 4 + 7
     assert by["mixed T0.7 · majority · n=1"]["tokens"] == 4
-    assert by["program T0.7 · majority · n=4"]["tokens"] == 28
+    assert by["program T0.7 · majority · n=2"]["tokens"] == 14
+    assert "program T0.7 · majority · n=4" not in by  # 28 tokens: no budget affords it
     tuning = data["tuning_ids"]
     evens = sum(int(i) % 2 == 0 for i in tuning) / len(tuning)
     assert by["chain T0.7 · majority · n=4"]["accuracy"] == pytest.approx(evens)
-    assert by["program T0.7 · majority · n=4"]["accuracy"] == pytest.approx(1 - evens)
+    assert by["program T0.7 · majority · n=2"]["accuracy"] == pytest.approx(1 - evens)
     assert by["mixed T0.7 · majority · n=4"]["accuracy"] == 1.0
     [choice] = data["choices"]
     assert choice["chosen"]["label"] == "mixed T0.7 · majority · n=4"  # 22 tokens fit 22
@@ -397,9 +416,9 @@ def test_tune_finds_mixed_voting_where_chains_and_programs_each_fail_half(
         programs = db.execute("SELECT meta FROM samples WHERE meta LIKE '%program%'").fetchall()
     finally:
         db.close()
-    # tuning: 4 chains + 4 programs (the mixed setting shares both pools); held-out: the
-    # reference's 4 chains and the mixed choice's 2 programs
-    assert stored == {i: 8 if i in tuning else 6 for i in map(str, range(PROBLEMS))}
+    # tuning: 4 chains + 2 programs (the mixed setting shares both pools; 4 programs, 28
+    # tokens, fit no budget); held-out: the reference's 4 chains and the mixed choice's 2
+    assert stored == {i: 6 for i in map(str, range(PROBLEMS))}
     assert programs and all('"output"' in m or '"program"' in m for (m,) in programs)
     preset = load_preset(out / "preset-22.json")
     assert (preset.options["mode"], preset.options["n"]) == ("mixed", 4)
@@ -538,3 +557,33 @@ def test_a_mean_a_hair_above_a_whole_budget_still_fits_it():
                            "majority", 6, tokens=1234.0000000000002)
     assert search.reference_at([ref], ref.setting, 1234) is ref
     assert search.best_at([ref], 1233) is None
+
+
+def test_each_setting_is_drawn_as_far_as_the_budget_affords_it(dev, tmp_path, scripted,
+                                                                monkeypatch):
+    """A cheap setting (1 token a sample at T=1) is tried with 16 samples; a dear one (7 tokens
+    at T=0.7) only up to 4: 8 of them would cost 56, more than the 30 a problem may spend."""
+    def cheap(request, index):
+        if request.params.temperature == 1.0:
+            return _said("No", -1.0)
+        return respond(request, index)
+
+    monkeypatch.setattr(endpoints_cli, "load_backend", lambda *a, **k: ScriptedBackend(cheap))
+    out = tmp_path / "t"
+    assert main(["tune", "--dataset", str(dev), "--budget", "30", "--samples", "1,2,4,8,16",
+                 "--temperatures", "0.7,1.0", "--no-learn", "--concurrency", "3",
+                 "--out", str(out)]) == 0
+    data = json.loads((out / "tune.json").read_text())
+    ns = {}
+    for c in data["candidates"]:
+        if c["selector"] == "majority":
+            ns.setdefault(c["setting"], []).append(c["n"])
+    assert ns == {"chain T0.7": [1, 2, 4], "chain T1": [1, 2, 4, 8, 16]}
+    db = sqlite3.connect(out / tune_cli.STORE)
+    try:
+        drawn = sorted(n for (n,) in db.execute(
+            "SELECT COUNT(*) FROM samples WHERE problem_id = ? GROUP BY sample_key",
+            (data["tuning_ids"][0],)))
+    finally:
+        db.close()
+    assert drawn == [4, 16]

@@ -185,15 +185,15 @@ def run(args: argparse.Namespace) -> int:
                    TimeRemainingColumn())
         with Progress(*columns, console=err, disable=not err.is_terminal) as bar:
             task = bar.add_task("tune", total=len(tuner.tuning), samples=0, stage="")
-            last = [0.0, 0]
+            last: list = [0.0, ""]
 
             def update(status: TuneStatus) -> None:
                 bar.update(task, total=status.total, completed=status.done,
                            samples=status.samples, stage=escape(status.text))
                 now = time.monotonic()
-                if not err.is_terminal and (now - last[0] >= 30 or status.stage != last[1]
+                if not err.is_terminal and (now - last[0] >= 30 or status.text != last[1]
                                             or status.done == status.total):
-                    last[0], last[1] = now, status.stage
+                    last[0], last[1] = now, status.text
                     print(f"tune: {status.text}: {status.done}/{status.total} problems · "
                           f"{status.samples} samples · {status.tokens} tokens",
                           file=sys.stderr, flush=True)

@@ -164,6 +164,7 @@ class TuneStatus:
     tokens: int
 
 
+REF_MARGIN = 1.1  # ref@N's budget is estimated from first samples before the reference is drawn
 STAGES = {1: "stage 1/2 · tuning part, every setting",
           2: "stage 2/2 · held-out part, the chosen and the references"}
 
@@ -236,6 +237,7 @@ class Tuner:
         for setting in self.settings:
             self.harness.add_plan(setting.label, STRATEGY, setting.options)
         self.confirming: Harness | None = None  # stage 2, once chosen
+        self._phase = ""  # what stage 1 is doing
         self.chosen: Chosen | None = None  # stage 1's choice, once made
 
     def _harness(self, problems: Sequence[Problem], stage: int) -> Harness:
@@ -251,15 +253,63 @@ class Tuner:
         first = self.harness.status
         later = status if stage == 2 else None
         self.on_update(TuneStatus(
-            stage, STAGES[stage],
+            stage, STAGES[stage] + (self._phase if stage == 1 else ""),
             first.problems_done + (later.problems_done if later else 0),
             len(self.tuning) + (len(self.held_out) if later else 0),
             first.samples + (later.samples if later else 0),
             first.tokens + (later.tokens if later else 0)))
 
     async def generate(self) -> None:
-        """Stage 1: every setting's samples on the tuning part (what the store lacks)."""
+        """Stage 1 on the tuning part (what the store lacks): one sample of every setting, to
+        price a sample of each; then every setting up to the largest sample count whose tokens
+        fit the largest budget (``sizes_of``), so cheap settings are tried with many samples
+        and dear ones are not drawn past what any budget affords."""
+        first = min(self.sizes)
+        self._phase = " (pricing a sample of each)"
+        for plan in self.harness.plans:
+            plan.budgets = [first]
         await self.harness.run()
+        self._phase = " (each up to what the budget affords)"
+        for plan in self.harness.plans:
+            plan.budgets = self.sizes_of(plan)
+        done = self.harness.status
+        self.harness.status = Status(len(self.tuning), samples=done.samples, tokens=done.tokens)
+        await self.harness.run()
+        self._phase = ""
+
+    def _first_tokens(self, pool_key: str) -> float | None:
+        """Mean generated tokens of a pool's first sample over the tuning part (fixed once
+        drawn, so a rerun prices every setting the same)."""
+        firsts = [rows[0].completion_tokens for p in self.tuning
+                  if (rows := self.store.samples(pool_key, p.id))]
+        return sum(firsts) / len(firsts) if firsts else None
+
+    def _cost(self, plan: Plan, n: int) -> float | None:
+        """Estimated generated tokens per problem of a setting at n samples."""
+        total = 0.0
+        for pool, k in zip(plan.pools, counts(plan.config, plan.pools, n), strict=True):
+            if k:
+                each = self._first_tokens(pool.key)
+                if each is None:
+                    return None
+                total += k * each
+        return total
+
+    def sizes_of(self, plan: Plan) -> list[int]:
+        """The sample counts a setting is drawn and scored at: those whose estimated tokens
+        fit the largest budget (a ``ref@N`` budget: N reference samples' estimate, with a
+        margin); the reference's own ``ref@N`` counts always; at least the smallest."""
+        reference = plan is self.harness.plans[0]
+        wanted = {parse_reference_budget(b) for b in self.budgets if isinstance(b, str)}
+        limits = [float(b) for b in self.budgets if isinstance(b, int)]
+        ref_cost = [self._cost(self.harness.plans[0], n) for n in wanted]
+        limits += [REF_MARGIN * c for c in ref_cost if c is not None]
+        if not limits:
+            return list(self.sizes)  # nothing priced yet: a store read before stage 1
+        fit = [n for n in self.sizes
+               if (reference and n in wanted)
+               or ((cost := self._cost(plan, n)) is not None and cost <= max(limits))]
+        return fit or [min(self.sizes)]
 
     def confirmation(self, chosen: Chosen) -> Harness:
         """Stage 2's harness: on the held-out part, a plan per setting the choices need, drawn
@@ -288,13 +338,16 @@ class Tuner:
         replay = Harness(self.backend, self.store, self.problems, [], self.sizes, greedy=False,
                          seed=self.seed, options=self.options)
         rules = [*self.selectors, *([LEARNED] if self.learned else [])]
+        sizes = {s.label: self.sizes_of(p) for s, p in zip(self.settings, self.harness.plans,
+                                                            strict=True)}
         out = []
         for setting in self.settings:
             for rule in rules:
                 selector = selector_of(rule)
                 options = {**setting.options, **({"selector": selector} if selector else {})}
-                out.append((setting, rule,
-                            replay.add_plan(f"{setting.label} · {rule}", STRATEGY, options)))
+                plan = replay.add_plan(f"{setting.label} · {rule}", STRATEGY, options)
+                plan.budgets = sizes[setting.label]
+                out.append((setting, rule, plan))
         return out
 
     def _score(self, problems: Sequence[Problem], plans: Sequence[tuple[Setting, str, Plan]]
@@ -307,6 +360,8 @@ class Tuner:
 
     def _tokens(self, problems: Sequence[Problem]) -> dict[tuple[str, int], float]:
         """Mean generated tokens per problem of each setting at each sample count."""
+        for plan in self.harness.plans:
+            plan.budgets = self.sizes_of(plan)
         data = Scoring(self.store, problems, [p for p in self.harness.plans], self.seed).curves(1)
         return {(pt["strategy"], pt["budget"]): pt["tokens"] for pt in data["points"]}
 
@@ -314,14 +369,15 @@ class Tuner:
         rows: list[learn.Decision] = []
         rng = random.Random(seed_of(self.seed, "learn"))
         for plan in self.harness.plans:
-            targets = counts(plan.config, plan.pools, max(self.sizes))
+            sizes = self.sizes_of(plan)
+            targets = counts(plan.config, plan.pools, max(sizes))
             for problem in self.tuning:
                 samples = plan_samples(self.store, plan, problem, targets)
                 if not samples:
                     continue
                 rows += learn.decisions(problem.id, clusters_of(samples), signals_of(samples),
                                         [r.answer for r in samples],
-                                        [r.correct for r in samples], self.sizes,
+                                        [r.correct for r in samples], sizes,
                                         min(self.draws, 8), rng)
         return rows
 
