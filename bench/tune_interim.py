@@ -25,6 +25,7 @@ from ponder.tune.report import LEVER_NOTE
 from ponder.tune.search import Tuner, grid, levers
 
 ROOT = Path(__file__).resolve().parent.parent
+SIZES = [1, 2, 4, 8, 16, 32]  # bench/gsm8k_tune.sh's --samples
 DATA = ROOT.parent / "shared" / "data" / "gsm8k_train.jsonl"
 
 
@@ -38,16 +39,19 @@ def main() -> None:
                     examples=str((ROOT / "bench" / "gsm8k_exemplars.jsonl").resolve()))
     problems = load_dataset(str(args.dataset), limit=140)
     store = Store(args.out / "samples.sqlite")
-    tuner = Tuner(ScriptedBackend([]), store, problems, settings, [1, 2, 4, 8], ["ref@8"],
+    tuner = Tuner(ScriptedBackend([]), store, problems, settings, SIZES, ["ref@8"],
                   holdout=100, out=Path("/tmp/tune-interim"), seed=0,
                   options={"max_tokens": 640})
-    done = [pr for pr in tuner.tuning
-            if all(store.sample_count(pool.key, pr.id) >= target
-                   for plan in tuner.harness.plans
-                   for pool, target in zip(plan.pools, counts(plan.config, plan.pools, 8),
-                                           strict=True))]
     total = len(tuner.tuning)
-    tuner.tuning = done
+    sizes = {plan.label: max(tuner.sizes_of(plan)) for plan in tuner.harness.plans}
+    tuner.tuning = [pr for pr in tuner.tuning
+                    if all(store.sample_count(pool.key, pr.id) >= target
+                           for plan in tuner.harness.plans
+                           for pool, target in zip(plan.pools, counts(
+                               plan.config, plan.pools, sizes[plan.label]), strict=True))]
+    done = tuner.tuning
+    if not done:
+        raise SystemExit(f"no tuning problem has every setting generated yet (of {total})")
     chosen = tuner.choose()
     (choice,) = chosen.choices
     ref = choice.reference
@@ -67,14 +71,15 @@ def main() -> None:
                      f" | {t.p_value:.3g} |")
     cover = [c for c in chosen.candidates if c.selector == "majority"]
     lines += ["", LEVER_NOTE, "", "Per setting, majority vote by sample count (accuracy):", "",
-              "| setting | " + " | ".join(f"n={n}" for n in (1, 2, 4, 8)) + " | tokens at 8 |",
-              "|---|---:|---:|---:|---:|---:|"]
+              "| setting | " + " | ".join(f"n={n}" for n in SIZES) + " | most n | its tokens |",
+              "|---|" + "---:|" * (len(SIZES) + 2)]
     for s in settings:
         by_n = {c.n: c for c in cover if c.setting.label == s.label}
-        if 8 in by_n:
+        if by_n:
+            most = max(by_n)
             lines.append(f"| {s.label} | " + " | ".join(
-                f"{100 * by_n[n].accuracy:.1f}%" if n in by_n else "—" for n in (1, 2, 4, 8))
-                + f" | {by_n[8].tokens:.0f} |")
+                f"{100 * by_n[n].accuracy:.1f}%" if n in by_n else "—" for n in SIZES)
+                + f" | {most} | {by_n[most].tokens:.0f} |")
     lines += ["", "Command: `python bench/tune_interim.py`"]
     store.close()
     out = ROOT / "bench" / "results" / f"gsm8k_tune-interim-{dt.date.today().isoformat()}.md"
