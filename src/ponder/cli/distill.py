@@ -14,7 +14,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ponder.backends.loading import release
 from ponder.backends.models import file_sha256
 from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
-from ponder.cli.endpoints import add_endpoint_flags, load_from_args, model_spec
+from ponder.cli.endpoints import (
+    add_endpoint_flags,
+    batch_options,
+    load_from_args,
+    model_spec,
+)
 from ponder.cli.render import stdout_console
 from ponder.errors import ConfigError
 from ponder.eval.datasets import FORMATS, load_dataset
@@ -101,7 +106,8 @@ def _generate(args: argparse.Namespace, folder: Path, err: Console
         store.claim({"model_sha256": model_hash, "dataset_sha256": dataset_hash,
                      "seed": str(args.seed)})
         harness = Harness(
-            load_from_args(args, args.api_key, dict(args.backend_option)), store, problems,
+            load_from_args(args, args.api_key,
+                           batch_options(spec, dict(args.backend_option))), store, problems,
             strategies,
             [args.budget], options=strategy_options(args), verifier=args.verifier,
             seed=args.seed, greedy=False, concurrency=args.concurrency, traces=folder)

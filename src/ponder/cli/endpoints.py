@@ -32,6 +32,16 @@ def load_from_args(args: argparse.Namespace, api_key: str | None,
                         endpoints=args.endpoints, **options)
 
 
+def batch_options(spec: ModelSpec, options: dict[str, Any]) -> dict[str, Any]:
+    """Backend options for a throughput run: an in-process model decodes more sequences at once
+    than for interactive use (``llamacpp.batch_sequences``) unless ``-B n_seq_max`` says."""
+    if spec.backend == "llamacpp" and "n_seq_max" not in options:
+        from ponder.backends.llamacpp import batch_sequences
+
+        return {**options, "n_seq_max": batch_sequences()}
+    return options
+
+
 def model_spec(args: argparse.Namespace) -> ModelSpec:
     """The model the flags name: an in-process file, or the model the servers serve (``--model``
     or the endpoints file's), at the first server."""

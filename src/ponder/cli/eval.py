@@ -20,7 +20,12 @@ from ponder.backends.endpoints import endpoint_specs
 from ponder.backends.loading import release
 from ponder.backends.models import file_sha256, resolve_model
 from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
-from ponder.cli.endpoints import add_endpoint_flags, endpoint_stats, load_from_args
+from ponder.cli.endpoints import (
+    add_endpoint_flags,
+    batch_options,
+    endpoint_stats,
+    load_from_args,
+)
 from ponder.cli.render import stdout_console
 from ponder.errors import ConfigError
 from ponder.eval.comparisons import check_reference, paired_table, parse_reference
@@ -141,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         store.claim({"model_sha256": model_hash, "dataset_sha256": dataset_hash,
                      "seed": str(args.seed)})
         factory = functools.partial(load_from_args, args, args.api_key,
-                                    dict(args.backend_option))
+                                    batch_options(spec, dict(args.backend_option)))
         harness = Harness(
             None if args.ray is not None else factory(), store, problems,  # type: ignore[arg-type]
             strategies, budgets, options=options, verifier=args.verifier, seed=args.seed,

@@ -18,7 +18,12 @@ from rich.table import Table
 from ponder.backends.loading import release
 from ponder.backends.models import file_sha256
 from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
-from ponder.cli.endpoints import add_endpoint_flags, load_from_args, model_spec
+from ponder.cli.endpoints import (
+    add_endpoint_flags,
+    batch_options,
+    load_from_args,
+    model_spec,
+)
 from ponder.cli.render import stdout_console
 from ponder.domains.selector import RULES
 from ponder.errors import ConfigError
@@ -173,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         store.claim({"model_sha256": model_hash, "dataset_sha256": dataset_hash,
                      "seed": str(args.seed)})
-        backend = load_from_args(args, args.api_key, dict(args.backend_option))
+        backend = load_from_args(args, args.api_key,
+                                 batch_options(spec, dict(args.backend_option)))
         tuner = Tuner(backend, store, problems, settings, sizes, budgets,
                       selectors=_names(args.selectors), learned=not args.no_learn,
                       seed=args.seed, holdout=args.holdout, draws=args.draws, out=out,
