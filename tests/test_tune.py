@@ -461,7 +461,15 @@ def test_tune_and_distill_take_the_endpoint_flags(dev, tmp_path, monkeypatch, ca
     assert calls[-1] == (None, None, str(file))
 
 
-def test_an_interrupted_confirmation_resumes_where_it_stopped(dev, tmp_path, scripted,
+@pytest.fixture
+def ctrl_c():
+    """SIGINT raises, as in a terminal (a shell's background job starts with it ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupted_confirmation_resumes_where_it_stopped(ctrl_c, dev, tmp_path, scripted,
                                                               monkeypatch):
     problems = [Problem(question(i), gold(i), id=str(i)) for i in range(PROBLEMS)]
     held = [int(p.id) for p in search.split(problems, 0.5, seed=0)[1]]
