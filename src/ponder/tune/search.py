@@ -284,12 +284,13 @@ class Tuner:
                   if (rows := self.store.samples(pool_key, p.id))]
         return sum(firsts) / len(firsts) if firsts else None
 
-    def _cost(self, plan: Plan, n: int) -> float | None:
-        """Estimated generated tokens per problem of a setting at n samples."""
+    def _cost(self, plan: Plan, n: int, prices: dict[str, float | None]) -> float | None:
+        """Estimated generated tokens per problem of a setting at n samples (``prices``: each
+        pool's ``_first_tokens``, read once per call of ``sizes_of``)."""
         total = 0.0
         for pool, k in zip(plan.pools, counts(plan.config, plan.pools, n), strict=True):
             if k:
-                each = self._first_tokens(pool.key)
+                each = prices[pool.key]
                 if each is None:
                     return None
                 total += k * each
@@ -299,16 +300,19 @@ class Tuner:
         """The sample counts a setting is drawn and scored at: those whose estimated tokens
         fit the largest budget (a ``ref@N`` budget: N reference samples' estimate, with a
         margin); the reference's own ``ref@N`` counts always; at least the smallest."""
-        reference = plan is self.harness.plans[0]
+        reference_plan = self.harness.plans[0]
+        reference = plan is reference_plan
         wanted = {parse_reference_budget(b) for b in self.budgets if isinstance(b, str)}
         limits = [float(b) for b in self.budgets if isinstance(b, int)]
-        ref_cost = [self._cost(self.harness.plans[0], n) for n in wanted]
+        prices = {pool.key: self._first_tokens(pool.key)
+                  for pool in {*plan.pools, *reference_plan.pools}}
+        ref_cost = [self._cost(reference_plan, n, prices) for n in wanted]
         limits += [REF_MARGIN * c for c in ref_cost if c is not None]
         if not limits:
             return list(self.sizes)  # nothing priced yet: a store read before stage 1
         fit = [n for n in self.sizes
                if (reference and n in wanted)
-               or ((cost := self._cost(plan, n)) is not None and cost <= max(limits))]
+               or ((cost := self._cost(plan, n, prices)) is not None and cost <= max(limits))]
         return fit or [min(self.sizes)]
 
     def confirmation(self, chosen: Chosen) -> Harness:
