@@ -239,6 +239,7 @@ class Tuner:
         self.confirming: Harness | None = None  # stage 2, once chosen
         self._phase = ""  # what stage 1 is doing
         self.chosen: Chosen | None = None  # stage 1's choice, once made
+        self._prices: dict[str, float] = {}  # _first_tokens once every tuning problem has one
 
     def _harness(self, problems: Sequence[Problem], stage: int) -> Harness:
         harness = Harness(self.backend, self.store, problems, [], self.sizes, greedy=False,
@@ -280,8 +281,12 @@ class Tuner:
     def _first_tokens(self, pool_key: str) -> float | None:
         """Mean generated tokens of a pool's first sample over the tuning part (fixed once
         drawn, so a rerun prices every setting the same)."""
+        if pool_key in self._prices:
+            return self._prices[pool_key]
         firsts = [rows[0].completion_tokens for p in self.tuning
                   if (rows := self.store.samples(pool_key, p.id))]
+        if len(firsts) == len(self.tuning):  # every one priced: fixed from now on
+            self._prices[pool_key] = sum(firsts) / len(firsts)
         return sum(firsts) / len(firsts) if firsts else None
 
     def _cost(self, plan: Plan, n: int, prices: dict[str, float | None]) -> float | None:
