@@ -587,7 +587,8 @@ def levers(candidates: Sequence[Candidate], reference: Candidate, budget: int
     out = sorted(alone.items(), key=lambda kv: -kv[1].accuracy)
     overall = best_at(fits, budget)
     if overall is not None:
-        out.append((" + ".join(levers_of(overall, reference)) or "none", overall))
+        changed = " + ".join(levers_of(overall, reference))
+        out.append((changed or "none: the reference is the best of all", overall))
     return out
 
 
