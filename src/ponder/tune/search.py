@@ -285,7 +285,7 @@ class Tuner:
             return self._prices[pool_key]
         firsts = [rows[0].completion_tokens for p in self.tuning
                   if (rows := self.store.samples(pool_key, p.id))]
-        if len(firsts) == len(self.tuning):  # every one priced: fixed from now on
+        if firsts and len(firsts) == len(self.tuning):  # every one priced: fixed from now on
             self._prices[pool_key] = sum(firsts) / len(firsts)
         return sum(firsts) / len(firsts) if firsts else None
 
