@@ -2,6 +2,7 @@
 held-out confirmation reads only held-out problems, and the presets it writes run in ask, eval
 and serve."""
 
+import asyncio
 import collections
 import json
 import os
@@ -23,6 +24,7 @@ from ponder.backends.fake import ScriptedBackend
 from ponder.backends.models import ModelSpec
 from ponder.cli.main import main
 from ponder.errors import ConfigError
+from ponder.eval.store import Store
 from ponder.presets import load_preset, register_preset
 from ponder.server.app import PonderServer
 from ponder.strategies.prompts import PROGRAM_SYSTEM
@@ -533,7 +535,8 @@ def test_a_reference_budget_and_what_each_lever_bought(dev, tmp_path, scripted, 
     # lever is the weighted vote
     assert rows == [("weighted vote", "chain T0.7 · confidence · n=4", 1.0),
                     ("temperature", "chain T1 · majority · n=4", 0.0),
-                    ("weighted vote", "chain T0.7 · confidence · n=4", 1.0)]
+                    ("all together (best of all): weighted vote",
+                     "chain T0.7 · confidence · n=4", 1.0)]
     assert choice["budget_spec"] == "ref@4"
     md = (out / "tune.md").read_text()
     assert "## What each lever bought (tuning part)" in md
@@ -595,3 +598,43 @@ def test_each_setting_is_drawn_as_far_as_the_budget_affords_it(dev, tmp_path, sc
     finally:
         db.close()
     assert drawn == [4, 16]
+
+
+class _InFlight(ScriptedBackend):
+    """Counts the problems with a call in flight, per phase of stage 1."""
+
+    def __init__(self) -> None:
+        super().__init__(respond)
+        self.live: collections.Counter = collections.Counter()
+        self.peak: dict[str, int] = {}
+        self.tuner: search.Tuner | None = None
+
+    async def generate(self, requests, on_progress=None):
+        ids = {r.messages[-1].content.split()[1] for r in requests}
+        self.live.update(ids)
+        phase = self.tuner._phase if self.tuner else ""
+        self.peak[phase] = max(self.peak.get(phase, 0), len(+self.live))
+        try:
+            await asyncio.sleep(0.001)  # the others start meanwhile
+            return await super().generate(requests, on_progress)
+        finally:
+            self.live.subtract(ids)
+
+
+def test_pricing_a_first_sample_takes_more_problems_at_once(tmp_path):
+    """Pricing asks one sample per setting of a problem, not n: with --concurrency 1 and up to 4
+    samples, it takes 4 problems at once (the sequences the next phase keeps decoding), then
+    the next phase takes 1."""
+    problems = [Problem(question(i), gold(i), f"p{i}") for i in range(PROBLEMS)]
+    backend = _InFlight()
+    store = Store(tmp_path / "s.sqlite")
+    tuner = search.Tuner(backend, store, problems, search.grid([0.7], ["chain"]), [1, 2, 4],
+                         [100], learned=False, out=tmp_path, concurrency=1)
+    backend.tuner = tuner
+    try:
+        asyncio.run(tuner.generate())
+    finally:
+        store.close()
+    assert backend.peak == {" (pricing a sample of each)": 4,
+                            " (each up to what the budget affords)": 1}
+    assert tuner.harness.concurrency == 1

@@ -269,7 +269,11 @@ class Tuner:
         self._phase = " (pricing a sample of each)"
         for plan in self.harness.plans:
             plan.budgets = [first]
+        # a problem asks for one sample per setting here, not n: more problems at once keep as
+        # many sequences decoding together as the phase after it does
+        self.harness.concurrency = self.concurrency * max(self.sizes) // first
         await self.harness.run()
+        self.harness.concurrency = self.concurrency
         self._phase = " (each up to what the budget affords)"
         for plan in self.harness.plans:
             plan.budgets = self.sizes_of(plan)
@@ -588,7 +592,8 @@ def levers(candidates: Sequence[Candidate], reference: Candidate, budget: int
     overall = best_at(fits, budget)
     if overall is not None:
         changed = " + ".join(levers_of(overall, reference))
-        out.append((changed or "none: the reference is the best of all", overall))
+        out.append((f"all together (best of all): {changed}" if changed
+                    else "none: the reference is the best of all", overall))
     return out
 
 
