@@ -7,7 +7,10 @@ numbers here are on fewer problems, picked from many configurations on those sam
 
     python bench/tune_interim.py [--out bench/runs/gsm8k-tune]
 
-Writes bench/results/gsm8k_tune-interim-DATE.md.
+Writes bench/results/gsm8k_tune-interim-DATE.md. With `--chain-temperatures 0.3` it adds zero-shot
+chains at those temperatures to the settings (what `bash bench/gsm8k_tune.sh --temperatures
+0.3,0.7 --modes chain --shots 0` draws on the tuning part), so the lever table has a temperature
+row, and writes bench/results/gsm8k_tune-temperature-DATE.md.
 """
 
 from __future__ import annotations
@@ -33,10 +36,15 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "runs" / "gsm8k-tune")
     p.add_argument("--dataset", type=Path, default=DATA)
+    p.add_argument("--chain-temperatures", default="",
+                   help="zero-shot chains at these temperatures too, e.g. 0.3")
     args = p.parse_args()
     # the settings of bench/gsm8k_tune.sh
     settings = grid([0.7], ["chain", "program", "mixed"], shots=[0, 4],
                     examples=str((ROOT / "bench" / "gsm8k_exemplars.jsonl").resolve()))
+    extra = [float(t) for t in args.chain_temperatures.split(",") if t.strip()]
+    settings += [s for s in grid(extra, ["chain"])
+                 if s.label not in {x.label for x in settings}]
     problems = load_dataset(str(args.dataset), limit=140)
     store = Store(args.out / "samples.sqlite")
     tuner = Tuner(ScriptedBackend([]), store, problems, settings, SIZES, ["ref@8"],
@@ -82,9 +90,11 @@ def main() -> None:
             lines.append(f"| {s.label} | " + " | ".join(
                 f"{100 * by_n[n].accuracy:.1f}%" if n in by_n else "—" for n in SIZES)
                 + f" | {most} | {by_n[most].tokens:.0f} |")
-    lines += ["", "Command: `python bench/tune_interim.py`"]
+    flag = f" --chain-temperatures {args.chain_temperatures}" if extra else ""
+    lines += ["", f"Command: `python bench/tune_interim.py{flag}`"]
     store.close()
-    out = ROOT / "bench" / "results" / f"gsm8k_tune-interim-{dt.date.today().isoformat()}.md"
+    name = "temperature" if extra else "interim"
+    out = ROOT / "bench" / "results" / f"gsm8k_tune-{name}-{dt.date.today().isoformat()}.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -164,12 +164,28 @@ def plot(data: dict[str, Any], path: Path) -> None:
         ax.axvline(c["budget"], color="#999999", linestyle=":", linewidth=1)
         if c["chosen"]:
             chosen.setdefault(c["chosen"]["label"], (c["chosen"], []))[1].append(c["budget"])
+    right = max([c["tokens"] for c in cands], default=0.0)
     for label, (ch, budgets) in chosen.items():  # one mark per configuration, its budgets
         ax.scatter([ch["tokens"]], [ch["accuracy"]], marker="*", s=180, color="#d62728",
                    zorder=4)
+        left = ch["tokens"] > 0.6 * right  # near the right edge: written to its left
         ax.annotate(f"{', '.join(map(str, budgets))}: {label}", (ch["tokens"], ch["accuracy"]),
-                    textcoords="offset points", xytext=(4, 6), fontsize=7)
+                    textcoords="offset points", xytext=(-8, 6) if left else (6, 6),
+                    ha="right" if left else "left", fontsize=7,
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none",
+                          "alpha": 0.8}, zorder=5)
+    ax.margins(y=0.1)
     ax.scatter([], [], marker="*", s=120, color="#d62728", label="chosen per budget")
+    held = [c for c in data["choices"] if c.get("held_out_chosen")]
+    if held:  # the confirmation: the same two configurations on the held-out part
+        ax.scatter([c["held_out_reference"]["tokens"] for c in held],
+                   [c["held_out_reference"]["accuracy"] for c in held], marker="s", s=50,
+                   facecolors="none", edgecolors="#ff7f0e", linewidths=1.5, zorder=3,
+                   label="reference, held-out part")
+        ax.scatter([c["held_out_chosen"]["tokens"] for c in held],
+                   [c["held_out_chosen"]["accuracy"] for c in held], marker="*", s=180,
+                   facecolors="none", edgecolors="#d62728", linewidths=1.2, zorder=4,
+                   label="chosen, held-out part")
     ax.set_xlabel("generated tokens per problem (mean)")
     ax.set_ylabel("accuracy")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
