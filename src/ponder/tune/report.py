@@ -218,6 +218,7 @@ def html_page(data: dict[str, Any], config: dict[str, Any], png: Path) -> str:
         f"<title>ponder tune: {html.escape(config['dataset'])}</title>"
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}"
+        "img{max-width:100%}"
         "</style></head><body>"
         f"<h1>ponder tune</h1><p>{html.escape(config['dataset'])} · model "
         f"{html.escape(config['model'])} · {len(data['tuning_ids'])} tuning, "
