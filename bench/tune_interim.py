@@ -65,7 +65,9 @@ def main() -> None:
     ref = choice.reference
     stage = ("stage 1 complete: the choice; held-out confirmation to come" if len(done) == total
              else "stage 1 not finished")
-    lines = [f"# ponder tune, interim ({stage}), {dt.date.today().isoformat()}", "",
+    title = (f"the tuning part with chains at T={args.chain_temperatures} too" if extra
+             else f"interim ({stage})")
+    lines = [f"# ponder tune, {title}, {dt.date.today().isoformat()}", "",
              f"`bench/gsm8k_tune.sh`'s store after {len(done)} of its {total} tuning problems "
              "(every setting generated on them); qwen2.5-coder-0.5b-instruct, GSM8K train "
              "(the first 140; 100 held out, untouched here). Budget ref@8 = "
