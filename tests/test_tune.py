@@ -125,6 +125,14 @@ def test_tune_finds_the_known_best_and_confirms_it_on_held_out_problems_only(
     assert (large["held_out_chosen"]["accuracy"], large["held_out_reference"]["accuracy"]) == (
         1.0, 0.0)
     assert large["chosen"]["label"] in data["front"]
+    # the ceiling (a right answer among the samples voted over): one right in every four, so
+    # all of 4 samples hold it; of 2, half the pairs drawn from 4 on the tuning part, and on the
+    # held-out part's first two samples the problems whose right one comes first or second
+    both = {"tuning": 1.0, "held_out": 1.0}
+    assert large["ceiling"] == {"chosen": both, "reference": both}
+    firsts = sum(int(i) % 4 < 2 for i in held) / len(held)
+    assert small["ceiling"]["chosen"] == {"tuning": pytest.approx(0.5), "held_out": firsts}
+    assert small["held_out_chosen"]["accuracy"] == firsts  # the choice misses none of them
     cv = data["selector_cv"]
     assert cv["folds"] == 5 and cv["learned"] >= cv["majority"]
     learned = json.loads((out / "selector.json").read_text())
@@ -134,6 +142,9 @@ def test_tune_finds_the_known_best_and_confirms_it_on_held_out_problems_only(
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     md = (out / "tune.md").read_text()
     assert "| 30 | chain T0.7 · confidence · n=4 | 28 | chain T0.7 · majority · n=4 |" in md
+    assert ("Ceiling at 30: a right answer is among the samples the choice votes over for "
+            "100.0% tuning, 100.0% held-out problems") in md
+    assert "Ceiling at 30" in (out / "tune.html").read_text()
     preset = load_preset(out / "preset-30.json")
     assert (preset.strategy, preset.options) == ("self-consistency", {
         "temperature": 0.7, "mode": "chain", "n": 4, "selector": "confidence"})

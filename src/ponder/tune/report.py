@@ -21,6 +21,28 @@ NOTE = (
 )
 
 
+def ceiling_lines(data: dict[str, Any]) -> list[str]:
+    """Per budget, how far the choice is from a perfect pick of the same samples."""
+    out = []
+    for c in data["choices"]:
+        top = c.get("ceiling")
+        if not top:
+            continue
+
+        def parts(name: str, top: dict[str, Any] = top) -> str:
+            cells = [f"{_pct(top[name][part])} {where}" for part, where in
+                     (("tuning", "tuning"), ("held_out", "held-out"))
+                     if top[name].get(part) is not None]
+            return ", ".join(cells) or "n/a"
+
+        same = top["chosen"] == top["reference"]
+        out.append(f"Ceiling at {budget_cell(c)}: a right answer is among the samples the "
+                   f"choice votes over for {parts('chosen')} problems (pass@n, what a perfect "
+                   "pick would reach)" + ("; the reference votes over the same samples."
+                                         if same else f"; the reference's: {parts('reference')}."))
+    return out
+
+
 def held_out_line(data: dict[str, Any]) -> str:
     """What was generated on the held-out part."""
     made = data.get("held_out_generated") or []
@@ -113,6 +135,8 @@ def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |"
               for r in choice_rows(data)]
+    for line in ceiling_lines(data):
+        lines += ["", line]
     levers = lever_rows(data)
     if levers:
         lines += ["", "## What each lever bought (tuning part)", "", LEVER_NOTE, "",
@@ -223,7 +247,9 @@ def html_page(data: dict[str, Any], config: dict[str, Any], png: Path) -> str:
         f"<h1>ponder tune</h1><p>{html.escape(config['dataset'])} · model "
         f"{html.escape(config['model'])} · {len(data['tuning_ids'])} tuning, "
         f"{len(data['held_out_ids'])} held-out problems</p>"
-        f"<table><tr>{head}</tr>{body}</table>{lever_table}<p>{html.escape(NOTE)}</p>"
+        f"<table><tr>{head}</tr>{body}</table>"
+        + "".join(f"<p>{html.escape(line)}</p>" for line in ceiling_lines(data))
+        + f"{lever_table}<p>{html.escape(NOTE)}</p>"
         f"<p>{html.escape(held_out_line(data))}</p>"
         f"<img alt='accuracy against tokens' src='data:image/png;base64,{image}'>"
         "<h2>Pareto front (tuning part)</h2><table><tr><th>configuration</th><th>accuracy</th>"

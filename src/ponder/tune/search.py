@@ -509,6 +509,31 @@ class Tuner:
                                          tokens[(plan.label, c.n)], len(per), dict(per))
         return out
 
+    def ceiling(self, c: Candidate, problems: Sequence[Problem], *, first: bool
+                ) -> float | None:
+        """What a perfect selection rule would reach: the share of ``problems`` with a right
+        answer among the samples ``c`` votes over (pass@n). Expected over subsets of the stored
+        samples (exact: per pool, 1 - C(m - right, k) / C(m, k)), as the tuning part's accuracy
+        is; or on the first n samples (``first``), as the held-out part is scored. None when no
+        problem has them all."""
+        plan = next(p for p in self.harness.plans if p.label == c.setting.label)
+        targets = counts(plan.config, plan.pools, c.n)
+        shares = []
+        for problem in problems:
+            missed = 1.0  # the chance that no sample voted over is right
+            for pool, k in zip(plan.pools, targets, strict=True):
+                if not k:
+                    continue
+                rows = self.store.samples(pool.key, problem.id)
+                rows = rows[:k] if first else rows
+                if len(rows) < k:
+                    break
+                right = sum(r.correct for r in rows)
+                missed *= math.comb(len(rows) - right, k) / math.comb(len(rows), k)
+            else:
+                shares.append(1.0 - missed)
+        return sum(shares) / len(shares) if shares else None
+
     def confirm(self, chosen: Chosen) -> dict[str, Any]:
         """The choices paired against their references on the tuning part and, confirmed, on
         the held-out part: the data the report and presets need (store reads only)."""
@@ -533,6 +558,11 @@ class Tuner:
                 entry["held_out_chosen"] = h_best.to_dict()
                 entry["held_out_reference"] = h_ref.to_dict()
                 entry["confirm_problem_ids"] = sorted(set(h_best.values) | set(h_ref.values))
+            entry["ceiling"] = {
+                name: {"tuning": self.ceiling(c, self.tuning, first=False),
+                       "held_out": self.ceiling(c, self.held_out, first=True)
+                       if h_best is not None and h_ref is not None else None}
+                for name, c in (("chosen", best), ("reference", ref))}
             entry["preset"] = preset_of(best, chosen.selector_file)
             entry["levers"] = [
                 {"lever": name, "configuration": c.to_dict(),
