@@ -649,3 +649,10 @@ def test_pricing_a_first_sample_takes_more_problems_at_once(tmp_path):
     assert backend.peak == {" (pricing a sample of each)": 4,
                             " (each up to what the budget affords)": 1}
     assert tuner.harness.concurrency == 1
+
+
+def test_a_difference_rounding_to_zero_reads_plus_zero():
+    from ponder.tune.report import _pts
+
+    assert [_pts(x) for x in (-1e-17, -0.0004, 0.05, -0.125, None)] == [
+        "+0.0", "+0.0", "+5.0", "-12.5", "—"]

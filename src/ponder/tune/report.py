@@ -66,7 +66,7 @@ def _pct(x: float | None) -> str:
 
 
 def _pts(x: float | None) -> str:
-    return "—" if x is None or math.isnan(x) else f"{100 * x:+.1f}"
+    return "—" if x is None or math.isnan(x) else f"{round(100 * x, 1) + 0.0:+.1f}"  # no -0.0
 
 
 def budget_cell(choice: dict[str, Any]) -> str:
