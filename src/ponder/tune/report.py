@@ -21,6 +21,13 @@ NOTE = (
 )
 
 
+def _ceiling_cells(parts: dict[str, float | None]) -> str:
+    """``55.0% tuning, 52.0% held-out`` (the parts that have a ceiling)."""
+    cells = [f"{_pct(parts[key])} {where}" for key, where in
+             (("tuning", "tuning"), ("held_out", "held-out")) if parts.get(key) is not None]
+    return ", ".join(cells) or "n/a"
+
+
 def ceiling_lines(data: dict[str, Any]) -> list[str]:
     """Per budget, how far the choice is from a perfect pick of the same samples."""
     out = []
@@ -28,18 +35,12 @@ def ceiling_lines(data: dict[str, Any]) -> list[str]:
         top = c.get("ceiling")
         if not top:
             continue
-
-        def parts(name: str, top: dict[str, Any] = top) -> str:
-            cells = [f"{_pct(top[name][part])} {where}" for part, where in
-                     (("tuning", "tuning"), ("held_out", "held-out"))
-                     if top[name].get(part) is not None]
-            return ", ".join(cells) or "n/a"
-
         same = top["chosen"] == top["reference"]
         out.append(f"Ceiling at {budget_cell(c)}: a right answer is among the samples the "
-                   f"choice votes over for {parts('chosen')} problems (pass@n, what a perfect "
-                   "pick would reach)" + ("; the reference votes over the same samples."
-                                         if same else f"; the reference's: {parts('reference')}."))
+                   f"choice votes over for {_ceiling_cells(top['chosen'])} problems (pass@n, "
+                   "what a perfect pick would reach)"
+                   + ("; the reference votes over the same samples." if same
+                      else f"; the reference's: {_ceiling_cells(top['reference'])}."))
     return out
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from ponder.backends.base import Backend
 from ponder.domains.selector import RULES
 from ponder.errors import ConfigError
+from ponder.eval.curves import pass_at_k
 from ponder.eval.harness import Harness, Status
 from ponder.eval.paired import compare
 from ponder.eval.plans import Plan, plan_samples, seed_of
@@ -513,7 +514,7 @@ class Tuner:
                 ) -> float | None:
         """What a perfect selection rule would reach: the share of ``problems`` with a right
         answer among the samples ``c`` votes over (pass@n). Expected over subsets of the stored
-        samples (exact: per pool, 1 - C(m - right, k) / C(m, k)), as the tuning part's accuracy
+        samples (exact: per pool, ``pass_at_k``), as the tuning part's accuracy
         is; or on the first n samples (``first``), as the held-out part is scored. None when no
         problem has them all."""
         plan = next(p for p in self.harness.plans if p.label == c.setting.label)
@@ -528,8 +529,7 @@ class Tuner:
                 rows = rows[:k] if first else rows
                 if len(rows) < k:
                     break
-                right = sum(r.correct for r in rows)
-                missed *= math.comb(len(rows) - right, k) / math.comb(len(rows), k)
+                missed *= 1.0 - pass_at_k(len(rows), sum(r.correct for r in rows), k)
             else:
                 shares.append(1.0 - missed)
         return sum(shares) / len(shares) if shares else None
