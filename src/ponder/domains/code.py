@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from ponder.domains.base import pose
-from ponder.domains.code_problems import hidden_tests, probe_inputs, program_of
+from ponder.domains.code_problems import hidden_tests, probe_inputs, program_of, task_names
 from ponder.sandbox import Sandbox, TestCase
 from ponder.types import Message, Problem
 
@@ -55,7 +55,7 @@ class CodeDomain:
         async def one(program: str | None) -> str | None:
             if program is None:
                 return None
-            run = await sandbox.run(program, tests)
+            run = await sandbox.run(program, tests, expose=task_names(problem))
             if run.status not in ("ok", "timeout"):
                 return None
             return json.dumps([t.value if t.value is not None else f"<{t.status}>"
@@ -72,7 +72,8 @@ class CodeDomain:
         async def one(program: str | None) -> bool:
             if program is None:
                 return False
-            return (await sandbox.run(program, tests, setup=setup)).ok
+            return (await sandbox.run(program, tests, setup=setup,
+                                      expose=task_names(problem))).ok
 
         return list(await asyncio.gather(*(one(a) for a in answers)))
 

@@ -171,12 +171,42 @@ def visible_tests(problem: Problem) -> list[TestCase]:
 
 def hidden_tests(problem: Problem) -> tuple[str, list[TestCase]]:
     """(setup, tests) that grade a program: HumanEval's ``check(entry_point)`` when present,
-    else the visible tests."""
+    else the visible tests. The setup starts with the question's own helpers (see
+    :func:`task_helpers`)."""
     test = problem.metadata.get("test")
     entry = problem.metadata.get("entry_point")
     if test and entry:
-        return test, [TestCase("check", f"check({entry})")]
+        helpers = task_helpers(problem)
+        setup = f"{helpers}\n\n{test}" if helpers else test
+        return setup, [TestCase("check", f"check({entry})")]
     return "", visible_tests(problem)
+
+
+def task_names(problem: Problem) -> tuple[str, ...]:
+    """The names of the program the tests call on purpose even where a built-in has the same
+    name: the entry point (``Sandbox.run(expose=...)``)."""
+    entry = problem.metadata.get("entry_point")
+    return (entry,) if isinstance(entry, str) and entry.isidentifier() else ()
+
+
+def task_helpers(problem: Problem) -> str:
+    """The imports and helper functions the question itself defines besides the entry point
+    (HumanEval/32's ``poly``, /38's ``encode_cyclic``, /50's ``encode_shift``), as source for
+    the tests' setup: the tests call the task's helpers, not the program's versions of them,
+    so a program cannot pass ``decode(encode(s)) == s`` by redefining ``encode``."""
+    entry = problem.metadata.get("entry_point")
+    try:
+        tree = ast.parse(problem.question)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return ""
+    keep = [node for node in tree.body
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            and node.name != entry]
+    if not any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+               for node in keep):
+        return ""
+    return "\n\n".join(ast.unparse(node) for node in keep)
 
 
 def probe_inputs(problem: Problem) -> list[str]:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ponder.domains.code_problems import hidden_tests, program_of
+from ponder.domains.code_problems import hidden_tests, program_of, task_names
 from ponder.rewards.base import (
     Reward,
     RewardValue,
@@ -78,7 +78,7 @@ class CodeReward(Reward):
         program = program_of(problem, text)
         if program is None:
             return 0.0
-        run = await self.sandbox.run(program, tests, setup=setup)
+        run = await self.sandbox.run(program, tests, setup=setup, expose=task_names(problem))
         return sum(t.passed for t in run.tests) / len(tests)
 
     async def ascore(self, prompts: Sequence[Any], completions: Sequence[Any],

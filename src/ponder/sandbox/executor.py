@@ -173,9 +173,15 @@ class Sandbox:
         return asyncio.run(self.run(code, tests, **kwargs))  # type: ignore[arg-type]
 
     async def run(self, code: str, tests: Sequence[TestCase] = (), *, setup: str = "",
-                  stdin: str = "", as_main: bool = False) -> Execution:
+                  stdin: str = "", as_main: bool = False, expose: Sequence[str] = ()
+                  ) -> Execution:
         """Run ``code``, then ``setup`` (test helpers), then each test. ``as_main``: the program
-        runs as ``__main__`` (scripts that print their answer)."""
+        runs as ``__main__`` (scripts that print their answer).
+
+        The tests see Python's real built-ins and reach the program only through the names
+        they read without defining them (``f`` in ``assert f(1) == 2``), never a built-in's
+        name, and through ``expose`` (the task's entry point: exposed even where it is a
+        built-in's name)."""
         mode = self.mode
         if not hasattr(os, "fork"):
             raise SandboxUnavailable(
@@ -193,13 +199,14 @@ class Sandbox:
         async with self._slot():
             started = time.monotonic()
             try:
-                return await self._run(code, tests, setup, stdin, as_main, mode)
+                return await self._run(code, tests, setup, stdin, as_main, mode,
+                                       tuple(expose))
             finally:
                 self.runs += 1
                 self.seconds += time.monotonic() - started
 
     async def _run(self, code: str, tests: Sequence[TestCase], setup: str, stdin: str,
-                   as_main: bool, mode: Isolation) -> Execution:
+                   as_main: bool, mode: Isolation, expose: tuple[str, ...] = ()) -> Execution:
         limits = self.limits
         read_fd, write_fd = os.pipe()
         seccomp_fd = -1
@@ -233,6 +240,7 @@ class Sandbox:
                         limits.processes + 2, self.workers, as_nobody)})
                 cwd, pass_fds = workdir, (write_fd,)
             spec = {"code": code, "setup": setup, "stdin": stdin, "as_main": as_main,
+                    "expose": list(expose),
                     "tests": [{"name": t.name, "source": t.source,
                                **({"capture": t.capture} if t.capture else {})} for t in tests],
                     "test_timeout": limits.test_seconds}

@@ -7,9 +7,12 @@ after the fork does it read the spec (the tests) from stdin, so the candidate ne
 it makes itself non-dumpable, so the candidate (same uid) cannot reach its memory or its file
 descriptors through /proc; it runs the tests in its own interpreter against stubs that call the
 candidate, and writes one JSON line per test to the host's channel (a descriptor the candidate
-closed before running anything). Whatever the candidate does in its own process — patch json or
-builtins, write to any descriptor, exit, raise SystemExit, flood its output, loop — it can turn a
-test into a failure, never into a pass.
+closed before running anything). The tests see the real built-ins and standard library: they
+reach the candidate only through the names they read without defining them (never a built-in's
+name) and the task's entry point, and a module the candidate imported is the checker's own
+import of the standard module of that name. Whatever the candidate does in its own process —
+patch json or builtins, write to any descriptor, exit, raise SystemExit, flood its output, loop —
+it can turn a test into a failure, never into a pass.
 
 ``sys.argv[1]`` is the setup (JSON): the channel's descriptor, the limits, and, outside the jail,
 whether to unshare the network and drop to user nobody. The host never trusts this program to
@@ -17,14 +20,17 @@ end: it enforces the wall clock and the output caps itself and kills the whole j
 """
 
 import builtins
+import importlib
 import json
 import math
 import os
 import resource
 import select
 import signal
+import symtable
 import sys
 import time
+import types
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -338,7 +344,9 @@ def candidate(requests, replies):
     for key, value in list(namespace.items()):
         if key.startswith("__"):
             continue
-        if callable(value):
+        if isinstance(value, types.ModuleType):
+            names[key] = {"module": True}  # the checker imports its own copy, if standard
+        elif callable(value):
             names[key] = {"callable": True}
         else:
             try:
@@ -494,10 +502,15 @@ def checker(setup, pid, requests, replies):
     report({"program": "ok", "seconds": loaded.get("seconds", 0.0)})
     namespace = {"__name__": "tests", "__builtins__": builtins}
     names = loaded.get("names") if isinstance(loaded.get("names"), dict) else {}
+    reachable = reachable_names(spec)
     for name, what in names.items():
-        if not isinstance(what, dict) or not isinstance(name, str) or not name.isidentifier():
+        if not isinstance(what, dict) or name not in reachable:
             continue
-        if what.get("callable") is True:
+        if what.get("module") is True:
+            module = standard_module(name)
+            if module is not None:
+                namespace[name] = module
+        elif what.get("callable") is True:
             namespace[name] = Stub(link, name)
         elif "value" in what:
             try:
@@ -529,6 +542,50 @@ def checker(setup, pid, requests, replies):
             outcome["value"] = capture(test["capture"], namespace, timeout)
         report(outcome)
     link.stop()
+
+
+def reachable_names(spec):
+    """The candidate's names the tests may reach: the task's own (``expose``: its entry point)
+    and the globals the test code reads without binding them itself, never the name of a
+    built-in. A candidate that defines ``abs`` or ``sorted`` next to a wrong answer leaves the
+    tests' ``abs`` and ``sorted`` Python's own: it cannot pass a test by changing the checker's
+    tools, only by computing what the task asks."""
+    sources = [(spec.get("setup") or "", "exec")]
+    sources += [(test["source"], "exec") for test in spec["tests"]]
+    sources += [(test["capture"], "eval") for test in spec["tests"] if "capture" in test]
+    read, bound = set(), set()
+    for source, mode in sources:
+        try:
+            table = symtable.symtable(source, "<tests>", mode)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue  # the test itself reports its syntax error when it runs
+        scopes = [table]
+        while scopes:
+            scope = scopes.pop()
+            for symbol in scope.get_symbols():
+                name = symbol.get_name()
+                if scope is table and (symbol.is_assigned() or symbol.is_imported()):
+                    bound.add(name)
+                elif symbol.is_declared_global() and symbol.is_assigned():
+                    bound.add(name)
+                elif symbol.is_referenced() and (scope is table or symbol.is_global()):
+                    read.add(name)
+            scopes.extend(scope.get_children())
+    task = {name for name in spec.get("expose", ()) if isinstance(name, str)}
+    return {name for name in read - bound if not hasattr(builtins, name)} | task
+
+
+def standard_module(name):
+    """The real standard-library module a test reads by a name the program imported (MBPP's
+    tests call ``math.isclose`` and rely on the solution's ``import math``), imported here:
+    never the program's object, never anything outside the standard library."""
+    if name not in getattr(sys, "stdlib_module_names", ()):
+        return None
+    try:
+        with TimeLimit(GRACE):
+            return importlib.import_module(name)
+    except BaseException:  # noqa: BLE001 - a module the jail cannot load: the test fails
+        return None
 
 
 def exit_message(pid):

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from ponder.core.context import Context
-from ponder.domains.code_problems import failure_report, visible_tests
+from ponder.domains.code_problems import failure_report, task_names, visible_tests
 from ponder.errors import BudgetExhausted
 from ponder.sandbox import Execution
 from ponder.strategies.base import (
@@ -81,7 +81,8 @@ class SelfDebug(BaseStrategy):
             candidate = to_candidate(traced, problem)
             run = None
             if candidate.answer is not None and tests:
-                run = await ctx.sandbox.run(candidate.answer, tests)
+                run = await ctx.sandbox.run(candidate.answer, tests,
+                                            expose=task_names(problem))
                 ctx.trace.add("execute", f"visible tests of version {attempt + 1}",
                               parent=traced.node, status=run.status, passed=run.passed,
                               tests=len(run.tests), seconds=round(run.seconds, 4),

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from ponder.core.context import Context
-from ponder.domains.code_problems import failure_report, visible_tests
+from ponder.domains.code_problems import failure_report, task_names, visible_tests
 from ponder.sandbox import Sandbox
 from ponder.types import Candidate, Problem
 
@@ -30,7 +30,9 @@ class CodeTestsVerifier:
             return [None] * len(candidates)
         sandbox = self.sandbox or ctx.sandbox
         programs = [c.answer for c in candidates]
-        runs = await asyncio.gather(*(sandbox.run(p, tests) for p in programs if p is not None))
+        expose = task_names(problem)
+        runs = await asyncio.gather(*(sandbox.run(p, tests, expose=expose)
+                                      for p in programs if p is not None))
         scores: list[float | None] = []
         it = iter(runs)
         for i, program in enumerate(programs):
