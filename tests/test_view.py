@@ -211,6 +211,11 @@ def test_ponder_view_writes_one_page_per_input(tmp_path, capsys):
     ("not json at all", "is not a ponder result or trace: not JSON"),
     ("[1, 2]", "is not a ponder result or trace: trace entry 1"),
     ("{\"id\": 0, \"kind\": \"strategy\"}\n{\"a\": 1}", "trace entry 2"),
+    ("[" * 100_000 + "]" * 100_000, "is not a ponder result or trace: its JSON is nested too "
+     "deeply to read"),
+    ("{\"nodes\": [{\"id\": 0, \"kind\": \"strategy\", \"data\": " + "[" * 5000
+     + "]" * 5000 + "}]}", "nested too deeply"),
+    ("{\"a\": 1}\n" + "[" * 5000 + "]" * 5000, "nested too deeply"),
 ])
 def test_bad_input_is_one_line_and_non_zero(tmp_path, capsys, content, message):
     path = tmp_path / "in.json"
@@ -288,3 +293,11 @@ def test_eval_keeps_traces_and_links_each_problem_to_its_page(tmp_path, capsys):
     assert main(["view", str(tmp_path), "--problem", "gsm8k/1", "--strategy", "x",
                  "--no-open"]) == 1
     assert "no strategy 'x'" in capsys.readouterr().err
+
+
+def test_a_deeply_nested_evaluation_report_is_one_line(tmp_path, capsys):
+    (tmp_path / "report.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["view", str(tmp_path), "--problem", "p1", "--no-open"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ponder: error: ") and "nested too deeply" in err
+    assert err.count("\n") == 1

@@ -52,7 +52,7 @@ def load_trace(folder: Path, key: str, problem_id: str, budget: int) -> dict[str
     path = trace_path(folder, key, problem_id, budget)
     try:
         data = json.loads(gzip.decompress(path.read_bytes()))
-    except (OSError, ValueError, EOFError):
+    except (OSError, ValueError, EOFError, RecursionError):
         return None
     return data if isinstance(data, dict) and data.get("problem_id") == problem_id else None
 
@@ -110,6 +110,8 @@ def read_report_json(folder: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"{folder} holds no report.json: is it a `ponder eval --out` folder "
                           "whose run finished?") from None
+    except RecursionError:
+        raise ConfigError(f"cannot read {path}: its JSON is nested too deeply") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("problems"), list):

@@ -27,20 +27,28 @@ def read_views(path: str | Path) -> list[dict[str, Any]]:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     try:
         return views_of(_parse(text), path.name)
+    except RecursionError:  # parsed, but too deep for what draws the page
+        raise ConfigError(f"{path} is not a ponder result or trace: it is nested too deeply"
+                          ) from None
     except ValueError as exc:
         raise ConfigError(f"{path} is not a ponder result or trace: {exc}") from None
 
 
 def _parse(text: str) -> Any:
-    """One JSON document, or JSON lines (a trace)."""
+    """One JSON document, or JSON lines (a trace). Nesting deeper than the parser's recursion
+    limit is a ValueError, not a RecursionError."""
     try:
         return json.loads(text)
+    except RecursionError:
+        raise ValueError("its JSON is nested too deeply to read") from None
     except json.JSONDecodeError as exc:
         lines = [line for line in text.splitlines() if line.strip()]
         if len(lines) < 2:
             raise ValueError(f"not JSON ({exc.msg}, line {exc.lineno})") from None
         try:
             return [json.loads(line) for line in lines]
+        except RecursionError:
+            raise ValueError("its JSON is nested too deeply to read") from None
         except json.JSONDecodeError as bad:
             raise ValueError(f"not JSON, nor JSON lines ({bad.msg})") from None
 
