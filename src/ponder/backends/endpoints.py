@@ -11,12 +11,17 @@ default 64)::
       weight: 2
       max_concurrent: 32
     - {url: http://gpu2:8000/v1, key_env: GPU2_KEY}
+
+A URL may carry secrets (``http://user:pass@host/v1?token=...``): it is used as written for the
+requests, and shown everywhere else (metrics, logs, reports, errors) through :func:`redact_url`
+or :func:`redact_urls`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +31,65 @@ from ponder.errors import ConfigError, MissingDependency
 
 FIELDS = ("url", "model", "key", "key_env", "weight", "max_concurrent")
 DEFAULT_MAX_CONCURRENT = 64
+USERINFO_MARK, QUERY_MARK, FRAGMENT_MARK = "***@", "?…", "#…"
+# a URL inside free text (an error message, a log line): up to whitespace or a quote
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
+
+
+def _split_authority(rest: str) -> tuple[str, str]:
+    """``user@host:port`` and what follows it (the path, query and fragment) in a URL without
+    its ``scheme://``."""
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    return rest[:cut], rest[cut:]
+
+
+def _port_is_valid(authority: str) -> bool:
+    """Whether ``host[:port]`` has a numeric port or none (``[v6]:port`` included)."""
+    _, sep, port = authority.rpartition("]")[2].partition(":")
+    return not sep or port.isdigit() or port == ""
+
+
+def redact_url(url: str) -> str:
+    """``url`` fit to be shown: scheme, host, port and path kept (an endpoint is still told
+    apart by them), its userinfo replaced by ``***@`` and its query and fragment by ``?…`` and
+    ``#…``, so a reader knows something was there. A URL without those comes back unchanged (a
+    stored run's identity stays the same). Where a user or password holds ``/``, ``?`` or ``#``
+    unescaped, the authority is malformed (its "port" is not a number): then everything up to
+    the last ``@`` counts as the userinfo, so the odd case shows less, never a secret."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:  # no scheme ("user:pass@host/v1" mistyped): the rest as if it had one
+        scheme, rest = "", url
+    authority, tail = _split_authority(rest)
+    userinfo = "@" in authority
+    if not userinfo and "@" in rest and not _port_is_valid(authority):
+        authority, tail = _split_authority(rest.rpartition("@")[2])
+        userinfo = True
+    authority = authority.rpartition("@")[2]
+    tail, fragment, _ = tail.partition("#")
+    path, query, _ = tail.partition("?")
+    return (f"{scheme}{sep}{USERINFO_MARK if userinfo else ''}{authority}{path}"
+            f"{QUERY_MARK if query else ''}{FRAGMENT_MARK if fragment else ''}")
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    url = match.group(0)
+    kept = url.rstrip(".,;:)]}!")  # sentence punctuation after a URL is not part of it
+    return redact_url(kept) + url[len(kept):]
+
+
+def shown_urls(urls: Sequence[str]) -> list[str]:
+    """Each URL as it is shown (redacted); URLs that differ only in what is redacted (two keys
+    in the query of one proxy) are told apart by a number, so that no two share a name (nor a
+    /metrics series). Shown names given again come back the same."""
+    names = [redact_url(u) for u in urls]
+    return [f"{name} ({names[:i + 1].count(name)})" if names.count(name) > 1 else name
+            for i, name in enumerate(names)]
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with every URL in it redacted (:func:`redact_url`): for messages that quote a
+    URL they were not built from (an exception's text, a client library's log line)."""
+    return _URL_IN_TEXT.sub(_redact_match, text)
 
 
 @dataclass(frozen=True)
@@ -38,19 +102,27 @@ class EndpointSpec:
     weight: float = 1.0
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
 
+    def __repr__(self) -> str:
+        """Without secrets: a spec may end up in a traceback or a log line."""
+        key = ", api_key='***'" if self.api_key else ""
+        return (f"EndpointSpec(url={redact_url(self.url)!r}, model={self.model!r}{key}, "
+                f"weight={self.weight!r}, max_concurrent={self.max_concurrent!r})")
+
 
 def _entry(raw: Any, where: str) -> EndpointSpec:
     if isinstance(raw, str):
         raw = {"url": raw}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: an endpoint must be a mapping with a url, got {raw!r}")
+        raise ConfigError(f"{where}: an endpoint must be a mapping with a url, got "
+                          f"{redact_urls(repr(raw))}")
     unknown = sorted(set(raw) - set(FIELDS))
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; "
                           f"known: {', '.join(FIELDS)}")
     url = raw.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise ConfigError(f"{where}: url must be an http(s) URL, got {url!r}")
+        shown = repr(redact_url(url)) if isinstance(url, str) else redact_urls(repr(url))
+        raise ConfigError(f"{where}: url must be an http(s) URL, got {shown}")
     key = raw.get("key")
     if raw.get("key_env"):
         if key:
