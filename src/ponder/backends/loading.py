@@ -3,6 +3,10 @@
 In-process models are loaded once per process and shared (loading weights is the slow part):
 they stay open for the next run. HTTP backends are created per use and closed after it. Several
 servers (``base_url`` a list, or an endpoints file) make one endpoint pool (``pool.py``).
+
+A backend may be probed on one event loop and used on another (``ponder serve`` probes in
+``asyncio.run`` before uvicorn starts its own loop): an HTTP backend keeps its client per loop
+(``loops.py``), so nothing opened by the probe is reused where it cannot work.
 """
 
 from __future__ import annotations

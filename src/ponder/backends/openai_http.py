@@ -11,19 +11,30 @@ Capabilities are probed once per backend, on first use:
 
 Retries with backoff on 429, 5xx and timeouts come from the ``openai`` client. Reasoning text that
 servers return separately (``reasoning_content`` / ``reasoning``) is kept apart from the answer.
+
+The client (its pooled connections), the concurrency limit and the probe's lock are kept per
+event loop (:mod:`ponder.backends.loops`): ``ponder serve`` probes on a loop of its own at startup
+and serves on another, where a connection kept alive from the probe would fail the first request.
+The URL is used as given (userinfo, query) for the requests and shown redacted everywhere else:
+errors, and the lines the ``openai`` and ``httpx`` libraries log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from ponder.backends.base import Backend, Capabilities, ProgressCallback, generate_each
+from ponder.backends.endpoints import redact_url, redact_urls
+from ponder.backends.loops import PerLoop
 from ponder.errors import (
     BackendError,
     BackendTimeout,
@@ -42,12 +53,60 @@ _PROBE_QUESTION = "Count from 1 to 10, separated by commas and spaces."
 _PROBE_PREFILL = "1, 2, 3, 4,"
 
 
+# the loggers that write a request's full URL: httpx at INFO (httpx2 under openai 3), the
+# openai client at DEBUG (older versions)
+CLIENT_LOGGERS = ("httpx", "httpx2", "openai._base_client")
+
+
 def _import_openai():
     try:
         import openai
     except ImportError as exc:  # pragma: no cover - a core dependency
         raise MissingDependency("openai", "openai") from exc
     return openai
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record's message with every URL in it redacted: httpx logs each request as
+    ``HTTP Request: POST http://user:pass@host/v1/...?token=...``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_urls(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+def guard_client_logs() -> None:
+    """Put :class:`RedactingFilter` on the client libraries' loggers, once. A logger's filter
+    sees only its own records (not its children's), so each logger that writes URLs gets one."""
+    for name in CLIENT_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())
+
+
+def client_target(url: str) -> tuple[str, dict[str, str]]:
+    """The base URL as the ``openai`` client takes it (no query, no fragment) and the query it
+    is to send with every request: given a base URL with a query, the client appends each
+    path to the query (``/v1/?token=tchat/completions``)."""
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    return urllib.parse.urlunsplit(parts._replace(query="", fragment="")), query
+
+
+@dataclass
+class _OnLoop:
+    """What the backend holds on one event loop."""
+
+    client: Any  # openai.AsyncOpenAI
+    semaphore: asyncio.Semaphore
+    probe_lock: asyncio.Lock
+
+
+async def _close_on_loop(on_loop: _OnLoop) -> None:
+    await on_loop.client.close()
 
 
 class OpenAIBackend(Backend):
@@ -67,19 +126,21 @@ class OpenAIBackend(Backend):
         probe: bool = True,
     ) -> None:
         openai = _import_openai()
+        guard_client_logs()
         self._openai = openai
         self.model = model
-        self.base_url = base_url
-        self.client = openai.AsyncOpenAI(
-            base_url=base_url,
-            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
-            timeout=timeout,
-            max_retries=max_retries,
-        )
-        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self.base_url = base_url  # as given, for the requests; never shown: see shown_url
+        self.shown_url = redact_url(base_url)
+        target, query = client_target(base_url)
+        self._client_options = {
+            "base_url": target, "default_query": query or None,
+            "api_key": api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
+            "timeout": timeout, "max_retries": max_retries,
+        }
+        self._max_concurrency = max_concurrency
+        self._loops: PerLoop[_OnLoop] = PerLoop(self._on_new_loop, _close_on_loop)
         self._probe_enabled = probe
         self._probed = False
-        self._probe_lock = asyncio.Lock()
         self._caps = Capabilities()
         self.prefill_mode = "emulate"  # "vllm" | "assistant" | "emulate"
         self.served: dict[str, Any] = {}  # the server's /models entry for the model
@@ -89,27 +150,50 @@ class OpenAIBackend(Backend):
     def capabilities(self) -> Capabilities:
         return self._caps
 
+    # -- per event loop --------------------------------------------------------------------
+
+    def _on_new_loop(self) -> _OnLoop:
+        client = self._openai.AsyncOpenAI(**self._client_options)
+        return _OnLoop(client, asyncio.Semaphore(self._max_concurrency), asyncio.Lock())
+
+    @property
+    def client(self) -> Any:
+        """The ``openai.AsyncOpenAI`` client of the running event loop (made on first use)."""
+        return self._loops.get().client
+
+    @client.setter
+    def client(self, client: Any) -> None:
+        """Use ``client`` on the running loop (a test's client over a scripted transport)."""
+        self._loops.get().client = client
+
+    @property
+    def _semaphore(self) -> asyncio.Semaphore:
+        return self._loops.get().semaphore
+
     # -- errors ----------------------------------------------------------------------------
 
     def _translate(self, exc: Exception) -> BackendError:
+        """The client's exception as one of ponder's, naming the server by its redacted URL
+        (whatever text of the exception or the server's reply is kept is redacted too)."""
         openai = self._openai
+        where = self.shown_url
         if isinstance(exc, openai.APITimeoutError):
-            return BackendTimeout(f"the server at {self.base_url} timed out")
+            return BackendTimeout(f"the server at {where} timed out")
         if isinstance(exc, openai.APIConnectionError):
-            return BackendUnavailable(f"cannot reach the server at {self.base_url}")
+            return BackendUnavailable(f"cannot reach the server at {where}")
         if isinstance(exc, openai.AuthenticationError):
-            return BackendError(f"the server at {self.base_url} rejected the API key")
+            return BackendError(f"the server at {where} rejected the API key")
         if isinstance(exc, openai.NotFoundError):
-            return ModelNotServed(f"the server at {self.base_url} does not serve {self.model!r}")
+            return ModelNotServed(f"the server at {where} does not serve {self.model!r}")
         if isinstance(exc, openai.APIStatusError):
-            message = (f"the server at {self.base_url} answered {exc.status_code}: "
-                       f"{getattr(exc, 'message', str(exc))}")
+            detail = redact_urls(str(getattr(exc, "message", exc)))
+            message = f"the server at {where} answered {exc.status_code}: {detail}"
             if exc.status_code in (400, 422):
                 return RequestRejected(message)
             if exc.status_code == 429 or exc.status_code >= 500:
                 return BackendUnavailable(message)  # still failing after the retries
             return BackendError(message)
-        return BackendError(f"request to {self.base_url} failed: {exc}")
+        return BackendError(f"request to {where} failed: {redact_urls(str(exc))}")
 
     async def _call(self, **kwargs: Any) -> Any:
         openai = self._openai
@@ -123,7 +207,7 @@ class OpenAIBackend(Backend):
 
     async def probe(self) -> Capabilities:
         """Find out once what the endpoint honours; later calls return the cached answer."""
-        async with self._probe_lock:
+        async with self._loops.get().probe_lock:
             if self._probed:
                 return self._caps
             await self._check_model()
@@ -156,7 +240,7 @@ class OpenAIBackend(Backend):
                                if k not in VOLATILE_MODEL_FIELDS}
         if served and self.model not in served:
             raise ModelNotServed(
-                f"the server at {self.base_url} does not serve {self.model!r}; "
+                f"the server at {self.shown_url} does not serve {self.model!r}; "
                 f"it serves: {', '.join(served[:10])}"
             )
 
@@ -209,7 +293,8 @@ class OpenAIBackend(Backend):
 
     async def _probe_tokenize(self) -> str | None:
         """vLLM (and servers like it) answer ``POST /tokenize`` with a chat's token count."""
-        url = self.base_url.rstrip("/").removesuffix("/v1") + "/tokenize"
+        base = str(self._client_options["base_url"])  # the query goes with every request
+        url = base.rstrip("/").removesuffix("/v1") + "/tokenize"
         return url if await self._count(url, [{"role": "user", "content": "Hi"}], {}) else None
 
     async def _count(self, url: str, messages: list[dict[str, str]], extra: dict[str, Any]
@@ -389,7 +474,9 @@ class OpenAIBackend(Backend):
         )
 
     async def aclose(self) -> None:
-        await self.client.close()
+        """Close the running loop's client (another loop's closes on that loop, when it shuts
+        down: see :mod:`ponder.backends.loops`)."""
+        await self._loops.aclose_current()
 
 
 def _stop_sequence(choice: Any, stops: Sequence[str]) -> str | None:

@@ -18,7 +18,8 @@
   sample index is delivered once (``on_sample`` included), so no sample is counted twice. When
   every endpoint is down for longer than ``patience`` seconds: one clear error.
 - Figures per endpoint (requests, samples, tokens, errors, latency) for ``/metrics``, ``--json``
-  and the eval report: :meth:`EndpointPool.endpoint_stats`.
+  and the eval report: :meth:`EndpointPool.endpoint_stats`. An endpoint is named there, and in
+  every error, by its redacted URL (no userinfo, no query: ``endpoints.redact_url``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ponder.backends.base import Backend, Capabilities, ProgressCallback, generate_each
-from ponder.backends.endpoints import EndpointSpec
+from ponder.backends.endpoints import EndpointSpec, redact_urls, shown_urls
+from ponder.backends.loops import PerLoop
 from ponder.errors import BackendTimeout, BackendUnavailable, ConfigError
 from ponder.types import Completion, GenerationRequest
 
@@ -79,6 +81,7 @@ class EndpointStats:
 class Endpoint:
     spec: EndpointSpec
     backend: Any  # OpenAIBackend
+    shown: str = ""  # its URL as shown (redacted, told apart): shown_urls
     outstanding: int = 0  # samples sent and not yet back
     up: bool = True
     failures: int = 0
@@ -141,18 +144,20 @@ class EndpointPool(Backend):
         self.routing = routing
         self._rng = random.Random(seed)
         options.pop("max_concurrency", None)  # per endpoint: its max_concurrent
+        names = shown_urls([spec.url for spec in endpoints])
         self.endpoints = [
             Endpoint(spec, OpenAIBackend(spec.model or model, spec.url,
                                          api_key=spec.api_key or api_key,
                                          max_concurrency=spec.max_concurrent,
-                                         max_retries=max_retries, **options))
-            for spec in endpoints
+                                         max_retries=max_retries, **options), shown=name)
+            for spec, name in zip(endpoints, names, strict=True)
         ]
         self._caps = Capabilities()
         self._probed = False
-        self._probe_lock = asyncio.Lock()
+        # a lock and an event belong to the loop they first wait on: one of each per loop
+        self._probe_locks: PerLoop[asyncio.Lock] = PerLoop(asyncio.Lock)
+        self._events: PerLoop[asyncio.Event] = PerLoop(asyncio.Event)
         self._revivals: set[asyncio.Task] = set()
-        self._changed = asyncio.Event()
         self._wanted: dict[str, int] = {}  # url -> waiting requests that prefer that endpoint
 
     @property
@@ -161,14 +166,25 @@ class EndpointPool(Backend):
 
     @property
     def base_url(self) -> str:
+        """The endpoints' URLs as given (secrets included): for requests, never for text."""
         return ",".join(e.url for e in self.endpoints)
+
+    @property
+    def shown_url(self) -> str:
+        """The endpoints' URLs as shown (redacted)."""
+        return ",".join(e.shown for e in self.endpoints)
+
+    @property
+    def _changed(self) -> asyncio.Event:
+        """Set when a slot frees or an endpoint comes back (the running loop's event)."""
+        return self._events.get()
 
     # -- probing ---------------------------------------------------------------------------
 
     async def probe(self) -> Capabilities:
         """Probe every endpoint on its own. One that cannot be reached starts out of the pool
         (checked back in later); a wrong model or key anywhere is an error now."""
-        async with self._probe_lock:
+        async with self._probe_locks.get():
             if self._probed:
                 return self._caps
             outcomes = await asyncio.gather(*(e.backend.probe() for e in self.endpoints),
@@ -219,7 +235,7 @@ class EndpointPool(Backend):
         if endpoint.up:
             endpoint.up = False
         endpoint.failures += 1
-        endpoint.reason = str(exc)
+        endpoint.reason = redact_urls(str(exc))  # ponder's errors are; another's may quote one
         delay = min(BACKOFF_MAX, BACKOFF_START * 2 ** (endpoint.failures - 1))
         endpoint.retry_at = time.monotonic() + delay
 
@@ -252,7 +268,7 @@ class EndpointPool(Backend):
 
     def _all_down(self) -> str:
         return "every endpoint is down: " + "; ".join(
-            f"{e.url} ({e.reason or 'unreachable'})" for e in self.endpoints)
+            f"{e.shown} ({e.reason or 'unreachable'})" for e in self.endpoints)
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -402,12 +418,12 @@ class EndpointPool(Backend):
     # -- figures ---------------------------------------------------------------------------
 
     def endpoint_stats(self) -> list[dict[str, Any]]:
-        """Per endpoint: its URL and state, and what it served."""
+        """Per endpoint: its URL as shown (redacted) and state, and what it served."""
         out = []
         for e in self.endpoints:
             s = e.stats
             out.append({
-                "url": e.url, "model": e.backend.model, "up": e.up, "weight": e.spec.weight,
+                "url": e.shown, "model": e.backend.model, "up": e.up, "weight": e.spec.weight,
                 "outstanding": e.outstanding, "requests": s.requests, "samples": s.samples,
                 "prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens,
                 "errors": s.errors, "retried_samples": s.retried_samples,
