@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ponder.backends.endpoints import redact_url
 from ponder.backends.loading import release
 from ponder.backends.models import file_sha256
 from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
@@ -97,7 +98,10 @@ def _generate(args: argparse.Namespace, folder: Path, err: Console
     problems = load_dataset(args.dataset, args.format, question_field=args.question_field,
                             answer_field=args.answer_field, limit=args.limit)
     spec = model_spec(args)
-    model_hash = file_sha256(spec.path) if spec.path else f"{spec.base_url}#{spec.name}"
+    # a served model is known by its server and name: the URL redacted, as the store keeps it
+    # (and prints it back when a resumed run does not match); unchanged where nothing is secret
+    model_hash = file_sha256(spec.path) if spec.path else \
+        f"{redact_url(spec.base_url or '')}#{spec.name}"
     dataset = Path(args.dataset)
     dataset_hash = file_sha256(dataset) if dataset.is_file() else args.dataset
     folder.mkdir(parents=True, exist_ok=True)

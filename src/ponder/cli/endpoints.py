@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ponder.backends.base import Backend
-from ponder.backends.endpoints import endpoint_specs
+from ponder.backends.endpoints import endpoint_specs, shown_urls
 from ponder.backends.loading import load_backend
 from ponder.backends.models import ModelSpec, resolve_model
 
@@ -51,6 +51,11 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
 
 
 def endpoint_stats(backend: Backend) -> list[dict[str, Any]] | None:
-    """A pool's per-endpoint figures; None for any other backend."""
+    """A pool's per-endpoint figures, each endpoint named by its redacted URL (they are printed
+    by ``ask --json`` and kept in eval reports); None for any other backend."""
     stats = getattr(backend, "endpoint_stats", None)
-    return stats() if callable(stats) else None
+    if not callable(stats):
+        return None
+    figures = stats()
+    names = shown_urls([e["url"] for e in figures])
+    return [{**e, "url": name} for e, name in zip(figures, names, strict=True)]

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ponder.backends.endpoints import endpoint_specs
+from ponder.backends.endpoints import endpoint_specs, shown_urls
 from ponder.backends.loading import release
 from ponder.backends.models import file_sha256, resolve_model
 from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
@@ -124,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
     urls = [s.url for s in specs]
     model = args.model or next((s.model for s in specs if s.model), None)
     spec = resolve_model(model, urls[0] if urls else None)
-    model_id = ",".join(urls) + "#" + spec.name if spec.backend == "openai" else str(spec.path)
+    # the report's name for the servers: their URLs redacted (a report is shared)
+    model_id = ",".join(shown_urls(urls)) + "#" + spec.name if spec.backend == "openai" \
+        else str(spec.path)
     model_hash = file_sha256(spec.path) if spec.path else "n/a (server)"
     dataset = args.dataset if args.dataset.startswith(("hf:", "humaneval")) else \
         str(Path(args.dataset).resolve())

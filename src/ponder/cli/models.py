@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from ponder.backends.endpoints import redact_url
 from ponder.backends.models import BUNDLED_NAME, bundled_model_path, local_models
 from ponder.cli.render import stdout_console
 from ponder.errors import ModelError
@@ -62,6 +63,6 @@ def run(args: argparse.Namespace) -> int:
         urls.append(os.environ["OPENAI_BASE_URL"])
     for url in urls:
         for name in asyncio.run(_served(url, args.api_key)):
-            table.add_row(name, "openai", f"--base-url {url}")
+            table.add_row(name, "openai", f"--base-url {redact_url(url)}")
     stdout_console().print(table)
     return 0

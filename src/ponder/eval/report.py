@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ponder.backends.endpoints import shown_urls
 from ponder.eval.harness import GREEDY
 from ponder.eval.traces import write_problem_pages
 
@@ -243,7 +244,19 @@ seed {config['seed']}, ponder {config['ponder_version']}.</p>
 """
 
 
+def shown_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` as the reports show it: each endpoint by its redacted URL (a report is
+    shared; an endpoint's userinfo or query may hold a key)."""
+    endpoints = config.get("endpoints")
+    if not endpoints:
+        return config
+    names = shown_urls([e["url"] for e in endpoints])
+    return {**config, "endpoints": [{**e, "url": name}
+                                    for e, name in zip(endpoints, names, strict=True)]}
+
+
 def write_reports(out: Path, data: dict[str, Any], config: dict[str, Any]) -> list[Path]:
+    config = shown_config(config)
     out.mkdir(parents=True, exist_ok=True)
     png = out / "scaling.png"
     plot(data, config, png)

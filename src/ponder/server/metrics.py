@@ -7,6 +7,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from ponder.backends.endpoints import shown_urls
+
 BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, float("inf"))
 
 
@@ -88,17 +90,19 @@ def _label(value: str) -> str:
 
 
 def endpoint_lines(endpoints: list[dict[str, Any]]) -> list[str]:
-    """A pool's per-endpoint figures in the Prometheus text format."""
+    """A pool's per-endpoint figures in the Prometheus text format, each endpoint labelled by
+    its redacted URL (scheme, host, port, path: never its userinfo or query, which anyone who
+    can read /metrics would see), whatever the figures' source gave."""
+    labels = [_label(u) for u in shown_urls([e["url"] for e in endpoints])]
     lines: list[str] = []
     for field, name, kind, text in ENDPOINT_COUNTERS:
         lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
-        lines += [f'{name}{{endpoint="{_label(e["url"])}"}} {float(e[field]):g}'
-                  for e in endpoints]
+        lines += [f'{name}{{endpoint="{label}"}} {float(e[field]):g}'
+                  for label, e in zip(labels, endpoints, strict=True)]
     name = "ponder_endpoint_tokens_total"
     lines += [f"# HELP {name} Tokens each endpoint evaluated and generated.",
               f"# TYPE {name} counter"]
-    for e in endpoints:
+    for label, e in zip(labels, endpoints, strict=True):
         for kind in ("prompt", "completion"):
-            lines.append(f'{name}{{endpoint="{_label(e["url"])}",kind="{kind}"}} '
-                         f'{e[kind + "_tokens"]}')
+            lines.append(f'{name}{{endpoint="{label}",kind="{kind}"}} {e[kind + "_tokens"]}')
     return lines
