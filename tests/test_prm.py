@@ -179,3 +179,12 @@ def test_prm_http_unreachable_is_a_clear_error():
     scorer = PrmHttpScorer(url="http://127.0.0.1:9", timeout=2)
     with pytest.raises(BackendUnavailable, match="cannot reach the reward server"):
         score(scorer, [STEPS])
+
+
+def test_prm_http_errors_name_the_server_without_its_secrets():
+    scorer = PrmHttpScorer(url="http://user:secret@127.0.0.1:9/pooling?token=tok123", timeout=2)
+    with pytest.raises(BackendUnavailable) as caught:
+        score(scorer, [STEPS])
+    message = str(caught.value)
+    assert "127.0.0.1:9/pooling" in message
+    assert "secret" not in message and "tok123" not in message

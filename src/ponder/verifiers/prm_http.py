@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from ponder.backends.endpoints import redact_url, redact_urls
 from ponder.core.context import Context
 from ponder.errors import BackendError, BackendUnavailable, ConfigError
 from ponder.types import Problem, Step, Usage
@@ -75,19 +76,21 @@ class PrmHttpScorer:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(self.url, json.dumps(body).encode(), headers)
+        shown = redact_url(self.url)  # errors reach logs and replies: no userinfo or token
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as reply:
                 payload = json.loads(reply.read())
         except urllib.error.HTTPError as exc:
-            detail = exc.read().decode("utf-8", "replace")[:300]
-            raise BackendError(f"reward server {self.url} answered {exc.code}: {detail}") from None
+            detail = redact_urls(exc.read().decode("utf-8", "replace")[:300])
+            raise BackendError(f"reward server {shown} answered {exc.code}: {detail}") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            raise BackendUnavailable(f"cannot reach the reward server {self.url}: {exc}") from None
+            raise BackendUnavailable(
+                f"cannot reach the reward server {shown}: {redact_urls(str(exc))}") from None
         except json.JSONDecodeError:
-            raise BackendError(f"reward server {self.url} did not answer JSON") from None
+            raise BackendError(f"reward server {shown} did not answer JSON") from None
         data = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(data, list) or len(data) != len(texts):
-            raise BackendError(f"reward server {self.url}: expected {len(texts)} results")
+            raise BackendError(f"reward server {shown}: expected {len(texts)} results")
         usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
         tokens = usage.get("prompt_tokens", 0)
         rows = [item.get("data") if isinstance(item, dict) else None
