@@ -198,6 +198,39 @@ except OSError as exc:
     assert accepted == []
 
 
+SOCKETS = """
+import errno, socket
+for name, family, kind in (("vsock", 40, socket.SOCK_STREAM), ("netlink", 16, socket.SOCK_RAW),
+                           ("packet", 17, socket.SOCK_RAW), ("inet", 2, socket.SOCK_STREAM),
+                           ("inet6", 10, socket.SOCK_DGRAM), ("bluetooth", 31, socket.SOCK_RAW)):
+    try:
+        socket.socket(family, kind).close()
+        found[name] = "opened"
+    except OSError as exc:
+        found[name] = errno.errorcode.get(exc.errno, exc.errno)
+left, right = socket.socketpair()
+left.sendall(b"x")
+found["pair"] = right.recv(1).decode()
+with socket.socket(socket.AF_UNIX) as unix:
+    unix.bind("/tmp/unix.sock")
+    found["unix"] = "bound"
+"""
+
+
+def test_only_local_sockets_open(sandbox):
+    """The network namespace does not cover vsock (the hypervisor, on a VM), netlink or raw
+    packets: no family but AF_UNIX opens, and AF_INET/AF_INET6 only where the network is on."""
+    found = attack(sandbox, SOCKETS)
+    closed = dict.fromkeys(("vsock", "netlink", "packet", "inet", "inet6", "bluetooth"),
+                           "EAFNOSUPPORT")
+    assert found == {**closed, "pair": "x", "unix": "bound"}
+    online = Sandbox(Limits(**{**LIMITS.__dict__, "network": True}), workers=1,
+                     isolation="jail")
+    found = attack(online, SOCKETS)
+    assert found == {**closed, "inet": "opened", "inet6": "opened", "pair": "x",
+                     "unix": "bound"}
+
+
 def test_disk_and_memory_are_capped(sandbox):
     found = attack(sandbox, """
 written = 0

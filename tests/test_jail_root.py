@@ -1,18 +1,26 @@
-"""The numbers the seccomp filter is built from, checked against the kernel's own tables and
-libseccomp's: a wrong number denies some other system call and lets the one meant through, and
-nothing else would notice."""
+"""The jail's caps on processes and memory where rlimits alone fall short — as root (containers,
+CI), where the kernel exempts uid 0 from RLIMIT_NPROC, and System V shared memory, which no
+RLIMIT_AS counts once detached — and the numbers the seccomp filter is built from, checked
+against the kernel's own tables and libseccomp's: a wrong number denies some other system call
+and lets the one meant through, and nothing else would notice."""
 
+import errno
 import os
 import re
 import shutil
 import subprocess
+import threading
 
 import pytest
+from test_jail import attack
 
-from ponder.sandbox import seccomp
+from ponder.sandbox import Limits, Sandbox, jail, seccomp
 
 # what .ci/run installs so that the table checks run in CI
 CI_PACKAGES = "apt-get install -y seccomp linux-libc-dev"
+
+needs_jail = pytest.mark.skipif(jail.unavailable() is not None,
+                                reason=f"no jail on this host: {jail.unavailable()}")
 
 
 def skip_outside_ci(why):
@@ -20,6 +28,63 @@ def skip_outside_ci(why):
     if os.environ.get("CI"):
         pytest.fail(f"{why}; CI must install it: {CI_PACKAGES}")
     pytest.skip(why)
+
+
+def host_shmem():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("Shmem:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no Shmem in /proc/meminfo")
+
+
+SYSV_SHM = """
+import ctypes, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+libc.shmdt.argtypes = [ctypes.c_void_p]
+found["segments"] = []
+for _ in range(3):  # each made, attached, touched, detached and kept: no RLIMIT_AS counts it
+    ident = libc.shmget(0, SIZE, 0o1600)  # IPC_PRIVATE, IPC_CREAT | 0600
+    if ident < 0:
+        found["segments"].append(-ctypes.get_errno())
+        continue
+    address = libc.shmat(ident, None, 0)
+    if address is None or address == ctypes.c_void_p(-1).value:
+        found["segments"].append(-ctypes.get_errno())
+        continue
+    ctypes.memset(address, 1, SIZE)
+    libc.shmdt(address)
+    found["segments"].append(ident)
+time.sleep(1.0)  # held while the host looks
+"""
+
+
+@needs_jail
+def test_sysv_shared_memory_cannot_outgrow_the_memory_limit():
+    """SysV shared memory, detached but kept, is charged to no process's RLIMIT_AS: 3 x 160 MiB
+    under a 256 MB limit must not raise the host's Shmem past the limit."""
+    limits = Limits(wall_seconds=20, test_seconds=10, cpu_seconds=10, memory_mb=256, disk_mb=16)
+    sandbox = Sandbox(limits, workers=1, isolation="jail")
+    before = host_shmem()
+    peak = [before]
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak[0] = max(peak[0], host_shmem())
+            done.wait(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        found = attack(sandbox, SYSV_SHM.replace("SIZE", str(160 * 2**20)))
+    finally:
+        done.set()
+        watcher.join()
+    assert found["segments"] == [-errno.EPERM] * 3, found
+    assert peak[0] - before < limits.memory_mb * 2**20, (before, peak[0])
 
 
 # -- the system call numbers ---------------------------------------------------------------------

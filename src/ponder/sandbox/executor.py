@@ -219,7 +219,7 @@ class Sandbox:
             runner_setup: dict[str, Any] = {"channel": write_fd, "network": limits.network,
                                             "packages": _site_packages()}
             if mode == "jail":
-                seccomp_fd = jail.seccomp_pipe()
+                seccomp_fd = jail.seccomp_pipe(limits.network)
                 bwrap = jail.find_bwrap()
                 assert bwrap is not None  # unavailable() said so
                 prefix = jail.command(bwrap, disk_bytes=limits.disk_mb * 2**20,

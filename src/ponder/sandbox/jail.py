@@ -100,19 +100,19 @@ def command(bwrap: str, *, disk_bytes: int, network: bool, seccomp_fd: int) -> l
     return args
 
 
-def seccomp_pipe() -> int:
+def seccomp_pipe(network: bool = False) -> int:
     """A pipe's read end holding the seccomp program, for ``--seccomp``."""
     read, write = os.pipe()
     try:
-        os.write(write, _filter())
+        os.write(write, _filter(network))
     finally:
         os.close(write)
     return read
 
 
 @functools.cache
-def _filter() -> bytes:
-    return seccomp.build_filter()
+def _filter(network: bool) -> bytes:
+    return seccomp.build_filter(network=network)
 
 
 @functools.cache

@@ -4,10 +4,20 @@ It denies, with EPERM, the system calls a program under test has no use for and 
 tracing and reading other processes (``ptrace``, ``process_vm_*``, ``pidfd_*``), anonymous
 memory files (``memfd_*``), the kernel keyring, ``bpf``, ``perf_event_open``, ``userfaultfd``,
 ``io_uring``, mounting and namespaces (``mount``, ``unshare``, ``setns``, the new mount API,
-``clone`` with namespace flags), module loading, ``kexec``, clock and system settings. ``clone3``
-answers ENOSYS (its flags sit in memory a filter cannot read), so the C library falls back to
-``clone``. A system call of another ABI (32-bit or x32 on x86-64) kills the process. bubblewrap
-installs the program (``--seccomp FD``) just before it starts the interpreter.
+``clone`` with namespace flags), module loading, ``kexec``, clock and system settings, and System
+V IPC: a shared memory segment, once detached, is charged to no process's ``RLIMIT_AS``, so kept
+segments would grow to the host's memory (nothing a program under test needs uses System V IPC;
+Python's ``multiprocessing`` uses POSIX semaphores, and the jail's ``/dev`` is read-only anyway).
+``clone3`` answers ENOSYS (its flags sit in memory a filter cannot read), so the C library falls
+back to ``clone``.
+
+Sockets open only in the families the jail has a use for: ``AF_UNIX`` (socket pairs, asyncio),
+and ``AF_INET``/``AF_INET6`` when the run may use the network. Any other family answers
+EAFNOSUPPORT, as on a kernel without it: the network namespace does not cover them all —
+``AF_VSOCK`` reaches the hypervisor on a virtual machine, netlink the kernel.
+
+A system call of another ABI (32-bit or x32 on x86-64) kills the process. bubblewrap installs the
+program (``--seccomp FD``) just before it starts the interpreter.
 """
 
 from __future__ import annotations
@@ -44,7 +54,11 @@ DENIED = (
     "name_to_handle_at", "init_module", "finit_module", "delete_module", "kexec_load",
     "kexec_file_load", "syslog", "acct", "swapon", "swapoff", "reboot", "settimeofday",
     "clock_settime", "personality", "quotactl", "vmsplice",
+    "shmget", "shmat", "shmdt", "shmctl", "semget", "semop", "semtimedop", "semctl", "msgget",
+    "msgsnd", "msgrcv", "msgctl",
 )
+
+AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
 
 # (audit arch, system call numbers); the generic table serves aarch64
 _X86_64 = (0xC000003E, {
@@ -58,7 +72,9 @@ _X86_64 = (0xC000003E, {
     "init_module": 175, "finit_module": 313, "delete_module": 176, "kexec_load": 246,
     "kexec_file_load": 320, "syslog": 103, "acct": 163, "swapon": 167, "swapoff": 168,
     "reboot": 169, "settimeofday": 164, "clock_settime": 227, "personality": 135,
-    "quotactl": 179, "vmsplice": 278, "clone": 56, "clone3": 435,
+    "quotactl": 179, "vmsplice": 278, "shmget": 29, "shmat": 30, "shmdt": 67, "shmctl": 31,
+    "semget": 64, "semop": 65, "semtimedop": 220, "semctl": 66, "msgget": 68, "msgsnd": 69,
+    "msgrcv": 70, "msgctl": 71, "socket": 41, "socketpair": 53, "clone": 56, "clone3": 435,
 })
 _AARCH64 = (0xC00000B7, {
     "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "pidfd_open": 434,
@@ -71,7 +87,9 @@ _AARCH64 = (0xC00000B7, {
     "init_module": 105, "finit_module": 273, "delete_module": 106, "kexec_load": 104,
     "kexec_file_load": 294, "syslog": 116, "acct": 89, "swapon": 224, "swapoff": 225,
     "reboot": 142, "settimeofday": 170, "clock_settime": 112, "personality": 92,
-    "quotactl": 60, "vmsplice": 75, "clone": 220, "clone3": 435,
+    "quotactl": 60, "vmsplice": 75, "shmget": 194, "shmat": 196, "shmdt": 197, "shmctl": 195,
+    "semget": 190, "semop": 193, "semtimedop": 192, "semctl": 191, "msgget": 186, "msgsnd": 189,
+    "msgrcv": 188, "msgctl": 187, "socket": 198, "socketpair": 199, "clone": 220, "clone3": 435,
 })
 ARCHES = {"x86_64": _X86_64, "amd64": _X86_64, "aarch64": _AARCH64, "arm64": _AARCH64}
 X32_BIT = 0x40000000
@@ -85,8 +103,9 @@ def supported(machine: str | None = None) -> bool:
     return (machine or platform.machine()).lower() in ARCHES
 
 
-def build_filter(machine: str | None = None) -> bytes:
-    """The filter for this machine's architecture, as bytes of ``struct sock_filter``."""
+def build_filter(machine: str | None = None, *, network: bool = False) -> bytes:
+    """The filter for this machine's architecture, as bytes of ``struct sock_filter``;
+    ``network``: the run may open internet sockets."""
     arch, numbers = ARCHES[(machine or platform.machine()).lower()]
     deny = SECCOMP_RET_ERRNO | errno.EPERM
     program = [
@@ -102,6 +121,9 @@ def build_filter(machine: str | None = None) -> bytes:
     program += [
         _insn(_JEQ_K, 0, 1, numbers["clone3"]),
         _insn(_RET_K, 0, 0, SECCOMP_RET_ERRNO | errno.ENOSYS),
+    ]
+    program += _socket_families(numbers, (AF_UNIX, AF_INET, AF_INET6) if network else (AF_UNIX,))
+    program += [
         _insn(_JEQ_K, 0, 3, numbers["clone"]),
         _insn(_LD_W_ABS, 0, 0, _ARG0_LOW),  # clone's flags (low 32 bits)
         _insn(_JSET_K, 0, 1, NAMESPACE_FLAGS),
@@ -109,3 +131,15 @@ def build_filter(machine: str | None = None) -> bytes:
         _insn(_RET_K, 0, 0, SECCOMP_RET_ALLOW),
     ]
     return b"".join(program)
+
+
+def _socket_families(numbers: dict[str, int], allowed: tuple[int, ...]) -> list[bytes]:
+    """``socket`` and ``socketpair`` in a family of ``allowed`` (their first argument, an int:
+    the low 32 bits) pass, any other answers EAFNOSUPPORT; other calls fall through."""
+    check = [_insn(_LD_W_ABS, 0, 0, _ARG0_LOW)]
+    for i, family in enumerate(allowed):  # a match jumps to the ALLOW at the end
+        check.append(_insn(_JEQ_K, len(allowed) - i, 0, family))
+    check += [_insn(_RET_K, 0, 0, SECCOMP_RET_ERRNO | errno.EAFNOSUPPORT),
+              _insn(_RET_K, 0, 0, SECCOMP_RET_ALLOW)]
+    return [_insn(_JEQ_K, 1, 0, numbers["socket"]),
+            _insn(_JEQ_K, 0, len(check), numbers["socketpair"]), *check]
