@@ -41,6 +41,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from ponder.domains.answers import equivalent, extract_answer
+from ponder.domains.schemas import validation_error
 from ponder.domains.vote import cluster_ids
 from ponder.sandbox import Sandbox
 from ponder.types import Message, Problem
@@ -161,15 +162,10 @@ def last_json(text: str) -> Any:
 
 
 def schema_errors(value: Any, schema: Mapping[str, Any]) -> str | None:
-    """Why ``value`` does not validate against ``schema`` (None: it does)."""
-    import jsonschema
-
-    try:
-        validator = jsonschema.validators.validator_for(schema)(schema)
-        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
-    except Exception as exc:  # noqa: BLE001 - a schema that cannot check this value
-        return f"the schema cannot check it: {exc}"
-    return None if error is None else error.message
+    """Why ``value`` does not validate against ``schema`` (None: it does). The schema is a
+    client's and the value a model's: the work is bounded (:mod:`ponder.domains.schemas`), and a
+    schema too costly for this value is a reason too."""
+    return validation_error(value, schema)
 
 
 # -- tool calls ------------------------------------------------------------------------------

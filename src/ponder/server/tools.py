@@ -9,68 +9,33 @@ import uuid
 from typing import Any
 
 from ponder.domains.chat import chat_problem, decode_calls
+from ponder.domains.schemas import SchemaRefused, check_budget
+from ponder.domains.schemas import check_schema as check_client_schema
 from ponder.server.errors import ApiError
 from ponder.server.schemas import ChatCompletionRequest, ChatMessage
 from ponder.types import Problem
 
 
 def check_schema(schema: Any, param: str) -> None:
-    """400 unless ``schema`` is a JSON schema that can be used (valid against its meta-schema,
-    every reference resolvable without the network)."""
-    import jsonschema
-
-    if not isinstance(schema, dict):
-        raise ApiError(400, f"Invalid schema for '{param}': must be a JSON object", param=param,
-                       code="invalid_schema")
-    for ref in _refs(schema):
-        if not _resolves(schema, ref):
-            raise ApiError(400, f"Invalid schema for '{param}': the reference {_short(ref)!r} "
-                           "does not point into the schema (only local '#/...' references)",
-                           param=param, code="invalid_schema")
+    """400 unless ``schema`` is a JSON schema this server can use with bounded work: an object,
+    valid against its meta-schema, not too large written out or with its references expanded,
+    every reference local, every pattern one RE2 runs (:func:`ponder.domains.schemas.check_schema`;
+    the server calls this off its event loop)."""
     try:
-        cls = jsonschema.validators.validator_for(schema)
-        cls.check_schema(schema)
-        for value in ({}, [], "", 0, None):  # every keyword and reference runs once
-            list(cls(schema).iter_errors(value))
-    except jsonschema.exceptions.SchemaError as exc:
-        raise ApiError(400, f"Invalid schema for '{param}': {_short(exc.message)}", param=param,
+        check_client_schema(schema)
+    except SchemaRefused as exc:
+        raise ApiError(400, f"Invalid schema for '{param}': {exc}", param=param,
                        code="invalid_schema") from None
-    except Exception as exc:  # noqa: BLE001 - an unresolvable $ref, a bad regex...
-        raise ApiError(400, f"Invalid schema for '{param}': {_short(str(exc))}", param=param,
-                       code="invalid_schema") from None
-
-
-def _refs(node: Any) -> list[str]:
-    """Every ``$ref`` in a schema."""
-    if isinstance(node, dict):
-        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
-        return own + [r for v in node.values() for r in _refs(v)]
-    if isinstance(node, list):
-        return [r for v in node for r in _refs(v)]
-    return []
-
-
-def _resolves(schema: dict[str, Any], ref: str) -> bool:
-    """Whether a reference is local (``#`` or ``#/a/b``) and points at something."""
-    if ref == "#":
-        return True
-    if not ref.startswith("#/"):
-        return False
-    node: Any = schema
-    for raw in ref[2:].split("/"):
-        key = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and key in node:
-            node = node[key]
-        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
-            node = node[int(key)]
-        else:
-            return False
-    return True
 
 
 def check_request(req: ChatCompletionRequest) -> None:
     """What pydantic cannot see: schemas that are schemas, one function per name, a tool choice
     that names a given function."""
+    with check_budget():  # the request's schemas, checked within one budget
+        _check_request(req)
+
+
+def _check_request(req: ChatCompletionRequest) -> None:
     names: list[str] = []
     for i, tool in enumerate(req.tools or ()):
         fn = tool.function
@@ -161,9 +126,4 @@ def calls_of(problem: Problem, answer: str | None) -> list[dict[str, Any]] | Non
              "function": {"name": c["name"],
                           "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
             for c in calls]
-
-
-def _short(text: str, most: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= most else text[:most] + "…"
 
