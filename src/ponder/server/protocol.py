@@ -4,6 +4,10 @@ the network needs and uvicorn does not give.
 - **A connection cap.** Past ``max_connections`` open connections a new one gets 503 at once
   and is closed (uvicorn's ``limit_concurrency`` only answers once a request has arrived, so
   idle connections would still pile up).
+- **A cap per client.** Past ``max_connections_per_client`` open connections from one client
+  address (:func:`client_key`: an IPv6 client's /64 counts as one) a new one from it gets 503
+  the same way, so a client holding connections open (half-sent heads, slow bodies) fills its
+  own share, not the server's. Every process on this host is one client (127.0.0.1).
 - **A header timeout.** A client has ``header_timeout`` seconds to send the request line and
   headers, from the moment it connects (or sends the first byte of a later request on a
   kept-alive connection); then it gets 408 and is closed. uvicorn times out only idle kept-alive
@@ -21,6 +25,7 @@ The body timeout is the app's (:func:`ponder.server.limits.read_body`): it reads
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 from typing import Any, ClassVar
 
@@ -57,18 +62,32 @@ class GuardedH11Protocol(H11Protocol):
         self._lingering = False
         self._head_bytes = 0
         self._head_tail = b""
+        self._client_key: str | None = None
 
     # -- connection --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.limits.max_connections:
+        limits = self.limits
+        if len(self.connections) > limits.max_connections:
             self.logger.warning("refused a connection: %d open (the limit is %d)",
-                                len(self.connections) - 1, self.limits.max_connections)
+                                len(self.connections) - 1, limits.max_connections)
             self._refuse(error_bytes(
-                503, f"the server has {self.limits.max_connections} connections open, its "
+                503, f"the server has {limits.max_connections} connections open, its "
                 "limit; retry shortly", "too_many_connections", "rate_limit_error",
                 ("retry-after: 1",)), linger=1.0)
+            return
+        self._client_key = client_key(self.client[0] if self.client else None)
+        mine = sum(1 for c in self.connections
+                   if getattr(c, "_client_key", None) == self._client_key)
+        if self._client_key is not None and mine > limits.max_connections_per_client:
+            self.logger.warning("refused a connection from %s: %d open from it (the limit is "
+                                "%d)", self._client_key, mine - 1,
+                                limits.max_connections_per_client)
+            self._refuse(error_bytes(
+                503, f"this client address has {limits.max_connections_per_client} connections "
+                "open, its limit; close some or retry shortly", "too_many_connections",
+                "rate_limit_error", ("retry-after: 1",)), linger=1.0)
             return
         self._arm_head_timer()
 
@@ -173,6 +192,24 @@ class GuardedH11Protocol(H11Protocol):
         if self._lingering:
             self.transport.close()
         return None
+
+
+def client_key(address: str | None) -> str | None:
+    """What counts as one client for the per-client cap: its IP address, an IPv6 client's /64
+    (one host usually holds a whole /64), an IPv4-mapped address as the IPv4 one; None when the
+    peer has no IP address (a Unix socket)."""
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        if not ip.is_loopback:
+            return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def protocol_for(limits: Limits) -> type[GuardedH11Protocol]:

@@ -12,14 +12,17 @@ and an unknown one is an error::
                         "scorer_options": {"url": "http://prm:8000",
                                            "model": "Qwen/Qwen2.5-Math-PRM-7B"}}
       },
-      "limits": {"max_body_bytes": 1048576, "header_timeout": 10, "caps": {"n": 32}}
+      "limits": {"max_body_bytes": 1048576, "header_timeout": 10, "caps": {"n": 32}},
+      "access": {"origins": ["http://localhost:3000"], "hosts": ["ponder.lan"]}
     }
 
 ``strategies`` maps a strategy to options, exactly as ``ponder ask -s NAME -o KEY=VALUE`` takes
 them; they are validated when the file is read and count as explicit options (they win over the
 ``reasoning_effort`` preset). A client may change the numeric ones (within the caps) but never a
 ``scorer``, ``scorer_options`` or any other option the operator set that clients may not set.
-``limits`` holds :class:`Limits`; ``ponder serve`` flags override the file.
+``limits`` holds :class:`Limits`; ``ponder serve`` flags override the file. ``access`` holds
+:class:`Access`: the web origins and host names a server without an API key answers besides its
+own (``--allow-origin`` and ``--allow-host`` add to them).
 
 Credentials: the server's key for its upstream (``--upstream-api-key`` or ``$OPENAI_API_KEY``)
 goes to ``--base-url`` only. A judge at another ``base_url`` gets the ``api_key`` its
@@ -32,7 +35,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ponder import registry
 from ponder.errors import ConfigError, PonderError
@@ -86,7 +89,95 @@ class Limits(_Strict):
     body_timeout: float = Field(30.0, gt=0, description="seconds to send the request body")
     keep_alive_timeout: float = Field(5.0, gt=0, description="idle seconds between requests")
     max_connections: int = Field(256, ge=1, description="open connections (503 beyond)")
+    max_connections_per_client: int = Field(
+        64, ge=1, description="open connections from one client address (an IPv6 /64 counts "
+        "as one; 503 beyond)")
     caps: Caps = Field(default_factory=Caps)
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class Access(_Strict):
+    """Which web origins and ``Host`` names a server without an API key answers, beyond its
+    own. Such a server has no other way to tell its user's programs from a page on any site the
+    user visits: a page can make the browser send requests to it (``Origin`` says whose page
+    it is) or, by pointing a name of its own at 127.0.0.1 (DNS rebinding), read its answers
+    (``Host`` then carries that name). A server with a key needs neither: a page cannot send the
+    key without a preflight, which the server never answers.
+
+    ``origins``: ``scheme://host[:port]`` whose pages may call the server, or ``*`` for any.
+    ``hosts``: ``name`` (any port) or ``name:port`` the server also answers to on loopback, or
+    ``*`` for any."""
+
+    origins: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
+
+    @field_validator("origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            scheme, sep, rest = origin.partition("://")
+            if origin != "*" and (not sep or scheme.lower() not in ("http", "https") or not rest
+                                  or "/" in rest):
+                raise ValueError(f"{origin!r} is not an origin: scheme://host[:port] or *")
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for host in value:
+            if not host or any(c in host for c in "/ @"):
+                raise ValueError(f"{host!r} is not a host: name, name:port or *")
+        return value
+
+    def allows_origin(self, origin: str, host: str | None) -> bool:
+        """Whether a page of ``origin`` may call the server: its own origin (``http://`` and
+        the request's ``Host``), or one the operator allowed."""
+        origin = origin.strip().lower().rstrip("/")
+        if "*" in self.origins or origin in {o.lower().rstrip("/") for o in self.origins}:
+            return True
+        return host is not None and origin == f"http://{host.strip().lower()}"
+
+    def allows_host(self, host: str, local: str, port: int) -> bool:
+        """Whether ``Host: host`` names this server on loopback: localhost, 127.0.0.1, [::1]
+        or ``local`` (the address the connection came in on) with the server's ``port``, or a
+        name the operator allowed."""
+        if "*" in self.hosts:
+            return True
+        name, named_port = split_host(host)
+        if name is None:
+            return False
+        if named_port == port and name in LOOPBACK_NAMES | {local.lower()}:
+            return True
+        for allowed in self.hosts:
+            allowed_name, allowed_port = split_host(allowed, default=None)
+            if allowed_name == name and allowed_port in (None, named_port):
+                return True
+        return False
+
+
+def split_host(host: str, default: int | None = 80) -> tuple[str | None, int | None]:
+    """A ``Host`` value as (name, port): lower case, an IPv6 address without its brackets, the
+    port ``default`` when none is given; (None, None) for what is not a host."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        name, sep, rest = host[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            return None, None
+        port_text = rest[1:] if rest else None
+    else:
+        name, sep, port_text = host.partition(":")
+        port_text = port_text if sep else None
+        if ":" in (port_text or ""):
+            return None, None
+    if not name:
+        return None, None
+    if port_text is None:
+        return name, default
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        return None, None
+    return name, int(port_text)
 
 
 class ServeConfig(_Strict):
@@ -94,6 +185,7 @@ class ServeConfig(_Strict):
 
     strategies: dict[str, dict[str, Any]] = Field(default_factory=dict)
     limits: Limits = Field(default_factory=Limits)
+    access: Access = Field(default_factory=Access)
 
 
 def _describe(exc: ValidationError) -> str:
