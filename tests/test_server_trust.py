@@ -6,8 +6,10 @@ the host afterwards (what was loaded, who was contacted, what memory and connect
 - The operator's options (config file) are the only source of scorers and judges; they are
   built at startup, and clients cannot override them.
 - Upstream failures never echo the upstream's body or URL.
-- Bodies are bounded in size and time, JSON in depth and number size; admission comes first.
-- Slow heads and bodies are cut off, connections are capped, headers are bounded.
+- Bodies are bounded in size and time, JSON in depth and number size; admission comes once the
+  body has arrived, before it is parsed.
+- Slow heads and bodies are cut off, connections are capped (per client too), headers are
+  bounded.
 - A non-loopback address without an API key is refused by the CLI unless --insecure.
 """
 
@@ -403,10 +405,11 @@ def test_an_oversized_body_is_413_before_it_is_read_or_parsed(monkeypatch):
             sent.append(1)
             yield b" " * 1024
 
+    json_type = {"content-type": "application/json"}
     with TestClient(server.app()) as http:
         declared = http.post("/v1/chat/completions", content=b"{}",
-                             headers={"content-length": "10000000"})
-        chunked = http.post("/v1/chat/completions", content=body())
+                             headers={**json_type, "content-length": "10000000"})
+        chunked = http.post("/v1/chat/completions", content=body(), headers=json_type)
         small = http.post("/v1/chat/completions", json={"model": "ponder-cot",
                                                         "messages": QUESTION})
     for reply in (declared, chunked):
@@ -450,9 +453,10 @@ def test_a_50_mb_body_costs_the_live_server_almost_no_memory(monkeypatch):
         sampler = threading.Thread(target=sample)
         sampler.start()
         try:
-            replies = [httpx.post(url, content=body(), timeout=30),
+            json_type = {"content-type": "application/json"}
+            replies = [httpx.post(url, content=body(), timeout=30, headers=json_type),
                        httpx.post(url, content=body(), timeout=30,
-                                  headers={"content-length": str(total)})]
+                                  headers={**json_type, "content-length": str(total)})]
         finally:
             stop.set()
             sampler.join()
@@ -515,7 +519,9 @@ def test_brackets_inside_strings_are_not_nesting():
     assert reply.status_code == 200, reply.text
 
 
-def test_admission_comes_before_the_body_is_read(monkeypatch):
+def test_admission_comes_after_the_body_is_read_and_before_it_is_parsed(monkeypatch):
+    """A ticket is taken once the body has arrived (a client sending slowly holds none), and
+    before the body is parsed (a full server parses nothing)."""
     parsed = _recording_parser(monkeypatch)
     backend = SlowBackend(words=100)
     server = PonderServer(backend, max_concurrent=1, max_queue=0)
@@ -529,7 +535,8 @@ def test_admission_comes_before_the_body_is_read(monkeypatch):
         t = threading.Thread(target=first)
         t.start()
         assert backend.started.wait(5)
-        busy = http.post("/v1/chat/completions", content=b"{not json" + b" " * 100_000)
+        busy = http.post("/v1/chat/completions", content=b"{not json" + b" " * 100_000,
+                         headers={"content-type": "application/json"})
         t.join(30)
     assert busy.status_code == 429 and busy.json()["error"]["code"] == "queue_full"
     assert results["first"].status_code == 200
@@ -540,8 +547,9 @@ def test_admission_comes_before_the_body_is_read(monkeypatch):
 # -- connections: slow clients, too many, big heads ---------------------------------------------
 
 
-def _head(length=None):
-    lines = ["POST /v1/chat/completions HTTP/1.1", "Host: x", "Content-Type: application/json"]
+def _head(port, length=None):
+    lines = ["POST /v1/chat/completions HTTP/1.1", f"Host: 127.0.0.1:{port}",
+             "Content-Type: application/json"]
     if length is not None:
         lines.append(f"Content-Length: {length}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
@@ -595,7 +603,7 @@ def test_a_slow_body_client_is_cut_off_at_the_body_timeout():
     with Live(ScriptedBackend(arithmetic), limits=FAST) as server:
         port = int(server.url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port)) as sock:
-            sock.sendall(_head(length=1000) + b"{")
+            sock.sendall(_head(port, length=1000) + b"{")
             trickler = _trickle(sock, [b" "] * 25)  # a byte every 0.1 s: never idle
             data, seconds = _read_until_closed(sock)
             trickler.join(10)

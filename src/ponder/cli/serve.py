@@ -3,7 +3,9 @@
 Everything that names a model, a file or a URL is the operator's: these flags and the
 ``--config`` file (per-strategy options such as a reward model's URL, and the limits; see
 :mod:`ponder.server.settings`). Clients choose a strategy, an effort and capped knobs. Serving a
-non-loopback address without an API key is refused unless ``--insecure`` is given.
+non-loopback address without an API key is refused unless ``--insecure`` is given; without a
+key, the server answers only its own web origin and, on loopback, its own host names
+(``--allow-origin`` / ``--allow-host`` add more).
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ LIMIT_FLAGS = {
     "--keep-alive-timeout": ("keep_alive_timeout", float,
                              "idle seconds a kept-alive connection stays open (default 5)"),
     "--max-connections": ("max_connections", int, "open connections (default 256; 503)"),
+    "--max-connections-per-client": ("max_connections_per_client", int,
+                                     "open connections from one client address (default 64; "
+                                     "503)"),
 }
 
 
@@ -61,6 +66,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--insecure", action="store_true",
                    help="serve a non-loopback address without an API key (anyone who can "
                    "reach it can use it)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="without an API key, also answer pages of this web origin, e.g. "
+                   "http://localhost:3000 (default: only the server's own; * for any)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]",
+                   help="without an API key, also answer this Host name on loopback "
+                   "(default: localhost, 127.0.0.1, [::1]; * for any)")
     p.add_argument("--config", default=None, metavar="FILE.json",
                    help="the operator's settings: per-strategy options (scorers, reward "
                    "models, judges) and limits; flags override its limits")
@@ -153,7 +164,9 @@ def run(args: argparse.Namespace) -> int:
         backend, api_key=api_key, max_concurrent=args.max_concurrent, max_queue=args.max_queue,
         max_request_tokens=args.max_request_tokens,
         max_request_seconds=args.max_request_seconds, limits=limits,
-        strategies=config.strategies)
+        strategies=config.strategies,
+        allow_origins=(*config.access.origins, *args.allow_origin),
+        allow_hosts=(*config.access.hosts, *args.allow_host))
     server.prepare()  # the operator's reward models and judges load now, not on a request
     uvicorn_config = server.uvicorn_config(log_level="warning", access_log=False,
                                            timeout_graceful_shutdown=5)

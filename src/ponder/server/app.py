@@ -21,13 +21,17 @@ same batches. At most ``max_concurrent`` run at once, ``max_queue`` more wait; b
 A client that disconnects cancels its search.
 
 The server trusts no client. A request is checked in this order, each step before anything
-costly: the API key (401), capacity (429, before the body is read), the body's size (413, on
-``Content-Length`` up front and while reading) and arrival time (408), its JSON (400: nesting,
-number literals, NaN), its schema, then what it asks for (:mod:`ponder.server.policy`: a client
-chooses a strategy, an effort and capped knobs; models, scorers, files and URLs are the
-operator's). Upstream failures are logged in full and answered with a generic 502/504 that
-echoes neither the upstream's body nor its URL. The connection-level limits (connection cap,
-header timeout) are :mod:`ponder.server.protocol`'s.
+costly: without an API key, its ``Host`` and ``Origin`` (403: the server answers its own
+loopback names and its own pages, not another site's; :class:`Gate`), the API key (401), its
+declared type (415 unless JSON), the body's size (413, on ``Content-Length`` up front and while
+reading) and arrival time (408), capacity (429, once the body has arrived: a slow sender holds
+no place in the queue), its JSON (400: nesting, number literals, NaN), its schema, then what it
+asks for (:mod:`ponder.server.policy`: a client chooses a strategy, an effort and capped knobs;
+models, scorers, files and URLs are the operator's), worked out in a thread (a client's JSON
+schemas are bounded work, :mod:`ponder.domains.schemas`, but not the event loop's). Upstream
+failures are logged in full and answered with a generic 502/504 that echoes neither the
+upstream's body nor its URL. The connection-level limits (connection caps overall and per
+client address, header timeout) are :mod:`ponder.server.protocol`'s.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import asyncio
 import base64
 import binascii
 import hmac
+import ipaddress
 import json
 import logging
 import threading
@@ -49,7 +54,9 @@ import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -59,12 +66,14 @@ from starlette.responses import (
     StreamingResponse,
 )
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ponder import registry
 from ponder.backends.base import Backend
 from ponder.backends.openai_http import OpenAIBackend, forward_chat, forward_chat_stream
 from ponder.budget import Budget
 from ponder.domains.chat import CHAT, is_chat_problem, read_reply
+from ponder.domains.schemas import CHECK_SECONDS
 from ponder.errors import (
     BackendError,
     BackendTimeout,
@@ -75,7 +84,7 @@ from ponder.errors import (
 from ponder.runner import new_context, run_strategy
 from ponder.sandbox import Sandbox
 from ponder.server.errors import ApiError, validation_error
-from ponder.server.limits import parse_json, read_body
+from ponder.server.limits import check_json_type, parse_json, read_body
 from ponder.server.metrics import Metrics
 from ponder.server.narrator import search_summary
 from ponder.server.plan import Plan, plan_request
@@ -84,7 +93,13 @@ from ponder.server.protocol import uvicorn_config
 from ponder.server.replies import completion_body
 from ponder.server.responses import chat_request, read_request, response_body, stream_events
 from ponder.server.schemas import ChatCompletionRequest
-from ponder.server.settings import Limits, check_strategies, own_keys_only, prepare_scorers
+from ponder.server.settings import (
+    Access,
+    Limits,
+    check_strategies,
+    own_keys_only,
+    prepare_scorers,
+)
 from ponder.server.stream import sse_events
 from ponder.server.views import LiveView, ViewStore, traces_of
 from ponder.types import Message, Result, SamplingParams, Usage
@@ -92,6 +107,8 @@ from ponder.view import render_page
 from ponder.view.page import content_security_policy
 
 log = logging.getLogger("ponder.server")
+# the longest a request's checks (its schemas) may take, on top of their own step budget
+PLAN_SECONDS = CHECK_SECONDS + 5.0
 T = TypeVar("T")
 
 
@@ -114,11 +131,14 @@ class PonderServer:
                  max_request_tokens: int | None = None, max_request_seconds: float = 600.0,
                  limits: Limits | None = None,
                  strategies: Mapping[str, dict[str, Any]] | None = None,
-                 max_views: int = 64, view_seconds: float = 3600.0) -> None:
+                 max_views: int = 64, view_seconds: float = 3600.0,
+                 allow_origins: Sequence[str] = (), allow_hosts: Sequence[str] = ()) -> None:
         """``limits``: what one client may ask (:class:`~ponder.server.settings.Limits`);
         ``strategies``: the operator's options per strategy (checked here; ConfigError);
         ``max_views`` / ``view_seconds``: how many live pages of traced requests are kept, and
-        for how long (:mod:`ponder.server.views`)."""
+        for how long (:mod:`ponder.server.views`); ``allow_origins`` / ``allow_hosts``: the web
+        origins and host names a server without a key answers besides its own
+        (:class:`~ponder.server.settings.Access`; ConfigError)."""
         self.backend = backend
         self.api_key = api_key
         self.max_concurrent = max_concurrent
@@ -126,6 +146,11 @@ class PonderServer:
         self.max_request_tokens = max_request_tokens
         self.max_request_seconds = max_request_seconds
         self.limits = limits or Limits()
+        try:
+            self.access = Access(origins=tuple(allow_origins), hosts=tuple(allow_hosts))
+        except ValidationError as exc:
+            raise ConfigError(f"access: {exc.errors()[0]['msg'].removeprefix('Value error, ')}"
+                              ) from None
         self.strategies = own_keys_only(dict(strategies or {}))
         check_strategies(self.strategies)
         check_operator_caps(self.strategies, self.limits.caps)
@@ -171,7 +196,31 @@ class PonderServer:
             yield
 
         return Starlette(routes=routes, exception_handlers=handlers,  # type: ignore[arg-type]
-                         lifespan=lifespan)
+                         lifespan=lifespan, middleware=[Middleware(Gate, server=self)])
+
+    def refusal(self, scope: Scope) -> ApiError | None:
+        """Why a server without an API key must not answer this request (None: it may): a
+        ``Host`` that is not its own on loopback (DNS rebinding), or an ``Origin`` that is not
+        its own (another site's page). SDKs and curl send no ``Origin``; a browser sends the
+        server's own for its pages."""
+        if self.api_key:
+            return None
+        headers = Headers(scope=scope)
+        host = headers.get("host")
+        local, port = (scope.get("server") or (None, None))[:2]
+        if host is not None and local is not None and is_loopback(local) \
+                and not self.access.allows_host(host, local, int(port or 0)):
+            return ApiError(403, f"this server has no API key and answers only to its own "
+                            f"loopback names, not Host {_short(host)!r} (a DNS-rebinding page?); "
+                            f"to allow it, start ponder serve with --allow-host "
+                            f"{_short(host)} (or set --api-key)", code="host_not_allowed")
+        origin = headers.get("origin")
+        if origin is not None and not self.access.allows_origin(origin, host):
+            return ApiError(403, f"this server has no API key and answers no page of another "
+                            f"origin than its own, not {_short(origin)!r}; to allow it, start "
+                            f"ponder serve with --allow-origin {_short(origin)} (or set "
+                            "--api-key)", code="origin_not_allowed")
+        return None
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -294,7 +343,7 @@ class PonderServer:
     async def chat(self, request: Request) -> Response:
         started = time.monotonic()
         try:
-            ticket, plan = await self._opened(request, lambda: self._plan(request))
+            ticket, plan = await self._opened(request, self._plan)
         except ApiError as exc:
             self.metrics.observe(exc.status)
             return exc.response()
@@ -336,8 +385,8 @@ class PonderServer:
         (:mod:`ponder.server.responses`), run the same way, written as a ``response``."""
         started = time.monotonic()
 
-        async def read() -> tuple[Any, Plan]:
-            rreq = read_request(await self._body(request))
+        async def read(raw: bytes) -> tuple[Any, Plan]:
+            rreq = read_request(self._parse(raw))
             return rreq, await self._plan_for(chat_request(rreq))
 
         try:
@@ -360,14 +409,20 @@ class PonderServer:
                                      headers={"Cache-Control": "no-cache"})
         return JSONResponse(body)
 
-    async def _opened(self, request: Request, read: Callable[[], Awaitable[T]]
+    async def _opened(self, request: Request, interpret: Callable[[bytes], Awaitable[T]]
                       ) -> tuple[Ticket, T]:
-        """The client authorized, a ticket taken and the request read (``read``); the ticket is
-        given back when reading fails. Errors as ApiError."""
+        """The client authorized, its JSON body read whole, a ticket taken, and the body
+        interpreted (``interpret``); the ticket is given back when that fails. A ticket is taken
+        only once the body has arrived: clients that send their bodies slowly wait on their own
+        connections (capped per client address, :mod:`ponder.server.protocol`) and never hold a
+        place that a complete request could use. Errors as ApiError."""
         self._authorize(request)
+        check_json_type(request.headers.get("content-type"))
+        limits = self.limits
+        raw = await read_body(request, limits.max_body_bytes, limits.body_timeout)
         ticket = self._admit()
         try:
-            return ticket, await read()
+            return ticket, await interpret(raw)
         except BaseException:
             ticket.release()
             raise
@@ -472,18 +527,17 @@ class PonderServer:
                 work.cancel()
                 return
 
-    async def _body(self, request: Request) -> dict[str, Any]:
-        """Read and parse the body, within the limits."""
+    def _parse(self, raw: bytes) -> dict[str, Any]:
+        """The body's JSON object, parsed within the limits."""
         limits = self.limits
-        body = await read_body(request, limits.max_body_bytes, limits.body_timeout)
-        data = parse_json(body, limits.max_json_depth, limits.max_number_length)
+        data = parse_json(raw, limits.max_json_depth, limits.max_number_length)
         if not isinstance(data, dict):
             raise ApiError(400, "the body must be a JSON object", code="invalid_json")
         return data
 
-    async def _plan(self, request: Request) -> Plan:
-        """Read, parse and validate the body, within the limits; what it will run."""
-        data = await self._body(request)
+    async def _plan(self, raw: bytes) -> Plan:
+        """Parse and validate the body, within the limits; what it will run."""
+        data = self._parse(raw)
         try:
             req = ChatCompletionRequest.model_validate(data)
         except ValidationError as exc:
@@ -491,10 +545,18 @@ class PonderServer:
         return await self._plan_for(req)
 
     async def _plan_for(self, req: ChatCompletionRequest) -> Plan:
+        """What a validated request will run, worked out in a thread: checking a client's JSON
+        schemas is bounded work (:mod:`ponder.domains.schemas`), but it is work, and the event
+        loop serves every other client meanwhile."""
         limits = self.limits
-        plan = plan_request(req, self.model_id, self.max_request_tokens,
-                            self.max_request_seconds, strategies=self.strategies,
-                            caps=limits.caps)
+        planning = asyncio.to_thread(plan_request, req, self.model_id, self.max_request_tokens,
+                                     self.max_request_seconds, strategies=self.strategies,
+                                     caps=limits.caps)
+        try:
+            plan = await asyncio.wait_for(planning, PLAN_SECONDS)
+        except TimeoutError:
+            raise ApiError(503, f"the request could not be checked within {PLAN_SECONDS:g} s; "
+                           "retry shortly", "api_error", code="server_busy") from None
         if not self._prepared:  # not started through the lifespan: build scorers off the loop
             await asyncio.to_thread(self.prepare)
         return plan
@@ -601,6 +663,39 @@ class PonderServer:
                       trace=ctx.trace, strategy="pass-through",
                       model=self.model_id,
                       stop_reason="budget" if c.finish_reason == "length" else "done")
+
+
+class Gate:
+    """ASGI middleware: a request the server refuses (:meth:`PonderServer.refusal`) is answered
+    403 before it reaches a route."""
+
+    def __init__(self, app: ASGIApp, server: PonderServer) -> None:
+        self.app, self.server = app, server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            refusal = self.server.refusal(scope)
+            if refusal is not None:
+                self.server.metrics.observe(refusal.status)
+                await refusal.response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def is_loopback(address: str) -> bool:
+    """Whether an IP address is a loopback one (an IPv4-mapped IPv6 address counts as its
+    IPv4 address); a name is not."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return False
+    ip = getattr(ip, "ipv4_mapped", None) or ip
+    return ip.is_loopback
+
+
+def _short(text: str, most: int = 100) -> str:
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= most else text[:most] + "…"
 
 
 def upstream_error(exc: BackendError) -> ApiError:

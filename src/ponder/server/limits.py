@@ -1,5 +1,9 @@
-"""Reading a request body without trusting it: bounded in size and time, parsed with guards.
+"""Reading a request body without trusting it: declared as JSON, bounded in size and time,
+parsed with guards.
 
+- :func:`check_json_type`: refuse a body declared as anything but ``application/json`` (415)
+  before reading it: that is what a page on another site can make a browser send without a
+  preflight.
 - :func:`read_body`: refuse a ``Content-Length`` over the limit before reading a byte (413),
   count the bytes while reading a body without one (413 as soon as it passes the limit, the rest
   never read), and give up on a body that does not arrive within the body timeout (408). The
@@ -30,6 +34,26 @@ _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 class _Refused(ValueError):
     """A literal the parser hooks refuse."""
+
+
+def check_json_type(content_type: str | None) -> None:
+    """415 unless the body is declared as JSON (``application/json``, parameters such as
+    ``charset`` allowed) or not declared at all. A page on another site can make a browser POST
+    ``text/plain``, a form or a multipart body to this server without asking first (CORS
+    "simple" requests); it cannot send ``application/json`` without a preflight, which this
+    server never answers. A body with no type is read as JSON (``requests.post(data=...)``
+    sends none): a browser can send one too, but never without an ``Origin``, which a server
+    without a key checks (:meth:`ponder.server.app.PonderServer.refusal`)."""
+    if content_type is None:
+        return
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise ApiError(415, f"the body must be JSON sent with 'Content-Type: application/json' "
+                       f"(got {_short(content_type)!r})", code="unsupported_media_type")
+
+
+def _short(text: str, most: int = 64) -> str:
+    return text if len(text) <= most else text[:most] + "…"
 
 
 async def read_body(request: Request, max_bytes: int, timeout: float) -> bytes:
