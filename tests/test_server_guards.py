@@ -205,6 +205,26 @@ def test_a_schema_that_doubles_per_level_of_the_output_is_cut_off():
     assert took < 1.5, f"validation took {took:.1f} s"
 
 
+def test_many_candidates_against_a_multiplying_schema_cost_one_budget():
+    """n candidates share the request's schema: once it runs out of its budget on one value,
+    the others are refused without work, so the event loop is not held n times as long."""
+    schema = {"type": "object", "properties": {"x": {"allOf": [{"$ref": "#"}, {"$ref": "#"}]}}}
+    deep = "{}"
+    for _ in range(22):
+        deep = '{"x": ' + deep + "}"
+    backend = ScriptedBackend(lambda request, index: f"```json\n{deep}\n```")
+    with Live(backend) as server, HealthWatch(server.url) as watch:
+        started = time.monotonic()
+        reply = httpx.post(server.url + "/v1/chat/completions", timeout=300, json={
+            "model": "ponder-self-consistency", "messages": QUESTION, "ponder": {"n": 32},
+            "response_format": _json_format(schema)})
+        took = time.monotonic() - started
+    assert watch.slowest < 1.0, f"/health took {watch.slowest:.2f} s during the request"
+    assert took < 5, f"the request took {took:.1f} s"
+    assert reply.status_code == 200, reply.text
+    assert all(c["answer"] is None for c in reply.json()["ponder"][0]["candidates"])
+
+
 def test_unique_items_is_not_quadratic():
     items = [{"k": i} for i in range(20_000)]
     started = time.monotonic()
@@ -381,6 +401,41 @@ def test_allow_flags_reach_the_server(monkeypatch):
     server = seen["server"]
     assert server.access.origins == ("http://localhost:3000", "https://app.example")
     assert server.access.hosts == ("ponder.lan:8000",)
+
+
+def test_the_config_file_allows_origins_and_hosts_and_flags_add_to_it(monkeypatch, tmp_path,
+                                                                       capsys):
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(self, **settings):
+        seen["server"] = self
+        raise Stop
+
+    loaded = []
+    monkeypatch.setattr(serve_cli, "load_from_args",
+                        lambda *a, **k: loaded.append(1) or ScriptedBackend())
+    monkeypatch.setattr(PonderServer, "uvicorn_config", capture)
+    path = tmp_path / "serve.json"
+    path.write_text(json.dumps({"access": {"origins": ["https://app.example"],
+                                           "hosts": ["ponder.lan"]},
+                                "limits": {"max_connections_per_client": 8}}))
+    with pytest.raises(Stop):
+        main(["serve", "--port", "0", "--config", str(path), "--allow-host", "other.lan"])
+    server = seen["server"]
+    assert server.access.origins == ("https://app.example",)
+    assert server.access.hosts == ("ponder.lan", "other.lan")
+    assert server.limits.max_connections_per_client == 8
+    capsys.readouterr()
+    for flags, message in ((["--allow-origin", "app.example"], "is not an origin"),
+                           (["--allow-origin", "https://app.example/path"], "is not an origin"),
+                           (["--allow-host", "http://x"], "is not a host")):
+        assert main(["serve", "--port", "0", *flags]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("ponder: error: access: ") and message in err, err
+    assert len(loaded) == 1  # a bad value fails before the model loads
 
 
 # -- item 5: one client cannot lock the others out ---------------------------------------------

@@ -131,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         ServeConfig,
         check_strategies,
         load_config,
+        make_access,
         with_limits,
     )
 
@@ -158,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
     limits = with_limits(config.limits, **changes, caps=dict(args.cap))
     check_strategies(config.strategies)
     check_operator_caps(config.strategies, limits.caps)
+    access = make_access((*config.access.origins, *args.allow_origin),
+                         (*config.access.hosts, *args.allow_host))
     backend = load_from_args(args, args.upstream_api_key, dict(args.backend_option))
     asyncio.run(backend.probe())  # a wrong URL or model fails now, in one line
     server = PonderServer(
@@ -165,8 +168,7 @@ def run(args: argparse.Namespace) -> int:
         max_request_tokens=args.max_request_tokens,
         max_request_seconds=args.max_request_seconds, limits=limits,
         strategies=config.strategies,
-        allow_origins=(*config.access.origins, *args.allow_origin),
-        allow_hosts=(*config.access.hosts, *args.allow_host))
+        allow_origins=access.origins, allow_hosts=access.hosts)
     server.prepare()  # the operator's reward models and judges load now, not on a request
     uvicorn_config = server.uvicorn_config(log_level="warning", access_log=False,
                                            timeout_graceful_shutdown=5)

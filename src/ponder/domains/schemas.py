@@ -18,8 +18,10 @@ checks, a ``pattern`` like ``^(a+)+$`` backtracks for 2**n steps on n characters
 - **Work.** Every keyword jsonschema applies is metered: a validation or a check that passes its
   budget of steps (:data:`VALIDATE_STEPS`, :data:`CHECK_STEPS`) or of seconds stops with
   :class:`SchemaTooCostly`. The steps make the cut deterministic; the seconds are a backstop for
-  work the steps do not see. The checks of one request share a budget (:func:`check_budget`).
-  ``uniqueItems`` hashes its items instead of comparing every pair.
+  work the steps do not see. The checks of one request share a budget (:func:`check_budget`); a
+  value's budget grows with its size, and a schema that ran out once is refused at once for
+  the values after (:func:`validation_error`). ``uniqueItems`` hashes its items instead of
+  comparing every pair.
 
 The server checks a request's schemas in a thread, off its event loop (:mod:`ponder.server.app`,
 :mod:`ponder.server.tools`); the chat
@@ -29,7 +31,9 @@ domain validates candidates with :func:`validation_error`.
 from __future__ import annotations
 
 import contextvars
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from functools import cache, lru_cache
@@ -40,8 +44,11 @@ MAX_EXPANDED = 20_000  # ... with every $ref replaced by its target
 MAX_REF_DEPTH = 64  # references followed inside references
 CHECK_STEPS = 400_000  # keyword applications to check a schema (its meta-schema and a dry run)
 CHECK_SECONDS = 5.0
-VALIDATE_STEPS = 50_000  # keyword applications to validate one value
+VALIDATE_STEPS = 50_000  # keyword applications to validate one value, at most...
+VALIDATE_BASE_STEPS = 5_000  # ... and at most this plus ...
+VALIDATE_STEPS_PER_NODE = 50  # ... this many per JSON node of the value
 VALIDATE_SECONDS = 1.0
+REMEMBERED = 64  # schemas remembered as too costly
 REGEX_MEMORY = 1 << 20  # bytes RE2 may use for one compiled pattern
 _REF_COST = 4  # a $ref costs jsonschema several keywords' time (a registry lookup)
 _DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})  # values, not schemas
@@ -239,8 +246,8 @@ def _validator_class(schema: Mapping[str, Any]) -> type:
 def check_schema(schema: Any) -> None:
     """Refuse (SchemaRefused, saying why) a schema that is not an object, is too large written
     out or expanded, refers outside itself, has a pattern RE2 cannot run, or is invalid against
-    its meta-schema; then run it once on a few values so every keyword and reference is tried.
-    Bounded in steps and seconds whatever the schema."""
+    its meta-schema; then run it once on an empty object so every reference and applicator is
+    tried. Bounded in steps and seconds whatever the schema."""
     if not isinstance(schema, dict):
         raise SchemaRefused("must be a JSON object")
     nodes = _count_nodes(schema)
@@ -257,8 +264,7 @@ def check_schema(schema: Any) -> None:
         try:
             _check_meta(schema)
             cls = _validator_class(schema)
-            for value in ({}, [], "", 0, None):  # every keyword and reference runs once
-                list(cls(schema).iter_errors(value))
+            list(cls(schema).iter_errors({}))  # every reference and applicator runs once
         except SchemaTooCostly:
             raise SchemaRefused("it is too costly to check (its references or keywords "
                                 "multiply the work)") from None
@@ -298,10 +304,10 @@ def _children(node: Any) -> Iterator[tuple[Any, Any]]:
         yield from enumerate(node)
 
 
-def _count_nodes(schema: Any) -> int:
-    """JSON nodes in ``schema``, counted without recursion."""
-    count, stack = 0, [schema]
-    while stack:
+def _count_nodes(value: Any, most: int | None = None) -> int:
+    """JSON nodes in ``value``, counted without recursion (up to a little past ``most``)."""
+    count, stack = 0, [value]
+    while stack and (most is None or count <= most):
         node = stack.pop()
         count += 1
         stack.extend(v for _, v in _children(node))
@@ -411,13 +417,28 @@ def expanded_size(schema: Any, cap: int) -> int:
 
 def validation_error(value: Any, schema: Mapping[str, Any]) -> str | None:
     """Why ``value`` does not validate against ``schema`` (None: it does), with bounded work: a
-    schema too costly for this value is a reason too."""
+    schema too costly for this value is a reason too.
+
+    The budget grows with the value (:data:`VALIDATE_STEPS_PER_NODE` per node over
+    :data:`VALIDATE_BASE_STEPS`, at most :data:`VALIDATE_STEPS`): an honest schema costs a few
+    steps per node of the value, one that multiplies its work per level of the value runs out
+    soon. A schema that ran out once is remembered (the same object: one request's candidates
+    share it), and every later value is refused without work: a strategy's n candidates cost
+    one budget, not n."""
     import jsonschema
 
-    token = _METER.set(_Meter(VALIDATE_STEPS, VALIDATE_SECONDS))
+    known = _too_costly.get(schema)
+    if known is not None:
+        return known
+    steps = min(VALIDATE_STEPS, VALIDATE_BASE_STEPS + VALIDATE_STEPS_PER_NODE * _count_nodes(
+        value, most=VALIDATE_STEPS // VALIDATE_STEPS_PER_NODE))
+    token = _METER.set(_Meter(steps, VALIDATE_SECONDS))
     try:
         validator = _validator_class(schema)(schema)
         error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    except SchemaTooCostly as exc:
+        _too_costly.put(schema, str(exc))
+        return str(exc)
     except SchemaRefused as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - a schema that cannot check this value
@@ -425,6 +446,31 @@ def validation_error(value: Any, schema: Mapping[str, Any]) -> str | None:
     finally:
         _METER.reset(token)
     return None if error is None else error.message
+
+
+class _Remembered:
+    """The last :data:`REMEMBERED` schemas found too costly, by identity (each kept alive here,
+    so its id is not reused while it is remembered), with the reason; thread-safe."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self._items: OrderedDict[int, tuple[Any, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, schema: Any) -> str | None:
+        with self._lock:
+            item = self._items.get(id(schema))
+            return item[1] if item is not None and item[0] is schema else None
+
+    def put(self, schema: Any, reason: str) -> None:
+        with self._lock:
+            self._items[id(schema)] = (schema, reason)
+            self._items.move_to_end(id(schema))
+            while len(self._items) > self.most:
+                self._items.popitem(last=False)
+
+
+_too_costly = _Remembered(REMEMBERED)
 
 
 def _short(text: str, most: int = 200) -> str:

@@ -47,7 +47,9 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 import uvicorn
@@ -94,9 +96,9 @@ from ponder.server.replies import completion_body
 from ponder.server.responses import chat_request, read_request, response_body, stream_events
 from ponder.server.schemas import ChatCompletionRequest
 from ponder.server.settings import (
-    Access,
     Limits,
     check_strategies,
+    make_access,
     own_keys_only,
     prepare_scorers,
 )
@@ -109,6 +111,8 @@ from ponder.view.page import content_security_policy
 log = logging.getLogger("ponder.server")
 # the longest a request's checks (its schemas) may take, on top of their own step budget
 PLAN_SECONDS = CHECK_SECONDS + 5.0
+PLANNERS = 2  # threads that plan requests, for every server in the process
+_planner: ThreadPoolExecutor | None = None
 T = TypeVar("T")
 
 
@@ -146,11 +150,12 @@ class PonderServer:
         self.max_request_tokens = max_request_tokens
         self.max_request_seconds = max_request_seconds
         self.limits = limits or Limits()
-        try:
-            self.access = Access(origins=tuple(allow_origins), hosts=tuple(allow_hosts))
-        except ValidationError as exc:
-            raise ConfigError(f"access: {exc.errors()[0]['msg'].removeprefix('Value error, ')}"
-                              ) from None
+        self.access = make_access(allow_origins, allow_hosts)
+        # requests are planned in threads, and a registry's first use (which loads it) is not
+        # safe from two threads at once: load them all here
+        for kind in (registry.strategies, registry.verifiers, registry.backends,
+                     registry.step_scorers, registry.templates):
+            kind.names()
         self.strategies = own_keys_only(dict(strategies or {}))
         check_strategies(self.strategies)
         check_operator_caps(self.strategies, self.limits.caps)
@@ -549,9 +554,10 @@ class PonderServer:
         schemas is bounded work (:mod:`ponder.domains.schemas`), but it is work, and the event
         loop serves every other client meanwhile."""
         limits = self.limits
-        planning = asyncio.to_thread(plan_request, req, self.model_id, self.max_request_tokens,
-                                     self.max_request_seconds, strategies=self.strategies,
-                                     caps=limits.caps)
+        planning = asyncio.get_running_loop().run_in_executor(
+            planner(), partial(plan_request, req, self.model_id, self.max_request_tokens,
+                               self.max_request_seconds, strategies=self.strategies,
+                               caps=limits.caps))
         try:
             plan = await asyncio.wait_for(planning, PLAN_SECONDS)
         except TimeoutError:
@@ -680,6 +686,16 @@ class Gate:
                 await refusal.response()(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def planner() -> ThreadPoolExecutor:
+    """The threads requests are planned in (their schemas checked): few, so that however many
+    clients send costly schemas at once, the event loop competes for the GIL with at most
+    :data:`PLANNERS` of them; a request that waits past PLAN_SECONDS is dropped unplanned."""
+    global _planner
+    if _planner is None:
+        _planner = ThreadPoolExecutor(PLANNERS, thread_name_prefix="ponder-plan")
+    return _planner
 
 
 def is_loopback(address: str) -> bool:

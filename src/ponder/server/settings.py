@@ -32,6 +32,7 @@ goes to ``--base-url`` only. A judge at another ``base_url`` gets the ``api_key`
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,14 @@ class Access(_Strict):
             if allowed_name == name and allowed_port in (None, named_port):
                 return True
         return False
+
+
+def make_access(origins: Sequence[str] = (), hosts: Sequence[str] = ()) -> Access:
+    """:class:`Access` for these origins and hosts; a ConfigError names a bad one."""
+    try:
+        return Access(origins=tuple(origins), hosts=tuple(hosts))
+    except ValidationError as exc:
+        raise ConfigError(f"access: {_describe(exc)}") from None
 
 
 def split_host(host: str, default: int | None = 80) -> tuple[str | None, int | None]:
