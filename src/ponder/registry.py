@@ -9,6 +9,7 @@ registers its objects itself.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from importlib import import_module
 from importlib.metadata import entry_points
@@ -26,7 +27,9 @@ class Registry(Generic[T]):
         self.group = group
         self._builtins = builtins
         self._items: dict[str, T] = {}
-        self._loaded = False
+        self._loaded = False  # loading has begun (a re-entrant call while loading returns)
+        self._complete = False  # loading has ended
+        self._lock = threading.RLock()
 
     def register(self, name: str, obj: T) -> T:
         if name in self._items and self._items[name] is not obj:
@@ -35,14 +38,23 @@ class Registry(Generic[T]):
         return obj
 
     def _load(self) -> None:
-        if self._loaded:
+        """Import the built-ins and the plugins, once. Another thread asking meanwhile waits
+        for the whole load (a server plans requests on threads: one saw an empty registry);
+        the loading thread's own nested calls return at once."""
+        if self._complete:
             return
-        self._loaded = True
-        import_module(self._builtins)
-        for ep in entry_points(group=self.group):
-            obj = ep.load()
-            if not isinstance(obj, ModuleType):
-                self.register(ep.name, obj)
+        with self._lock:
+            if self._loaded:
+                return
+            self._loaded = True
+            try:
+                import_module(self._builtins)
+                for ep in entry_points(group=self.group):
+                    obj = ep.load()
+                    if not isinstance(obj, ModuleType):
+                        self.register(ep.name, obj)
+            finally:
+                self._complete = True
 
     def get(self, name: str) -> T:
         self._load()
