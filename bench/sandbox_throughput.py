@@ -104,13 +104,15 @@ def compare(ref: str, rounds: int) -> None:
                 for isolation in ("jail", "none"):
                     for name, src in versions.items():
                         env = {**os.environ, "PYTHONPATH": str(src)}
+                        began = time.monotonic()
                         out = subprocess.run(
                             [sys.executable, __file__, "--child", isolation], env=env,
                             check=True, capture_output=True, text=True).stdout
                         record = json.loads(out.strip().splitlines()[-1])
                         runs.setdefault((name, isolation), []).append(record)
                         print(f"round {r + 1}/{rounds} {isolation:4} {name}: "
-                              f"{record['seconds']:.1f} s", flush=True)
+                              f"{record['seconds']:.1f} s (the process: "
+                              f"{time.monotonic() - began:.1f} s)", flush=True)
         finally:
             subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", tmp],
                            check=False)
