@@ -151,11 +151,6 @@ class PonderServer:
         self.max_request_seconds = max_request_seconds
         self.limits = limits or Limits()
         self.access = make_access(allow_origins, allow_hosts)
-        # requests are planned in threads, and a registry's first use (which loads it) is not
-        # safe from two threads at once: load them all here
-        for kind in (registry.strategies, registry.verifiers, registry.backends,
-                     registry.step_scorers, registry.templates):
-            kind.names()
         self.strategies = own_keys_only(dict(strategies or {}))
         check_strategies(self.strategies)
         check_operator_caps(self.strategies, self.limits.caps)
