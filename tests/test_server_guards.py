@@ -383,18 +383,31 @@ def test_a_server_with_a_key_does_not_check_origins_but_still_wants_json():
     assert text.status_code == 415
 
 
-def test_allow_flags_reach_the_server(monkeypatch):
-    seen = {}
+class Stop(Exception):
+    """Raised where ponder serve would start listening: the server it built is kept."""
 
-    class Stop(Exception):
-        pass
+
+def serve_until_listening(monkeypatch, loaded: list | None = None) -> dict:
+    """Make ``ponder serve`` build its server on a scripted backend and stop before it listens;
+    the dict gets the server (and ``loaded`` a 1 per model load)."""
+    seen: dict = {}
 
     def capture(self, **settings):
         seen["server"] = self
         raise Stop
 
-    monkeypatch.setattr(serve_cli, "load_from_args", lambda *a, **k: ScriptedBackend())
+    def load(*args, **kwargs):
+        if loaded is not None:
+            loaded.append(1)
+        return ScriptedBackend()
+
+    monkeypatch.setattr(serve_cli, "load_from_args", load)
     monkeypatch.setattr(PonderServer, "uvicorn_config", capture)
+    return seen
+
+
+def test_allow_flags_reach_the_server(monkeypatch):
+    seen = serve_until_listening(monkeypatch)
     with pytest.raises(Stop):
         main(["serve", "--port", "0", "--allow-origin", "http://localhost:3000",
               "--allow-origin", "https://app.example", "--allow-host", "ponder.lan:8000"])
@@ -405,19 +418,8 @@ def test_allow_flags_reach_the_server(monkeypatch):
 
 def test_the_config_file_allows_origins_and_hosts_and_flags_add_to_it(monkeypatch, tmp_path,
                                                                        capsys):
-    seen = {}
-
-    class Stop(Exception):
-        pass
-
-    def capture(self, **settings):
-        seen["server"] = self
-        raise Stop
-
-    loaded = []
-    monkeypatch.setattr(serve_cli, "load_from_args",
-                        lambda *a, **k: loaded.append(1) or ScriptedBackend())
-    monkeypatch.setattr(PonderServer, "uvicorn_config", capture)
+    loaded: list = []
+    seen = serve_until_listening(monkeypatch, loaded)
     path = tmp_path / "serve.json"
     path.write_text(json.dumps({"access": {"origins": ["https://app.example"],
                                            "hosts": ["ponder.lan"]},
