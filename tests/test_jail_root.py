@@ -84,7 +84,24 @@ def test_the_process_cap_counts_what_the_kernel_counts(monkeypatch):
                                     ("4.18.0-513.el8.x86_64", True, 40)):
         monkeypatch.setattr(jail.platform, "release", lambda r=release: r)
         monkeypatch.setattr(jail, "remaps_root", lambda r=root: r)
+        jail._per_namespace_nproc.cache_clear()
         assert jail.process_limit(8, 4) == expected, release
+    monkeypatch.undo()
+    jail._per_namespace_nproc.cache_clear()
+
+
+@needs_root_jail
+def test_a_killed_runs_namespace_is_closed_not_reused():
+    """A run the host kills (output cap, wall clock) may leave processes dying in its
+    namespace, which would count against the next run's cap: only a run that ended on its own
+    gives its namespace back."""
+    sandbox = Sandbox(Limits(wall_seconds=5, output_bytes=10_000), workers=1, isolation="jail")
+    sandbox.run_sync("x = 1", as_main=True)
+    spare = list(jail._spare)
+    assert spare  # the run that ended gave its namespace back
+    flood = "while True:\n    print('x' * 1000, flush=True)\n"
+    assert sandbox.run_sync(flood, as_main=True).status == "output-limit"
+    assert jail._spare == spare[:-1]  # the killed run's namespace was closed
 
 
 def host_shmem():

@@ -259,7 +259,7 @@ class Sandbox:
             if write_fd >= 0:
                 os.close(write_fd)
             if jail_fds:
-                jail.release(jail_fds, ended=proc is not None and proc.returncode is not None)
+                jail.release(jail_fds, ended=proc is not None and proc.returncode == 0)
             if proc is not None:
                 _kill_group(proc.pid)
             if workdir is not None:

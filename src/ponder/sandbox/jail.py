@@ -216,19 +216,28 @@ def process_limit(processes: int, workers: int) -> int:
     user namespace, so per run, since 5.14; before, per host user, so there the other runs
     that may be under way count too."""
     own = processes + (2 if remaps_root() else 3)
+    return own if _per_namespace_nproc() else own * max(workers, 1)
+
+
+@functools.cache
+def _per_namespace_nproc() -> bool:
+    """Whether this kernel counts ``RLIMIT_NPROC`` per user namespace (Linux 5.14 and later)."""
     release = tuple(int(x) for x in platform.release().split(".")[:2] if x.isdigit())
-    return own if release >= (5, 14) else own * max(workers, 1)
+    return release >= (5, 14)
 
 
-def prepare(bwrap: str, *, disk_bytes: int, network: bool) -> tuple[list[str], tuple[int, ...]]:
+def prepare(bwrap: str, *, disk_bytes: int, network: bool, userns_fd: int | None = None
+            ) -> tuple[list[str], tuple[int, ...]]:
     """One run's bwrap command line up to ``--``, and the descriptors bwrap must inherit (the
-    seccomp program; as root, the user namespace to join): the caller hands them to
-    :func:`release` once the run is over."""
-    seccomp_fd = seccomp_pipe(network)
+    seccomp program; as root, the user namespace to join: ``userns_fd``, else a spare one or a
+    new one): the caller hands them to :func:`release` once the run is over."""
+    if userns_fd is None and remaps_root():
+        userns_fd = _namespace(bwrap)
     try:
-        userns_fd = _namespace(bwrap) if remaps_root() else None
+        seccomp_fd = seccomp_pipe(network)
     except BaseException:
-        os.close(seccomp_fd)
+        if userns_fd is not None:
+            os.close(userns_fd)
         raise
     args = command(bwrap, disk_bytes=disk_bytes, network=network, seccomp_fd=seccomp_fd,
                    userns_fd=userns_fd)
@@ -237,24 +246,30 @@ def prepare(bwrap: str, *, disk_bytes: int, network: bool) -> tuple[list[str], t
 
 async def prepare_async(bwrap: str, *, disk_bytes: int, network: bool
                         ) -> tuple[list[str], tuple[int, ...]]:
-    """:func:`prepare` for the event loop: a new user namespace takes a process and a wait, so
-    in a thread; a run cancelled meanwhile still closes what the thread opened."""
-    if not remaps_root() or _spare:
-        return prepare(bwrap, disk_bytes=disk_bytes, network=network)
-    loop = asyncio.get_running_loop()
-    made = loop.run_in_executor(None, functools.partial(
-        prepare, bwrap, disk_bytes=disk_bytes, network=network))
-    try:
-        return await asyncio.shield(made)
-    except asyncio.CancelledError:
-        made.add_done_callback(_close_prepared)
-        raise
+    """:func:`prepare` for the event loop: a spare namespace is taken here, and a new one —
+    a process and a wait — is made in a thread; a run cancelled meanwhile still closes what the
+    thread made."""
+    userns_fd = None
+    if remaps_root():
+        try:
+            userns_fd = _spare.pop()
+        except IndexError:
+            made = asyncio.get_running_loop().run_in_executor(None, user_namespace, bwrap)
+            try:
+                userns_fd = await asyncio.shield(made)
+            except asyncio.CancelledError:
+                made.add_done_callback(_close_made)
+                raise
+    return prepare(bwrap, disk_bytes=disk_bytes, network=network, userns_fd=userns_fd)
 
 
 def release(fds: tuple[int, ...], *, ended: bool) -> None:
     """Close a run's descriptors from :func:`prepare`. Its user namespace serves another run
-    when this one has ended — bwrap has reaped the namespace's init, so none of its processes
-    is left to count against the next run's ``RLIMIT_NPROC`` — and is closed otherwise."""
+    when this one ended on its own (``ended``: bwrap exited 0, after the namespace's init, which
+    the kernel lets exit only once every other process of its PID namespace is gone), so none
+    of its processes is left to count against the next run's ``RLIMIT_NPROC``; a run that was
+    killed (wall clock, output cap) or failed may leave processes dying, so its namespace is
+    closed."""
     seccomp_fd, *namespaces = fds
     os.close(seccomp_fd)
     for fd in namespaces:
@@ -284,10 +299,9 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_spares)
 
 
-def _close_prepared(made: asyncio.Future) -> None:
+def _close_made(made: asyncio.Future) -> None:
     if not made.cancelled() and made.exception() is None:
-        for fd in made.result()[1]:
-            os.close(fd)
+        os.close(made.result())
 
 
 def features() -> list[str]:
