@@ -555,7 +555,7 @@ class PonderServer:
                                caps=limits.caps))
         try:
             plan = await asyncio.wait_for(planning, PLAN_SECONDS)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not TimeoutError before Python 3.11
             raise ApiError(503, f"the request could not be checked within {PLAN_SECONDS:g} s; "
                            "retry shortly", "api_error", code="server_busy") from None
         if not self._prepared:  # not started through the lifespan: build scorers off the loop
@@ -599,7 +599,7 @@ class PonderServer:
                         plan.budget_seconds + 5)
                 finally:
                     self.metrics.in_flight -= 1
-        except TimeoutError:
+        except asyncio.TimeoutError:
             raise ApiError(504, f"the request exceeded its time limit of "
                            f"{plan.budget_seconds:g} s", "api_error",
                            code="request_timeout") from None

@@ -74,7 +74,7 @@ async def read_body(request: Request, max_bytes: int, timeout: float) -> bytes:
 
     try:
         await asyncio.wait_for(receive_all(), timeout)
-    except TimeoutError:
+    except asyncio.TimeoutError:  # not TimeoutError before Python 3.11
         raise ApiError(408, f"the request body did not arrive within {timeout:g} s",
                        code="request_timeout") from None
     except ClientDisconnect:
