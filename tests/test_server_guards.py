@@ -161,10 +161,23 @@ def test_a_pattern_re2_cannot_run_is_refused_saying_why(pattern, why, where):
         assert "RE2" in error["message"] and why in error["message"], error["message"]
 
 
+def _nested_id_bomb(levels: int = 18) -> dict:
+    inner: dict = {"$id": "http://x.example/s", "$defs": {f"d{levels}": {"type": "integer"}}}
+    for i in range(levels):
+        inner["$defs"][f"d{i}"] = {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}] * 2}
+    return {"type": "object", "$defs": {f"d{i}": {} for i in range(levels + 1)},
+            "properties": {"x": inner, "y": {"$ref": "#/properties/x"}}}
+
+
+NESTED_ID_BOMB = _nested_id_bomb()
+
+
 @pytest.mark.parametrize("schema, words", [
     ({"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(20_000)}},
      "nodes"),
     ({"type": "array", "items": {"$dynamicRef": "#meta"}}, "$dynamicRef"),
+    # a nested $id re-bases '#/...': a doubling chain under it was counted as 137 nodes
+    (NESTED_ID_BOMB, "$id below the schema's root"),
 ])
 def test_a_schema_too_large_or_beyond_what_is_checked_is_refused(schema, words):
     server = PonderServer(ScriptedBackend(arithmetic), limits=Limits(max_body_bytes=4 << 20))

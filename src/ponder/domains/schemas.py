@@ -333,6 +333,12 @@ def _check_references(schema: dict[str, Any]) -> None:
         for keyword in ("$dynamicRef", "$recursiveRef"):
             if keyword in node:
                 raise SchemaRefused(f"{keyword} is not supported here (only local '#/...' $ref)")
+        # a nested base URI (or anchor) makes '#/...' mean another place than the root's, and
+        # the expanded size is counted from the root: a schema could hide a ref bomb under one
+        for keyword in ("$id", "id", "$anchor", "$dynamicAnchor", "$recursiveAnchor"):
+            if node is not schema and isinstance(node.get(keyword), str):
+                raise SchemaRefused(f"{keyword} below the schema's root is not supported here "
+                                    "(references resolve against the root)")
         ref = node.get("$ref")
         if isinstance(ref, str) and resolve(schema, ref) is None:
             raise SchemaRefused(f"the reference {_short(ref)!r} does not point into the schema "
