@@ -22,7 +22,8 @@ from test_server import Live, arithmetic
 from ponder import ScriptedBackend
 from ponder.cli import serve as serve_cli
 from ponder.cli.main import main
-from ponder.domains.chat import chat_problem, schema_errors
+from ponder.domains.chat import CHAT, MAX_CALLS, chat_problem, schema_errors
+from ponder.domains.schemas import REQUEST_SPENT, request_budget
 from ponder.server.app import PonderServer
 from ponder.server.settings import Limits
 
@@ -202,6 +203,41 @@ def test_legitimate_schemas_still_check_and_validate():
     assert schema_errors({"name": "r", "children": [{"name": "a"}, {"name": "a"}]},
                          tree) is not None  # not unique
     assert problem.metadata["response_format"]["schema"] is tree
+
+
+def _wide_tool() -> dict:
+    """A legal tool whose arguments' schema costs thousands of steps per value (2,400 branches
+    of anyOf), cheap enough to pass one budget a call."""
+    branches = [{"required": [f"k{i}"]} for i in range(2400)]
+    return {"name": "f", "parameters": {"type": "object", "anyOf": branches}}
+
+
+def test_a_candidates_many_calls_share_one_budget():
+    tool = _wide_tool()
+    problem = chat_problem(QUESTION, tools=[tool])
+    one = '<tool_call>{"name": "f", "arguments": {"k2399": 1}}</tool_call>'
+    assert CHAT.extract(problem, one) is not None  # one call is fine
+    for calls in (MAX_CALLS, 300):
+        problem = chat_problem(QUESTION, tools=[_wide_tool()])
+        started = time.monotonic()
+        answer = CHAT.extract(problem, one * calls)
+        took = time.monotonic() - started
+        assert answer is None, calls  # too many to check (300), or too costly together (64)
+        assert took < 1.0, f"{calls} calls took {took:.1f} s"
+
+
+def test_a_requests_candidates_share_one_budget_and_then_cost_nothing():
+    problem = chat_problem(QUESTION, tools=[_wide_tool()])
+    one = '<tool_call>{"name": "f", "arguments": {"k2399": 1}}</tool_call>'
+    with request_budget(steps=20_000):
+        answers = [CHAT.extract(problem, one) for _ in range(64)]
+        started = time.monotonic()
+        assert schema_errors({"k0": 1}, problem.metadata["tools"][0]["parameters"]) \
+            == REQUEST_SPENT
+        assert time.monotonic() - started < 0.01
+    assert answers[0] is not None and answers[-1] is None  # the first ones fit, the rest not
+    # the schema itself is not blamed: outside the request it still validates
+    assert CHAT.extract(problem, one) is not None
 
 
 def test_a_schema_that_doubles_per_level_of_the_output_is_cut_off():

@@ -41,12 +41,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from ponder.domains.answers import equivalent, extract_answer
-from ponder.domains.schemas import validation_error
+from ponder.domains.schemas import first_validation_error, validation_error
 from ponder.domains.vote import cluster_ids
 from ponder.sandbox import Sandbox
 from ponder.types import Message, Problem
 
 CALLS = "tool_calls: "  # an answer that is a list of calls starts with this
+MAX_CALLS = 64  # calls in one answer, at most (more is not an action anyone asked for)
 _TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 
@@ -324,18 +325,23 @@ def _active_tools(problem: Problem) -> list[dict[str, Any]]:
 
 def _checked_calls(calls: list[dict[str, Any]], tools: Sequence[Mapping[str, Any]],
                    meta: Mapping[str, Any]) -> str | None:
-    """The calls as an answer; None when one names an unknown function or its arguments do not
-    validate. Without parallel calls, the first call alone."""
+    """The calls as an answer; None when one names an unknown function, its arguments do not
+    validate, or there are more than :data:`MAX_CALLS`. Without parallel calls, the first call
+    alone. A candidate's calls are validated within one budget, not one each."""
     if not meta.get("parallel_tool_calls", True):
         calls = calls[:1]
+    if len(calls) > MAX_CALLS:
+        return None
     by_name = {t["name"]: t for t in tools}
+    checks = []
     for call in calls:
         tool = by_name.get(call["name"])
         if tool is None:
             return None
-        params = tool.get("parameters")
-        if params and schema_errors(call["arguments"], params):
-            return None
+        if tool.get("parameters"):
+            checks.append((call["arguments"], tool["parameters"]))
+    if checks and first_validation_error(checks) is not None:
+        return None
     return encode_calls(calls)
 
 

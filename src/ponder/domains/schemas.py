@@ -34,7 +34,7 @@ import contextvars
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from functools import cache, lru_cache
 from typing import Any
@@ -48,6 +48,8 @@ VALIDATE_STEPS = 50_000  # keyword applications to validate one value, at most..
 VALIDATE_BASE_STEPS = 5_000  # ... and at most this plus ...
 VALIDATE_STEPS_PER_NODE = 50  # ... this many per JSON node of the value
 VALIDATE_SECONDS = 1.0
+REQUEST_VALIDATE_STEPS = 500_000  # keyword applications for all the values of one request
+REQUEST_VALIDATE_SECONDS = 5.0
 REMEMBERED = 64  # schemas remembered as too costly
 REGEX_MEMORY = 1 << 20  # bytes RE2 may use for one compiled pattern
 _REF_COST = 4  # a $ref costs jsonschema several keywords' time (a registry lookup)
@@ -62,25 +64,62 @@ class SchemaTooCostly(SchemaRefused):
     """A check or a validation that ran out of its budget of steps or seconds."""
 
 
+class RequestBudgetSpent(SchemaTooCostly):
+    """A request's validations together ran out of their budget (no one schema is to blame)."""
+
+
 # -- the meter -------------------------------------------------------------------------------
 
 
 class _Meter:
-    """Steps and a deadline for one check or validation."""
+    """Steps and a deadline for one check or validation; ``parent``, the request's meter
+    (:func:`request_budget`), is charged the same steps."""
 
-    def __init__(self, steps: int, seconds: float) -> None:
+    def __init__(self, steps: int, seconds: float, parent: _RequestMeter | None = None) -> None:
         self.left = steps
         self.deadline = time.monotonic() + seconds
+        self.parent = parent
 
     def tick(self, cost: int) -> None:
+        if self.parent is not None:
+            self.parent.tick(cost)
         self.left -= cost
         if self.left < 0 or time.monotonic() > self.deadline:
             raise SchemaTooCostly("the schema is too costly to check against this value (its "
                                   "references or keywords multiply the work)")
 
 
+class _RequestMeter(_Meter):
+    """What all the validations of one request may spend together."""
+
+    def spent(self) -> bool:
+        return self.left < 0 or time.monotonic() > self.deadline
+
+    def tick(self, cost: int) -> None:
+        self.left -= cost
+        if self.spent():
+            raise RequestBudgetSpent(REQUEST_SPENT)
+
+
 _METER: contextvars.ContextVar[_Meter | None] = contextvars.ContextVar("schema_meter",
                                                                        default=None)
+_REQUEST_METER: contextvars.ContextVar[_RequestMeter | None] = contextvars.ContextVar(
+    "schema_request_meter", default=None)
+REQUEST_SPENT = ("this request's answers used up the work allowed for checking them against "
+                 "its schemas")
+
+
+@contextmanager
+def request_budget(steps: int = REQUEST_VALIDATE_STEPS,
+                   seconds: float = REQUEST_VALIDATE_SECONDS) -> Iterator[None]:
+    """One budget for every validation inside (a server request's n candidates, each with its
+    calls): past it, every further value is refused without work. Tasks started inside share
+    it (they copy the context, and with it the same meter)."""
+    token = _REQUEST_METER.set(_RequestMeter(steps, seconds))
+    try:
+        yield
+    finally:
+        _REQUEST_METER.reset(token)
 
 
 @contextmanager
@@ -423,25 +462,43 @@ def expanded_size(schema: Any, cap: int) -> int:
 
 def validation_error(value: Any, schema: Mapping[str, Any]) -> str | None:
     """Why ``value`` does not validate against ``schema`` (None: it does), with bounded work: a
-    schema too costly for this value is a reason too.
+    schema too costly for this value is a reason too (:func:`first_validation_error`)."""
+    return first_validation_error([(value, schema)])
 
-    The budget grows with the value (:data:`VALIDATE_STEPS_PER_NODE` per node over
+
+def first_validation_error(checks: Sequence[tuple[Any, Mapping[str, Any]]]) -> str | None:
+    """Why the first failing ``(value, schema)`` of ``checks`` does not validate (None: all do),
+    all of them within one budget (a candidate's tool calls share one, not one each).
+
+    The budget grows with the values (:data:`VALIDATE_STEPS_PER_NODE` per node over
     :data:`VALIDATE_BASE_STEPS`, at most :data:`VALIDATE_STEPS`): an honest schema costs a few
     steps per node of the value, one that multiplies its work per level of the value runs out
     soon. A schema that ran out once is remembered (the same object: one request's candidates
     share it), and every later value is refused without work: a strategy's n candidates cost
-    one budget, not n."""
+    one budget, not n. Inside :func:`request_budget`, every step is charged to the request too,
+    and once that is spent every value is refused."""
     import jsonschema
 
-    known = _too_costly.get(schema)
-    if known is not None:
-        return known
-    steps = min(VALIDATE_STEPS, VALIDATE_BASE_STEPS + VALIDATE_STEPS_PER_NODE * _count_nodes(
-        value, most=VALIDATE_STEPS // VALIDATE_STEPS_PER_NODE))
-    token = _METER.set(_Meter(steps, VALIDATE_SECONDS))
+    request = _REQUEST_METER.get()
+    if request is not None and request.spent():
+        return REQUEST_SPENT
+    for _, schema in checks:
+        known = _too_costly.get(schema)
+        if known is not None:
+            return known
+    most = VALIDATE_STEPS // VALIDATE_STEPS_PER_NODE
+    nodes = sum(_count_nodes(value, most=most) for value, _ in checks)
+    steps = min(VALIDATE_STEPS, VALIDATE_BASE_STEPS + VALIDATE_STEPS_PER_NODE * nodes)
+    token = _METER.set(_Meter(steps, VALIDATE_SECONDS, parent=request))
+    schema: Any = None
     try:
-        validator = _validator_class(schema)(schema)
-        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        for value, schema in checks:
+            validator = _validator_class(schema)(schema)
+            error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+            if error is not None:
+                return error.message
+    except RequestBudgetSpent as exc:
+        return str(exc)
     except SchemaTooCostly as exc:
         _too_costly.put(schema, str(exc))
         return str(exc)
@@ -451,7 +508,7 @@ def validation_error(value: Any, schema: Mapping[str, Any]) -> str | None:
         return f"the schema cannot check it: {_short(str(exc))}"
     finally:
         _METER.reset(token)
-    return None if error is None else error.message
+    return None
 
 
 class _Remembered:

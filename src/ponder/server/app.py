@@ -75,7 +75,7 @@ from ponder.backends.base import Backend
 from ponder.backends.openai_http import OpenAIBackend, forward_chat, forward_chat_stream
 from ponder.budget import Budget
 from ponder.domains.chat import CHAT, is_chat_problem, read_reply
-from ponder.domains.schemas import CHECK_SECONDS
+from ponder.domains.schemas import CHECK_SECONDS, request_budget
 from ponder.errors import (
     BackendError,
     BackendTimeout,
@@ -629,10 +629,11 @@ class PonderServer:
         if plan.strategy is None:
             return await self._pass_through(plan, seed, sink)
         events = view.sink(sink) if view is not None else sink
-        result = await run_strategy(plan.strategy, plan.problem, self.backend,
-                                    verifier=plan.verifier, budget=budget, seed=seed,
-                                    events=events, stream_text=sink is not None,
-                                    sandbox=self.sandbox, trace=trace)
+        with request_budget():  # checking its answers against its schemas: bounded in all
+            result = await run_strategy(plan.strategy, plan.problem, self.backend,
+                                        verifier=plan.verifier, budget=budget, seed=seed,
+                                        events=events, stream_text=sink is not None,
+                                        sandbox=self.sandbox, trace=trace)
         if view is not None:
             view.finish(index, result)
         u = result.usage
