@@ -190,7 +190,8 @@ def task_names(problem: Problem) -> tuple[str, ...]:
 
 
 def task_helpers(problem: Problem) -> str:
-    """The imports and helper functions the question itself defines besides the entry point
+    """The imports, constants and helper functions the question itself defines besides the
+    entry point
     (HumanEval/32's ``poly``, /38's ``encode_cyclic``, /50's ``encode_shift``), as source for
     the tests' setup: the tests call the task's helpers, not the program's versions of them,
     so a program cannot pass ``decode(encode(s)) == s`` by redefining ``encode``."""
@@ -200,7 +201,7 @@ def task_helpers(problem: Problem) -> str:
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return ""
     keep = [node for node in tree.body
-            if isinstance(node, (ast.Import, ast.ImportFrom))
+            if isinstance(node, (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign))
             or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
             and node.name != entry]
     if not any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))

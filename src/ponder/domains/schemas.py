@@ -152,7 +152,7 @@ def _metered(keyword: str, check: Callable[..., Any]) -> Callable[..., Any]:
 # -- regular expressions on RE2 --------------------------------------------------------------
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=32)  # each up to REGEX_MEMORY: at most 32 MiB held
 def compiled(pattern: str) -> Any:
     """``pattern`` compiled by RE2 (linear-time matching); SchemaRefused when RE2 cannot."""
     import re2

@@ -85,7 +85,7 @@ from ponder.errors import (
 )
 from ponder.runner import new_context, run_strategy
 from ponder.sandbox import Sandbox
-from ponder.server.errors import ApiError, validation_error
+from ponder.server.errors import ApiError, clip, validation_error
 from ponder.server.limits import check_json_type, parse_json, read_body
 from ponder.server.metrics import Metrics
 from ponder.server.narrator import search_summary
@@ -210,15 +210,17 @@ class PonderServer:
         local, port = (scope.get("server") or (None, None))[:2]
         if host is not None and local is not None and is_loopback(local) \
                 and not self.access.allows_host(host, local, int(port or 0)):
+            shown = clip(host, 100)
             return ApiError(403, f"this server has no API key and answers only to its own "
-                            f"loopback names, not Host {_short(host)!r} (a DNS-rebinding page?); "
+                            f"loopback names, not Host {shown!r} (a DNS-rebinding page?); "
                             f"to allow it, start ponder serve with --allow-host "
-                            f"{_short(host)} (or set --api-key)", code="host_not_allowed")
+                            f"{shown} (or set --api-key)", code="host_not_allowed")
         origin = headers.get("origin")
         if origin is not None and not self.access.allows_origin(origin, host):
+            shown = clip(origin, 100)
             return ApiError(403, f"this server has no API key and answers no page of another "
-                            f"origin than its own, not {_short(origin)!r}; to allow it, start "
-                            f"ponder serve with --allow-origin {_short(origin)} (or set "
+                            f"origin than its own, not {shown!r}; to allow it, start "
+                            f"ponder serve with --allow-origin {shown} (or set "
                             "--api-key)", code="origin_not_allowed")
         return None
 
@@ -263,7 +265,7 @@ class PonderServer:
                            headers={"WWW-Authenticate": 'Basic realm="ponder", charset="UTF-8"'})
 
     def _admit(self) -> Ticket:
-        """A place in the queue, or 429 (checked before the body is read)."""
+        """A place in the queue, or 429 (checked once the body has arrived: :meth:`_opened`)."""
         if self.metrics.in_flight + self.metrics.queued >= self.max_concurrent + self.max_queue:
             raise ApiError(429, "the server is at capacity; retry shortly", "rate_limit_error",
                            code="queue_full", headers={"Retry-After": "1"})
@@ -705,9 +707,6 @@ def is_loopback(address: str) -> bool:
     return ip.is_loopback
 
 
-def _short(text: str, most: int = 100) -> str:
-    text = "".join(c if c.isprintable() else "?" for c in text)
-    return text if len(text) <= most else text[:most] + "…"
 
 
 def upstream_error(exc: BackendError) -> ApiError:

@@ -8,6 +8,13 @@ from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
 
+def clip(text: str, most: int = 64) -> str:
+    """A client's string as an error message quotes it: non-printable characters as ``?``, cut
+    to ``most`` characters."""
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= most else text[:most] + "…"
+
+
 class ApiError(Exception):
     """An error the client gets as OpenAI's error object."""
 

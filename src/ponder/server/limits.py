@@ -24,7 +24,7 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 
-from ponder.server.errors import ApiError
+from ponder.server.errors import ApiError, clip
 
 # A JSON string literal (unrolled, so it runs in linear time even when unterminated).
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -49,11 +49,9 @@ def check_json_type(content_type: str | None) -> None:
     media = content_type.split(";", 1)[0].strip().lower()
     if media != "application/json":
         raise ApiError(415, f"the body must be JSON sent with 'Content-Type: application/json' "
-                       f"(got {_short(content_type)!r})", code="unsupported_media_type")
+                       f"(got {clip(content_type)!r})", code="unsupported_media_type")
 
 
-def _short(text: str, most: int = 64) -> str:
-    return text if len(text) <= most else text[:most] + "…"
 
 
 async def read_body(request: Request, max_bytes: int, timeout: float) -> bytes:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ponder import registry
-from ponder.server.errors import ApiError
+from ponder.server.errors import ApiError, clip
 from ponder.server.policy import above_cap, capped
 from ponder.server.schemas import ChatCompletionRequest
 from ponder.server.settings import Caps
@@ -48,13 +48,13 @@ def plan_request(req: ChatCompletionRequest, model_id: str, max_request_tokens: 
         name = req.model.removeprefix("ponder-")
         param = "model"
     elif req.model not in (model_id, "ponder"):
-        raise ApiError(404, f"The model '{_short(req.model)}' does not exist; see GET /v1/models",
+        raise ApiError(404, f"The model '{clip(req.model)}' does not exist; see GET /v1/models",
                        param="model", code="model_not_found")
     if name is None and options is not None and options.strategy:
         name, param = options.strategy, "ponder.strategy"
     if name is not None and name not in registry.strategies.names():
         valid = ", ".join(registry.strategies.names())
-        raise ApiError(400, f"unknown strategy {_short(name)!r}; valid: {valid}", param=param,
+        raise ApiError(400, f"unknown strategy {clip(name)!r}; valid: {valid}", param=param,
                        code="unknown_strategy")
     effort = req.reasoning_effort
     if effort == "minimal":
@@ -78,7 +78,7 @@ def plan_request(req: ChatCompletionRequest, model_id: str, max_request_tokens: 
     knobs: dict[str, tuple[str, Any]] = {}  # option -> (the request parameter, value)
     if options:
         for key, value in options.options.items():
-            knobs[key] = (f"ponder.options.{_short(key)}", value)
+            knobs[key] = (f"ponder.options.{clip(key)}", value)
         if options.n is not None:
             knobs["n"] = ("ponder.n", options.n)
     for key in ("temperature", "top_p", "max_tokens"):
@@ -87,13 +87,10 @@ def plan_request(req: ChatCompletionRequest, model_id: str, max_request_tokens: 
     preset = effort if effort in ("low", "medium", "high") else None
     verifier = options.verifier if options else None
     if verifier is not None and verifier not in registry.verifiers.names():
-        raise ApiError(400, f"unknown verifier {_short(verifier)!r}; valid: "
+        raise ApiError(400, f"unknown verifier {clip(verifier)!r}; valid: "
                        f"{', '.join(registry.verifiers.names())}", param="ponder.verifier",
                        code="unknown_verifier")
     strategy = capped(name, preset, knobs, dict((strategies or {}).get(name, {})), caps)
     return Plan(problem, strategy, budget_tokens, seconds, verifier, req.seed, req)
 
 
-def _short(text: str, most: int = 64) -> str:
-    """A client's string, cut to ``most`` characters for an error message."""
-    return text if len(text) <= most else text[:most] + "…"
