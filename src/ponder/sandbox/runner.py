@@ -579,8 +579,8 @@ def standard_module(name):
     """The real standard-library module a test reads by a name the program imported (MBPP's
     tests call ``math.isclose`` and rely on the solution's ``import math``), imported here:
     never the program's object, never anything outside the standard library."""
-    if name not in getattr(sys, "stdlib_module_names", ()):
-        return None
+    if name not in getattr(sys, "stdlib_module_names", ()) or name in ("antigravity", "this"):
+        return None  # (those two act when imported: open a browser, print)
     try:
         with TimeLimit(GRACE):
             return importlib.import_module(name)
