@@ -90,6 +90,10 @@ def test_killed_run_resumes_without_duplicates(dataset, tmp_path):
     (["--format", "csv"], "invalid choice"),
     (["--strategies", "self-consistency", "-o", "weighting=logprob", "--no-greedy"],
      "is not supported there"),
+    (["--strategies", "cot", "-o", "nope=1"], "invalid options for cot: nope: unknown option"),
+    (["--strategies", "best-of-n", "--verifier", "nope"], "unknown verifier 'nope'"),
+    (["--strategies", "self-consistency", "--reference", "self-consistency@9"],
+     "self-consistency is evaluated at budgets 1, 2, 4, 8, 16 only"),
 ])
 def test_eval_bad_input(capsys, dataset, tmp_path, argv, message):
     args = ["eval", "--dataset", str(dataset), "--out", str(tmp_path / "o"), *argv]
@@ -100,6 +104,19 @@ def test_eval_bad_input(capsys, dataset, tmp_path, argv, message):
     assert code != 0
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+    assert not (tmp_path / "o").exists()  # refused before anything was created
+
+
+def test_a_refused_fresh_run_discards_nothing(capsys, dataset, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "samples.sqlite").write_bytes(b"an earlier run")
+    (out / "report.md").write_text("its report")
+    code = main(["eval", "--dataset", str(dataset), "--out", str(out), "--fresh",
+                 "--strategies", "nope"])
+    assert code == 1 and "unknown strategy 'nope'" in capsys.readouterr().err
+    assert (out / "samples.sqlite").read_bytes() == b"an earlier run"
+    assert (out / "report.md").read_text() == "its report"
 
 
 def test_eval_refuses_a_folder_of_another_run(capsys, dataset, tmp_path):
@@ -132,3 +149,4 @@ def test_a_folder_refuses_another_served_model(dataset, tmp_path, model_path, ll
     err = capsys.readouterr().err.strip()
     assert err.startswith("ponder: error: ") and "holds a different run: served_model" in err
     assert "\n" not in err
+

@@ -9,13 +9,16 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ponder import registry
 from ponder.backends.endpoints import endpoint_specs, shown_urls
 from ponder.backends.loading import release
 from ponder.backends.models import file_sha256, resolve_model
@@ -28,14 +31,15 @@ from ponder.cli.endpoints import (
 )
 from ponder.cli.render import stdout_console
 from ponder.errors import ConfigError
-from ponder.eval.comparisons import check_reference, paired_table, parse_reference
+from ponder.eval.comparisons import Reference, check_reference, paired_table, parse_reference
 from ponder.eval.datasets import FORMATS, load_dataset
 from ponder.eval.harness import Harness, Status
 from ponder.eval.plans import GREEDY, parse_budgets
 from ponder.eval.pools import split_specs
-from ponder.eval.ray_eval import RayEval
+from ponder.eval.ray_eval import RayEval, check_ray_plans
 from ponder.eval.report import HEADER, PAIRED_HEADER, paired_rows, table_rows, write_reports
 from ponder.eval.store import Store
+from ponder.types import Problem
 from ponder.version import __version__
 
 STORE = "samples.sqlite"
@@ -105,6 +109,26 @@ def _progress_line(status: Status) -> str:
     return f"eval: {done}/{total} problems · {f['samples']} · {f['rate']} · {f['acc']} · {eta}"
 
 
+def check_plans(args: argparse.Namespace, problems: Sequence[Problem], strategies: Sequence[str],
+                budgets: Sequence[int], options: dict[str, Any],
+                reference: Reference | None) -> None:
+    """Every strategy, option, verifier and the reference checked on a store in memory, so a
+    bad one is refused before --out is touched (no folder, no empty store, nothing discarded)."""
+    if args.verifier is not None:
+        registry.verifiers.get(args.verifier)
+    store = Store(":memory:")
+    try:
+        harness = Harness(None, store, problems, strategies, budgets,  # type: ignore[arg-type]
+                          options=options, verifier=args.verifier, seed=args.seed,
+                          greedy=not args.no_greedy)
+        if reference is not None:
+            check_reference(reference, {plan.label: plan.budgets for plan in harness.plans})
+        if args.ray is not None:
+            check_ray_plans(harness.plans)
+    finally:
+        store.close()
+
+
 def run(args: argparse.Namespace) -> int:
     apply_sandbox_flag(args)
     budgets = parse_budgets(args.budgets)
@@ -120,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         options["examples"] = str(Path(args.examples).resolve())
     problems = load_dataset(args.dataset, args.format, question_field=args.question_field,
                             answer_field=args.answer_field, limit=args.limit)
+    check_plans(args, problems, strategies, budgets, options, reference)
     specs = endpoint_specs(args.base_url, args.endpoints)
     urls = [s.url for s in specs]
     model = args.model or next((s.model for s in specs if s.model), None)

@@ -10,13 +10,13 @@ reached the store, so nothing is lost or stored twice. Ray is imported only here
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ponder.backends.base import Backend
 from ponder.errors import BackendError, ConfigError, MissingDependency
 from ponder.eval.harness import Harness
-from ponder.eval.plans import GREEDY
+from ponder.eval.plans import GREEDY, Plan
 from ponder.eval.ray_worker import EvalWorker, insert_rows, problem_rows
 
 
@@ -39,16 +39,22 @@ def start_ray(address: str | None, workers: int) -> Any:
     return ray
 
 
+def check_ray_plans(plans: Sequence[Plan]) -> None:
+    """Refuse what Ray cannot run yet: a strategy that routes compute across all the problems
+    at once."""
+    batch = [p.label for p in plans if p.mode == "batch"]
+    if batch:
+        raise ConfigError(f"--ray cannot run {', '.join(batch)} yet: it routes compute "
+                          "across all the problems at once; run it without --ray")
+
+
 class RayEval:
     """Runs a driver-side :class:`Harness`'s plans on Ray workers (``workers`` actors, each
     with ``per_worker`` problems in flight) built by ``factory``."""
 
     def __init__(self, harness: Harness, factory: Callable[[], Backend], *,
                  address: str | None = None, workers: int = 2, per_worker: int = 1) -> None:
-        if any(plan.mode == "batch" for plan in harness.plans):
-            batch = [p.label for p in harness.plans if p.mode == "batch"]
-            raise ConfigError(f"--ray cannot run {', '.join(batch)} yet: it routes compute "
-                              "across all the problems at once; run it without --ray")
+        check_ray_plans(harness.plans)
         if workers < 1 or per_worker < 1:
             raise ConfigError("--ray-workers and --concurrency must be positive")
         self.harness = harness
