@@ -150,3 +150,40 @@ def test_a_folder_refuses_another_served_model(dataset, tmp_path, model_path, ll
     assert err.startswith("ponder: error: ") and "holds a different run: served_model" in err
     assert "\n" not in err
 
+
+ANSWER = "Two plus three makes five. The answer is 5"  # 9 tokens (the fake backend's words)
+
+
+def _scripted(monkeypatch, respond=lambda request, index: ANSWER):
+    import ponder.cli.endpoints as endpoints_cli
+    import ponder.cli.eval as cli
+    from ponder.backends.fake import ScriptedBackend
+    from ponder.backends.models import ModelSpec
+
+    monkeypatch.setattr(cli, "resolve_model", lambda *a, **k: ModelSpec("scripted", "scripted"))
+    monkeypatch.setattr(endpoints_cli, "load_backend", lambda *a, **k: ScriptedBackend(respond))
+    return cli
+
+
+def test_the_progress_counts_samples_and_tokens_before_a_problem_finishes(monkeypatch, tmp_path):
+    """One problem, four samples drawn in one call: the progress display (the status it is
+    drawn from) shows each finished sample and its tokens as it comes, while no problem is done
+    yet; not only when the problem is."""
+    cli = _scripted(monkeypatch)
+    shown = []
+    fields = cli._progress_fields
+
+    def spy(status):
+        shown.append((status.problems_done, status.samples, status.tokens))
+        return fields(status)
+
+    monkeypatch.setattr(cli, "_progress_fields", spy)
+    dataset = tmp_path / "one.jsonl"
+    dataset.write_text(json.dumps({"question": "What is 2 + 3?", "answer": "#### 5"}) + "\n")
+    assert main(["eval", "--dataset", str(dataset), "--strategies", "self-consistency",
+                 "--budgets", "4", "--no-greedy", "--concurrency", "1",
+                 "--out", str(tmp_path / "o")]) == 0
+    running = sorted({s for s in shown if s[0] == 0 and s[1] > 0})
+    assert running == [(0, 1, 9), (0, 2, 18), (0, 3, 27), (0, 4, 36)]
+    assert shown[-1] == (1, 4, 36)
+

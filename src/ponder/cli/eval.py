@@ -95,7 +95,7 @@ def _progress_fields(status: Status) -> dict[str, str]:
     seconds = max(1e-9, time.monotonic() - status.started)
     acc = status.accuracy
     return {
-        "samples": f"{status.samples:,} samples",
+        "samples": f"{status.samples:,} sample{'' if status.samples == 1 else 's'}",
         "rate": f"{status.tokens / seconds:,.1f} tok/s",
         "acc": f"acc {100 * acc:.1f}%" if acc is not None else "acc —",
     }

@@ -30,7 +30,9 @@ from ponder.types import (
 # Progress events: (event name, details). Names: "generate" (before a backend call),
 # "tokens" (tokens generated so far in the call), "sample" (one sample finished), "text" (the
 # text so far of the call's first sample, when the context streams text), "generated" (after
-# the call). Backends may emit from their own thread: sinks must be thread-safe.
+# the call). Every event but "text" carries ``call``: the call's number in its context, so a
+# sink can tell concurrent calls apart. Backends may emit from their own thread: sinks must be
+# thread-safe.
 EventSink = Callable[[str, dict[str, Any]], None]
 
 DEFAULT_SANDBOX = Sandbox()  # shared, so its worker limit holds across concurrent runs
@@ -74,6 +76,7 @@ class Context:
     stop_reason: StopReason = "done"
     rng: random.Random = field(init=False)
     _seed_counter: int = field(default=0, init=False)
+    _calls: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -126,12 +129,15 @@ class Context:
             if params.seed is None and self.seed is not None:
                 params = params.replace(seed=self._next_seed())
             prepared.append(r.replace(params=params))
+        self._calls += 1
+        call = self._calls
         if self.events is not None:
-            prepared = [self._observed(r, label, first=i == 0) for i, r in enumerate(prepared)]
-        self.emit("generate", samples=n_total, label=label)
+            prepared = [self._observed(r, label, call, first=i == 0)
+                        for i, r in enumerate(prepared)]
+        self.emit("generate", samples=n_total, label=label, call=call)
         started = time.monotonic()
         results = await used.generate(
-            prepared, on_progress=lambda tokens: self.emit("tokens", tokens=tokens)
+            prepared, on_progress=lambda tokens: self.emit("tokens", tokens=tokens, call=call)
         )
         out: list[list[Traced]] = []
         for k, (request, completions) in enumerate(zip(prepared, results, strict=True)):
@@ -159,6 +165,7 @@ class Context:
             samples=n_total,
             seconds=time.monotonic() - started,
             tokens=sum(t.completion.usage.completion_tokens for row in out for t in row),
+            call=call,
         )
         return out
 
@@ -169,7 +176,7 @@ class Context:
         self.budget.charge(usage)
         return self.trace.add(kind, label, parent=parent, usage=usage, **data)
 
-    def _observed(self, request: GenerationRequest, label: str, first: bool
+    def _observed(self, request: GenerationRequest, label: str, call: int, first: bool
                   ) -> GenerationRequest:
         """The request with hooks that report each finished sample (and, when streaming text,
         the first sample's text as it grows)."""
@@ -180,7 +187,7 @@ class Context:
                 request.on_sample(index, completion)
             self.emit("sample", label=label, index=index, n=n, text=completion.text,
                       tokens=completion.usage.completion_tokens,
-                      finish_reason=completion.finish_reason)
+                      finish_reason=completion.finish_reason, call=call)
 
         monitor = request.monitor
         if self.stream_text and first:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Any
 
 from ponder import registry
 from ponder.backends.base import Backend
-from ponder.core.context import DEFAULT_SANDBOX, Context
+from ponder.core.context import DEFAULT_SANDBOX, Context, EventSink
 from ponder.domains import domain_for
 from ponder.errors import ConfigError
 from ponder.eval.plans import (
@@ -66,7 +67,9 @@ async def _together(coroutines: Iterable[Awaitable[Any]]) -> None:
 
 @dataclass
 class Status:
-    """What the progress display shows."""
+    """What the progress display shows. ``samples`` and ``tokens`` move as the model works:
+    every finished sample (a judge's verdicts are not samples) and every generated token, of
+    calls still in flight too; ``problems_done`` only when a problem's every plan is stored."""
 
     problems_total: int
     problems_done: int = 0
@@ -79,6 +82,59 @@ class Status:
     @property
     def accuracy(self) -> float | None:
         return self.correct / self.scored if self.scored else None
+
+
+LIVE_EVERY = 0.1  # seconds between progress updates for tokens alone (a sample always shows)
+
+
+@dataclass
+class _Call:
+    """What a counter has counted of one call in flight."""
+
+    judge: bool = False  # a verifier's call: its verdicts are not samples
+    tokens: int = 0  # tokens counted so far
+    samples: int = 0  # finished samples counted so far
+    finished_tokens: int = 0  # the finished samples' tokens
+
+
+class _Counter:
+    """An event sink per run context (``core/context.py``'s events) that adds to ``status``
+    what the model generates as it generates it: the tokens of each call in flight, as the
+    backend reports them, and each finished sample; the call's own totals when it returns
+    (exact, also for a backend that reports nothing on the way). Backends call it from their
+    own threads: it holds the harness's lock."""
+
+    def __init__(self, harness: Harness) -> None:
+        self.harness = harness
+        self.calls: dict[Any, _Call] = {}
+
+    def __call__(self, event: str, details: dict[str, Any]) -> None:
+        if event not in ("generate", "tokens", "sample", "generated"):
+            return
+        harness, key = self.harness, details.get("call")
+        with harness.lock:
+            status = harness.status
+            if event == "generate":
+                self.calls[key] = _Call(judge=str(details.get("label", "")).startswith("judge"))
+                return
+            call = self.calls.setdefault(key, _Call())
+            if event == "generated":  # the call returned: its exact totals
+                del self.calls[key]
+                status.tokens += int(details.get("tokens") or 0) - call.tokens
+                if not call.judge:
+                    status.samples += int(details.get("samples") or 0) - call.samples
+            else:
+                if event == "sample":
+                    call.finished_tokens += int(details.get("tokens") or 0)
+                    if not call.judge:
+                        call.samples += 1
+                        status.samples += 1
+                # "tokens": the call's running total, which a finished sample's tokens bound
+                reported = int(details.get("tokens") or 0) if event == "tokens" else 0
+                tokens = max(call.tokens, reported, call.finished_tokens)
+                status.tokens += tokens - call.tokens
+                call.tokens = tokens
+        harness.live_update(force=event != "tokens")
 
 
 def preset_spec(spec: str) -> tuple[str, dict[str, Any]]:
@@ -119,6 +175,8 @@ class Harness:
         self.traces = traces  # a folder to keep each run's trace in (``ponder view``), or None
         self.logprobs = logprobs  # store each sample's token confidence (selection rules)
         self.status = Status(len(self.problems))
+        self.lock = threading.Lock()  # the status, counted from backend threads too
+        self._shown = 0.0  # when the progress was last shown for tokens alone
         self.plans: list[Plan] = []
         if greedy:
             self.plans.append(self._plan(GREEDY, "cot", {**self.options, "temperature": 0.0}))
@@ -221,7 +279,8 @@ class Harness:
         def make_ctx(problem: Problem) -> Context:
             return new_context(self.backend, sandbox=self.sandbox,
                                verifier=choose_verifier(self.verifier, strategy, problem),
-                               seed=seed_of(self.seed, plan.key, problem.id, 1))
+                               seed=seed_of(self.seed, plan.key, problem.id, 1),
+                               events=self.counter())
 
         results = await strategy.run_batch(missing, make_ctx)
         for problem, result in zip(missing, results, strict=True):
@@ -231,11 +290,25 @@ class Harness:
         if self.on_update is not None:
             self.on_update(self.status)
 
-    def _note(self, correct: bool, completion_tokens: int, samples: int) -> None:
-        self.status.samples += samples
-        self.status.tokens += completion_tokens
-        self.status.scored += 1
-        self.status.correct += correct
+    def counter(self) -> EventSink:
+        """An event sink for one run context that counts its samples and tokens into
+        ``status`` as they are generated (see :class:`_Counter`)."""
+        return _Counter(self)
+
+    def live_update(self, force: bool = True) -> None:
+        """Show the progress: now (``force``), or at most every ``LIVE_EVERY`` seconds."""
+        now = time.monotonic()
+        if not force and now - self._shown < LIVE_EVERY:
+            return
+        self._shown = now
+        self._update()
+
+    def _note(self, correct: bool) -> None:
+        """A plan's result on a problem is in (its samples and tokens were counted as they
+        were generated)."""
+        with self.lock:
+            self.status.scored += 1
+            self.status.correct += correct
         self._update()
 
     async def _grade(self, problem: Problem, answers: Sequence[str | None]) -> list[bool]:
@@ -257,7 +330,8 @@ class Harness:
                 strategy = plan.build(budget if plan.mode == "budget" else None)
                 result = await run_strategy(
                     strategy, problem, self.backend, verifier=self.verifier,
-                    sandbox=self.sandbox, seed=seed_of(self.seed, plan.key, problem.id, budget))
+                    sandbox=self.sandbox, seed=seed_of(self.seed, plan.key, problem.id, budget),
+                    events=self.counter())
                 await self._store_result(plan, problem, budget, result)
 
     async def _store_result(self, plan: Plan, problem: Problem, budget: int, result: Any
@@ -273,7 +347,7 @@ class Harness:
             [{**c.to_dict(), "correct": ok} for c, ok in zip(result.candidates, each,
                                                               strict=True)],
         ))
-        self._note(correct, u.completion_tokens, len(result.candidates))
+        self._note(correct)
 
     async def _ensure_sampled(self, plan: Plan, problem: Problem,
                               locks: dict[str, asyncio.Lock]) -> None:
@@ -282,20 +356,19 @@ class Harness:
         soon as it returns. ``locks``: shared by the problem's plans, one per pool and one per
         pool and verifier, so that what one plan draws or scores the others find."""
         targets = counts(plan.config, plan.pools, max(plan.budgets))
-        drawn = [0, 0]  # new tokens, new samples
+        drawn = [0]  # new samples (they and their tokens are counted as they come: _Counter)
 
         async def top_up(pool: Pool, target: int) -> None:
             async with locks.setdefault(pool.key, asyncio.Lock()):
                 have = self.store.sample_count(pool.key, problem.id)
                 if have < target:  # what any plan on this pool uses, drawn in one call
                     want = max(target, self._pool_target(pool.key))
-                    tokens = await self._sample(plan, pool, problem, have, want - have)
-                    drawn[0] += tokens
-                    drawn[1] += want - have
+                    await self._sample(plan, pool, problem, have, want - have)
+                    drawn[0] += want - have
 
         await _together(top_up(pool, target)
                         for pool, target in zip(plan.pools, targets, strict=True))
-        new_tokens, new_samples = drawn
+        new_samples = drawn[0]
         samples = plan_samples(self.store, plan, problem, targets)
         scores: list[float | None] = [None] * len(samples)
         if plan.verifier is not None:
@@ -304,21 +377,22 @@ class Harness:
                     await held.enter_async_context(locks.setdefault(key, asyncio.Lock()))
                 stored = {p.key: self.store.scores(p.key, plan.verifier, problem.id)
                           for p in plan.pools}
-                new_tokens += await self._score(plan, problem, samples, stored)
+                await self._score(plan, problem, samples, stored)
             scores = score_values(samples, plan.pools, stored)
         if new_samples or plan.verifier is not None:
             used = samples_used(plan, samples, max(plan.budgets))
             chosen = pick("vote" if plan.mode == "sequential" else plan.mode, plan.config,
                           samples, scores, range(used))
             correct = chosen is not None and samples[chosen].correct
-            self._note(correct, new_tokens, new_samples)
+            self._note(correct)
 
     async def _sample(self, plan: Plan, pool: Pool, problem: Problem, have: int, n: int) -> int:
         cfg = plan.config
         if "mode" in type(cfg).model_fields:
             cfg = cfg.model_copy(update={"mode": pool.mode})
         ctx = new_context(self.backend, sandbox=self.sandbox,
-                          seed=seed_of(self.seed, pool.key, problem.id, have))
+                          seed=seed_of(self.seed, pool.key, problem.id, have),
+                          events=self.counter())
         started = time.monotonic()
         params = cfg.sampling(logprobs=0) if self.logprobs and \
             self.backend.capabilities.logprobs else None
@@ -349,7 +423,8 @@ class Harness:
             if not missing:
                 continue
             ctx = new_context(self.backend, sandbox=self.sandbox,
-                              seed=seed_of(self.seed, plan.key, problem.id))
+                              seed=seed_of(self.seed, plan.key, problem.id),
+                              events=self.counter())
             started = time.monotonic()
             verifier = choose_verifier(plan.verifier, None, problem)
             assert verifier is not None
