@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -187,3 +188,42 @@ def test_the_progress_counts_samples_and_tokens_before_a_problem_finishes(monkey
     assert running == [(0, 1, 9), (0, 2, 18), (0, 3, 27), (0, 4, 36)]
     assert shown[-1] == (1, 4, 36)
 
+
+def _printed_eval(monkeypatch, capsys, tmp_path, columns):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    _scripted(monkeypatch)
+    dataset = tmp_path / "two.jsonl"
+    dataset.write_text("".join(json.dumps({"question": f"What is {a} + 3?",
+                                           "answer": f"#### {a + 3}"}) + "\n" for a in (2, 4)))
+    out = tmp_path / f"o{columns}"
+    assert main(["eval", "--dataset", str(dataset), "--strategies",
+                 "self-consistency,self-consistency[mode=mixed]", "--budgets", "1,2",
+                 "--concurrency", "1", "--out", str(out)]) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_the_result_tables_fit_the_terminal_and_cut_no_header(monkeypatch, capsys, tmp_path,
+                                                              columns):
+    from ponder.eval.report import HEADER, PAIRED_HEADER
+
+    printed = _printed_eval(monkeypatch, capsys, tmp_path, columns)
+    lines = printed.splitlines()
+    assert "…" not in printed
+    assert max(len(line) for line in lines if not line.startswith("wrote ")) <= columns
+    words = printed.split()
+    # each header whole: on one line, or broken only at its spaces, after a "/", before an "@"
+    for header in (*HEADER, *PAIRED_HEADER):
+        assert all(part in words for part in header.split()) or all(
+            part in words for part in re.sub(r"(?<=/)|(?=@)", " ", header).split()), header
+    rows = [line.split() for line in lines]
+    assert ["greedy", "1", "50.0%"] == rows[next(i for i, r in enumerate(rows)
+                                                 if r[:1] == ["greedy"])][:3]
+    if columns == 200:  # wide: every header and label on one line
+        assert ["strategy", "budget", "accuracy", "95%", "CI", "tokens/problem"] in \
+            [r[:6] for r in rows]
+        assert ["self-consistency[mode=mixed]", "2", "50.0%"] in [r[:3] for r in rows]
+    else:  # narrow: a long label broken before its options, not cut
+        at = next(i for i, r in enumerate(rows) if r[1:3] == ["2", "50.0%"]
+                  and r[0] == "self-consistency" and rows[i + 1][:1] == ["[mode=mixed]"])
+        assert rows[at + 1] == ["[mode=mixed]", "100.0%"]

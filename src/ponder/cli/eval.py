@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from ponder import registry
 from ponder.backends.endpoints import endpoint_specs, shown_urls
@@ -29,7 +27,7 @@ from ponder.cli.endpoints import (
     endpoint_stats,
     load_from_args,
 )
-from ponder.cli.render import stdout_console
+from ponder.cli.render import fitted_table, stdout_console
 from ponder.errors import ConfigError
 from ponder.eval.comparisons import Reference, check_reference, paired_table, parse_reference
 from ponder.eval.datasets import FORMATS, load_dataset
@@ -250,20 +248,13 @@ def run(args: argparse.Namespace) -> int:
         paths = write_reports(out, data, config)
     finally:
         store.close()
-    console = stdout_console()
-    table = Table(title=f"{len(problems)} problems · {spec.name}", title_justify="left")
-    for h in HEADER:
-        table.add_column(h, justify="left" if h == "strategy" else "right")
-    for row in table_rows(data):
-        table.add_row(*(escape(cell) for cell in row))  # "[mode=mixed]" is not markup
-    console.print(table)
+    console = stdout_console()  # tables that fit its width, never cut with "…"
+    console.print(fitted_table(console, f"{len(problems)} problems · {spec.name}", HEADER,
+                               table_rows(data), right=HEADER[1:]))
     if data["paired"]:
-        paired = Table(title="paired comparisons", title_justify="left")
-        for h in PAIRED_HEADER:
-            paired.add_column(h, justify="left" if h in ("strategy@budget", "reference",
-                                                         "verdict") else "right")
-        for row in paired_rows(data):
-            paired.add_row(*(escape(cell) for cell in row))
-        console.print(paired)
+        console.print(fitted_table(console, "paired comparisons", PAIRED_HEADER,
+                                   paired_rows(data),
+                                   right=("problems", "difference (points)", "paired 95% CI",
+                                          "p-value")))
     console.print("wrote " + ", ".join(str(p) for p in paths))
     return 0

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import time
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from rich.console import Console
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from ponder.trace import Trace
@@ -22,6 +27,76 @@ def stdout_console() -> Console:
     if console.is_terminal or os.environ.get("COLUMNS"):
         return console
     return Console(width=200)
+
+
+def _widest_word(text: str) -> int:
+    return max((cell_len(word) for word in text.split()), default=0)
+
+
+def _widest_line(text: str) -> int:
+    return max((cell_len(line) for line in text.splitlines()), default=0)
+
+
+# Where a table's text may break, tried in turn while it does not fit: after a "/"
+# ("tokens/problem"), before a "[" ("self-consistency[mode=mixed]"), before an "@" ("cot@4").
+_BREAKS = (re.compile(r"(?<=/)(?=\S)"), re.compile(r"(?<=\S)(?=\[)"), re.compile(r"(?<=\S)(?=@)"))
+# (breaks used, padding either side of a cell), from the roomiest layout to the most compact
+_LAYOUTS = ((0, 1), (1, 1), (2, 1), (3, 1), (3, 0))
+
+
+def _broken(text: str, breaks: int) -> str:
+    for pattern in _BREAKS[:breaks]:
+        text = pattern.sub("\n", text)
+    return text
+
+
+def _widths(least: list[int], most: list[int], room: int) -> list[int]:
+    """Column widths between each column's least (its widest word) and most (its widest line)
+    in ``room``: what is left after the least goes, a character at a time, to the column that
+    lacks the most."""
+    widths = list(least)
+    spare = room - sum(widths)
+    while spare > 0:
+        lack, i = max((m - w, i) for i, (w, m) in enumerate(zip(widths, most, strict=True)))
+        if lack <= 0:
+            break
+        widths[i] += 1
+        spare -= 1
+    return widths
+
+
+def fitted_table(console: Console, title: str, header: Sequence[str],
+                 rows: Sequence[Sequence[str]], *, right: Collection[str] = ()) -> RenderableType:
+    """``rows`` under ``header``, shown whole at ``console``'s width, never cut with "…": a
+    compact table whose cells wrap at their spaces, and where that is not enough, after a "/"
+    and before a "[" or "@", with less padding; when even its widest words cannot stand side by
+    side, one block per row ("header: value" lines under the row's first cell). ``right``: the
+    headers whose columns are right-aligned. Cells are plain text, not markup."""
+    for breaks, pad in _LAYOUTS:
+        shown = [_broken(h, breaks) for h in header]
+        cells = [[_broken(cell, breaks) for cell in row] for row in rows]
+        columns = [[h, *(r[i] for r in cells)] for i, h in enumerate(shown)]
+        least = [max(_widest_word(text) for text in column) for column in columns]
+        room = console.width - 2 * pad * len(columns) - (len(columns) - 1)
+        if sum(least) > room:
+            continue
+        most = [max(_widest_line(" ".join(text.split()) if i else text) for i, text
+                    in enumerate(column)) for column in columns]  # a header keeps its breaks
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                      padding=(0, pad))
+        for h, name, width in zip(shown, header, _widths(least, most, room), strict=True):
+            table.add_column(Text(h), justify="right" if name in right else "left",
+                             overflow="fold", width=width)
+        for row in cells:
+            table.add_row(*(Text(cell) for cell in row))
+        return table
+    blocks: list[RenderableType] = [Text(title, style="italic")]
+    for row in rows:
+        lines = Text(row[0], style="bold")
+        for h, cell in zip(header[1:], row[1:], strict=True):
+            lines.append(f"\n  {h}: {cell}")
+        blocks.append(lines)
+    return Group(*blocks)
 
 
 class Progress:
