@@ -3,13 +3,28 @@
 The standard OpenAI fields are accepted (those that do not apply to a reasoning search, such as
 ``presence_penalty``, are accepted and ignored, so existing clients work unchanged); a field
 OpenAI does not define is refused, as OpenAI refuses it. ponder's own knobs travel in ``ponder``.
+
+An assistant message comes back as the client received it: the SDK's cookbook loop appends
+``reply.choices[0].message`` to ``messages``, and that object carries every field of the reply
+(``reasoning``, ``reasoning_content``, ``refusal``, ``annotations``, ``audio``,
+``function_call``, ``tool_calls`` with their ``index``, and the SDK's own ``parsed``). Those are
+accepted on an assistant message and ignored, save ``content`` and ``tool_calls``: the
+conversation's history is what was said and called, not the search that chose it (a reasoning
+model's own reasoning is not fed back either).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class _Strict(BaseModel):
@@ -82,6 +97,11 @@ class ResponseFormat(_Strict):
         return self
 
 
+# What an assistant message the server (or the SDK, accumulating it) wrote carries besides its
+# content and calls: accepted back on an assistant message, and not read.
+ASSISTANT_ONLY = ("reasoning", "refusal", "annotations", "audio", "function_call", "parsed")
+
+
 class ChatMessage(_Strict):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
@@ -89,6 +109,30 @@ class ChatMessage(_Strict):
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     reasoning_content: str | None = None
+    # an earlier reply's fields, as the SDK sends its message object back (ignored)
+    reasoning: str | None = None
+    refusal: str | None = None
+    annotations: list[Any] | None = None
+    audio: Any = None
+    function_call: Any = None
+    parsed: Any = None  # the SDK's parse() helper's own field
+
+    @field_validator("audio", "function_call")
+    @classmethod
+    def _never_written(cls, value: Any, info: ValidationInfo) -> None:
+        """The server answers no audio, nor the deprecated single ``function_call``
+        (``tool_calls`` instead): those come back null, or not at all."""
+        if value is not None:
+            raise ValueError(f"this server writes no {info.field_name!r}; it must be null")
+        return None
+
+    @model_validator(mode="after")
+    def _an_assistants_fields(self) -> ChatMessage:
+        if self.role != "assistant":
+            for key in ASSISTANT_ONLY:
+                if getattr(self, key) is not None:
+                    raise ValueError(f"only an assistant message has {key!r}")
+        return self
 
     def text(self) -> str:
         if self.content is None:

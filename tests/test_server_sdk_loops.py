@@ -1,0 +1,210 @@
+"""What a user of the official openai SDK sees against a live ``ponder serve`` (issue 33, items
+1-3): conversations and tool loops written as the cookbook writes them (the reply's message
+appended to ``messages``; ``input += response.output``), streamed and not; a Responses stream that
+tells the search while it runs and ends an incomplete response as OpenAI ends one; a token cap
+spent on fewer, complete chains; and ``finish_reason: length`` for an answer whose chain was
+cut."""
+
+import json
+import re
+
+import httpx
+import pytest
+from test_server import Live as ServerLive
+
+from ponder import ScriptedBackend
+
+openai = pytest.importorskip("openai")
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}
+RESP_TOOL = {"type": "function", "name": "get_weather",
+             "parameters": WEATHER["function"]["parameters"]}
+ASK_WEATHER = "What is the weather in Paris?"
+CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+# a chain of 68 words that ends with its answer
+LONG_CHAIN = "Let me add them. " + "Seventeen plus five, carefully. " * 15 + "The answer is: 22"
+
+
+class Live(ServerLive):
+    """test_server's live server, keeping its backend at hand."""
+
+    def __init__(self, backend, **settings):
+        super().__init__(backend, **settings)
+        self.backend = backend
+        self.clients = []
+
+    def client(self, statuses=None):
+        """The SDK's client (closed with the server); ``statuses``: a list each HTTP reply's
+        status is appended to."""
+        hooks = {"response": [lambda reply: statuses.append(reply.status_code)]} \
+            if statuses is not None else {}
+        self.clients.append(openai.OpenAI(base_url=self.url + "/v1", api_key="unused",
+                                          max_retries=0,
+                                          http_client=httpx.Client(event_hooks=hooks)))
+        return self.clients[-1]
+
+    def __exit__(self, *exc):
+        for client in self.clients:
+            client.close()
+        super().__exit__(*exc)
+
+
+def get_weather(city: str) -> str:
+    """The tool the loops call."""
+    return f"18C and sunny in {city}"
+
+
+def weather_agent(request, index):
+    """Calls get_weather for a question; answers from the tool's result once it has one."""
+    last = request.messages[-1].content
+    found = re.search(r"<tool_response>\n(.*)\n</tool_response>", last, re.S)
+    if found:
+        return f"The tool says so. The answer is: {found.group(1)}"
+    return CALL
+
+
+def arithmetic_chat(request, index):
+    """Answers 'What is A + B?', then 'And times C?' about the answer it gave before."""
+    turns = request.messages
+    last = turns[-1].content
+    asked = re.search(r"What is (\d+) \+ (\d+)\?", last)
+    if asked:
+        total = int(asked[1]) + int(asked[2])
+        return f"{asked[1]} plus {asked[2]} makes {total}. The answer is: {total}"
+    times = re.search(r"And times (\d+)\?", last)
+    before = [m.content for m in turns if m.role == "assistant"]
+    if times and before and before[-1].isdigit():
+        product = int(before[-1]) * int(times[1])
+        return f"{before[-1]} times {times[1]} makes {product}. The answer is: {product}"
+    return "I do not know. The answer is: none"
+
+
+def turns_seen(backend, k=-1):
+    """The (role, content) turns of the k-th request the backend received, without the system
+    prompt."""
+    return [(m.role, m.content) for m in backend.history[k].messages if m.role != "system"]
+
+
+# -- item 1: the SDK's cookbook conversations ---------------------------------------------------
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_two_turn_chat_sends_the_reply_back_as_the_sdk_returned_it(streamed):
+    with Live(ScriptedBackend(arithmetic_chat)) as live:
+        statuses, replies = [], []
+        client = live.client(statuses)
+        messages = [{"role": "user", "content": "What is 2 + 3?"}]
+        for question in (None, "And times 4?"):
+            if question:
+                messages.append({"role": "user", "content": question})
+            ask = {"model": "ponder-self-consistency", "messages": messages,
+                   "extra_body": {"ponder": {"n": 2}}}
+            if streamed:
+                with client.chat.completions.stream(**ask) as stream:
+                    message = stream.get_final_completion().choices[0].message
+            else:
+                message = client.chat.completions.create(**ask).choices[0].message
+            replies.append(message.content)
+            messages.append(message)  # the cookbook pattern: the reply as the SDK returned it
+        second = turns_seen(live.backend)
+    assert statuses == [200, 200]
+    assert replies == ["5", "20"]
+    # the earlier turn is what was said; the search that chose it is not fed back
+    assert second == [("user", "What is 2 + 3?"), ("assistant", "5"), ("user", "And times 4?")]
+
+
+def run_chat_tool_loop(client, streamed):
+    """The SDK's tool loop as a user writes it: the calls run, their results sent back, until the
+    model answers in text."""
+    messages = [{"role": "user", "content": ASK_WEATHER}]
+    calls = []
+    for _ in range(3):
+        ask = {"model": "ponder-self-consistency", "messages": messages, "tools": [WEATHER],
+               "extra_body": {"ponder": {"n": 2}}}
+        if streamed:
+            with client.chat.completions.stream(**ask) as stream:
+                choice = stream.get_final_completion().choices[0]
+        else:
+            choice = client.chat.completions.create(**ask).choices[0]
+        message = choice.message
+        messages.append(message)
+        if not message.tool_calls:
+            return message.content, choice.finish_reason, calls
+        for call in message.tool_calls:
+            arguments = json.loads(call.function.arguments)
+            calls.append((call.function.name, arguments))
+            messages.append({"role": "tool", "tool_call_id": call.id,
+                             "content": get_weather(**arguments)})
+    raise AssertionError("the loop did not end")
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_the_chat_tool_loop_answers_from_the_tools_result(streamed):
+    with Live(ScriptedBackend(weather_agent)) as live:
+        answer, finish, calls = run_chat_tool_loop(live.client(), streamed)
+        last = turns_seen(live.backend)
+    assert calls == [("get_weather", {"city": "Paris"})]
+    assert answer == "18C and sunny in Paris"
+    assert finish == "stop"
+    assert last[-1] == ("user", "<tool_response>\n18C and sunny in Paris\n</tool_response>")
+
+
+def run_responses_tool_loop(client, streamed):
+    """The Responses tool loop as a user writes it: ``input += response.output``, then a
+    ``function_call_output`` per call."""
+    items = [{"role": "user", "content": ASK_WEATHER}]
+    calls = []
+    for _ in range(3):
+        ask = {"model": "ponder-self-consistency", "input": items, "tools": [RESP_TOOL],
+               "extra_body": {"ponder": {"n": 2}}}
+        if streamed:
+            with client.responses.stream(**ask) as stream:
+                response = stream.get_final_response()
+        else:
+            response = client.responses.create(**ask)
+        items += response.output
+        asked = [item for item in response.output if item.type == "function_call"]
+        if not asked:
+            return response, calls
+        for call in asked:
+            arguments = json.loads(call.arguments)
+            calls.append((call.name, arguments))
+            items.append({"type": "function_call_output", "call_id": call.call_id,
+                          "output": get_weather(**arguments)})
+    raise AssertionError("the loop did not end")
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_the_responses_tool_loop_answers_from_the_tools_result(streamed):
+    with Live(ScriptedBackend(weather_agent)) as live:
+        response, calls = run_responses_tool_loop(live.client(), streamed)
+        last = turns_seen(live.backend)
+    assert calls == [("get_weather", {"city": "Paris"})]
+    assert response.status == "completed"
+    assert response.output_text == "18C and sunny in Paris"
+    assert [item.type for item in response.output] == ["reasoning", "message"]
+    assert last[-1] == ("user", "<tool_response>\n18C and sunny in Paris\n</tool_response>")
+
+
+@pytest.mark.parametrize("message, param, said", [
+    ({"role": "assistant", "content": "5", "mood": "happy"}, "messages.1.mood",
+     "Unrecognized request argument supplied: messages.1.mood"),
+    ({"role": "assistant", "content": "5", "audio": {"id": "a1"}}, "messages.1.audio",
+     "this server writes no 'audio'; it must be null"),
+    ({"role": "user", "content": "5", "reasoning": "I thought"}, "messages.1",
+     "only an assistant message has 'reasoning'"),
+])
+def test_fields_the_server_never_writes_are_still_a_400(message, param, said):
+    """Only what the server's own assistant messages carry is accepted back, and only on an
+    assistant message."""
+    body = {"model": "ponder-self-consistency",
+            "messages": [{"role": "user", "content": "What is 2 + 3?"}, message,
+                         {"role": "user", "content": "And times 4?"}]}
+    with Live(ScriptedBackend(arithmetic_chat)) as live:
+        reply = httpx.post(live.url + "/v1/chat/completions", json=body, timeout=30)
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert error["param"] == param and said in error["message"]
