@@ -208,3 +208,48 @@ def test_fields_the_server_never_writes_are_still_a_400(message, param, said):
     assert reply.status_code == 400
     error = reply.json()["error"]
     assert error["param"] == param and said in error["message"]
+
+
+# -- item 3: finish_reason length for a cut chain -------------------------------------------------
+
+
+@pytest.mark.parametrize("chain, finish", [(LONG_CHAIN, "length"),
+                                           ("17 plus 5 makes 22. The answer is: 22", "stop")])
+def test_the_finish_reason_says_whether_the_answers_chain_was_cut(chain, finish):
+    ask = {"model": "ponder-cot", "max_tokens": 32,
+           "messages": [{"role": "user", "content": "What is 17 + 5?"}]}
+    with Live(ScriptedBackend([chain] * 3)) as live:
+        client = live.client()
+        reply = client.chat.completions.create(**ask)
+        chunks = list(client.chat.completions.create(**ask, stream=True))
+        response = client.responses.create(model="ponder-cot", input="What is 17 + 5?",
+                                           extra_body={"ponder": {"options": {"max_tokens": 32}}})
+    assert reply.choices[0].finish_reason == finish
+    assert [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason] == [finish]
+    cut = finish == "length"
+    assert response.status == ("incomplete" if cut else "completed")
+    assert response.incomplete_details == (None if not cut else response.incomplete_details)
+    if cut:
+        assert response.incomplete_details.reason == "max_output_tokens"
+
+
+# -- the bundled model, end to end --------------------------------------------------------------
+
+
+def test_a_two_turn_chat_on_the_bundled_model(llama):
+    with Live(llama) as live:
+        client = live.client()
+        messages = [{"role": "user", "content": "What is 2 + 3?"}]
+        first = client.chat.completions.create(
+            model="ponder-cot", messages=messages, max_tokens=16, temperature=0,
+            extra_body={"ponder": {"trace": True}})
+        messages += [first.choices[0].message, {"role": "user", "content": "And times 4?"}]
+        raw = client.chat.completions.with_raw_response.create(
+            model="ponder-cot", messages=messages, max_tokens=16, temperature=0)
+    chains = [node for node in first.model_extra["ponder"][0]["trace"]["nodes"]
+              if node["kind"] == "generate"]
+    cut = chains[0]["data"]["finish_reason"] == "length"
+    assert first.choices[0].finish_reason == ("length" if cut else "stop")
+    assert raw.status_code == 200
+    second = raw.parse().choices[0]
+    assert second.message.content and second.finish_reason in ("stop", "length")

@@ -11,7 +11,7 @@ from ponder.server.narrator import search_summary
 from ponder.server.plan import Plan
 from ponder.server.policy import public_config, public_trace
 from ponder.server.tools import calls_of
-from ponder.types import Result
+from ponder.types import Candidate, Result
 
 
 def content(result: Result) -> str:
@@ -28,8 +28,19 @@ def reasoning(result: Result) -> str | None:
     return f"{result.text.strip()}\n\n{search_summary(result)}".strip()
 
 
+def chosen(result: Result) -> Candidate | None:
+    """The candidate the answer came from: the first whose text is the winning chain, whether
+    or not an answer could be read from it (None: the strategy built its text from several)."""
+    return next((c for c in result.candidates if c.text == result.text), None)
+
+
 def finish_reason(result: Result) -> str:
-    return "length" if result.stop_reason == "budget" else "stop"
+    """``length`` when a token cap cut the answer short: the request's budget stopped the search,
+    or the chain the answer came from ran out of its own ``max_tokens``; else ``stop``."""
+    if result.stop_reason == "budget":
+        return "length"
+    winner = chosen(result)
+    return "length" if winner is not None and winner.finish_reason == "length" else "stop"
 
 
 def message_of(plan: Plan, result: Result) -> tuple[dict[str, Any], str]:
