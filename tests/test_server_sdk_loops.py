@@ -210,6 +210,33 @@ def test_fields_the_server_never_writes_are_still_a_400(message, param, said):
     assert error["param"] == param and said in error["message"]
 
 
+# -- item 2: the Responses API under a token cap, streamed as the search runs ------------------
+
+
+def test_a_token_cap_is_spent_on_fewer_complete_chains():
+    # 256 tokens, low effort (4 chains): four chains of 68 words would each be cut near 55
+    with Live(ScriptedBackend([LONG_CHAIN] * 4)) as live:
+        response = live.client().responses.create(
+            model="ponder-self-consistency", input="What is 17 + 5?",
+            reasoning={"effort": "low"}, max_output_tokens=256)
+    assert response.status == "completed" and response.incomplete_details is None
+    assert response.output_text == "22"
+    assert response.usage.output_tokens == 68 <= 256
+    assert len(response.model_extra["ponder"]["candidates"]) == 1
+
+
+def test_a_token_cap_counts_what_the_search_writes_not_the_conversation():
+    instructions = "Answer briefly. " * 150  # 300 words of prompt, a 100-token cap
+    with Live(ScriptedBackend(["17 plus 5 makes 22. The answer is: 22"] * 4)) as live:
+        response = live.client().responses.create(
+            model="ponder-self-consistency", instructions=instructions,
+            input="What is 17 + 5?", max_output_tokens=100, extra_body={"ponder": {"n": 4}})
+    assert response.status == "completed"
+    assert response.output_text == "22"
+    assert response.usage.input_tokens > 300
+    assert response.usage.output_tokens == 4 * 9 <= 100
+
+
 # -- item 3: finish_reason length for a cut chain -------------------------------------------------
 
 

@@ -73,7 +73,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ponder import registry
 from ponder.backends.base import Backend
 from ponder.backends.openai_http import OpenAIBackend, forward_chat, forward_chat_stream
-from ponder.budget import Budget
 from ponder.domains.chat import CHAT, is_chat_problem, read_reply
 from ponder.domains.schemas import CHECK_SECONDS, request_budget
 from ponder.errors import (
@@ -627,7 +626,7 @@ class PonderServer:
     async def _run(self, plan: Plan, index: int, sink: Any, view: LiveView | None = None,
                    trace: Any = None) -> Result:
         seed = None if plan.seed is None else plan.seed + index
-        budget = Budget(max_tokens=plan.budget_tokens, max_seconds=plan.budget_seconds)
+        budget = plan.budget()
         if plan.strategy is None:
             return await self._pass_through(plan, seed, sink)
         events = view.sink(sink) if view is not None else sink

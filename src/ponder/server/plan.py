@@ -4,7 +4,22 @@ budget. The strategy: ``reasoning_effort: minimal`` (one chain of thought), else
 are built as everywhere else (:func:`ponder.runner.build_strategy`): the ``reasoning_effort``
 preset, then the operator's options for the strategy, then the client's knobs (``ponder.n``,
 ``ponder.options``, ``temperature``, ``top_p``, ``max_tokens``), which win — within what a client
-may set and the caps (:mod:`ponder.server.policy`)."""
+may set and the caps (:mod:`ponder.server.policy`).
+
+How a search spends a token cap. ``max_completion_tokens`` (the Responses API's
+``max_output_tokens``) bounds the tokens the whole search generates, over every call: OpenAI
+counts a reasoning model's reasoning tokens in it, and every chain, vote and judgement of the
+search is ponder's reasoning, so ``usage.completion_tokens`` (``output_tokens``) never exceeds it.
+Prompts are not counted in it (a long conversation does not eat the cap); ``ponder.budget`` and
+the operator's ``--max-request-tokens`` still bound prompt and completion tokens together.
+A search plans within the cap: a strategy that samples independent chains (self-consistency,
+best-of-n, adaptive-consistency) samples no more chains than the cap pays for at each chain's
+full length (its ``max_tokens``, 512 unless set), so that it runs fewer complete chains rather
+than many cut ones; below one chain's length it runs one chain, cut at the cap. A chain count
+the client set itself (``ponder.n``, ``ponder.options``) is kept: its chains share the cap.
+A strategy of another shape (a tree search, refinement rounds) runs as planned and stops where
+the cap stops it. Either way an answer whose chain was cut says ``finish_reason: length``.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +28,57 @@ from dataclasses import dataclass
 from typing import Any
 
 from ponder import registry
+from ponder.budget import Budget
+from ponder.errors import ConfigError
 from ponder.server.errors import ApiError, clip
 from ponder.server.policy import above_cap, capped
 from ponder.server.schemas import ChatCompletionRequest
 from ponder.server.settings import Caps
 from ponder.server.tools import check_request, problem_from
+from ponder.strategies.base import Strategy
 from ponder.types import Problem
+
+# The options that count a strategy's independent chains, which a token cap lowers (the first
+# is the count; the others may not exceed it).
+CHAIN_COUNTS: dict[str, tuple[str, ...]] = {
+    "self-consistency": ("n",),
+    "best-of-n": ("n",),
+    "adaptive-consistency": ("max_n", "wave"),
+}
+
+
+@dataclass
+class RequestBudget(Budget):
+    """A request's budget: ``max_tokens`` over every call's prompt and completion tokens, and
+    ``max_output_tokens`` over their completion tokens alone (what OpenAI's
+    ``max_completion_tokens`` / ``max_output_tokens`` count)."""
+
+    max_output_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_output_tokens is not None and self.max_output_tokens <= 0:
+            raise ConfigError(f"budget max-output-tokens must be positive, got "
+                              f"{self.max_output_tokens}")
+
+    def spent_limit(self) -> str | None:
+        if self.max_output_tokens is not None \
+                and self.spent.completion_tokens >= self.max_output_tokens:
+            return "tokens"
+        return super().spent_limit()
+
+    def completion_cap(self, n_samples: int, prompt_tokens: int) -> int | None:
+        caps = [super().completion_cap(n_samples, prompt_tokens)]
+        if self.max_output_tokens is not None:
+            left = self.max_output_tokens - self.spent.completion_tokens
+            caps.append(left // max(1, n_samples))
+        return min((c for c in caps if c is not None), default=None)
 
 
 @dataclass
 class Plan:
-    """What one request will run."""
+    """What one request will run: ``budget_tokens`` bounds prompt and completion tokens
+    together, ``output_tokens`` the completion tokens alone."""
 
     problem: Problem
     strategy: Any | None  # None: pass-through to the underlying model
@@ -32,6 +87,12 @@ class Plan:
     verifier: str | None
     seed: int | None
     request: ChatCompletionRequest
+    output_tokens: int | None = None
+
+    def budget(self) -> RequestBudget:
+        """A fresh budget for one run of the plan."""
+        return RequestBudget(max_tokens=self.budget_tokens, max_seconds=self.budget_seconds,
+                             max_output_tokens=self.output_tokens)
 
 
 def plan_request(req: ChatCompletionRequest, model_id: str, max_request_tokens: int | None,
@@ -61,9 +122,9 @@ def plan_request(req: ChatCompletionRequest, model_id: str, max_request_tokens: 
         name = "cot"
     check_request(req)
     problem = problem_from(req)
-    budget_tokens = min((t for t in (req.max_completion_tokens,
-                                     options.budget if options else None,
+    budget_tokens = min((t for t in (options.budget if options else None,
                                      max_request_tokens) if t is not None), default=None)
+    output_tokens = req.max_completion_tokens
     seconds = min(max_request_seconds, (options.max_seconds if options and
                                               options.max_seconds else float("inf")))
     if name is None and effort is None and options is None:
@@ -73,7 +134,7 @@ def plan_request(req: ChatCompletionRequest, model_id: str, max_request_tokens: 
                 raise above_cap(key, value, caps.max_tokens)
             if value is not None:
                 break  # the one a plain completion uses
-        return Plan(problem, None, budget_tokens, seconds, None, req.seed, req)
+        return Plan(problem, None, budget_tokens, seconds, None, req.seed, req, output_tokens)
     name = name or "self-consistency"
     knobs: dict[str, tuple[str, Any]] = {}  # option -> (the request parameter, value)
     if options:
@@ -90,7 +151,27 @@ def plan_request(req: ChatCompletionRequest, model_id: str, max_request_tokens: 
         raise ApiError(400, f"unknown verifier {clip(verifier)!r}; valid: "
                        f"{', '.join(registry.verifiers.names())}", param="ponder.verifier",
                        code="unknown_verifier")
-    strategy = capped(name, preset, knobs, dict((strategies or {}).get(name, {})), caps)
-    return Plan(problem, strategy, budget_tokens, seconds, verifier, req.seed, req)
+    operator = dict((strategies or {}).get(name, {}))
+    strategy = capped(name, preset, knobs, operator, caps)
+    if output_tokens is not None:
+        fewer = fewer_chains(strategy, output_tokens, knobs)
+        if fewer:
+            strategy = capped(name, preset, {**knobs, **fewer}, operator, caps)
+    return Plan(problem, strategy, budget_tokens, seconds, verifier, req.seed, req, output_tokens)
+
+
+def fewer_chains(strategy: Strategy, output_tokens: int, knobs: Mapping[str, Any]
+                 ) -> dict[str, tuple[str, int]]:
+    """The chain counts to lower so that a strategy's chains fit ``output_tokens`` at their full
+    length (at least one chain), as knobs (option -> (the parameter that set it, value)); none
+    when the chains fit, the strategy does not sample independent chains, or the client set the
+    count itself."""
+    counts = CHAIN_COUNTS.get(strategy.name, ())
+    if not counts or counts[0] in knobs:
+        return {}
+    config = strategy.config
+    fits = max(1, output_tokens // max(1, config.max_tokens))
+    return {option: ("max_completion_tokens", fits) for option in counts
+            if option not in knobs and getattr(config, option) > fits}
 
 
