@@ -5,8 +5,10 @@ tells the search while it runs and ends an incomplete response as OpenAI ends on
 spent on fewer, complete chains; and ``finish_reason: length`` for an answer whose chain was
 cut."""
 
+import asyncio
 import json
 import re
+import threading
 
 import httpx
 import pytest
@@ -237,6 +239,96 @@ def test_a_token_cap_counts_what_the_search_writes_not_the_conversation():
     assert response.usage.output_tokens == 4 * 9 <= 100
 
 
+class HeldBackend(ScriptedBackend):
+    """Answers as scripted, one sample at a time, and holds the run after its first finished
+    sample until the client says it has read of it (``read``; at most 30 s): ``told`` says
+    whether the client had, while the run was still going."""
+
+    def __init__(self, script):
+        super().__init__(script)
+        self.read = threading.Event()
+        self.told = None
+
+    async def generate(self, requests, on_progress=None):
+        out = []
+        for request in requests:
+            samples = []
+            for i in range(request.n):
+                def report(_, completion, i=i, hook=request.on_sample):
+                    if hook is not None:
+                        hook(i, completion)
+                [[sample]] = await super().generate([request.replace(n=1, on_sample=report)])
+                samples.append(sample)
+                if self.told is None:
+                    self.told = await asyncio.to_thread(self.read.wait, 30)
+            out.append(samples)
+        return out
+
+
+def test_the_responses_stream_tells_each_candidate_while_the_search_runs():
+    backend = HeldBackend(["17 plus 5 makes 22. The answer is: 22"] * 2)
+    with Live(backend) as live:
+        with live.client().responses.stream(model="ponder-self-consistency",
+                                            input="What is 17 + 5?",
+                                            extra_body={"ponder": {"n": 2}}) as stream:
+            kinds, told = [], []
+            for event in stream:
+                kinds.append(event.type)
+                if event.type == "response.reasoning_summary_text.delta":
+                    told.append(event.delta)
+                    if "chain 1/2 finished" in event.delta:
+                        backend.read.set()  # the run goes on only now
+            final = stream.get_final_response()
+    assert backend.told is True  # the first candidate was told while the run was held
+    assert kinds[:4] == ["response.created", "response.in_progress",
+                         "response.output_item.added", "response.reasoning_summary_part.added"]
+    assert kinds[-1] == "response.completed"
+    narration = "".join(told)
+    assert "chain 1/2 finished · 9 tokens · answer: 22" in narration
+    assert "chain 2/2 finished · 9 tokens · answer: 22 · votes so far: 22 ×2" in narration
+    assert final.status == "completed" and final.output_text == "22"
+    # the final reasoning item holds what was told, then the account of the search
+    summary = [part.text for part in final.output[0].summary]
+    assert summary[0] in narration and "chain 2/2 finished" in summary[0]
+    assert summary[1].startswith("[self-consistency: 2 candidate(s)")
+
+
+def collapsed(kinds):
+    """Event types with runs of the same delta type written once."""
+    return [k for i, k in enumerate(kinds) if i == 0 or k != kinds[i - 1]
+            or not k.endswith(".delta")]
+
+
+def test_an_incomplete_response_streams_the_events_openai_sends():
+    with Live(ScriptedBackend([LONG_CHAIN])) as live:
+        with live.client().responses.stream(model="ponder-cot", input="What is 17 + 5?",
+                                            max_output_tokens=20) as stream:
+            events = list(stream)
+    kinds = [event.type for event in events]
+    assert collapsed(kinds) == [
+        "response.created", "response.in_progress",
+        "response.output_item.added",  # the reasoning item, at once
+        "response.reasoning_summary_part.added", "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done", "response.reasoning_summary_part.done",
+        "response.reasoning_summary_part.added", "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done", "response.reasoning_summary_part.done",
+        "response.output_item.done",
+        "response.output_item.added",  # the message
+        "response.content_part.added", "response.output_text.delta", "response.output_text.done",
+        "response.content_part.done", "response.output_item.done",
+        "response.incomplete"]
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    message_done = events[-2]
+    assert message_done.item.type == "message" and message_done.item.status == "incomplete"
+    final = events[-1].response
+    assert final.status == "incomplete"
+    assert final.incomplete_details.reason == "max_output_tokens"
+    assert final.output_text == "".join(e.delta for e in events
+                                        if e.type == "response.output_text.delta")
+    assert final.output_text.startswith("Let me add them.")
+    assert final.usage.output_tokens == 20
+
+
 # -- item 3: finish_reason length for a cut chain -------------------------------------------------
 
 
@@ -258,6 +350,7 @@ def test_the_finish_reason_says_whether_the_answers_chain_was_cut(chain, finish)
     assert response.incomplete_details == (None if not cut else response.incomplete_details)
     if cut:
         assert response.incomplete_details.reason == "max_output_tokens"
+        assert response.output[-1].status == "incomplete"
 
 
 # -- the bundled model, end to end --------------------------------------------------------------

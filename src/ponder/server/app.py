@@ -73,6 +73,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ponder import registry
 from ponder.backends.base import Backend
 from ponder.backends.openai_http import OpenAIBackend, forward_chat, forward_chat_stream
+from ponder.core.context import EventSink
 from ponder.domains.chat import CHAT, is_chat_problem, read_reply
 from ponder.domains.schemas import CHECK_SECONDS, request_budget
 from ponder.errors import (
@@ -92,7 +93,7 @@ from ponder.server.plan import Plan, plan_request
 from ponder.server.policy import check_operator_caps
 from ponder.server.protocol import uvicorn_config
 from ponder.server.replies import completion_body
-from ponder.server.responses import chat_request, read_request, response_body, stream_events
+from ponder.server.responses import chat_request, read_request, response_body, response_events
 from ponder.server.schemas import ChatCompletionRequest
 from ponder.server.settings import (
     Limits,
@@ -395,6 +396,12 @@ class PonderServer:
         except ApiError as exc:
             self.metrics.observe(exc.status)
             return exc.response()
+        if rreq.stream:
+            return StreamingResponse(
+                response_events(rreq, plan, partial(self._answer, None, plan, ticket),
+                                self.metrics, started),
+                media_type="text/event-stream", headers={"Cache-Control": "no-cache"},
+                background=BackgroundTask(ticket.release))
         try:
             chat, summary, chain = await self._answer(request, plan, ticket)
         except ApiError as exc:
@@ -403,12 +410,7 @@ class PonderServer:
         finally:
             ticket.release()
         self.metrics.observe(200, time.monotonic() - started)
-        body = response_body(rreq, chat, summary, chain)
-        if rreq.stream:
-            return StreamingResponse(iter(list(stream_events(body))),
-                                     media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
-        return JSONResponse(body)
+        return JSONResponse(response_body(rreq, chat, summary, chain))
 
     async def _opened(self, request: Request, interpret: Callable[[bytes], Awaitable[T]]
                       ) -> tuple[Ticket, T]:
@@ -428,10 +430,13 @@ class PonderServer:
             ticket.release()
             raise
 
-    async def _answer(self, request: Request, plan: Plan, ticket: Ticket
+    async def _answer(self, request: Request | None, plan: Plan, ticket: Ticket,
+                      sink: EventSink | None = None
                       ) -> tuple[dict[str, Any], str | None, str | None]:
         """A plan's chat completion body (one choice), the account of its search and its
-        winning chain; errors as ApiError. A client that leaves cancels the work."""
+        winning chain; errors as ApiError. ``sink`` hears the search as it runs. A client that
+        leaves cancels the work (``request``: watched for it; None: the caller's stream is
+        cancelled instead)."""
         if self._forwards(plan):
             assert isinstance(self.backend, OpenAIBackend)
             body = plan.request.model_dump(mode="json", exclude_none=True, by_alias=True,
@@ -448,12 +453,14 @@ class PonderServer:
             if not chat.get("choices"):
                 raise upstream_error(BackendError("the upstream reply had no choices"))
             return chat, None, chain
-        work = asyncio.create_task(self.admitted(plan, [None], ticket))
-        watcher = asyncio.create_task(self._watch_disconnect(request, work))
+        work = asyncio.create_task(self.admitted(plan, [sink], ticket))
+        watcher = (asyncio.create_task(self._watch_disconnect(request, work))
+                   if request is not None else None)
         try:
             [result] = await work
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             if not work.done():
                 work.cancel()
         summary = None if result.strategy == "pass-through" else search_summary(result)
