@@ -656,3 +656,59 @@ def test_a_difference_rounding_to_zero_reads_plus_zero():
 
     assert [_pts(x) for x in (-1e-17, -0.0004, 0.05, -0.125, None)] == [
         "+0.0", "+0.0", "+5.0", "-12.5", "—"]
+
+
+def _cut_run(dev, tmp_path, monkeypatch, capsys, respond_to):
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setattr(endpoints_cli, "load_backend",
+                        lambda *a, **k: ScriptedBackend(respond_to))
+    out = tmp_path / "cut"
+    assert main(["tune", "--dataset", str(dev), "--budget", "40", "--samples", "1,2",
+                 "--temperatures", "0.7", "--selectors", "majority,confidence", "--no-learn",
+                 "--max-tokens", "6", "--concurrency", "2", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    return json.loads((out / "tune.json").read_text()), captured, out
+
+
+def _long_on_odd(request, index):
+    """A right answer in 4 tokens on even problems; on odd ones 10 tokens, which
+    --max-tokens 6 cuts before the answer."""
+    i = int(request.messages[-1].content.split()[1].rstrip(":"))
+    if i % 2:
+        return _said(f"Let me think about it slowly. The answer is: {gold(i)}", -0.1)
+    return _said(f"The answer is: {gold(i)}", -0.1)
+
+
+def test_tune_warns_when_the_token_limit_cut_many_samples(dev, tmp_path, scripted, monkeypatch,
+                                                          capsys):
+    """Half the problems' samples stop at --max-tokens before their answer: the run says how
+    many were cut, of how many, and which flag to raise, in one line on stderr and in tune.md."""
+    data, captured, out = _cut_run(dev, tmp_path, monkeypatch, capsys, _long_on_odd)
+    cut = data["samples_cut"]
+    assert cut["max_tokens"] == 6 and cut["cut"] * 2 == cut["samples"] > 0
+    warning = [line for line in captured.err.splitlines() if "warning" in line]
+    assert warning == [f"ponder: warning: {cut['cut']} of {cut['samples']} samples (50%) hit "
+                       "the token limit of 6 new tokens and were cut short: their answers are "
+                       "missing, so every accuracy here is lower than the model's; raise "
+                       "--max-tokens."]
+    assert f"**Warning:** {cut['cut']} of {cut['samples']} samples (50%)" in \
+        (out / "tune.md").read_text()
+
+
+def test_tune_says_plainly_when_nothing_beats_the_reference(dev, tmp_path, scripted,
+                                                           monkeypatch, capsys):
+    """Every configuration is right on the even problems only (the odd ones are cut): none is
+    more accurate than the reference, so the output claims no choice over it."""
+    data, captured, out = _cut_run(dev, tmp_path, monkeypatch, capsys, _long_on_odd)
+    [choice] = data["choices"]
+    assert choice["chosen"]["accuracy"] == choice["reference"]["accuracy"] == 0.5
+    words = " ".join(captured.out.split())
+    # n=1 is as accurate as the reference's n=2 at half its tokens: its preset is written
+    line = ("At 40 tokens nothing beats the reference: chain T0.7 · majority · n=2 scores 50.0% "
+            "on the tuning part and no configuration more; the preset written, chain T0.7 · "
+            "majority · n=1, only matches it, at 7 tokens against 14.")
+    assert line in words
+    assert "40 nothing beats the reference (preset: chain T0.7" in words  # the table's row
+    md = (out / "tune.md").read_text()
+    assert "| 40 | nothing beats the reference (preset: chain T0.7 · majority · n=1) | 7 |" in md
+    assert line in md

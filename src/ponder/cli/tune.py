@@ -13,7 +13,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from ponder.backends.loading import release
 from ponder.backends.models import file_sha256
@@ -24,14 +23,14 @@ from ponder.cli.endpoints import (
     load_from_args,
     model_spec,
 )
-from ponder.cli.render import stdout_console
+from ponder.cli.render import fitted_table, stdout_console
 from ponder.domains.selector import RULES
 from ponder.errors import ConfigError
 from ponder.eval.datasets import FORMATS, load_dataset
 from ponder.eval.plans import parse_budgets
 from ponder.eval.store import Store
 from ponder.tune.learn import require_sklearn
-from ponder.tune.report import HEADER, choice_rows, write_reports
+from ponder.tune.report import HEADER, choice_rows, cut_line, verdict_lines, write_reports
 from ponder.tune.search import (
     Tuner,
     TuneStatus,
@@ -201,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
                                             or status.done == status.total):
                     last[0], last[1] = now, status.text
                     print(f"tune: {status.text}: {status.done}/{status.total} problems · "
-                          f"{status.samples} samples · {status.tokens} tokens",
+                          f"{status.samples} sample{'' if status.samples == 1 else 's'} · "
+                          f"{status.tokens} tokens",
                           file=sys.stderr, flush=True)
 
             tuner.on_update = update
@@ -243,13 +243,14 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     console = stdout_console()
-    table = Table(title=f"{len(problems)} dev problems · {spec.name}", title_justify="left")
-    for h in HEADER:
-        table.add_column(h)
-    for row in choice_rows(data):
-        table.add_row(*(escape(cell) for cell in row))
-    console.print(table)
+    console.print(fitted_table(console, f"{len(problems)} dev problems · {spec.name}", HEADER,
+                               choice_rows(data)))
+    for line in verdict_lines(data):
+        console.print(line, markup=False, highlight=False)
     console.print("wrote " + ", ".join(str(p) for p in [*paths, *presets]))
+    warning = cut_line(data)
+    if warning:
+        print(f"ponder: warning: {warning}", file=sys.stderr)
     if not presets:
         print(json.dumps({"note": "no configuration fit the budgets"}), file=sys.stderr)
     return 0

@@ -76,6 +76,45 @@ def budget_cell(choice: dict[str, Any]) -> str:
     return f"{choice['budget']} ({spec})" if spec.startswith("ref@") else str(choice["budget"])
 
 
+CUT_SHARE = 0.1  # more samples than this cut short by the token limit: warned about
+
+
+def beats_reference(choice: dict[str, Any]) -> bool:
+    """Whether the configuration chosen at a budget is more accurate than the reference on the
+    tuning part (the choice is the most accurate one, so at worst it ties the reference)."""
+    return round(choice["chosen"]["accuracy"], 12) > round(choice["reference"]["accuracy"], 12)
+
+
+def verdict_lines(data: dict[str, Any]) -> list[str]:
+    """Per budget where no configuration is more accurate than the reference, that plainly,
+    and what the preset written there is."""
+    out = []
+    for c in data["choices"]:
+        if c["chosen"] is None or beats_reference(c):
+            continue
+        ref, best = c["reference"], c["chosen"]
+        line = (f"At {budget_cell(c)} tokens nothing beats the reference: {ref['label']} "
+                f"scores {_pct(ref['accuracy'])} on the tuning part and no configuration more")
+        if best["label"] == ref["label"]:
+            line += "; the preset written is the reference itself."
+        else:
+            line += (f"; the preset written, {best['label']}, only matches it, at "
+                     f"{best['tokens']:.0f} tokens against {ref['tokens']:.0f}.")
+        out.append(line)
+    return out
+
+
+def cut_line(data: dict[str, Any], flag: str = "--max-tokens") -> str | None:
+    """A warning when more than a tenth of the samples were cut short by the token limit."""
+    cut = data.get("samples_cut") or {}
+    samples, k = cut.get("samples") or 0, cut.get("cut") or 0
+    if not samples or k / samples <= CUT_SHARE:
+        return None
+    return (f"{k} of {samples} samples ({100 * k / samples:.0f}%) hit the token limit of "
+            f"{cut.get('max_tokens')} new tokens and were cut short: their answers are missing, "
+            f"so every accuracy here is lower than the model's; raise {flag}.")
+
+
 def choice_rows(data: dict[str, Any]) -> list[list[str]]:
     rows = []
     for c in data["choices"]:
@@ -84,8 +123,10 @@ def choice_rows(data: dict[str, Any]) -> list[list[str]]:
             continue
         t, h = c["tuning"], c.get("held_out")
         hc, hr = c.get("held_out_chosen"), c.get("held_out_reference")
+        chosen = c["chosen"]["label"] if beats_reference(c) else \
+            f"nothing beats the reference (preset: {c['chosen']['label']})"
         rows.append([
-            budget_cell(c), c["chosen"]["label"], f"{c['chosen']['tokens']:.0f}",
+            budget_cell(c), chosen, f"{c['chosen']['tokens']:.0f}",
             c["reference"]["label"],
             f"{_pct(c['chosen']['accuracy'])} vs {_pct(c['reference']['accuracy'])}",
             f"{_pts(t['difference'])} [{_pts(t['ci_low'])}, {_pts(t['ci_high'])}]",
@@ -136,7 +177,10 @@ def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |"
               for r in choice_rows(data)]
-    for line in ceiling_lines(data):
+    warning = cut_line(data)
+    if warning:
+        lines += ["", f"**Warning:** {warning}"]
+    for line in verdict_lines(data) + ceiling_lines(data):
         lines += ["", line]
     levers = lever_rows(data)
     if levers:
@@ -249,7 +293,10 @@ def html_page(data: dict[str, Any], config: dict[str, Any], png: Path) -> str:
         f"{html.escape(config['model'])} · {len(data['tuning_ids'])} tuning, "
         f"{len(data['held_out_ids'])} held-out problems</p>"
         f"<table><tr>{head}</tr>{body}</table>"
-        + "".join(f"<p>{html.escape(line)}</p>" for line in ceiling_lines(data))
+        + "".join(f"<p><b>Warning:</b> {html.escape(line)}</p>"
+                  for line in [cut_line(data)] if line)
+        + "".join(f"<p>{html.escape(line)}</p>"
+                  for line in verdict_lines(data) + ceiling_lines(data))
         + f"{lever_table}<p>{html.escape(NOTE)}</p>"
         f"<p>{html.escape(held_out_line(data))}</p>"
         f"<img alt='accuracy against tokens' src='data:image/png;base64,{image}'>"

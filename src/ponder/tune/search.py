@@ -534,6 +534,20 @@ class Tuner:
                 shares.append(1.0 - missed)
         return sum(shares) / len(shares) if shares else None
 
+    def cut_samples(self) -> dict[str, int]:
+        """How many of the stored samples of every setting, on every dev problem, the token
+        limit cut short (finish reason "length"), and the largest limit they were drawn with."""
+        cut = total = 0
+        for plan in self.harness.plans:
+            for pool in plan.pools:
+                for problem in self.problems:
+                    rows = self.store.samples(pool.key, problem.id)
+                    total += len(rows)
+                    cut += sum(r.finish_reason == "length" for r in rows)
+        limit = max((int(getattr(p.config, "max_tokens", 0)) for p in self.harness.plans),
+                    default=0)
+        return {"cut": cut, "samples": total, "max_tokens": limit}
+
     def confirm(self, chosen: Chosen) -> dict[str, Any]:
         """The choices paired against their references on the tuning part and, confirmed, on
         the held-out part: the data the report and presets need (store reads only)."""
@@ -580,6 +594,7 @@ class Tuner:
             "choices": choices, "selector_cv": chosen.cv,
             "selector_file": chosen.selector_file,
             "budgets": [c.budget for c in chosen.choices], "sizes": self.sizes,
+            "samples_cut": self.cut_samples(),
         }
 
 def levers_of(c: Candidate, reference: Candidate) -> tuple[str, ...]:
