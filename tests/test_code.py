@@ -2,6 +2,7 @@
 execution-based voting, self-debug, and HumanEval through the evaluation harness."""
 
 import asyncio
+import json
 
 import pytest
 
@@ -161,3 +162,51 @@ def test_self_debug_fresh_feedback_asks_anew_without_the_old_code():
     second = fake.history[1].messages
     assert len(second) == 2 and "A previous attempt failed" in second[-1].content
     assert "return a - b" not in second[-1].content
+
+
+ADD_TESTS = ["--test", "assert add(2, 3) == 5", "--test", "assert add(-1, 1) == 0"]
+HALF = "```python\ndef add(a, b):\n    return abs(a) + b\n```"  # passes add(2, 3) only
+
+
+def ask_code(monkeypatch, capsys, script, *argv):
+    from ponder.backends import loading
+    from ponder.cli.main import main
+
+    monkeypatch.setattr(loading, "load_backend", lambda *a, **k: ScriptedBackend(script))
+    code = main(["ask", "Write add(a, b) that returns the sum.", *ADD_TESTS, "--no-progress",
+                 *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_ask_says_how_many_given_tests_the_answer_passes_and_fails_when_not_all(monkeypatch,
+                                                                                capsys):
+    """self-debug ends (one round) on a program passing 1 of the 2 given tests: the answer is
+    shown with its count, one line on stderr says no candidate passes them all, exit 1."""
+    code, out, err = ask_code(monkeypatch, capsys, [HALF, WORSE], "-s", "self-debug",
+                              "-o", "rounds=1")
+    assert code == 1
+    assert "Answer: \ndef add(a, b):\n    return abs(a) + b" in out
+    assert "Passes 1 of 2 given tests" in out
+    assert err.strip() == "ponder: the answer passes 1 of 2 given tests; no candidate passes " \
+        "them all"
+    # --json: the count in the result, the same line and status
+    code, out, err = ask_code(monkeypatch, capsys, [HALF, WORSE], "-s", "self-debug",
+                              "-o", "rounds=1", "--json")
+    assert code == 1 and json.loads(out)["given_tests"] == {
+        "passed": 1, "total": 2, "passing_candidate": None}
+    assert err.strip().endswith("no candidate passes them all")
+
+
+def test_ask_passes_when_the_answer_passes_every_given_test(monkeypatch, capsys):
+    code, out, err = ask_code(monkeypatch, capsys, [BAD, GOOD], "-s", "self-debug")
+    assert code == 0 and "Passes 2 of 2 given tests" in out and err == ""
+
+
+def test_ask_names_a_candidate_that_passes_when_the_answer_does_not(monkeypatch, capsys):
+    """Voting picks the program two samples agree on; the third, right one, is named."""
+    code, out, err = ask_code(monkeypatch, capsys, [BAD, BAD, GOOD], "-s", "self-consistency",
+                              "-n", "3")
+    assert code == 1 and "Passes 0 of 2 given tests" in out
+    assert err.strip() == "ponder: the answer passes 0 of 2 given tests; candidate 3 passes " \
+        "them all"

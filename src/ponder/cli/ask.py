@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import json
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,13 @@ from ponder.backends.loading import release
 from ponder.cli.endpoints import add_endpoint_flags, endpoint_stats, is_pool, load_from_args
 from ponder.cli.render import Progress, print_result, stdout_console, trace_tree
 from ponder.cli.view import view_result
+from ponder.core.context import DEFAULT_SANDBOX
+from ponder.domains.code_problems import task_names, visible_tests
 from ponder.errors import ConfigError
 from ponder.presets import load_preset
 from ponder.runner import EFFORTS
-from ponder.types import Problem
+from ponder.sandbox import Sandbox
+from ponder.types import Problem, Result
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -123,6 +128,60 @@ def build_problem(args: argparse.Namespace) -> Problem:
     return Problem(question, metadata=metadata)
 
 
+@dataclass(frozen=True)
+class GivenTests:
+    """How the answer fares on the tests given with ``--test`` / ``--tests-file``."""
+
+    passed: int
+    total: int
+    passing_candidate: int | None = None  # (1-based) a candidate passing them all, if any
+
+    @property
+    def ok(self) -> bool:
+        return self.passed == self.total
+
+    def line(self) -> str:
+        return f"Passes {self.passed} of {self.total} given test{'s' if self.total != 1 else ''}"
+
+    def failure(self) -> str:
+        """The one line on stderr when the answer does not pass them all."""
+        head = f"ponder: the answer passes {self.passed} of {self.total} given tests"
+        if self.passing_candidate is not None:
+            return head + f"; candidate {self.passing_candidate} passes them all"
+        return head + "; no candidate passes them all"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "total": self.total,
+                "passing_candidate": self.passing_candidate}
+
+
+async def check_given_tests(problem: Problem, result: Result,
+                            sandbox: Sandbox = DEFAULT_SANDBOX) -> GivenTests | None:
+    """The answer's program run on the tests given with the question (None: none given); when
+    it fails one, the first candidate whose program passes them all, if any."""
+    if not problem.metadata.get("tests"):
+        return None
+    tests = visible_tests(problem)
+
+    async def passed(program: str | None) -> int:
+        if program is None:
+            return 0
+        return (await sandbox.run(program, tests, expose=task_names(problem))).passed
+
+    score = await passed(result.answer)
+    found = None
+    if score < len(tests):
+        tried = {result.answer}
+        for i, candidate in enumerate(result.candidates, 1):
+            if candidate.answer in tried:
+                continue
+            tried.add(candidate.answer)
+            if await passed(candidate.answer) == len(tests):
+                found = i
+                break
+    return GivenTests(score, len(tests), found)
+
+
 def add_sandbox_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sandbox", choices=("jail", "none"), default=None,
                    help="where model-written code runs: the jail (default) or, at your own risk, "
@@ -181,13 +240,19 @@ def run(args: argparse.Namespace) -> int:
         result.trace.write_jsonl(args.trace_out)
     if args.view is not None:
         view_result(result, args)
+    given = asyncio.run(check_given_tests(problem, result))
     if args.json:
         data = result.to_dict()
         if endpoints is not None:
             data["usage"]["endpoints"] = endpoints
+        if given is not None:
+            data["given_tests"] = given.to_dict()
         print(json.dumps(data, indent=2, ensure_ascii=False))
-        return 0
-    if args.show_trace:
-        out.print(trace_tree(result.trace, f"trace of {result.strategy}"))
-    print_result(out, result)
+    else:
+        if args.show_trace:
+            out.print(trace_tree(result.trace, f"trace of {result.strategy}"))
+        print_result(out, result, given.line() if given is not None else None)
+    if given is not None and not given.ok:
+        print(given.failure(), file=sys.stderr)
+        return 1
     return 0

@@ -149,7 +149,8 @@ def _preview(text: str, width: int = 90) -> str:
     return escape(flat if len(flat) <= width else flat[: width - 1] + "…")
 
 
-def print_result(console: Console, result: Result) -> None:
+def print_result(console: Console, result: Result, tests: str | None = None) -> None:
+    """The candidates, the answer (and ``tests``: how it fares on the given tests), the cost."""
     table = Table(title=f"{result.strategy}: {len(result.candidates)} candidate(s)",
                   title_justify="left")
     table.add_column("#", justify="right")
@@ -177,6 +178,8 @@ def print_result(console: Console, result: Result) -> None:
     if "\n" in answer:  # a program: on its own lines
         answer = "\n" + answer.rstrip()
     console.print(f"[bold]Answer:[/] {answer}")
+    if tests is not None:
+        console.print(tests, markup=False, highlight=False)
     note = "  [yellow](stopped by the token budget)[/]" if result.stop_reason == "budget" else ""
     console.print(
         f"cost: {u.calls} call(s) · {u.prompt_tokens:,} prompt + {u.completion_tokens:,} "
