@@ -106,6 +106,18 @@ class LlamaCppBackend(Backend):
     search); split streams copy it. Left to None, ``n_seq_max``, ``n_ctx`` and ``n_threads`` are
     chosen from the machine (cores, memory) and the model (see :func:`auto_settings`).
     ``flash_attn`` turns on llama.cpp's flash attention.
+
+    ``deterministic=True`` makes decoding batch-invariant: a sample's tokens depend only on its
+    prompt, its seed and its index, never on what else is decoding beside it (see
+    :data:`PAD_ROWS`). ggml's CPU kernels change with the number of rows in a call (a
+    single-row vec_dot below 2 rows, llamafile's tiled GEMM above; a different path again at 8
+    rows for K-quants on AVX-512) and, with weights repacked for the CPU, with a row's place in
+    its group of 4. So this mode loads the weights unrepacked, pads every decode step to at least
+    ``PAD_ROWS`` rows with throwaway rows in free sequence slots, and evaluates each prompt in
+    its own calls, padded the same way with throwaway tokens after its end. Attention over split
+    KV streams is already invariant (masked cells add exact zeros). It needs ``kv_unified=False``
+    (a shared cache places a sequence's cells wherever they are free). The cost is measured in
+    ``bench/determinism.py``.
     """
 
     name = "llamacpp"
@@ -120,6 +132,7 @@ class LlamaCppBackend(Backend):
         n_threads: int | None = None,
         flash_attn: bool = False,
         kv_unified: bool = False,
+        deterministic: bool = False,
         label: str | None = None,
         verbose: bool = False,
     ) -> None:
@@ -132,12 +145,17 @@ class LlamaCppBackend(Backend):
         if (n_ctx is not None and n_ctx < 64) or (n_seq_max is not None and n_seq_max < 1) \
                 or n_batch < 1 or (n_threads is not None and n_threads < 1):
             raise ConfigError("n_ctx must be >= 64, n_seq_max, n_batch and n_threads >= 1")
+        if deterministic and kv_unified:
+            raise ConfigError("deterministic decoding needs kv_unified=False: a shared KV cache "
+                              "places a sequence's cells wherever they are free")
         llama_cpp, internals, llama_logger = _import_llama_cpp()
         llama_logger.set_verbose(verbose)
         self._llama_cpp = llama_cpp
         self.model = label or path.name
         self.path = path
         model_params = llama_cpp.llama_model_default_params()
+        if deterministic:  # repacked weights compute a row by its place in a group of 4
+            model_params.use_extra_bufts = False
         try:
             self._model = internals.LlamaModel(
                 path_model=str(path), params=model_params, verbose=verbose
@@ -146,6 +164,9 @@ class LlamaCppBackend(Backend):
             raise ModelError(f"cannot load {path}: corrupt or unsupported GGUF file") from exc
         auto = auto_settings(self._model.model, n_seq_max=n_seq_max)
         n_seq_max = n_seq_max or auto.n_seq_max
+        if deterministic and n_batch < n_seq_max + PAD_ROWS:
+            raise ConfigError(f"deterministic decoding needs n_batch >= n_seq_max + {PAD_ROWS} "
+                              "(a decode step must be one call)")
         n_ctx = n_ctx or auto.n_ctx
         n_ctx = min(n_ctx, max(self._model.n_ctx_train(), 64) * n_seq_max)
         params = llama_cpp.llama_context_default_params()
@@ -166,6 +187,12 @@ class LlamaCppBackend(Backend):
                                            n_seq_max=n_seq_max)
         self.n_ctx = self._ctx.n_ctx()
         self.kv_unified = kv_unified
+        self.deterministic = deterministic
+        # rows every llama_decode call has at least (1: no padding); a decode step can pad only
+        # into free sequence slots, so with fewer slots than PAD_ROWS every step is padded to
+        # all of them (one row count, one kernel path)
+        self.pad_rows = PAD_ROWS if deterministic else 1
+        self._invariant: bool | None = None
         # Cells one sequence can use: all of them in a unified cache, else its own stream.
         self.seq_ctx = self.n_ctx if kv_unified else self.n_ctx // n_seq_max
         self.n_seq_max = n_seq_max
@@ -189,6 +216,7 @@ class LlamaCppBackend(Backend):
             eos_token=self._token_text(eos),
         )
         self._add_bos = bool(self._model.add_bos_token()) and bos >= 0
+        self._pad_token = max(bos, 0)  # any token will do for a throwaway row
         self._bos_text = self._token_text(bos)
 
     @property
@@ -254,7 +282,7 @@ class LlamaCppBackend(Backend):
         for r, p in zip(requests, prompts, strict=True):
             if r.n < 1:
                 raise ConfigError("n must be at least 1")
-            if len(p) >= self.seq_ctx:
+            if len(p) + (self.pad_rows - 1) >= self.seq_ctx:
                 raise BackendError(
                     f"prompt of {len(p)} tokens does not fit the context of {self.seq_ctx} "
                     "tokens per sequence" + ("" if self.kv_unified else
@@ -332,7 +360,7 @@ class LlamaCppBackend(Backend):
                     self._compact(live, free_ids, logits)
                 live.sort(key=lambda s: s.seq_id)
                 if live:
-                    rows = self._decode([(s.tokens[-1], s.pos, s.seq_id, True) for s in live])
+                    rows = self._step(live, free_ids)
                     for s, row in zip(live, rows, strict=True):
                         s.pos += 1
                         logits[s.seq_id] = row
@@ -343,6 +371,21 @@ class LlamaCppBackend(Backend):
                 llama_cpp.llama_memory_clear(self._memory, True)
                 live, pending, logits = [], collections.deque(), {}
                 free_ids, reserved = list(range(self.n_seq_max))[::-1], 0
+
+    def _step(self, live: list[_Seq], free_ids: list[int]) -> list[np.ndarray]:
+        """Decode one token for every live sequence: one call, the rows in sequence id order.
+        Deterministic: padded to ``pad_rows`` rows (or every slot, when there are fewer) with a
+        throwaway token at position 0 of each of the lowest free slots, cleared after."""
+        items = [(s.tokens[-1], s.pos, s.seq_id, True) for s in live]
+        want = min(self.pad_rows, self.n_seq_max) - len(items)
+        spare = sorted(free_ids)[:max(0, want)]
+        # a padding row wants logits too: the output layer's kernel also depends on its rows
+        items += [(self._pad_token, 0, seq_id, True) for seq_id in spare]
+        try:
+            return self._decode(items)[: len(live)]
+        finally:
+            for seq_id in spare:
+                self._llama_cpp.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
 
     def _compact(self, live: list[_Seq], free_ids: list[int], logits: dict[int, np.ndarray]
                  ) -> None:
@@ -437,11 +480,16 @@ class LlamaCppBackend(Backend):
                 elif start:  # another stream: copy the donor's whole stream, cut it back
                     llama_cpp.llama_memory_seq_cp(self._memory, shares[k][0], heads[k], -1, -1)
                     llama_cpp.llama_memory_seq_rm(self._memory, heads[k], start, -1)
-                items.extend((prompt[p], p, heads[k], p == len(prompt) - 1)
-                             for p in range(start, len(prompt)))
                 unit.job.evaluated.setdefault(unit.request, len(prompt) - start)
-            for k, row in zip(group, self._decode(items), strict=True):
-                last[k] = row
+                own = [(prompt[p], p, heads[k], p == len(prompt) - 1)
+                       for p in range(start, len(prompt))]
+                if self.deterministic:  # alone, its last call padded: see _prompt_alone
+                    last[k] = self._prompt_alone(own, heads[k], len(prompt))
+                else:
+                    items.extend(own)
+            if items:
+                for k, row in zip(group, self._decode(items), strict=True):
+                    last[k] = row
         seqs = []
         for k, (unit, head) in enumerate(zip(units, heads, strict=True)):
             request = unit.job.requests[unit.request]
@@ -456,6 +504,69 @@ class LlamaCppBackend(Backend):
                 logits[seq_id] = last[k]
             unit.alive = len(unit.indices)
         return seqs
+
+    def _prompt_alone(self, items: list[tuple[int, int, int, bool]], seq_id: int, end: int
+                      ) -> np.ndarray:
+        """Evaluate one prompt's tokens in calls of their own (packed with others, llama.cpp
+        splits the batch into ubatches whose sizes depend on the other prompts' lengths), the
+        last call padded to ``pad_rows`` rows with throwaway tokens after the prompt's end
+        (causal attention: no real token sees them), whose cells are then cleared."""
+        short = len(items) % self.n_batch
+        if 0 < short < self.pad_rows:
+            items = items + [(self._pad_token, end + j, seq_id, False)
+                             for j in range(self.pad_rows - short)]
+        try:
+            [row] = self._decode(items)
+        finally:
+            self._llama_cpp.llama_memory_seq_rm(self._memory, seq_id, end, -1)
+        return row
+
+    def batch_invariant(self) -> bool:
+        """Whether a sequence decodes to the same logits alone and beside every other slot's
+        sequence, checked once on this machine's kernels (deterministic mode only: otherwise
+        False without checking). A few short decode calls; the answer is kept."""
+        if not self.deterministic:
+            return False
+        if self._invariant is None:
+            with self._lock:
+                if self._closed or (self._worker is not None and not self._queue.empty()):
+                    raise BackendError("check batch invariance before generating")
+                self._invariant = self._check_invariance()
+        return self._invariant
+
+    def _check_invariance(self) -> bool:
+        llama_cpp = self._llama_cpp
+        probe = self.tokenize("Batch invariance probe: one, two, three, four, five.")
+        # mates of one length: packed, llama.cpp splits unequal sequences into many ubatches
+        mates = [[(101 * k + j) % self._n_vocab for j in range(4)]
+                 for k in range(1, self.n_seq_max)]
+
+        def run(others: list[list[int]]) -> list[np.ndarray]:
+            llama_cpp.llama_memory_clear(self._memory, True)
+            prompts = [probe, *others]
+            rows = [self._prompt_alone([(t, p, 0, p == len(probe) - 1)
+                                        for p, t in enumerate(probe)], 0, len(probe))]
+            if others:  # the mates' own logits do not matter: one packed call
+                rows += self._decode([(t, p, sid, p == len(prompt) - 1)
+                                      for sid, prompt in enumerate(prompts) if sid
+                                      for p, t in enumerate(prompt)])
+            seen = [rows[0]]
+            pos = [len(prompt) for prompt in prompts]
+            for _ in range(3):
+                items = [(int(np.argmax(row)), p, sid, True)
+                         for sid, (row, p) in enumerate(zip(rows, pos, strict=True))]
+                spare = list(range(len(items), min(self.pad_rows, self.n_seq_max)))
+                items += [(self._pad_token, 0, sid, True) for sid in spare]
+                rows = self._decode(items)[: len(prompts)]
+                for sid in spare:
+                    llama_cpp.llama_memory_seq_rm(self._memory, sid, -1, -1)
+                pos = [p + 1 for p in pos]
+                seen.append(rows[0])
+            llama_cpp.llama_memory_clear(self._memory, True)
+            return seen
+
+        alone, beside = run([]), run(mates)
+        return all(np.array_equal(a, b) for a, b in zip(alone, beside, strict=True))
 
     def _finish(self, s: _Seq) -> None:
         """Store a finished sample's completion; deliver the job when it has all of them."""
@@ -648,6 +759,8 @@ def _available_memory() -> int:
         pass
     return 8 << 30
 
+
+PAD_ROWS = 8  # deterministic decoding: every llama_decode call has at least this many rows
 
 MIN_SHARED_PREFIX = 16  # shorter common prefixes are cheaper to evaluate than to track
 
