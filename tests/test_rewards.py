@@ -95,6 +95,31 @@ def test_overlong_penalty_from_completion_ids_or_a_counter():
         OverlongPenalty(max_tokens=10, cache=0)
 
 
+class _WordTokenizer:
+    """What OverlongPenalty asks of a Hugging Face tokenizer: ``encode`` (its special tokens
+    left out: a BOS would make every completion one token longer)."""
+
+    def encode(self, text, add_special_tokens=True):
+        return [0] * add_special_tokens + [1] * len(text.split())
+
+
+def test_overlong_penalty_counts_with_a_tokenizer_or_says_it_needs_one():
+    import pickle
+
+    reward = OverlongPenalty(max_tokens=4, cache=2, tokenizer=_WordTokenizer())
+    assert reward(completions=["a b", "a b c", chat("a b c d e")]) == [0.0, -0.5, -1.0]
+    assert pickle.loads(pickle.dumps(reward))(completions=["a b c"]) == [-0.5]  # picklable
+    with pytest.raises(ConfigError) as error:
+        OverlongPenalty(max_tokens=4, cache=2)(completions=["a b"])
+    assert str(error.value) == (
+        "OverlongPenalty needs each completion's length in tokens: no completion_ids were "
+        "given (TRL's trainers pass them), so build it with the model's tokenizer, e.g. "
+        "OverlongPenalty(max_tokens=1024, cache=256, "
+        "tokenizer=AutoTokenizer.from_pretrained(MODEL))")
+    with pytest.raises(ConfigError, match="tokenizer must have an encode"):
+        OverlongPenalty(max_tokens=4, cache=2, tokenizer="gpt2")
+
+
 # -- code ------------------------------------------------------------------------------------
 
 TESTS = ["assert add(1, 2) == 3", "assert add(2, 2) == 4", "assert add(-1, 0) == -2"]

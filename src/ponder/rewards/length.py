@@ -27,29 +27,48 @@ def overlong_penalty(tokens: int, max_tokens: int, cache: int) -> float:
 
 class OverlongPenalty(Reward):
     """:func:`overlong_penalty` of each completion. Tokens are counted from TRL's
-    ``completion_ids`` (it always passes them); called without them, by ``count_tokens`` (e.g. a
-    tokenizer's ``lambda text: len(tok(text).input_ids)``). Cost: none beyond counting."""
+    ``completion_ids`` (its trainers always pass them); called without them, with
+    ``tokenizer`` (a Hugging Face tokenizer, or anything with ``encode(text)``) or
+    ``count_tokens`` (text -> tokens). Cost: none beyond counting."""
 
     name = "overlong_penalty"
 
     def __init__(self, max_tokens: int, cache: int,
-                 count_tokens: Callable[[str], int] | None = None) -> None:
+                 count_tokens: Callable[[str], int] | None = None, *,
+                 tokenizer: Any = None) -> None:
         super().__init__()
         if max_tokens < 1 or not 0 < cache <= max_tokens:
             raise ConfigError(f"overlong penalty: need max_tokens >= 1 and 0 < cache <= "
                               f"max_tokens, got max_tokens={max_tokens}, cache={cache}")
+        if tokenizer is not None and (isinstance(tokenizer, (str, bytes)) or
+                                      not callable(getattr(tokenizer, "encode", None))):
+            raise ConfigError("overlong penalty: tokenizer must have an encode(text) method, "
+                              "e.g. AutoTokenizer.from_pretrained(MODEL), got "
+                              f"{type(tokenizer).__name__}")
         self.max_tokens = max_tokens
         self.cache = cache
         self.count_tokens = count_tokens
+        self.tokenizer = tokenizer
+
+    def _tokens(self, text: str) -> int:
+        if self.count_tokens is not None:
+            return self.count_tokens(text)
+        try:  # a Hugging Face tokenizer: the completion's own tokens, no BOS/EOS added
+            return len(self.tokenizer.encode(text, add_special_tokens=False))
+        except TypeError:  # another encode(text)
+            return len(self.tokenizer.encode(text))
 
     def score(self, prompts: Sequence[Any], completions: Sequence[Any],
               completion_ids: Sequence[Sequence[int]] | None, columns: Mapping[str, Any]
               ) -> list[RewardValue]:
         if completion_ids is not None:
             lengths = [len(ids) for ids in completion_ids]
-        elif self.count_tokens is not None:
-            lengths = [self.count_tokens(completion_text(c)) for c in completions]
+        elif self.count_tokens is not None or self.tokenizer is not None:
+            lengths = [self._tokens(completion_text(c)) for c in completions]
         else:
-            raise ConfigError("overlong penalty: no completion_ids given and no count_tokens "
-                              "to count the completions' tokens with")
+            raise ConfigError(
+                "OverlongPenalty needs each completion's length in tokens: no completion_ids "
+                "were given (TRL's trainers pass them), so build it with the model's "
+                "tokenizer, e.g. OverlongPenalty(max_tokens=1024, cache=256, "
+                "tokenizer=AutoTokenizer.from_pretrained(MODEL))")
         return [overlong_penalty(n, self.max_tokens, self.cache) for n in lengths]
