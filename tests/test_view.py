@@ -301,3 +301,38 @@ def test_a_deeply_nested_evaluation_report_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("ponder: error: ") and "nested too deeply" in err
     assert err.count("\n") == 1
+
+
+def test_a_gsm8k_evaluation_names_its_problems_by_number(tmp_path, monkeypatch, capsys):
+    """A GSM8K file's problems have no ids of their own: the eval store gives them their place
+    in the file, from 0, so `ponder view FOLDER --problem 1` shows the second one; an id it does
+    not have (the 'gsm8k-1' an old README showed) is one line that suggests the right one and
+    lists a few."""
+    import ponder.cli.endpoints as endpoints_cli
+    import ponder.cli.eval as eval_cli
+    from ponder.backends.models import ModelSpec
+
+    monkeypatch.setattr(eval_cli, "resolve_model", lambda *a, **k: ModelSpec("scripted", "s"))
+    monkeypatch.setattr(endpoints_cli, "load_backend",
+                        lambda *a, **k: ScriptedBackend(lambda r, i: "The answer is 5"))
+    dataset = tmp_path / "gsm8k.jsonl"
+    dataset.write_text("".join(json.dumps({"question": f"What is {a} + 3?",
+                                           "answer": f"{a} + 3 = {a + 3}\n#### {a + 3}"}) + "\n"
+                               for a in (2, 4, 6, 8, 10, 12)))
+    out = tmp_path / "run"
+    assert main(["eval", "--dataset", str(dataset), "--strategies", "cot", "--budgets", "1",
+                 "--concurrency", "1", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [p["id"] for p in report["problems"]] == ["0", "1", "2", "3", "4", "5"]
+    capsys.readouterr()
+    page = tmp_path / "p.html"
+    assert main(["view", str(out), "--problem", "1", "--no-open", "-o", str(page)]) == 0
+    assert data_of(page.read_text())["views"][0]["question"] == "What is 4 + 3?"
+    capsys.readouterr()
+    assert main(["view", str(out), "--problem", "gsm8k-1", "--no-open"]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"ponder: error: no problem 'gsm8k-1' in {out}; did you mean '1'? "
+                   "(its 6 problems: 0, 1, 2, 3, 4, ...)\n")
+    assert main(["view", str(out), "--problem", "seven", "--no-open"]) == 1
+    assert capsys.readouterr().err == (f"ponder: error: no problem 'seven' in {out} "
+                                       "(its 6 problems: 0, 1, 2, 3, 4, ...)\n")

@@ -10,6 +10,7 @@ the store holds — the samples, their answers, scores and the vote — and says
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import hashlib
 import json
@@ -119,6 +120,20 @@ def read_report_json(folder: Path) -> dict[str, Any]:
     return data
 
 
+def unknown_problem(problem_id: str, folder: Path, ids: list[str]) -> str:
+    """One line: the id is not the folder's, a likely one it meant (``gsm8k-12``: ``12``, the
+    number a GSM8K file's problems go by), and a few of its ids."""
+    tail = re.search(r"(\d+)$", problem_id)
+    guess = tail.group(1) if tail and tail.group(1) in ids else None
+    if guess is None:
+        close = difflib.get_close_matches(problem_id, ids, n=1)
+        guess = close[0] if close else None
+    known = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+    return (f"no problem {problem_id!r} in {folder}"
+            + (f"; did you mean {guess!r}?" if guess is not None else "")
+            + f" (its {len(ids)} problem{'s' if len(ids) != 1 else ''}: {known})")
+
+
 def problem_page(folder: Path, problem_id: str, strategy: str | None = None
                  ) -> tuple[str, Path]:
     """The page of one problem of an evaluation folder, and where it belongs."""
@@ -126,8 +141,7 @@ def problem_page(folder: Path, problem_id: str, strategy: str | None = None
     problems = {str(p.get("id")): p for p in report["problems"] if isinstance(p, dict)}
     problem = problems.get(problem_id)
     if problem is None:
-        known = ", ".join(list(problems)[:5]) + (", ..." if len(problems) > 5 else "")
-        raise ConfigError(f"no problem {problem_id!r} in {folder} (its problems: {known})")
+        raise ConfigError(unknown_problem(problem_id, folder, list(problems)))
     views = problem_views(folder, problem, report.get("config") or {})
     if not views:
         raise ConfigError(f"no strategy has a result for problem {problem_id!r} yet")
