@@ -327,6 +327,15 @@ def test_tricks_score_zero_as_rewards():
     "The answer is \\boxed{x}",
     "The answer is 72 + 1",
     "The answer is \\boxed{\\infty}",
+    # sentence answers are read for their one value: a hedge in a sentence is still a hedge
+    "The answer is: 72 or more",
+    "The answer is: at least 72",
+    "The answer is: between 71 and 73",
+    "The answer is: not 73, so 72?",
+    "The answer is: x = 72 or x = 73",
+    "The answer is: She sold 72 or 73 clips",
+    "The answer is: She sold 36 clips, then half of 72",
+    "The answer is: 72 < x",
 ])
 def test_math_reward_hedges_score_zero(completion):
     assert MathReward()(completions=[completion], answer=["#### 72"]) == [0.0]
@@ -334,8 +343,10 @@ def test_math_reward_hedges_score_zero(completion):
 
 def test_math_reward_right_answer_in_other_words_scores_one():
     right = ["The answer is \\boxed{72}", "#### 72", "So she sold 72 clips.",
-             "The answer is $72.00", "The answer is \\boxed{\\frac{144}{2}}"]
-    assert MathReward()(completions=right, answer=["#### 72"] * len(right)) == [1.0] * 5
+             "The answer is $72.00", "The answer is \\boxed{\\frac{144}{2}}",
+             "The answer is: Natalia sold 72 clips altogether.", "The answer is: 48 + 24 = 72",
+             "The answer is: total: 72"]
+    assert MathReward()(completions=right, answer=["#### 72"] * len(right)) == [1.0] * 8
 
 
 

@@ -2,9 +2,12 @@
 
 ``extract_answer`` pulls the final answer out of a model's text: the last ``\\boxed{}``, then
 ``#### x``, then "the answer is x" / "Answer: x", then a multiple-choice letter, then the last
-number. ``equivalent`` decides whether two answers mean the same thing: normalised strings,
-numbers with a tolerance (``1,000`` = ``1000``, ``$18`` = ``18``, ``0.5`` = ``\\frac{1}{2}``), and
-symbolic math through ``math-verify``.
+number. A stated answer is read as a person reads it (:func:`answer_value`): "The farmer has a
+total of 22 sheep", "17 + 5 = 22 sheep", "Total: $22" and "x = 22" all state 22; a hedge ("3 or
+4", "between 3 and 5", "at least 3") stays as written. ``equivalent`` decides whether two answers
+mean the same thing: normalised strings, the values they state, numbers with a tolerance
+(``1,000`` = ``1000``, ``$18`` = ``18``, ``0.5`` = ``\\frac{1}{2}``), and symbolic math through
+``math-verify``.
 
 >>> extract_answer("So he has 17 + 5 = 22 sheep. The answer is 22.")
 '22'
@@ -55,7 +58,7 @@ def _clean(answer: str) -> str:
     answer = re.sub(r"^\*\*|\*\*$", "", answer).strip()
     # Keep the first sentence / clause of a phrase answer.
     answer = re.split(r"(?<!\d)\.(?:\s|$)|\.\s", answer, maxsplit=1)[0]
-    return answer.strip().strip("*").strip().rstrip(".").strip()
+    return answer.strip().strip("*").strip().rstrip(".。").strip()
 
 
 def extract_answer(text: str) -> str | None:
@@ -64,16 +67,16 @@ def extract_answer(text: str) -> str | None:
         return None
     boxed = last_boxed(text)
     if boxed:
-        return boxed
+        return answer_value(boxed)
     hashes = list(_HASHES.finditer(text))
     if hashes:
-        return _clean(hashes[-1].group("ans"))
+        return answer_value(_clean(hashes[-1].group("ans")))
     phrases = list(_ANSWER_PHRASES.finditer(text))
     for match in reversed(phrases):
         ans = unwrap_answer(_clean(match.group("ans")))
         if ans:
             inner = last_boxed(ans)
-            return inner if inner else ans
+            return answer_value(inner if inner else ans)
     numbers = _LAST_NUMBER.findall(text)
     if numbers:
         return numbers[-1].strip()
@@ -127,7 +130,9 @@ def normalize(answer: str) -> str:
 
 def to_number(answer: str) -> float | None:
     """The number an answer denotes, or None. Accepts ``1,000``, ``$18``, ``50%``, ``3/4``,
-    ``\\frac{3}{4}``, ``-2.5``, and a number followed by a unit word (``18 sheep``)."""
+    ``\\frac{3}{4}``, ``-2.5``, a number followed by a unit word (``18 sheep``) and a scale
+    (``5 million``, ``2 dozen``). Not a hedge or a relation: ``5 or more``, ``3 and a half``,
+    ``5 at least`` are None."""
     s = normalize(answer)
     frac = re.fullmatch(r"(-?)\\frac\{?(-?\d+)\}?\{?(\d+)\}?", s.replace(" ", ""))
     if frac:
@@ -136,11 +141,14 @@ def to_number(answer: str) -> float | None:
         return sign * int(frac.group(2)) / den if den else None
     match = re.fullmatch(
         r"(?P<num>-?\d[\d,]*(?:\.\d*)?|-?\.\d+)(?:\s*/\s*(?P<den>\d+))?\s*(?P<pct>%)?"
-        r"(?:\s*[a-z][a-z ]*)?",
+        r"(?:\s*(?P<unit>[a-z][a-z ]*))?",
         s,
     )
     if not match:
         return None
+    unit = match.group("unit") or ""
+    if _HEDGE.search(unit) or re.search(r"\band\b", unit):
+        return None  # "5 or more", "3 and a half": not the number 5 or 3
     num = match.group("num")
     if "," in num:
         head, *groups = num.split(",")
@@ -156,7 +164,115 @@ def to_number(answer: str) -> float | None:
         if den == 0:
             return None
         value /= den
-    return value
+    scale = _SCALES.get(unit.split()[0]) if unit.strip() else None
+    return value * scale if scale else value
+
+
+# What a sentence or labelled answer states (answer_value): a number as written, with its
+# currency, percent and scale ("$1,200", "-4", "3/4", "50%", "5 million").
+_VALUE = (r"-?\$?-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?%?"
+          r"(?:\s+(?:hundred|thousand|million|billion|trillion|dozen)\b)?")
+_VALUE_TOKEN = re.compile(rf"(?<![A-Za-z0-9_.$,]){_VALUE}(?![A-Za-z0-9_%])")
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9,
+           "trillion": 10**12, "dozen": 12}
+# Words that make an answer a hedge, a bound or a negation rather than one value: such an answer
+# is kept as written (and so never equals a number), however few numbers it holds.
+_HEDGE = re.compile(
+    r"\b(?:or|nor|either|neither|between|not|no|never|cannot|least|most|than|unless|except|"
+    r"without|almost|nearly|maybe|perhaps|possibly|probably|under|over|below|above|up to|"
+    r"plus|minus|range)\b|n['’]t\b|\?", re.IGNORECASE)
+# Words that scale or split the number they stand beside ("half of his 20 dollars", "twice 11"):
+# a sentence holding one is not read as the number it states.
+_SCALING = re.compile(r"\b(?:half|halves|thirds?|quarters?|twice|double|triple|thrice|times|"
+                      r"percent|fraction)\b", re.IGNORECASE)
+_RELATION = re.compile(r"[<>≤≥≠±∓]|\\(?:le|ge|leq|geq|neq|ne|lt|gt|pm|mp|approx|sim)\b")
+# A one-letter name (x, L, D in "5D + 200") makes an expression, not a sentence; the articles
+# "a", "A" and "I" before a word and an "x" between two numbers (times) are not names.
+_NAME = re.compile(r"(?<![A-Za-z\\'’])[A-Za-z](?![A-Za-z'’])")
+_ARTICLE = re.compile(r"[aAI]\s+[A-Za-z]{2,}")
+_TIMES = re.compile(r"(?<=\d)\s*x\s*(?=\d)")
+_LABEL = re.compile(r"(?P<label>[A-Za-z][A-Za-z '’_-]{0,40}?)\s*[:=]\s*(?P<value>[^:=]+)")
+_COPULA = re.compile(r"\b(?:is|are|was|were|equals|equal to|totals|comes to|will be|would be|"
+                     r"becomes)\s+", re.IGNORECASE)
+_AFTERWORD = re.compile(r"(?:\s*,\s*|\s+)(?=(?:which|because|since|so|as|meaning|given|"
+                        r"therefore|thus|hence|i\.e\.)\b)|\s*\(", re.IGNORECASE)
+
+
+def _has_name(text: str) -> bool:
+    text = _TIMES.sub(" × ", text)
+    return any(not _ARTICLE.match(text, m.start()) for m in _NAME.finditer(text))
+
+
+def _plain_value(text: str) -> str | None:
+    """The number ``text`` is, as written without its unit words ("22 sheep" -> "22"), or
+    None when ``text`` is not just a number."""
+    text = text.strip().rstrip(".。").strip()
+    if "\\" in text or to_number(text) is None:
+        return None
+    token = re.match(_VALUE, text)
+    return token.group(0) if token else None
+
+
+@lru_cache(maxsize=8192)
+def answer_value(answer: str) -> str:
+    """The value a stated answer gives, read as a person reads it; the answer itself when it
+    gives none, or is a hedge.
+
+    - a sentence that states one number: "The farmer has a total of 22 sheep" -> "22";
+    - the value after a final ``=`` of arithmetic: "17 + 5 = 22 sheep" -> "22";
+    - a label: "correct: 100", "Total: $1,200", "x = 5" -> "100", "$1,200", "5";
+    - the value after the last "is" / "equals": "The profit in 20 weeks is $650,000";
+    - a value followed by its reason: "22, since 17 + 5 = 22" -> "22";
+    - the answer inside ``\\text{The answer is: 22}`` -> "22".
+
+    Kept as written: anything that is already a number ("1,000 sheep"), hedges and bounds
+    ("3 or 4", "between 3 and 5", "at least 3", "not 5", "x = 3 or x = 4"), relations
+    (``x < 5``), expressions with a variable ("2x = 10", "L + 36"), LaTeX, words, choice letters.
+
+    >>> answer_value("The farmer has a total of 22 sheep"), answer_value("3 or 4")
+    ('22', '3 or 4')
+    """
+    if to_number(answer) is not None:
+        return answer
+    text = unwrap_answer(_strip_latex(answer)).strip().strip("*").strip().rstrip(".。").strip()
+    if to_number(text) is not None:
+        return text
+    if _HEDGE.search(text) or _RELATION.search(text):
+        return answer
+    if _SCALING.search(_TIMES.sub(" × ", text.split("=")[-1])):
+        return answer  # "3 and a half", "He spent half of his 20 dollars"
+    # a value, then why: "22, since 17 + 5 = 22", "22 sheep (17 + 5)"
+    head = _AFTERWORD.split(text, maxsplit=1)[0]
+    if head != text and (value := _plain_value(head)) is not None:
+        return value
+    # a label: "Total: $1,200", "x = 5"
+    label = _LABEL.fullmatch(text)
+    if label and (value := _plain_value(label.group("value"))) is not None:
+        return value
+    # arithmetic ending in its value: "$20 + $5 = $25", "\\frac{48}{2} = 24 clips"
+    if "=" in text:
+        left, right = text.rsplit("=", 1)
+        value = _plain_value(right)
+        if value is not None and not _has_name(left) and not re.search(r"[,;]\s|\band\b", left):
+            return value
+        return answer
+    if any(c in text for c in "\\{}^_"):
+        return answer  # LaTeX: math-verify's to compare
+    # "The profit James makes in 20 weeks is $650,000"
+    copulas = list(_COPULA.finditer(text))
+    if copulas and not _has_name(text[:copulas[-1].start()]):
+        value = _plain_value(text[copulas[-1].end():])
+        if value is not None:
+            return value
+    # a sentence stating one number: "He needs 18 more apples"
+    tokens = list(_VALUE_TOKEN.finditer(text))
+    rest = _VALUE_TOKEN.sub(" ", text)
+    if (tokens and re.search(r"[^\W\d_]{2,}", rest) and not re.search(r"[-+*/=×÷]", rest)
+            and not _has_name(rest)):
+        values = {to_number(t.group(0)) for t in tokens}
+        if len(values) == 1 and None not in values:
+            return tokens[0].group(0)
+    return answer
 
 
 def _numbers_equal(a: float, b: float) -> bool:
@@ -188,15 +304,24 @@ def _math_verify(a: str, b: str) -> bool:
 
 
 def equivalent(a: str | None, b: str | None) -> bool:
-    """Whether two extracted answers mean the same. None is equivalent to nothing."""
+    """Whether two extracted answers mean the same. None is equivalent to nothing. A sentence or
+    labelled answer is compared by the value it states (:func:`answer_value`), so a stored
+    "The farmer has 22 sheep" joins "22"."""
     if a is None or b is None:
         return False
+    if normalize(a) == normalize(b):
+        return True
+    a, b = answer_value(a), answer_value(b)
     na, nb = normalize(a), normalize(b)
     if na == nb:
         return True
+    if _HEDGE.search(_strip_latex(a)) or _HEDGE.search(_strip_latex(b)):
+        return False  # "3 or 4", "at least 3", "3?": no one value (math-verify reads 3)
     xa, xb = to_number(a), to_number(b)
     if xa is not None and xb is not None:
         return _numbers_equal(xa, xb)
+    if (xa is not None and _RELATION.search(b)) or (xb is not None and _RELATION.search(a)):
+        return False  # "x < 3" is not the number 3
     if xa is not None or xb is not None:
         # One side is a plain number: compare it with a symbolic form of the other.
         return _math_verify(_strip_latex(a), _strip_latex(b))
