@@ -10,6 +10,7 @@ Skipped, with the reason, where Chromium or Playwright is not installed (.ci/run
 import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -206,4 +207,34 @@ def test_a_live_page_follows_the_search_until_it_is_done(browser):
             assert opened.errors == [] and opened.dialogs == []
             assert all(u.startswith(server.url + "/ui/") for u in opened.requests)
             assert any(u.endswith("/data") for u in opened.requests)  # it polled
+            opened.close()
+
+
+def test_a_live_page_shows_candidates_as_they_finish(browser):
+    import httpx
+    from test_view_server import ASK, Live, TrickleBackend, arithmetic
+
+    backend = TrickleBackend(arithmetic)
+    with Live(backend) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        with http.stream("POST", "/v1/chat/completions", json={**ASK, "stream": True}) as stream:
+            lines = stream.iter_lines()
+            first = json.loads(next(line for line in lines if line.startswith("data: "))[6:])
+            opened = Opened(browser, first["ponder"]["view_url"])
+            page = opened.page
+            # two of the three samples are in, the third waits: the page polls until it has them
+            deadline = time.monotonic() + 10  # (the page's policy allows no script of ours)
+            while "2 candidates in 1 group" not in page.inner_text("body"):
+                assert time.monotonic() < deadline, page.inner_text("body")
+                page.wait_for_timeout(50)
+            assert page.locator("#live").count() == 1
+            assert page.locator(".group").count() == 1
+            assert page.locator(".group .ganswer").inner_text() == "5"
+            assert page.locator(".group.winner").count() == 0  # nothing voted yet
+            backend.gate.set()
+            "".join(lines)
+            page.wait_for_selector("#live", state="detached", timeout=10_000)
+            assert "3 candidates in 1 group" in page.inner_text("body")
+            assert page.locator(".group.winner").count() == 1
+            assert page.inner_text("#final-answer") == "5"
+            assert opened.errors == [] and opened.dialogs == []
             opened.close()

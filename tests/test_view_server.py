@@ -40,6 +40,34 @@ class GatedBackend(ScriptedBackend):
         return await super().generate(requests, on_progress)
 
 
+class TrickleBackend(ScriptedBackend):
+    """Finishes a call's samples one at a time (each reported as it finishes) and waits for
+    ``gate`` before the last one of each call."""
+
+    def __init__(self, responder):
+        super().__init__(responder)
+        self.gate = threading.Event()
+
+    async def generate(self, requests, on_progress=None):
+        out = []
+        for request in requests:
+            samples = []
+            for i in range(request.n):
+                if i == request.n - 1:
+                    while not self.gate.is_set():
+                        await asyncio.sleep(0.01)
+
+                def report(_, completion, i=i, request=request):
+                    if request.on_sample is not None:
+                        request.on_sample(i, completion)
+
+                [[sample]] = await super().generate([request.replace(n=1, on_sample=report)],
+                                                    on_progress)
+                samples.append(sample)
+            out.append(samples)
+        return out
+
+
 def test_a_traced_request_gets_a_page_with_its_trace():
     server = PonderServer(ScriptedBackend(arithmetic))
     with TestClient(server.app()) as http:
@@ -154,3 +182,39 @@ def test_a_failed_request_says_so_on_its_page(stream):
         assert reply.status_code == (200 if stream else 502)
         data = http.get(f"/ui/{view.id}/data").json()["views"][0]
     assert data["status"].startswith("failed") and "upstream said no" not in json.dumps(data)
+
+
+def test_the_live_page_shows_each_candidate_as_it_finishes():
+    """self-consistency draws its 3 samples in one call: the first two finish, the third waits;
+    the live page already shows the two (their text and the answer read from it) while the
+    search runs, and all three, voted, once it is done."""
+    backend = TrickleBackend(arithmetic)
+    with Live(backend) as server:
+        body = {**ASK, "stream": True}
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            with http.stream("POST", "/v1/chat/completions", json=body) as stream:
+                lines = stream.iter_lines()
+                first = json.loads(next(line for line in lines if line.startswith("data: "))[6:])
+                url = first["ponder"]["view_url"]
+                deadline = time.monotonic() + 10
+                while True:
+                    running = http.get(url + "/data").json()["views"][0]
+                    if len(running["candidates"]) == 2:
+                        break
+                    assert time.monotonic() < deadline, running["candidates"]
+                    time.sleep(0.02)
+                assert running["status"] == "running" and running["answer"] is None
+                assert [c["answer"] for c in running["candidates"]] == ["5", "5"]
+                assert [c["text"] for c in running["candidates"]] == [
+                    "2 plus 3 makes 5. The answer is: 5"] * 2
+                assert running["candidates"][0]["tokens"] == 9
+                assert "answers" in running["sections"]
+                assert [(g["answer"], g["count"]) for g in running["groups"]] == [("5", 2)]
+                assert not any(g["winner"] for g in running["groups"])  # nothing voted yet
+                assert "as each one finished" in running["note"]
+                backend.gate.set()
+                assert "[DONE]" in "".join(lines)
+        with httpx.Client(timeout=30) as http:
+            done = http.get(url + "/data").json()["views"][0]
+    assert done["status"] == "done" and done["answer"] == "5" and done["note"] is None
+    assert len(done["candidates"]) == 3 and done["groups"][0]["winner"]
