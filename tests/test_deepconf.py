@@ -103,3 +103,17 @@ def test_online_stops_the_right_sequences_on_the_bundled_model(llama):
             assert dip is None and c.finish_reason != "cancelled"
     assert result.usage.completion_tokens == sum(c.usage.completion_tokens
                                                  for c in result.candidates)
+
+
+def test_a_trace_cut_at_the_token_limit_does_not_vote():
+    # two confident traces cut off on 7 outweigh one unsure whole trace on 5, unless left out
+    cut = [Completion(t.text, finish_reason="length", logprobs=t.logprobs)
+           for t in (trace(7, SURE), trace(7, SURE))]
+    script = [*cut, trace(5, UNSURE)]
+    result = asyncio.run(asolve("q", "deepconf", mode="offline", max_n=3, keep=1.0,
+                                backend=ScriptedBackend(list(script))))
+    vote = next(n for n in result.trace.nodes if n.kind == "vote")
+    assert (result.answer, vote.data["cut"], vote.data["all_cut"]) == ("5", [0, 1], False)
+    weighted = asyncio.run(asolve("q", "deepconf", mode="offline", max_n=3, keep=1.0,
+                                  cut_weight=1.0, backend=ScriptedBackend(list(script))))
+    assert weighted.answer == "7"

@@ -211,7 +211,7 @@ class Harness:
         config = strategy.config.model_dump()
         for knob in type(strategy).budget_overrides(1):
             config.pop(knob, None)  # the budget is a row key, not part of the strategy's key
-        for knob in ("template", "shots", "examples", "selector"):
+        for knob in ("template", "shots", "examples", "selector", "cut_weight"):
             if not config.get(knob):
                 config.pop(knob, None)  # unset: keys of stores written before they existed
         pools: list[Pool] = []

@@ -11,7 +11,7 @@ from typing import Any
 
 from ponder import registry
 from ponder.errors import ConfigError
-from ponder.eval.pools import Pool, clusters_of
+from ponder.eval.pools import Pool, clusters_of, cut_of
 from ponder.eval.store import SampleRow, Store
 from ponder.runner import build_strategy
 from ponder.types import Problem
@@ -78,4 +78,5 @@ def samples_used(plan: Plan, samples: Sequence[SampleRow], budget: int,
     if plan.mode != "sequential":
         return len(samples)
     cls = registry.strategies.get(plan.name)
-    return cls.samples_used(plan.config, clusters or clusters_of(samples), budget)
+    return cls.samples_used(plan.config, clusters or clusters_of(samples), budget,
+                            cut=cut_of(samples))

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ponder.domains.selector import Signal, get_selector
-from ponder.domains.vote import best_score_pick, cluster_ids, labels, selector_pick, vote_pick
+from ponder.domains.vote import (
+    best_score_pick,
+    cluster_ids,
+    is_cut,
+    labels,
+    selector_pick,
+    vote_pick,
+)
 from ponder.errors import ConfigError
 from ponder.eval.curves import expected_accuracy
 from ponder.eval.store import SampleRow, ScoreRow, strategy_key
@@ -66,12 +73,15 @@ def clusters_of(samples: Sequence[SampleRow]) -> list[int | None]:
 
 def pick(mode: str, config: Any, samples: Sequence[SampleRow], scores: Sequence[float | None],
          subset: Sequence[int], clusters: Sequence[int | None] | None = None) -> int | None:
-    """The strategy's own selection rule, replayed on a subset of stored samples."""
+    """The strategy's own selection rule, replayed on a subset of stored samples (a sample
+    cut off at the token limit votes with the strategy's ``cut_weight``, as live)."""
     clusters = clusters if clusters is not None else clusters_of(samples)
     vote = {
         "weights": [getattr(config, f"{r.mode}_weight", 1.0) for r in samples],
         "modes": [r.mode for r in samples],
         "cross_mode_bonus": getattr(config, "cross_mode_bonus", 0.0),
+        "cut": cut_of(samples),
+        "cut_weight": getattr(config, "cut_weight", 0.0),
     }
     if mode == "vote" and getattr(config, "selector", None):
         return selector_pick(clusters, subset, signals_of(samples),
@@ -79,6 +89,11 @@ def pick(mode: str, config: Any, samples: Sequence[SampleRow], scores: Sequence[
     if mode == "vote":
         return vote_pick(clusters, subset, **vote)
     return best_score_pick(scores, clusters, subset, **vote)
+
+
+def cut_of(samples: Sequence[SampleRow]) -> list[bool]:
+    """Which stored samples were cut off at the token limit."""
+    return [is_cut(r.finish_reason) for r in samples]
 
 
 def signals_of(samples: Sequence[SampleRow]) -> list[Signal]:

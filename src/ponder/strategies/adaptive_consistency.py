@@ -2,7 +2,8 @@
 stay the leader (Aggarwal et al., "Let's Sample Step by Step: Adaptive-Consistency", 2023).
 
 After each wave the rule looks at the two largest answer groups, a (leader) and b (runner-up)
-votes, and puts a uniform prior on the leader's share among those two: the posterior is
+votes (a chain cut off at the token limit counts ``cut_weight``, 0 by default, as in the
+vote), and puts a uniform prior on the leader's share among those two: the posterior is
 Beta(a + 1, b + 1), and sampling stops when P(share > 1/2) >= ``threshold``. For whole numbers
 that probability is a binomial tail, computed exactly. Four unanimous samples give 0.969; three
 against one 0.812; a tie 0.5.
@@ -18,6 +19,7 @@ from pydantic import Field
 
 from ponder.core.context import Context
 from ponder.domains import cluster_answers
+from ponder.domains.vote import is_cut, tally
 from ponder.strategies.base import BaseStrategy, EvalMode, Outcome, StrategyConfig
 from ponder.strategies.samplers import SamplingModeConfig, sample_candidates
 from ponder.strategies.select import modes_of, vote
@@ -38,18 +40,21 @@ def leader_stays_probability(a: float, b: float) -> float:
     return 1.0 - tail
 
 
-def top_two(clusters: Sequence[int | None], weights: Sequence[float] | None = None
-            ) -> tuple[float, float]:
-    totals: dict[int, float] = {}
-    for i, c in enumerate(clusters):
-        if c is not None:
-            totals[c] = totals.get(c, 0.0) + (1.0 if weights is None else weights[i])
-    ranked = sorted(totals.values(), reverse=True) + [0.0, 0.0]
+def voting_top_two(clusters: Sequence[int | None], cut: Sequence[bool] | None = None,
+                   cut_weight: float = 0.0) -> tuple[float, float]:
+    """The two largest groups' votes: one per sample, a sample cut off at the token limit
+    ``cut_weight``. Cut samples never count in full here: the final vote falls back on them
+    when they are all there is, but they are no reason to stop sampling."""
+    weights = None if cut is None else [cut_weight if c else 1.0 for c in cut]
+    ranked = sorted((g.weight for g in tally(clusters, weights=weights)),
+                    reverse=True) + [0.0, 0.0]
     return ranked[0], ranked[1]
 
 
-def should_stop(clusters: Sequence[int | None], threshold: float) -> tuple[bool, float]:
-    a, b = top_two(clusters)
+def should_stop(clusters: Sequence[int | None], threshold: float,
+                cut: Sequence[bool] | None = None, cut_weight: float = 0.0
+                ) -> tuple[bool, float]:
+    a, b = voting_top_two(clusters, cut, cut_weight)
     p = leader_stays_probability(a, b) if a > 0 else 0.0
     return p >= threshold, p
 
@@ -78,14 +83,17 @@ class AdaptiveConsistency(BaseStrategy):
     eval_mode: ClassVar[EvalMode] = "sequential"
 
     @staticmethod
-    def samples_used(config: Any, clusters: Sequence[int | None], budget: int) -> int:
-        """How many of these samples (in order) the strategy would draw at ``max_n = budget``:
-        the evaluation harness replays the rule on stored samples with it."""
+    def samples_used(config: Any, clusters: Sequence[int | None], budget: int,
+                     cut: Sequence[bool] | None = None) -> int:
+        """How many of these samples (in order) the strategy would draw at ``max_n = budget``
+        (``cut``: which were cut off at the token limit): the evaluation harness replays the
+        rule on stored samples with it."""
         limit = min(budget, len(clusters))
         used = 0
         while used < limit:
             used = min(used + config.wave, limit)
-            if should_stop(clusters[:used], config.threshold)[0]:
+            if should_stop(clusters[:used], config.threshold,
+                           None if cut is None else cut[:used], config.cut_weight)[0]:
                 break
         return used
 
@@ -103,8 +111,9 @@ class AdaptiveConsistency(BaseStrategy):
             candidates += new
             clusters = await cluster_answers(problem, [c.answer for c in candidates],
                                              ctx.sandbox)
-            stop, p = should_stop(clusters, cfg.threshold)
-            a, b = top_two(clusters)
+            cut = [is_cut(c.finish_reason) for c in candidates]
+            stop, p = should_stop(clusters, cfg.threshold, cut, cfg.cut_weight)
+            a, b = voting_top_two(clusters, cut, cfg.cut_weight)
             ctx.trace.add("decision", f"after wave {wave}: P(leader stays) = {p:.3f}",
                           parent=root, samples=len(candidates), leader=a, runner_up=b,
                           p=round(p, 4), stop=stop)
@@ -113,4 +122,4 @@ class AdaptiveConsistency(BaseStrategy):
         return await vote(problem, candidates, ctx, root,
                           weights=[cfg.vote_weight(c) for c in candidates],
                           modes=modes_of(candidates), cross_mode_bonus=cfg.cross_mode_bonus,
-                          clusters=clusters, samples=len(candidates))
+                          clusters=clusters, samples=len(candidates), cut_weight=cfg.cut_weight)

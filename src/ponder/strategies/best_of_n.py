@@ -12,7 +12,7 @@ from ponder.domains.vote import best_score_pick
 from ponder.errors import ConfigError
 from ponder.strategies.base import BaseStrategy, EvalMode, Outcome, StrategyConfig
 from ponder.strategies.samplers import SamplingModeConfig, sample_candidates
-from ponder.strategies.select import modes_of, score_candidates
+from ponder.strategies.select import cut_flags, modes_of, score_candidates
 from ponder.types import Problem
 
 
@@ -47,7 +47,8 @@ class BestOfN(BaseStrategy):
         # abstained on all of them.
         best = best_score_pick(scores, clusters, range(len(candidates)),
                                weights=[cfg.vote_weight(c) for c in candidates],
-                               modes=modes_of(candidates), cross_mode_bonus=cfg.cross_mode_bonus)
+                               modes=modes_of(candidates), cross_mode_bonus=cfg.cross_mode_bonus,
+                               cut=cut_flags(candidates), cut_weight=cfg.cut_weight)
         if any(s is not None and k is not None for s, k in zip(scores, clusters, strict=True)):
             how = "highest verifier score"
         else:

@@ -11,7 +11,8 @@ confidence is read over sliding groups of ``group_size`` tokens: its lowest grou
 - ``online``: ``warmup`` traces set a threshold (the confidence that the ``keep`` fraction of them
   reach); later traces, sampled in waves, are **stopped mid-generation** the moment their running
   group confidence falls under it, and sampling ends once the leading answer holds ``consensus``
-  of the weighted vote (or at ``max_n``). Stopped traces do not vote.
+  of the weighted vote (or at ``max_n``). Stopped traces do not vote; nor do traces cut off at
+  the token limit (``cut_weight``, as in self-consistency).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ponder.strategies.base import (
     problem_messages,
     to_candidate,
 )
-from ponder.strategies.select import vote
+from ponder.strategies.select import cut_flags, vote
 from ponder.types import Candidate, GenerationRequest, Problem, TokenLogprob
 
 
@@ -85,6 +86,9 @@ class DeepConfConfig(StrategyConfig):
     metric: Literal["lowest-group", "tail", "mean"] = "lowest-group"
     consensus: float = Field(0.95, gt=0.5, le=1.0,
                              description="online: stop when the leader holds this share")
+    cut_weight: float = Field(
+        0.0, ge=0.0, description="a trace cut off at the token limit votes with its weight x "
+        "this (0: not at all; when every voting trace was cut, they vote at full weight)")
 
 
 class DeepConf(BaseStrategy):
@@ -171,7 +175,7 @@ class DeepConf(BaseStrategy):
         voters = self._voters(candidates, threshold)
         return await vote(problem, candidates, ctx, root, voters=voters,
                           weights=[c.score if c.score is not None else 1.0 for c in candidates],
-                          label="confidence-weighted vote")
+                          label="confidence-weighted vote", cut_weight=cfg.cut_weight)
 
     def _voters(self, candidates: Sequence[Candidate], threshold: float | None) -> set[int]:
         """Offline: the most confident ``keep`` fraction. Online: every trace not stopped and
@@ -192,7 +196,8 @@ class DeepConf(BaseStrategy):
         answers = [c.answer if i in voters else None for i, c in enumerate(candidates)]
         weights = [c.score or 0.0 for c in candidates]
         clusters = await cluster_answers(problem, answers, ctx.sandbox)
-        winner, groups = majority_vote(answers, weights, clusters)
+        winner, groups = majority_vote(answers, weights, clusters, cut=cut_flags(candidates),
+                                       cut_weight=self.config.cut_weight)
         total = sum(g.weight for g in groups)
         return winner.weight / total if winner and total > 0 else 0.0
 

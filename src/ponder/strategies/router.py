@@ -28,7 +28,7 @@ from ponder.domains import cluster_answers
 from ponder.domains.vote import best_score_pick
 from ponder.strategies.base import BaseStrategy, EvalMode, Outcome, StrategyConfig, make_result
 from ponder.strategies.samplers import SamplingModeConfig, sample_candidates
-from ponder.strategies.select import modes_of, score_candidates, vote
+from ponder.strategies.select import cut_flags, modes_of, score_candidates, vote
 from ponder.types import Candidate, Problem, Result
 
 
@@ -153,13 +153,14 @@ class Router(BaseStrategy):
         weights = [cfg.vote_weight(c) for c in candidates]
         outcome = await vote(problem, candidates, ctx, probe.root, weights=weights, modes=modes,
                              cross_mode_bonus=cfg.cross_mode_bonus, clusters=clusters,
-                             label=route)
+                             label=route, cut_weight=cfg.cut_weight)
         if route != "best-of-n" or ctx.verifier is None or not candidates:
             return outcome
         scored = await score_candidates(problem, outcome.candidates, ctx, probe.root)
         chosen = best_score_pick([c.score for c in scored], clusters, range(len(scored)),
                                  weights=weights, modes=modes,
-                                 cross_mode_bonus=cfg.cross_mode_bonus)
+                                 cross_mode_bonus=cfg.cross_mode_bonus,
+                                 cut=cut_flags(scored), cut_weight=cfg.cut_weight)
         ctx.trace.add("decision", "highest verifier score", parent=probe.root, chosen=chosen,
                       answer=scored[chosen].answer if chosen is not None else None)
         if chosen is None:

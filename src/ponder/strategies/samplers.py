@@ -8,8 +8,9 @@
 - ``mixed``: both at once (``program_share`` of the N are programs), in one concurrent batch.
 
 Every candidate carries its mode in ``metadata['mode']``, which the vote can weight
-(:class:`SamplingModeConfig`). Self-consistency, best-of-n and the evaluation harness all draw
-their samples through :func:`sample_candidates`.
+(:class:`SamplingModeConfig`), as it can a candidate cut off at the token limit (``cut_weight``,
+0 by default: a cut chain does not vote). Self-consistency, best-of-n and the evaluation
+harness all draw their samples through :func:`sample_candidates`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class SamplingModeConfig(StrategyConfig):
     program_weight: float = Field(1.0, ge=0.0, description="a program's vote")
     cross_mode_bonus: float = Field(
         0.5, ge=0.0, description="an answer both modes reached gets its weight x (1 + bonus)")
+    cut_weight: float = Field(
+        0.0, ge=0.0, description="a sample cut off at the token limit votes with its weight x "
+        "this (0: not at all; when every answered sample was cut, they vote at full weight)")
     template: str | None = Field(None, description="prompt template: NAME[@VERSION] or FILE.json")
     shots: int = Field(0, ge=0, le=32, description="few-shot exemplars from examples=FILE")
     examples: str | None = Field(None, description="JSONL of worked exemplars for shots")

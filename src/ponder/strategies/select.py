@@ -9,7 +9,15 @@ from typing import Any
 from ponder.core.context import Context
 from ponder.domains import cluster_answers
 from ponder.domains.selector import Signal, get_selector
-from ponder.domains.vote import group_records, leader, majority_vote, scored_groups, with_votes
+from ponder.domains.vote import (
+    all_cut,
+    group_records,
+    is_cut,
+    leader,
+    majority_vote,
+    scored_groups,
+    with_votes,
+)
 from ponder.errors import BudgetExhausted
 from ponder.strategies.base import Outcome
 from ponder.types import Candidate, Problem
@@ -33,22 +41,36 @@ def modes_of(candidates: Sequence[Candidate]) -> list[str]:
     return [c.metadata.get("mode", "chain") for c in candidates]
 
 
+def cut_flags(candidates: Sequence[Candidate]) -> list[bool]:
+    """Which candidates were cut off at the token limit."""
+    return [is_cut(c.finish_reason) for c in candidates]
+
+
 async def vote(problem: Problem, candidates: Sequence[Candidate], ctx: Context, parent: int, *,
                weights: Sequence[float] | None = None, modes: Sequence[str] | None = None,
                cross_mode_bonus: float = 0.0, voters: Collection[int] | None = None,
                clusters: Sequence[int | None] | None = None, label: str = "majority vote",
-               **trace: Any) -> Outcome:
+               cut_weight: float = 0.0, **trace: Any) -> Outcome:
     """Vote over the candidates' answers as the problem's domain compares them (``voters``: only
     these vote; ``clusters``: labels already computed), record the vote under ``parent``, and
-    answer with the winning group's first candidate. Every candidate carries its group's votes."""
+    answer with the winning group's first candidate. Every candidate carries its group's votes.
+    A candidate cut off at the token limit votes with ``cut_weight`` times its weight (0: not at
+    all), unless every answered candidate was cut; the trace lists the cut ones (``cut``) and
+    says when they all were (``all_cut``)."""
     answers = [c.answer if voters is None or i in voters else None
                for i, c in enumerate(candidates)]
     if clusters is None:
         clusters = await cluster_answers(problem, answers, ctx.sandbox)
-    winner, groups = majority_vote(answers, weights, clusters, modes, cross_mode_bonus)
+    cut = cut_flags(candidates)
+    winner, groups = majority_vote(answers, weights, clusters, modes, cross_mode_bonus,
+                                   cut, cut_weight)
     voted = with_votes(candidates, groups)
     if voters is not None:
         trace["voters"] = sorted(voters)
+    if any(cut):
+        labels = [None if a is None else k for a, k in zip(answers, clusters, strict=True)]
+        trace.update(cut=[i for i, flag in enumerate(cut) if flag], cut_weight=cut_weight,
+                     all_cut=all_cut(labels, None, cut))
     ctx.trace.add("vote", label, parent=parent, groups=group_records(groups, modes),
                   winner=winner.answer if winner else None,
                   nodes=[c.metadata.get("node") for c in candidates], **trace)

@@ -23,7 +23,8 @@ class SelfConsistencyConfig(SamplingModeConfig):
     weighting: Literal["none", "verifier", "logprob"] = "none"
     selector: str | None = Field(
         None, description="pick by a rule over answer-group signals (majority, confidence, "
-        "clean, cross-mode, short, integer) or a fitted selector FILE.json")
+        "clean, cross-mode, short, integer) or a fitted selector FILE.json; a rule weighs cut "
+        "samples by its own 'truncated' feature, not cut_weight")
 
     @field_validator("selector")
     @classmethod
@@ -68,4 +69,5 @@ class SelfConsistency(BaseStrategy):
             weights = [w * (NEUTRAL_SCORE if c.score is None else c.score)
                        for w, c in zip(weights, candidates, strict=True)]
         return await vote(problem, candidates, ctx, root, weights=weights,
-                          modes=modes_of(candidates), cross_mode_bonus=cfg.cross_mode_bonus)
+                          modes=modes_of(candidates), cross_mode_bonus=cfg.cross_mode_bonus,
+                          cut_weight=cfg.cut_weight)
