@@ -10,11 +10,12 @@ from ponder import ScriptedBackend
 from ponder.api import asolve
 from ponder.domains.answers import extract_answer
 from ponder.domains.vote import all_cut, cluster_ids, majority_vote, vote_pick
+from ponder.eval.plans import graded
 from ponder.eval.pools import pick
 from ponder.eval.store import SampleRow
 from ponder.runner import build_strategy
 from ponder.strategies.adaptive_consistency import AdaptiveConsistency
-from ponder.types import Completion
+from ponder.types import Completion, Problem
 
 # Spellings of a few answers; "1,000" = "1000", "$22" = "22" = "22.0", "21" stands alone.
 ANSWERS = ["22", "22.0", "$22", "21", "1,000", "1000", "7", None]
@@ -173,3 +174,14 @@ def test_best_of_n_falls_back_to_a_vote_without_cut_chains():
     assert pick("best-score", config, rows, [None] * 3, [0, 1, 2]) == 2
     assert pick("best-score", config, rows, [0.1, 0.9, 0.2], [0, 1, 2]) == 1  # scores rule
 
+
+def test_the_replay_grades_stored_math_answers_by_todays_rule():
+    """A store keeps the grade its samples got when drawn: a sentence answer graded wrong then
+    is graded right now, so the vote that joins it with "22" is scored as it answers."""
+    problem = Problem("A farmer has 17 sheep and buys 5 more. How many?", answer="22", id="0")
+    rows = [SampleRow(0, "", "The farmer has a total of 22 sheep", False, 0, 0, 0.0, 0.0),
+            SampleRow(1, "", "22", True, 0, 0, 0.0, 0.0),
+            SampleRow(2, "", "21", False, 0, 0, 0.0, 0.0)]
+    assert [r.correct for r in graded(rows, problem)] == [True, True, False]
+    code = Problem("Write f.", id="c", metadata={"entry_point": "f", "tests": ["assert f()"]})
+    assert [r.correct for r in graded(rows, code)] == [False, True, False]  # tests' verdicts

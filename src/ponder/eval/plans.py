@@ -3,6 +3,7 @@ pools, and what both the harness (generation) and the scoring (replay) read of t
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from collections.abc import Sequence
@@ -10,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ponder import registry
+from ponder.domains import MATH, domain_for
+from ponder.domains.answers import equivalent
 from ponder.errors import ConfigError
 from ponder.eval.pools import Pool, clusters_of, cut_of
 from ponder.eval.store import SampleRow, Store
@@ -67,9 +70,23 @@ def seed_of(*parts: Any) -> int:
 
 def plan_samples(store: Store, plan: Plan, problem: Problem, targets: Sequence[int]
                  ) -> list[SampleRow]:
-    """The plan's samples of a problem: each pool's first ``target``, chains first."""
-    return [row for pool, target in zip(plan.pools, targets, strict=True)
-            for row in store.samples(pool.key, problem.id)[:target]]
+    """The plan's samples of a problem: each pool's first ``target``, chains first (math
+    answers graded by today's rule: :func:`graded`)."""
+    return graded([row for pool, target in zip(plan.pools, targets, strict=True)
+                   for row in store.samples(pool.key, problem.id)[:target]], problem)
+
+
+def graded(rows: Sequence[SampleRow], problem: Problem) -> list[SampleRow]:
+    """The rows with their math answers graded again against the gold answer, by today's
+    equivalence: a store keeps the grade each sample got when it was drawn, and a better
+    reading of answers ("The farmer has a total of 22 sheep" is 22) must not leave an older
+    store's grades behind the vote that now counts them. Code and chat grades stand (they
+    came from tests and tools)."""
+    if domain_for(problem) is not MATH or problem.answer is None:
+        return list(rows)
+    gold = problem.answer
+    return [row if row.correct == (ok := equivalent(row.answer, gold))
+            else dataclasses.replace(row, correct=ok) for row in rows]
 
 
 def samples_used(plan: Plan, samples: Sequence[SampleRow], budget: int,

@@ -11,7 +11,7 @@ from typing import Any
 
 from ponder.domains.answers import equivalent
 from ponder.eval.curves import CurvePoint, mean_ci, pass_at_k
-from ponder.eval.plans import Plan, plan_samples, samples_used, seed_of
+from ponder.eval.plans import Plan, graded, plan_samples, samples_used, seed_of
 from ponder.eval.pools import (
     clusters_of,
     counts,
@@ -217,7 +217,8 @@ class Scoring:
         by_budget: dict[int, list[tuple[float, float, float, float]]] = {}
         pool = plan.pools[0]
         for problem in self.problems:
-            rows = self.store.samples(pool.key, problem.id)[: max(plan.budgets)]
+            rows = graded(self.store.samples(pool.key, problem.id)[: max(plan.budgets)],
+                          problem)
             if not rows:
                 continue
             c = sum(r.correct for r in rows)
