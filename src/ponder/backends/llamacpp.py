@@ -192,7 +192,6 @@ class LlamaCppBackend(Backend):
         # into free sequence slots, so with fewer slots than PAD_ROWS every step is padded to
         # all of them (one row count, one kernel path)
         self.pad_rows = PAD_ROWS if deterministic else 1
-        self._invariant: bool | None = None
         # Cells one sequence can use: all of them in a unified cache, else its own stream.
         self.seq_ctx = self.n_ctx if kv_unified else self.n_ctx // n_seq_max
         self.n_seq_max = n_seq_max
@@ -217,6 +216,8 @@ class LlamaCppBackend(Backend):
         )
         self._add_bos = bool(self._model.add_bos_token()) and bos >= 0
         self._pad_token = max(bos, 0)  # any token will do for a throwaway row
+        # checked before the decoding thread exists: nothing else uses the context yet
+        self._invariant = self._check_invariance() if deterministic else False
         self._bos_text = self._token_text(bos)
 
     @property
@@ -522,17 +523,10 @@ class LlamaCppBackend(Backend):
         return row
 
     def batch_invariant(self) -> bool:
-        """Whether a sequence decodes to the same logits alone and beside every other slot's
-        sequence, checked once on this machine's kernels (deterministic mode only: otherwise
-        False without checking). A few short decode calls; the answer is kept."""
-        if not self.deterministic:
-            return False
-        if self._invariant is None:
-            with self._lock:
-                if self._closed or (self._worker is not None and not self._queue.empty()):
-                    raise BackendError("check batch invariance before generating")
-                self._invariant = self._check_invariance()
-        return self._invariant
+        """Whether a sequence decodes to the same logits alone and beside a sequence in every
+        other slot: checked once, when a deterministic backend is loaded, on this machine's
+        kernels (a few short decode calls). False when not deterministic."""
+        return bool(self._invariant)
 
     def _check_invariance(self) -> bool:
         llama_cpp = self._llama_cpp
@@ -572,7 +566,14 @@ class LlamaCppBackend(Backend):
         """Store a finished sample's completion; deliver the job when it has all of them."""
         job, ri = s.unit.job, s.unit.request
         request = job.requests[ri]
-        first = ri not in job.charged
+        if self.deterministic:
+            # the prompt goes with sample 0, at its full length: which sample finishes first,
+            # and how much of the prompt another live sequence's cells saved, depend on what
+            # ran beside it (a server's usage counts cached prompt tokens the same way)
+            first = s.index == 0
+            job.evaluated[ri] = len(job.prompts[ri])
+        else:
+            first = ri not in job.charged
         job.charged.add(ri)
         text = b"".join(s.pieces).decode("utf-8", errors="replace")
         job.results[ri][s.index] = Completion(

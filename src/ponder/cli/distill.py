@@ -16,6 +16,7 @@ from ponder.backends.loading import release
 from ponder.backends.models import file_sha256
 from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
 from ponder.cli.endpoints import (
+    add_deterministic_flag,
     add_endpoint_flags,
     batch_options,
     load_from_args,
@@ -76,6 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      metavar="KEY=VALUE")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--concurrency", type=int, default=4)
+    add_deterministic_flag(run)
     add_sandbox_flag(run)
     p.set_defaults(handler=run_command)
 
@@ -108,11 +110,11 @@ def _generate(args: argparse.Namespace, folder: Path, err: Console
     store = Store(folder / STORE)
     try:
         store.claim({"model_sha256": model_hash, "dataset_sha256": dataset_hash,
-                     "seed": str(args.seed)})
+                     "seed": str(args.seed), "deterministic": str(args.deterministic).lower()})
         harness = Harness(
             load_from_args(args, args.api_key,
-                           batch_options(spec, dict(args.backend_option))), store, problems,
-            strategies,
+                           batch_options(spec, dict(args.backend_option), args.deterministic)),
+            store, problems, strategies,
             [args.budget], options=strategy_options(args), verifier=args.verifier,
             seed=args.seed, greedy=False, concurrency=args.concurrency, traces=folder)
         with _bar(err, "sample") as bar:

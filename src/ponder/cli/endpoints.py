@@ -32,14 +32,44 @@ def load_from_args(args: argparse.Namespace, api_key: str | None,
                         endpoints=args.endpoints, **options)
 
 
-def batch_options(spec: ModelSpec, options: dict[str, Any]) -> dict[str, Any]:
+def batch_options(spec: ModelSpec, options: dict[str, Any], deterministic: bool = False
+                  ) -> dict[str, Any]:
     """Backend options for a throughput run: an in-process model decodes more sequences at once
-    than for interactive use (``llamacpp.batch_sequences``) unless ``-B n_seq_max`` says."""
-    if spec.backend == "llamacpp" and "n_seq_max" not in options:
+    than for interactive use (``llamacpp.batch_sequences``) unless ``-B n_seq_max`` says, and
+    decodes batch-invariantly with ``deterministic`` (unless ``-B deterministic=`` says)."""
+    if spec.backend == "llamacpp":
         from ponder.backends.llamacpp import batch_sequences
 
-        return {**options, "n_seq_max": batch_sequences()}
+        options = {**options}
+        options.setdefault("n_seq_max", batch_sequences())
+        options.setdefault("deterministic", deterministic)
     return options
+
+
+def add_deterministic_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
+                   help="batch-invariant decoding of an in-process model: the same command "
+                   "gives the same samples, whatever ran beside them (default: on; "
+                   "--no-deterministic decodes up to about 10%% faster, see "
+                   "bench/results/determinism-*.md)")
+
+
+def determinism(backend: Backend | None) -> dict[str, Any]:
+    """Whether a run's samples are reproducible, and why (for its report): an in-process model
+    in deterministic mode is checked once on this CPU's kernels; a server's batching is its
+    own."""
+    if backend is None:
+        return {"deterministic": False, "why": "Ray workers load their own models"}
+    if getattr(backend, "deterministic", None) is None:
+        return {"deterministic": False,
+                "why": "a served model: its server's batching decides its numbers"}
+    if not backend.deterministic:  # type: ignore[attr-defined]
+        return {"deterministic": False, "why": "--no-deterministic: a sample's numbers depend "
+                "on what decoded beside it"}
+    if not backend.batch_invariant():  # type: ignore[attr-defined]
+        return {"deterministic": False, "why": "this CPU's kernels are not batch-invariant "
+                "even padded (a sample depends on what decoded beside it)"}
+    return {"deterministic": True, "why": "batch-invariant decoding, checked on this CPU"}
 
 
 def model_spec(args: argparse.Namespace) -> ModelSpec:

@@ -22,8 +22,10 @@ from ponder.backends.loading import release
 from ponder.backends.models import file_sha256, resolve_model
 from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
 from ponder.cli.endpoints import (
+    add_deterministic_flag,
     add_endpoint_flags,
     batch_options,
+    determinism,
     endpoint_stats,
     load_from_args,
 )
@@ -72,6 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--draws", type=int, default=200, help="random subsets per smaller budget")
     p.add_argument("--concurrency", type=int, default=4, help="problems in flight at once")
+    add_deterministic_flag(p)
     p.add_argument("--no-greedy", action="store_true", help="skip the greedy baseline")
     p.add_argument("--reference", default=None, metavar="LABEL[@BUDGET]",
                    help="compare every strategy with this one (paired, on the same problems); "
@@ -169,11 +172,13 @@ def run(args: argparse.Namespace) -> int:
     store = Store(out / STORE)
     try:
         store.claim({"model_sha256": model_hash, "dataset_sha256": dataset_hash,
-                     "seed": str(args.seed)})
+                     "seed": str(args.seed), "deterministic": str(args.deterministic).lower()})
         factory = functools.partial(load_from_args, args, args.api_key,
-                                    batch_options(spec, dict(args.backend_option)))
+                                    batch_options(spec, dict(args.backend_option),
+                                                  args.deterministic))
+        backend = None if args.ray is not None else factory()
         harness = Harness(
-            None if args.ray is not None else factory(), store, problems,  # type: ignore[arg-type]
+            backend, store, problems,  # type: ignore[arg-type]
             strategies, budgets, options=options, verifier=args.verifier, seed=args.seed,
             greedy=not args.no_greedy, concurrency=args.concurrency, traces=out,
         )
@@ -242,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
             "budgets": budgets, "seed": args.seed, "draws": args.draws,
             "verifier": args.verifier, "ponder_version": __version__,
             "reference": args.reference,
+            "determinism": {**determinism(backend), "samples_sha256": store.fingerprint()},
         }
         if endpoints:
             config["endpoints"] = endpoints

@@ -18,8 +18,10 @@ from ponder.backends.loading import release
 from ponder.backends.models import file_sha256
 from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
 from ponder.cli.endpoints import (
+    add_deterministic_flag,
     add_endpoint_flags,
     batch_options,
+    determinism,
     load_from_args,
     model_spec,
 )
@@ -138,6 +140,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--draws", type=int, default=50, help="random subsets per sample count")
     p.add_argument("--concurrency", type=int, default=4, help="problems in flight at once")
+    add_deterministic_flag(p)
     p.add_argument("--out", required=True, type=Path, help="output folder (resumable)")
     p.add_argument("--fresh", action="store_true", help="discard what --out holds")
     add_sandbox_flag(p)
@@ -176,9 +179,9 @@ def run(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     try:
         store.claim({"model_sha256": model_hash, "dataset_sha256": dataset_hash,
-                     "seed": str(args.seed)})
+                     "seed": str(args.seed), "deterministic": str(args.deterministic).lower()})
         backend = load_from_args(args, args.api_key,
-                                 batch_options(spec, dict(args.backend_option)))
+                                 batch_options(spec, dict(args.backend_option), args.deterministic))
         tuner = Tuner(backend, store, problems, settings, sizes, budgets,
                       selectors=_names(args.selectors), learned=not args.no_learn,
                       seed=args.seed, holdout=args.holdout, draws=args.draws, out=out,
@@ -214,7 +217,8 @@ def run(args: argparse.Namespace) -> int:
 
             config = {"dataset": dataset, "dataset_sha256": dataset_hash, "model": spec.name,
                       "model_sha256": model_hash, "seed": args.seed, "draws": args.draws,
-                      "holdout": args.holdout, "ponder_version": __version__}
+                      "holdout": args.holdout, "ponder_version": __version__,
+                      "determinism": determinism(backend)}
             try:
                 data = asyncio.run(work())
             except KeyboardInterrupt:

@@ -78,6 +78,13 @@ def endpoint_row(e: dict[str, Any]) -> str:
             f"{e['retried_samples']} | {latency} |")
 
 
+def determinism_line(d: dict[str, Any]) -> str:
+    """Whether the run reproduces, why, and the digest of its samples to compare runs by."""
+    head = "Deterministic" if d.get("deterministic") else "Not deterministic"
+    digest = f"; samples sha256 {d['samples_sha256'][:16]}" if d.get("samples_sha256") else ""
+    return f"{head}: {d.get('why', '')}{digest}."
+
+
 def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
     lines = [
         f"# ponder eval: {config['dataset']}",
@@ -85,6 +92,7 @@ def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
         f"Model `{config['model']}` (sha256 {config['model_sha256'][:12]}…), "
         f"{config['problems']} problems, seed {config['seed']}, ponder {config['ponder_version']}.",
         "",
+        *([determinism_line(config["determinism"]), ""] if config.get("determinism") else []),
         "| " + " | ".join(HEADER) + " |",
         "|" + "|".join("---" if i == 0 else "---:" for i in range(len(HEADER))) + "|",
     ]
@@ -219,6 +227,8 @@ def html_page(data: dict[str, Any], config: dict[str, Any], png: Path,
             f"{html.escape(p['question'][:120])} — gold <b>{html.escape(str(p['gold']))}</b>"
             f"</summary><pre>{html.escape(p['question'])}</pre>{''.join(parts)}</details>"
         )
+    decoding = (f"<p>{html.escape(determinism_line(config['determinism']))}</p>"
+                if config.get("determinism") else "")
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>ponder eval: {html.escape(config['dataset'])}</title>
 <style>
@@ -235,6 +245,7 @@ a.see {{ margin-left: 1em; font-size: 90%; }}
 <p>Dataset <code>{html.escape(config['dataset'])}</code>, model <code>{html.escape(config['model'])}
 </code> (sha256 <code>{config['model_sha256'][:16]}…</code>), {config['problems']} problems,
 seed {config['seed']}, ponder {config['ponder_version']}.</p>
+{decoding}
 <table><tr>{head}</tr>{body}</table>
 <img alt="accuracy against tokens" src="data:image/png;base64,{image}" style="max-width:100%">
 {paired}

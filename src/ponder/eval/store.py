@@ -46,6 +46,20 @@ CREATE TABLE IF NOT EXISTS results (
 """
 
 
+def _timeless(value: Any) -> Any:
+    """``value`` without its ``seconds`` entries, at any depth (a JSON column is parsed)."""
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value  # a sample's text that only looks like JSON
+    if isinstance(value, dict):
+        return {k: _timeless(v) for k, v in value.items() if k != "seconds"}
+    if isinstance(value, list):
+        return [_timeless(v) for v in value]
+    return value
+
+
 def strategy_key(name: str, config: dict[str, Any]) -> str:
     blob = json.dumps({"name": name, "config": config}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -126,6 +140,30 @@ class Store:
                               "use --fresh to start over or another --out")
         with self.db:
             self.db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", identity.items())
+
+    def fingerprint(self) -> str:
+        """A digest of what the store holds, wall times left out: every sample's text, answer,
+        grade, tokens and finish reason, every verifier score and every early-stopped result,
+        in key order. Two runs that produced the same samples have the same fingerprint
+        (``ponder eval --deterministic`` promises it for an in-process model)."""
+        digest = hashlib.sha256()
+        queries = (
+            "SELECT sample_key, problem_id, idx, text, answer, correct, prompt_tokens, "
+            "completion_tokens, calls, finish_reason, signature, meta FROM samples "
+            "ORDER BY sample_key, problem_id, idx",
+            "SELECT sample_key, verifier, problem_id, idx, score, completion_tokens, "
+            "prompt_tokens, calls FROM scores ORDER BY sample_key, verifier, problem_id, idx",
+            "SELECT strategy_key, problem_id, budget, answer, correct, prompt_tokens, "
+            "completion_tokens, calls, candidates FROM results "
+            "ORDER BY strategy_key, problem_id, budget",
+        )
+        for query in queries:
+            for row in self.db.execute(query):
+                # JSON columns (a sample's meta, a result's candidates) carry wall times too
+                row = [_timeless(v) for v in row]
+                digest.update(json.dumps(row, sort_keys=True, default=str).encode())
+                digest.update(b"\n")
+        return digest.hexdigest()
 
     def register_strategy(self, key: str, name: str, config: dict[str, Any]) -> None:
         with self.db:
