@@ -1,10 +1,15 @@
 """The README tells the truth: its commands that need no model or network run as written and
-print what it shows, and every flag and `-o` option it names exists."""
+print what it shows, its seeded examples on the bundled model print the lines it shows, and
+every flag and `-o` option it names exists."""
 
+import json
+import os
 import re
 import shlex
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -12,7 +17,8 @@ import pytest
 from ponder import registry
 from ponder.cli.main import build_parser
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
 # Flags of other tools the README's recipes use (pip, vLLM, SGLang, llama.cpp's server).
 OTHER_TOOLS = {"--no-cache-dir", "--force-reinstall", "--model-path", "--upgrade", "--runner",
                "--trust-remote-code", "--pooler-config"}
@@ -62,24 +68,135 @@ def test_every_effort_preset_in_the_table_is_the_strategies_own():
                 assert str(value) in row, (name, value)
 
 
-def run(command: str) -> subprocess.CompletedProcess:
+# -- running the README's commands -----------------------------------------------------------
+
+def run(command: str, timeout: int = 120, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     argv = shlex.split(command)
     assert argv[0] == "ponder"
     return subprocess.run([sys.executable, "-m", "ponder", *argv[1:]], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=timeout, cwd=cwd,
+                          env={**os.environ, "COLUMNS": "120"})
 
 
-def test_the_bad_input_examples_print_what_the_readme_shows():
+def output_block(start: str) -> tuple[str, list[str]]:
+    """The README's example that begins `$ <start>`: its command (continuation lines joined)
+    and the lines it shows, up to the next `$ ` line."""
+    block = next(b for b in code_blocks() if f"$ {start}" in b)
+    lines = block.rstrip("\n").splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith(f"$ {start}"))
+    command = lines[i][2:]
+    while command.endswith("\\"):
+        i += 1
+        command = command[:-1].rstrip() + " " + lines[i].strip()
+    shown = []
+    for line in lines[i + 1:]:
+        if line.startswith("$ "):
+            break
+        shown.append(line)
+    return command, shown
+
+
+SECONDS = re.compile(r"\b\d+\.\d\ds\b")  # wall time: the machine's, not the output's
+ELIDED = re.compile(r"^[\s│]*…$")  # a line "…" (in a tree, indented): lines left out
+
+
+def assert_shows(shown: list[str], printed: list[str]) -> None:
+    """Every line the README shows is printed, in order. Without a `…` line the output is
+    exactly the lines shown; a `…` line stands for printed lines left out, and the lines
+    between two of them are consecutive printed lines. Seconds are not compared."""
+    def norm(lines: list[str]) -> list[str]:
+        return [SECONDS.sub("<seconds>", line.rstrip()) for line in lines]
+
+    shown, printed = norm(shown), norm(printed)
+    if not any(ELIDED.match(line) for line in shown):
+        assert printed == shown
+        return
+    runs: list[list[str]] = [[]]
+    for line in shown:
+        if ELIDED.match(line):
+            runs.append([])
+        else:
+            runs[-1].append(line)
+    at = 0
+    for lines in (r for r in runs if r):
+        start = next((k for k in range(at, len(printed) - len(lines) + 1)
+                      if printed[k:k + len(lines)] == lines), None)
+        assert start is not None, (f"not printed after line {at}: {lines}\n--- printed:\n"
+                                   + "\n".join(printed))
+        at = start + len(lines)
+
+
+class ModelsOnly(BaseHTTPRequestHandler):
+    """An OpenAI-compatible server that serves one model, `smol`, and answers nothing else."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if self.path.rstrip("/").endswith("/models"):
+            body = json.dumps({"object": "list", "data": [
+                {"id": "smol", "object": "model", "created": 0, "owned_by": "me"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        else:
+            self.send_error(404)
+
+    do_POST = do_GET  # noqa: N815
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def smol_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ModelsOnly)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_bad_input_examples_print_what_the_readme_shows(smol_server):
     block = next(b for b in code_blocks() if '$ ponder ask "q" --strategy nope' in b)
     lines = block.strip().splitlines()
+    url = "http://localhost:8000/v1"  # the README's server: here a stub that serves `smol`
     checked = 0
     for i, line in enumerate(lines):
-        if line.startswith("$ ponder") and "--base-url" not in line:  # no server here
-            out = run(line[2:])
+        if line.startswith("$ ponder"):
+            out = run(line[2:].replace(url, smol_server))
             assert out.returncode != 0
-            assert out.stderr.strip() == lines[i + 1]
+            assert out.stderr.strip() == lines[i + 1].replace(url, smol_server)
             checked += 1
-    assert checked >= 1
+    assert checked == 2
+
+
+def test_serving_the_network_without_a_key_is_refused_as_the_readme_says():
+    said = re.search(r"`--host 0\.0\.0\.0` stops with `([^`]+)…`", README)
+    assert said
+    out = run("ponder serve --host 0.0.0.0 --port 1")
+    assert out.returncode != 0 and out.stderr.startswith(" ".join(said.group(1).split()))
+
+
+def test_the_troubleshooting_messages_are_ponders_own():
+    """The "you see" column quotes ponder's own messages as the code writes them."""
+    table = README[README.index("| you see | because | do |"):]
+    table = table[:table.index("\n\n")]
+    source = "\n".join(p.read_text() for p in (ROOT / "src" / "ponder").rglob("*.py"))
+    quoted = [re.match(r"\| `([^`]+)`", row).group(1) for row in table.splitlines()[2:]]
+    ours = [q for q in quoted if not q.startswith(("error:", "Failed building", "Illegal"))]
+    assert len(ours) == 5
+    for message in ours:  # "…", 'X' and 0.0.0.0 stand for what the message fills in
+        for piece in re.split(r"…|'X'|0\.0\.0\.0|[;:]", message):
+            assert piece.strip() in source, (message, piece)
+
+
+def test_distill_prints_what_the_readme_shows(tmp_path):
+    """`ponder distill` of the committed store: nothing is generated, so every line holds."""
+    command, shown = output_block("ponder distill bench/runs/distill-gsm8k-12")
+    out = run(command.replace(" bench/", f" {ROOT}/bench/"), cwd=tmp_path)  # writes data/
+    assert out.returncode == 0, out.stderr
+    assert_shows(shown, out.stdout.splitlines())
 
 
 @pytest.mark.parametrize("command", ["ponder --help", "ponder ask --help", "ponder eval --help",
@@ -95,6 +212,6 @@ def test_commands_that_need_no_model_run(command):
 
 
 def test_the_install_and_test_commands_are_the_ones_ci_runs():
-    ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
     assert "pip install -e '.[dev]' && python -m pytest -q" in README
     assert "python -m pip install --quiet -e '.[dev]'" in ci and "python -m pytest -q" in ci
