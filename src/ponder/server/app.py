@@ -354,7 +354,7 @@ class PonderServer:
         view = None
         if plan.strategy is not None and plan.request.ponder and plan.request.ponder.trace:
             view = self.views.open(plan.problem.question, plan.strategy.name, plan.request.n,
-                                   self.model_id)
+                                   self.model_id, problem=plan.problem)
         view_url = f"{str(request.base_url).rstrip('/')}/ui/{view.id}" if view else None
         if plan.request.stream:
             return StreamingResponse(sse_events(lambda sinks: self.admitted(plan, sinks, ticket,
@@ -636,7 +636,7 @@ class PonderServer:
         budget = plan.budget()
         if plan.strategy is None:
             return await self._pass_through(plan, seed, sink)
-        events = view.sink(sink) if view is not None else sink
+        events = view.sink(sink, index=index) if view is not None else sink
         with request_budget():  # checking its answers against its schemas: bounded in all
             result = await run_strategy(plan.strategy, plan.problem, self.backend,
                                         verifier=plan.verifier, budget=budget, seed=seed,

@@ -19,6 +19,7 @@ class Narrator:
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
         self.answers: list[str | None] = []
+        self.cut: list[bool] = []  # cut off at the token limit: no vote (as the strategy's)
         self.streamed = 0  # characters of the current call's first sample already sent
 
     def __call__(self, event: str, details: dict[str, Any]) -> str:
@@ -43,9 +44,11 @@ class Narrator:
             return line + "\n"
         answer = domain_for(self.problem).extract(self.problem, str(details.get("text", "")))
         self.answers.append(answer)
+        self.cut.append(details.get("finish_reason") == "length")
         shown = "none" if answer is None else " ".join(answer.split())[:60]
-        line += f" · answer: {shown}"
-        groups = majority_vote(self.answers)[1] if domain_for(self.problem).name == "math" else []
+        line += f" · answer: {shown}" + (" (cut off: no vote)" if self.cut[-1] else "")
+        groups = (majority_vote(self.answers, cut=self.cut)[1]
+                  if domain_for(self.problem).name == "math" else [])
         if len(self.answers) > 1 and groups:
             tally = ", ".join(f"{g.answer} ×{len(g.members)}" for g in
                               sorted(groups, key=lambda g: -len(g.members))[:4])
