@@ -54,12 +54,13 @@ def add_deterministic_flag(p: argparse.ArgumentParser) -> None:
                    "bench/results/determinism-*.md)")
 
 
-def determinism(backend: Backend | None) -> dict[str, Any]:
+def determinism(backend: Backend | None, deterministic: bool = True) -> dict[str, Any]:
     """Whether a run's samples are reproducible, and why (for its report): an in-process model
     in deterministic mode is checked once on this CPU's kernels; a server's batching is its
     own."""
-    if backend is None:
-        return {"deterministic": False, "why": "Ray workers load their own models"}
+    if backend is None:  # Ray: every worker loads its own model
+        return {"deterministic": False, "why": "Ray workers decode batch-invariantly, unchecked "
+                "from here" if deterministic else "--no-deterministic on Ray workers"}
     if getattr(backend, "deterministic", None) is None:
         return {"deterministic": False,
                 "why": "a served model: its server's batching decides its numbers"}

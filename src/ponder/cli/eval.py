@@ -247,7 +247,8 @@ def run(args: argparse.Namespace) -> int:
             "budgets": budgets, "seed": args.seed, "draws": args.draws,
             "verifier": args.verifier, "ponder_version": __version__,
             "reference": args.reference,
-            "determinism": {**determinism(backend), "samples_sha256": store.fingerprint()},
+            "determinism": {**determinism(backend, args.deterministic),
+                            "samples_sha256": store.fingerprint()},
         }
         if endpoints:
             config["endpoints"] = endpoints
