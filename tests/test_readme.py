@@ -78,22 +78,34 @@ def run(command: str, timeout: int = 120, cwd: Path = ROOT) -> subprocess.Comple
                           env={**os.environ, "COLUMNS": "120"})
 
 
-def output_block(start: str) -> tuple[str, list[str]]:
-    """The README's example that begins `$ <start>`: its command (continuation lines joined)
-    and the lines it shows, up to the next `$ ` line."""
-    block = next(b for b in code_blocks() if f"$ {start}" in b)
-    lines = block.rstrip("\n").splitlines()
-    i = next(k for k, line in enumerate(lines) if line.startswith(f"$ {start}"))
-    command = lines[i][2:]
-    while command.endswith("\\"):
-        i += 1
-        command = command[:-1].rstrip() + " " + lines[i].strip()
-    shown = []
-    for line in lines[i + 1:]:
-        if line.startswith("$ "):
-            break
-        shown.append(line)
-    return command, shown
+def examples() -> list[tuple[str, list[str]]]:
+    """The README's examples that show output: each `$ ` line's command (continuation lines
+    joined) and the lines it shows, up to the next `$ ` line or the block's end."""
+    found = []
+    for block in code_blocks():
+        lines = block.rstrip("\n").splitlines()
+        i = 0
+        while i < len(lines):
+            if not lines[i].startswith("$ "):
+                i += 1
+                continue
+            command = lines[i][2:]
+            while command.endswith("\\"):
+                i += 1
+                command = command[:-1].rstrip() + " " + lines[i].strip()
+            i += 1
+            shown = []
+            while i < len(lines) and not lines[i].startswith("$ "):
+                shown.append(lines[i])
+                i += 1
+            found.append((command, shown))
+    return found
+
+
+def output_block(*parts: str) -> tuple[str, list[str]]:
+    """The one example whose command holds every one of ``parts``."""
+    [found] = [(c, shown) for c, shown in examples() if all(p in c for p in parts)]
+    return found
 
 
 SECONDS = re.compile(r"\b\d+\.\d\ds\b")  # wall time: the machine's, not the output's
@@ -158,17 +170,12 @@ def smol_server():
 
 
 def test_the_bad_input_examples_print_what_the_readme_shows(smol_server):
-    block = next(b for b in code_blocks() if '$ ponder ask "q" --strategy nope' in b)
-    lines = block.strip().splitlines()
     url = "http://localhost:8000/v1"  # the README's server: here a stub that serves `smol`
-    checked = 0
-    for i, line in enumerate(lines):
-        if line.startswith("$ ponder"):
-            out = run(line[2:].replace(url, smol_server))
-            assert out.returncode != 0
-            assert out.stderr.strip() == lines[i + 1].replace(url, smol_server)
-            checked += 1
-    assert checked == 2
+    for parts in [('"q" --strategy nope',), ("--model gpt-17",)]:
+        command, shown = output_block(*parts)
+        out = run(command.replace(url, smol_server))
+        assert out.returncode != 0
+        assert [out.stderr.strip()] == [line.replace(url, smol_server) for line in shown]
 
 
 def test_serving_the_network_without_a_key_is_refused_as_the_readme_says():
@@ -197,6 +204,43 @@ def test_distill_prints_what_the_readme_shows(tmp_path):
     out = run(command.replace(" bench/", f" {ROOT}/bench/"), cwd=tmp_path)  # writes data/
     assert out.returncode == 0, out.stderr
     assert_shows(shown, out.stdout.splitlines())
+
+
+# Seeded `ponder ask` on the bundled model: one request decodes the same way every time, so the
+# README shows its real output. It was recorded on a 2-core x86-64 VM; another CPU's kernels
+# may pick other tokens (then run the command and paste what it prints).
+SEEDED = [("A farmer has 17 sheep", "--max-tokens 256"), ("What is 12 + 30?", "beam-search")]
+BENCH_MODEL = ROOT / "bench" / "models" / "qwen2.5-coder-0.5b-instruct.gguf"
+
+
+@pytest.mark.parametrize("parts", SEEDED, ids=["self-consistency", "beam-search"])
+def test_a_seeded_example_on_the_bundled_model_prints_what_the_readme_shows(parts):
+    command, shown = output_block(*parts)
+    assert "--seed" in command and "--model" not in command
+    out = run(command, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert_shows(shown, out.stdout.splitlines())
+
+
+@pytest.mark.skipif(not BENCH_MODEL.is_file(), reason="the benchmark model is not fetched "
+                    "(python bench/fetch_model.py); the README marks this example illustrative")
+def test_the_benchmark_model_example_prints_what_the_readme_shows():
+    command, shown = output_block("A farmer has 17 sheep", "--seed 0", "--model bench/models/")
+    out = run(command, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert_shows(shown, out.stdout.splitlines())
+
+
+def test_every_example_that_shows_output_is_checked_here():
+    """An example with output is run by a test in this file, or the README says it is
+    illustrative and where it came from."""
+    checked = [("A farmer has 17 sheep", "--max-tokens 256"), ("What is 12 + 30?",),
+               ("--model bench/models/",), ("distill bench/runs/distill-gsm8k-12",),
+               ('"q" --strategy nope',), ("--model gpt-17",)]
+    for command, shown in examples():
+        assert shown, command
+        assert any(all(p in command for p in parts) for parts in checked), command
+    assert "illustrative: recorded on a 2-core x86-64 VM" in " ".join(README.split())
 
 
 @pytest.mark.parametrize("command", ["ponder --help", "ponder ask --help", "ponder eval --help",
