@@ -201,3 +201,8 @@ def test_the_readme_farmer_votes_eight_times_for_22():
     # and on answers stored before (the sentence kept), the vote is the same
     winner, groups = majority_vote(["22"] * 7 + ["The farmer has a total of 22 sheep"])
     assert (winner.weight, len(groups)) == (8.0, 1)
+
+
+def test_the_last_number_leaves_the_comma_that_ends_its_clause():
+    assert extract_answer("10! = 3628800 = 100, but this is not what") == "100"
+    assert extract_answer("so the total is 1,000, and") == "1,000"

@@ -376,3 +376,24 @@ def test_mcts_without_a_finished_path_completes_the_most_visited_one():
     while walk.parent != 0:
         walk = by_id[walk.parent]
     assert walk.id == best_child
+
+
+@pytest.mark.parametrize("cut_weight, answer", [(0.0, "7"), (1.0, "9")])
+def test_a_path_cut_at_the_token_limit_does_not_outvote_a_finished_one(cut_weight, answer):
+    """The better-scored path ran out of tokens mid-thought ("maybe 9 …"): by default it does
+    not count, as a cut chain does not vote in self-consistency; cut_weight=1 counts it."""
+    texts = ["[0.5] The answer is 7", "[0.9] maybe 9 " + "ww " * 30]
+    fake = ScriptedBackend(lambda request, i: texts[i] if not request.prefill else "ww " * 30)
+    result = run("beam-search", fake, n=2, m=1, step_tokens=12, max_tokens=12,
+                 cut_weight=cut_weight)
+    assert result.answer == answer
+    by_answer = {c.answer: c for c in result.candidates}
+    assert by_answer["9"].finish_reason == "length" and by_answer["7"].finish_reason == "stop"
+    assert by_answer["9"].votes == (0.9 if cut_weight else 0.0)
+
+
+def test_when_every_path_was_cut_they_count_in_full():
+    texts = ["[0.4] maybe 3 " + "ww " * 30, "[0.9] maybe 9 " + "ww " * 30]
+    fake = ScriptedBackend(lambda request, i: texts[i] if not request.prefill else "ww " * 30)
+    result = run("beam-search", fake, n=2, m=1, step_tokens=12, max_tokens=12)
+    assert result.answer == "9"

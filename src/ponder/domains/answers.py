@@ -79,7 +79,7 @@ def extract_answer(text: str) -> str | None:
             return answer_value(inner if inner else ans)
     numbers = _LAST_NUMBER.findall(text)
     if numbers:
-        return numbers[-1].strip()
+        return numbers[-1].strip().rstrip(",")  # "= 100, but": the comma ends the sentence
     return None
 
 

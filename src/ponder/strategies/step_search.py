@@ -39,6 +39,9 @@ class StepSearchConfig(StrategyConfig):
     aggregate: Aggregate = Field("min", description="a path's score from its step scores")
     pick: Literal["weighted-vote", "best"] = Field(
         "weighted-vote", description="final answer: summed path scores per answer, or the best")
+    cut_weight: float = Field(
+        0.0, ge=0.0, description="a path whose last step was cut off at the token limit counts "
+        "its score x this (0: not at all; when every answered path was cut, they count in full)")
 
     def step_scorer(self) -> StepScorer:
         return load_step_scorer(self.scorer, self.scorer_options)
@@ -188,29 +191,34 @@ class StepSearch:
         (``weighted-vote``) or the best path (``best``); candidates carry scores and votes."""
         keys = await cluster_answers(self.problem, [n.answer for n in finished],
                                      self.ctx.sandbox)
-        totals: dict[str, float] = {}
-        for node, key in zip(finished, keys, strict=True):
-            if key is not None:
-                totals[key] = totals.get(key, 0.0) + node.score
+        cut = [bool(n.steps) and n.steps[-1].end == "length" for n in finished]
         answered = [i for i, k in enumerate(keys) if k is not None]
+        # a path cut off at the token limit ends on whatever number its text reached: it counts
+        # cut_weight of its score, unless every answered path was cut (as the vote's rule)
+        discount = any(not cut[i] for i in answered)
+        weight = [self.cfg.cut_weight if discount and c else 1.0 for c in cut]
+        totals: dict[str, float] = {}
+        for i, key in enumerate(keys):
+            if key is not None and weight[i] > 0.0:
+                totals[key] = totals.get(key, 0.0) + finished[i].score * weight[i]
+        voting = [i for i in answered if weight[i] > 0.0]
         chosen = None
-        if answered:
+        if voting:
             if self.cfg.pick == "best":
-                chosen = max(answered, key=lambda i: finished[i].score)
+                chosen = max(voting, key=lambda i: (weight[i], finished[i].score))
             else:
                 best = max(totals, key=lambda k: totals[k])
-                chosen = max((i for i in answered if keys[i] == best),
+                chosen = max((i for i in voting if keys[i] == best),
                              key=lambda i: finished[i].score)
         elif finished:
             chosen = max(range(len(finished)), key=lambda i: finished[i].score)
         candidates = [
             Candidate(text=n.text(self.cfg.delimiter), answer=n.answer,
                       score=round(n.score, 6),
-                      votes=round(totals[k], 6) if k is not None else 0.0,
+                      votes=round(totals.get(k, 0.0), 6) if k is not None else 0.0,
                       usage=Usage(completion_tokens=n.tokens),
-                      finish_reason="length" if n.steps and n.steps[-1].end == "length"
-                      else "stop",
+                      finish_reason="length" if c else "stop",
                       metadata={"node": n.trace_id, "steps": n.depth,
                                 "step_scores": [round(s, 4) for s in n.step_scores]})
-            for n, k in zip(finished, keys, strict=True)]
+            for n, k, c in zip(finished, keys, cut, strict=True)]
         return (finished[chosen] if chosen is not None else None), candidates
