@@ -206,3 +206,24 @@ def test_the_readme_farmer_votes_eight_times_for_22():
 def test_the_last_number_leaves_the_comma_that_ends_its_clause():
     assert extract_answer("10! = 3628800 = 100, but this is not what") == "100"
     assert extract_answer("so the total is 1,000, and") == "1,000"
+
+
+@pytest.mark.parametrize("answer, gold", [
+    ("3 sheep (4 with the lamb)", "3"),           # a bracket offering another value
+    ("3 sheep, since it could be 4", "3"),
+    ("about 3", "3"), ("roughly 72", "72"), ("approximately 72", "72"), ("~72", "72"),
+    ("a maximum of 72", "72"), ("It might be 3", "3"), ("I think 3", "3"),
+    ("negative 3", "3"), ("a loss of 3", "3"), ("a decrease of 3", "3"),
+    ("The remainder is 3 and the quotient is 4", "4"), ("Sum is 3, Product is 4", "4"),
+    ("5 hundred thousand dollars", "500"), ("5 thousand million", "5000"),
+])
+def test_a_sentence_that_hedges_offers_two_values_or_drops_a_sign_is_not_the_number(answer, gold):
+    """Found by a hostile review of the sentence reading: each scored as the gold number."""
+    assert not equivalent(answer, gold)
+    assert not equivalent(extract_answer(f"The answer is {answer}."), gold)
+
+
+def test_two_sets_of_solutions_still_compare_as_sets():
+    assert equivalent("1 \\text{ or } 3", "3 \\text{ or } 1")
+    assert equivalent("-2 \\text{ or } 3", "-2, 3")
+    assert not equivalent("3 \\text{ or } 4", "3")

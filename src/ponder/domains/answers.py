@@ -180,7 +180,12 @@ _SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9,
 _HEDGE = re.compile(
     r"\b(?:or|nor|either|neither|between|not|no|never|cannot|least|most|than|unless|except|"
     r"without|almost|nearly|maybe|perhaps|possibly|probably|under|over|below|above|up to|"
-    r"plus|minus|range)\b|n['’]t\b|\?", re.IGNORECASE)
+    r"plus|minus|range|about|around|roughly|approx\w*|estimat\w*|close to|minimum|maximum|"
+    r"bound|might|could|likely|guess|think|believe|negative|loss|decrease\w*|deficit|less|"
+    r"fewer|if)\b|n['’]t\b|[?~≈]", re.IGNORECASE)
+# Two scale words in a row ("5 hundred thousand") are read as neither: not the first alone.
+_DOUBLE_SCALE = re.compile(r"\b(?:hundred|thousand|million|billion|trillion|dozen)s?\s+"
+                           r"(?:hundred|thousand|million|billion|trillion|dozen)", re.IGNORECASE)
 # Words that scale or split the number they stand beside ("half of his 20 dollars", "twice 11"):
 # a sentence holding one is not read as the number it states.
 _SCALING = re.compile(r"\b(?:half|halves|thirds?|quarters?|twice|double|triple|thrice|times|"
@@ -237,13 +242,18 @@ def answer_value(answer: str) -> str:
     text = unwrap_answer(_strip_latex(answer)).strip().strip("*").strip().rstrip(".。").strip()
     if to_number(text) is not None:
         return text
-    if _HEDGE.search(text) or _RELATION.search(text):
+    if _HEDGE.search(text) or _RELATION.search(text) or _DOUBLE_SCALE.search(text):
         return answer
     if _SCALING.search(_TIMES.sub(" × ", text.split("=")[-1])):
         return answer  # "3 and a half", "He spent half of his 20 dollars"
     # a value, then why: "22, since 17 + 5 = 22", "22 sheep (17 + 5)"
     head = _AFTERWORD.split(text, maxsplit=1)[0]
     if head != text and (value := _plain_value(head)) is not None:
+        why = text[len(head):].strip()
+        # a bracket may compute the value ("(17 + 5)"), never offer another ("(4 with the
+        # lamb)"); a reason ("because he had 17 and bought 5") offering one is a hedge word's
+        if why.startswith("(") and _VALUE_TOKEN.search(why) and not re.search(r"[-+*/=×÷]", why):
+            return answer
         return value
     # a label: "Total: $1,200", "x = 5"
     label = _LABEL.fullmatch(text)
@@ -260,7 +270,11 @@ def answer_value(answer: str) -> str:
         return answer  # LaTeX: math-verify's to compare
     # "The profit James makes in 20 weeks is $650,000"
     copulas = list(_COPULA.finditer(text))
-    if copulas and not _has_name(text[:copulas[-1].start()]):
+    # one "is" only: in "The answer is 3 and the rest is 4" the last is not the answer
+    before = text[:copulas[-1].start()] if copulas else ""
+    if _VALUE_TOKEN.search(before) and re.search(r"\band\b|[,;]", before):
+        return answer  # "3 and the remainder is 4": two values, and the last is not the answer
+    if len(copulas) == 1 and not _has_name(before):
         value = _plain_value(text[copulas[-1].end():])
         if value is not None:
             return value
@@ -315,8 +329,11 @@ def equivalent(a: str | None, b: str | None) -> bool:
     na, nb = normalize(a), normalize(b)
     if na == nb:
         return True
-    if _HEDGE.search(_strip_latex(a)) or _HEDGE.search(_strip_latex(b)):
+    hedged = [bool(_HEDGE.search(_strip_latex(x)) or _DOUBLE_SCALE.search(x)) for x in (a, b)]
+    if hedged[0] != hedged[1] and to_number(b if hedged[0] else a) is not None:
         return False  # "3 or 4", "at least 3", "3?": no one value (math-verify reads 3)
+    if any(hedged):  # two sets of solutions ("1 or 3", "3 or 1") are math-verify's to compare
+        return _math_verify(_strip_latex(a), _strip_latex(b))
     xa, xb = to_number(a), to_number(b)
     if xa is not None and xb is not None:
         return _numbers_equal(xa, xb)
