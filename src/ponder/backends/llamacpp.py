@@ -145,9 +145,12 @@ class LlamaCppBackend(Backend):
         if (n_ctx is not None and n_ctx < 64) or (n_seq_max is not None and n_seq_max < 1) \
                 or n_batch < 1 or (n_threads is not None and n_threads < 1):
             raise ConfigError("n_ctx must be >= 64, n_seq_max, n_batch and n_threads >= 1")
+        if not isinstance(deterministic, bool) or not isinstance(kv_unified, bool):
+            raise ConfigError("deterministic and kv_unified must be true or false")
         if deterministic and kv_unified:
             raise ConfigError("deterministic decoding needs kv_unified=False: a shared KV cache "
-                              "places a sequence's cells wherever they are free")
+                              "places a sequence's cells wherever they are free (or turn it "
+                              "off: --no-deterministic, -B deterministic=false)")
         llama_cpp, internals, llama_logger = _import_llama_cpp()
         llama_logger.set_verbose(verbose)
         self._llama_cpp = llama_cpp
@@ -529,7 +532,11 @@ class LlamaCppBackend(Backend):
         return bool(self._invariant)
 
     def _check_invariance(self) -> bool:
+        """The probe of :meth:`batch_invariant`; False (not checked) where a sequence's cells
+        cannot hold it."""
         llama_cpp = self._llama_cpp
+        if self.seq_ctx < 64:
+            return False
         probe = self.tokenize("Batch invariance probe: one, two, three, four, five.")
         # mates of one length: packed, llama.cpp splits unequal sequences into many ubatches
         mates = [[(101 * k + j) % self._n_vocab for j in range(4)]

@@ -68,8 +68,8 @@ def determinism(backend: Backend | None, deterministic: bool = True) -> dict[str
         return {"deterministic": False, "why": "--no-deterministic: a sample's numbers depend "
                 "on what decoded beside it"}
     if not backend.batch_invariant():  # type: ignore[attr-defined]
-        return {"deterministic": False, "why": "this CPU's kernels are not batch-invariant "
-                "even padded (a sample depends on what decoded beside it)"}
+        return {"deterministic": False, "why": "the batch-invariance check failed on this "
+                "CPU's kernels (or a sequence's context, under 64 tokens, cannot hold it)"}
     return {"deterministic": True, "why": "batch-invariant decoding, checked on this CPU"}
 
 

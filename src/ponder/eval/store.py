@@ -47,12 +47,10 @@ CREATE TABLE IF NOT EXISTS results (
 
 
 def _timeless(value: Any) -> Any:
-    """``value`` without its ``seconds`` entries, at any depth (a JSON column is parsed)."""
-    if isinstance(value, str) and value[:1] in "[{":
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return value  # a sample's text that only looks like JSON
+    """``value`` (a JSON column's text, or None) without its ``seconds`` entries, at any
+    depth."""
+    if isinstance(value, str):
+        value = json.loads(value)
     if isinstance(value, dict):
         return {k: _timeless(v) for k, v in value.items() if k != "seconds"}
     if isinstance(value, list):
@@ -157,10 +155,10 @@ class Store:
             "completion_tokens, calls, candidates FROM results "
             "ORDER BY strategy_key, problem_id, budget",
         )
-        for query in queries:
+        for query, json_column in zip(queries, (11, None, 8), strict=True):
             for row in self.db.execute(query):
-                # JSON columns (a sample's meta, a result's candidates) carry wall times too
-                row = [_timeless(v) for v in row]
+                # a JSON column (a sample's meta, a result's candidates) carries wall times too
+                row = [_timeless(v) if k == json_column else v for k, v in enumerate(row)]
                 digest.update(json.dumps(row, sort_keys=True, default=str).encode())
                 digest.update(b"\n")
         return digest.hexdigest()

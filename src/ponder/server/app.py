@@ -94,7 +94,7 @@ from ponder.server.policy import check_operator_caps
 from ponder.server.protocol import uvicorn_config
 from ponder.server.replies import completion_body
 from ponder.server.responses import chat_request, read_request, response_body, response_events
-from ponder.server.schemas import ChatCompletionRequest
+from ponder.server.schemas import ChatCompletionRequest, forwarded_messages
 from ponder.server.settings import (
     Limits,
     check_strategies,
@@ -441,6 +441,7 @@ class PonderServer:
             assert isinstance(self.backend, OpenAIBackend)
             body = plan.request.model_dump(mode="json", exclude_none=True, by_alias=True,
                                            exclude={"model", "ponder", "stream"})
+            body["messages"] = forwarded_messages(body["messages"])
             slots = await self._slot()
             try:
                 async with slots:
@@ -483,6 +484,7 @@ class PonderServer:
         req = plan.request
         body = req.model_dump(mode="json", exclude_none=True, by_alias=True,
                               exclude={"model", "ponder", "stream"})
+        body["messages"] = forwarded_messages(body["messages"])
         slots = await self._slot()
 
         def named(reply: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,10 @@ may set and the caps (:mod:`ponder.server.policy`).
 How a search spends a token cap. ``max_completion_tokens`` (the Responses API's
 ``max_output_tokens``) bounds the tokens the whole search generates, over every call: OpenAI
 counts a reasoning model's reasoning tokens in it, and every chain, vote and judgement of the
-search is ponder's reasoning, so ``usage.completion_tokens`` (``output_tokens``) never exceeds it.
+search is ponder's reasoning. Calls made one after another never exceed it; calls of one search
+made at once (mixed mode's chains and programs, parallel repairs) each plan from what is left
+when they start, so together they can overrun it by up to one such call's share (reserving
+each call's worst case would leave a concurrent call nothing: not done).
 Prompts are not counted in it (a long conversation does not eat the cap); ``ponder.budget`` and
 the operator's ``--max-request-tokens`` still bound prompt and completion tokens together.
 A search plans within the cap: a strategy that samples independent chains (self-consistency,

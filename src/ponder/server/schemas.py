@@ -102,6 +102,21 @@ class ResponseFormat(_Strict):
 ASSISTANT_ONLY = ("reasoning", "refusal", "annotations", "audio", "function_call", "parsed")
 
 
+def forwarded_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages (dumped) as an upstream server gets them: an earlier reply's reasoning and the
+    SDK's own fields left out, a tool call as id, type and function only (the history is the
+    turns' content and calls, as when ponder answers itself)."""
+    out = []
+    for message in messages:
+        message = {k: v for k, v in message.items()
+                   if k not in ASSISTANT_ONLY and k != "reasoning_content"}
+        if message.get("tool_calls"):
+            message["tool_calls"] = [{k: call[k] for k in ("id", "type", "function") if k in call}
+                                     for call in message["tool_calls"]]
+        out.append(message)
+    return out
+
+
 class ChatMessage(_Strict):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
