@@ -11,7 +11,7 @@ How a search spends a token cap. ``max_completion_tokens`` (the Responses API's
 counts a reasoning model's reasoning tokens in it, and every chain, vote and judgement of the
 search is ponder's reasoning. Calls made one after another never exceed it; calls of one search
 made at once (mixed mode's chains and programs, parallel repairs) each plan from what is left
-when they start, so together they can overrun it by up to one such call's share (reserving
+when they start, so together they can overrun it (two at once: up to twice what was left; reserving
 each call's worst case would leave a concurrent call nothing: not done).
 Prompts are not counted in it (a long conversation does not eat the cap); ``ponder.budget`` and
 the operator's ``--max-request-tokens`` still bound prompt and completion tokens together.
