@@ -196,6 +196,29 @@ def test_the_digest_leaves_out_wall_times(tmp_path):
     other.close()
 
 
+def test_the_digest_reads_text_inside_a_json_column_as_text(tmp_path):
+    """A sample's meta and a result's candidates hold strings (a program, an answer such as
+    ``$10``): they are part of the digest as they are, not parsed as JSON again."""
+    from ponder.eval.store import ResultRow, SampleRow, Store
+
+    def digest(program: str, seconds: float) -> str:
+        store = Store(tmp_path / f"{len(list(tmp_path.iterdir()))}.sqlite")
+        store.add_samples("k", "p1", [SampleRow(
+            idx=0, text="x", answer="$10", correct=False, prompt_tokens=1,
+            completion_tokens=1, calls=1, seconds=seconds, finish_reason="stop",
+            meta={"mode": "program", "program": program, "seconds": seconds})])
+        store.add_result("r", "p1", ResultRow(
+            budget=1, answer="$10", correct=False, prompt_tokens=1, completion_tokens=1,
+            calls=1, seconds=seconds,
+            candidates=[{"answer": "$10", "text": "print(10)", "seconds": seconds}]))
+        value = store.fingerprint()
+        store.close()
+        return value
+
+    assert digest("print(10)", 0.1) == digest("print(10)", 7.0)
+    assert digest("print(10)", 0.1) != digest("print(11)", 0.1)
+
+
 def test_padding_changes_no_logits_of_a_batch_invariant_model(model_path):
     """On the bundled Q4_1 file (invariant kernels) deterministic mode gives the plain mode's
     logits exactly: the padding and the lone prompt calls change nothing a sample sees."""

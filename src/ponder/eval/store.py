@@ -46,11 +46,14 @@ CREATE TABLE IF NOT EXISTS results (
 """
 
 
+def _timeless_column(text: str | None) -> Any:
+    """A JSON column's text (or None) parsed, without its ``seconds`` entries at any depth."""
+    return None if text is None else _timeless(json.loads(text))
+
+
 def _timeless(value: Any) -> Any:
-    """``value`` (a JSON column's text, or None) without its ``seconds`` entries, at any
-    depth."""
-    if isinstance(value, str):
-        value = json.loads(value)
+    """``value`` (parsed JSON) without its ``seconds`` entries, at any depth; strings inside
+    it are values, never parsed again."""
     if isinstance(value, dict):
         return {k: _timeless(v) for k, v in value.items() if k != "seconds"}
     if isinstance(value, list):
@@ -158,7 +161,7 @@ class Store:
         for query, json_column in zip(queries, (11, None, 8), strict=True):
             for row in self.db.execute(query):
                 # a JSON column (a sample's meta, a result's candidates) carries wall times too
-                row = [_timeless(v) if k == json_column else v for k, v in enumerate(row)]
+                row = [_timeless_column(v) if k == json_column else v for k, v in enumerate(row)]
                 digest.update(json.dumps(row, sort_keys=True, default=str).encode())
                 digest.update(b"\n")
         return digest.hexdigest()
