@@ -50,7 +50,7 @@ def add_deterministic_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
                    help="batch-invariant decoding of an in-process model: the same command "
                    "gives the same samples, whatever ran beside them (default: on; "
-                   "--no-deterministic decodes up to about 10%% faster, see "
+                   "--no-deterministic decodes about 10-25%% faster, see "
                    "bench/results/determinism-*.md)")
 
 
