@@ -22,6 +22,25 @@ def model_path():
 
 
 @pytest.fixture(scope="session")
+def kquant(model_path, tmp_path_factory):
+    """The bundled model requantized to Q4_K_M: a second, different model file (K-quant
+    kernels change with the batch; a second mind for many-model runs)."""
+    import ctypes
+
+    import llama_cpp
+
+    out = tmp_path_factory.mktemp("kquant") / "smollm2-q4_k_m.gguf"
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
+    params.allow_requantize = True
+    params.nthread = 2
+    rc = llama_cpp.llama_model_quantize(str(model_path).encode(), str(out).encode(),
+                                        ctypes.byref(params))
+    assert rc == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def llama(model_path):
     from ponder.backends.llamacpp import LlamaCppBackend
 

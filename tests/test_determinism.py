@@ -9,7 +9,6 @@ logits change with the number of rows in a call and, repacked, with a row's plac
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import sqlite3
 import subprocess
@@ -26,22 +25,6 @@ pytestmark = pytest.mark.model
 
 QUESTIONS = ["What is 17 + 5?", "Name three colours.", "Write a haiku about rain.",
              "What is the capital of France?", "Count from 1 to 10.", "Why is the sky blue?"]
-
-
-@pytest.fixture(scope="module")
-def kquant(model_path, tmp_path_factory):
-    """The bundled model requantized to Q4_K_M (K-quants: kernels that change with the batch)."""
-    import llama_cpp
-
-    out = tmp_path_factory.mktemp("kquant") / "smollm2-q4_k_m.gguf"
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
-    params.allow_requantize = True
-    params.nthread = 2
-    rc = llama_cpp.llama_model_quantize(str(model_path).encode(), str(out).encode(),
-                                        ctypes.byref(params))
-    assert rc == 0
-    return out
 
 
 @pytest.fixture(scope="module")

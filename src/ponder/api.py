@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ponder.backends.base import Backend
 from ponder.backends.endpoints import EndpointSpec
-from ponder.backends.loading import load_backend, opened_backend
+from ponder.backends.loading import load_backend, opened_backend, opened_models
 from ponder.budget import Budget
 from ponder.core.context import EventSink, Verifier
 from ponder.errors import ConfigError
@@ -30,6 +30,7 @@ async def asolve(
     api_key: str | None = None,
     endpoints: str | Path | Sequence[EndpointSpec] | None = None,
     backend: Backend | None = None,
+    models: Mapping[str, str | Backend] | None = None,
     backend_options: dict[str, Any] | None = None,
     verifier: str | Verifier | None = None,
     max_tokens_total: int | None = None,
@@ -38,6 +39,10 @@ async def asolve(
     **options: Any,
 ) -> Result:
     """Solve one question with a strategy; returns a :class:`~ponder.types.Result`.
+
+    ``models`` names the run's other models by role (``{"strong": "qwen-1.5b.gguf"}``, or a
+    served one ``"http://host:8000/v1#NAME"``, or a backend), for the strategies that use
+    several (``cascade``, ``verify-by-strong``); ``result.models`` says what each spent.
 
     >>> from ponder.backends.fake import ScriptedBackend
     >>> fake = ScriptedBackend(["The answer is 22.", "The answer is 22.", "The answer is 21."])
@@ -50,9 +55,10 @@ async def asolve(
     chosen = build_strategy(strategy, effort, n=n, **options)
     budget = Budget(max_tokens=max_tokens_total)
     async with opened_backend(backend, model=model, base_url=base_url, api_key=api_key,
-                              options=backend_options, endpoints=endpoints) as ready:
+                              options=backend_options, endpoints=endpoints) as ready, \
+            opened_models(models, api_key=api_key, options=backend_options) as others:
         return await run_strategy(chosen, problem, ready, verifier=verifier, budget=budget,
-                                  seed=seed, events=events)
+                                  seed=seed, events=events, models=others)
 
 
 def solve(question: str | Problem, strategy: str = "self-consistency", **kwargs: Any) -> Result:

@@ -11,6 +11,7 @@ from ponder.strategies.adaptive_consistency import AdaptiveConsistency
 from ponder.strategies.beam_search import BeamSearch
 from ponder.strategies.best_of_n import BestOfN
 from ponder.strategies.budget_forcing import BudgetForcing
+from ponder.strategies.cascade import Cascade
 from ponder.strategies.chain_of_thought import ChainOfThought
 from ponder.strategies.deepconf import DeepConf
 from ponder.strategies.dvts import DVTS
@@ -21,6 +22,7 @@ from ponder.strategies.router import Router
 from ponder.strategies.self_consistency import SelfConsistency
 from ponder.strategies.self_debug import SelfDebug
 from ponder.strategies.self_refine import SelfRefine
+from ponder.strategies.verify_by_strong import VerifyByStrong
 from ponder.verifiers.code_tests import CodeTestsVerifier
 from ponder.verifiers.judge import JudgeVerifier
 from ponder.verifiers.logprob import MeanLogprobVerifier
@@ -51,7 +53,7 @@ def _openai(**options):
 
 for _strategy in (ChainOfThought, SelfConsistency, BestOfN, SelfRefine, BudgetForcing,
                   SelfDebug, ProgramOfThought, AdaptiveConsistency, DeepConf, Router,
-                  BeamSearch, DVTS, MCTS):
+                  BeamSearch, DVTS, MCTS, Cascade, VerifyByStrong):
     registry.strategies.register(_strategy.name, _strategy)
 for _verifier in (JudgeVerifier, MeanLogprobVerifier, CodeTestsVerifier):
     registry.verifiers.register(_verifier.name, _verifier)

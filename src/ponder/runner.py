@@ -13,6 +13,7 @@ through here, so the same request runs the same way everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -103,27 +104,46 @@ def check_backend(strategy: Strategy, backend: Backend) -> None:
                           f"backend (model {backend.model!r}) does not offer")
 
 
+def check_roles(strategy: Strategy, models: Mapping[str, Backend]) -> None:
+    """Refuse a strategy that needs a model by role (``strong``, ...) the run was not given."""
+    needed = getattr(strategy, "required_roles", lambda: ())()
+    missing = [role for role in needed if role not in models]
+    if missing:
+        given = ", ".join(sorted(models)) or "only the generator"
+        flags = " ".join(f"--model {role}=PATH.gguf" for role in missing)
+        raise ConfigError(f"strategy {strategy.name!r} needs a {' and a '.join(missing)} model "
+                          f"besides the generator (given: {given}); add {flags} (or ROLE=URL#NAME"
+                          " for a served one)")
+
+
 def new_context(backend: Backend, *, verifier: Verifier | None = None,
                 budget: Budget | None = None, seed: int | None = None,
                 events: EventSink | None = None, sandbox: Sandbox | None = None,
-                stream_text: bool = False, trace: Trace | None = None) -> Context:
+                stream_text: bool = False, trace: Trace | None = None,
+                models: Mapping[str, Backend] | None = None) -> Context:
     """The context of one run: a fresh trace (or ``trace``, to watch it grow), the budget
-    (default: unlimited)."""
+    (default: unlimited), the other models by role."""
     return Context(backend=backend, budget=budget or Budget(), verifier=verifier, seed=seed,
                    events=events, sandbox=sandbox or DEFAULT_SANDBOX, stream_text=stream_text,
-                   trace=trace if trace is not None else Trace())
+                   trace=trace if trace is not None else Trace(), models=dict(models or {}))
 
 
 async def run_strategy(strategy: Strategy, problem: Problem, backend: Backend, *,
                        verifier: str | Verifier | None = None, budget: Budget | None = None,
                        seed: int | None = None, events: EventSink | None = None,
                        sandbox: Sandbox | None = None, stream_text: bool = False,
-                       trace: Trace | None = None) -> Result:
+                       trace: Trace | None = None,
+                       models: Mapping[str, Backend] | None = None) -> Result:
     """Run ``strategy`` on ``problem``: the backend probed and checked, the verifier chosen,
-    a new context (its trace ``trace`` when given: a live page reads it as it grows)."""
+    a new context (its trace ``trace`` when given: a live page reads it as it grows; the other
+    models ``models`` by role, each probed)."""
     await backend.probe()
     check_backend(strategy, backend)
+    models = dict(models or {})
+    check_roles(strategy, models)
+    for other in models.values():
+        await other.probe()
     ctx = new_context(backend, verifier=choose_verifier(verifier, strategy, problem),
                       budget=budget, seed=seed, events=events, sandbox=sandbox,
-                      stream_text=stream_text, trace=trace)
+                      stream_text=stream_text, trace=trace, models=models)
     return await strategy.run(problem, ctx)

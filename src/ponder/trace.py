@@ -64,6 +64,16 @@ class Trace:
     def usage(self) -> Usage:
         return Usage.sum(n.usage for n in self.nodes if n.usage is not None)
 
+    def usage_by_model(self, default: str) -> dict[str, Usage]:
+        """Usage summed per model: a node's ``model`` (tagged in a run with several models),
+        else ``default``, the run's own model. The run's own model comes first."""
+        out: dict[str, Usage] = {default: Usage()}
+        for n in self.nodes:
+            if n.usage is not None:
+                name = str(n.data.get("model", default))
+                out[name] = out.get(name, Usage()) + n.usage
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {"nodes": [n.to_dict() for n in self.nodes]}
 

@@ -124,6 +124,25 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class ModelCost:
+    """What one model of a run spent, and its size: the cost that makes runs on models of
+    different sizes comparable is ``flops``, 2 x parameters per token (prompt tokens included,
+    the usual forward-pass estimate), None where the model's size is unknown."""
+
+    usage: Usage
+    parameters: int | None = None
+
+    @property
+    def flops(self) -> float | None:
+        if self.parameters is None:
+            return None
+        return 2.0 * self.parameters * self.usage.total_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.usage.to_dict(), "parameters": self.parameters, "flops": self.flops}
+
+
+@dataclass(frozen=True)
 class Completion:
     """One generated sample.
 
@@ -207,6 +226,17 @@ class Result:
     config: Mapping[str, Any] = field(default_factory=dict)
     stop_reason: StopReason = "done"
     model: str = ""
+    # what each model spent, by model name (every run has at least its generator's entry)
+    models: Mapping[str, ModelCost] = field(default_factory=dict)
+
+    @property
+    def flops(self) -> float | None:
+        """FLOPs-equivalent cost over every model of the run; None if a model's size is
+        unknown (then compare runs by tokens per model instead)."""
+        costs = [m.flops for m in self.models.values()]
+        if not costs or any(c is None for c in costs):
+            return None
+        return float(sum(c for c in costs if c is not None))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -217,6 +247,8 @@ class Result:
             "config": dict(self.config),
             "stop_reason": self.stop_reason,
             "usage": self.usage.to_dict(),
+            "models": {name: cost.to_dict() for name, cost in self.models.items()},
+            "flops": self.flops,
             "candidates": [c.to_dict() for c in self.candidates],
             "trace": self.trace.to_dict() if self.trace is not None else None,
         }

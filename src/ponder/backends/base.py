@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from ponder.errors import ConfigError
 from ponder.types import Completion, GenerationRequest
 
 # Called with the number of tokens generated so far in the current call (for progress displays).
@@ -71,6 +72,21 @@ class Backend(Protocol):
     async def aclose(self) -> None:
         """Release connections, threads and weights."""
         return None
+
+
+def parameter_count(value: object) -> int | None:
+    """A model size as an operator writes it (``1.5e9``, ``494032768``, ``"1.5e9"``): a whole
+    positive number of parameters, or None when not given."""
+    if value is None:
+        return None
+    try:
+        count = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"parameters must be a number of parameters, e.g. 1.5e9; got "
+                          f"{value!r}") from None
+    if not count >= 1 or count != count or count == float("inf"):
+        raise ConfigError(f"parameters must be a positive number, e.g. 1.5e9; got {value!r}")
+    return int(count)
 
 
 async def generate_each(

@@ -45,8 +45,10 @@ class ScriptedBackend(Backend):
         *,
         model: str = "scripted",
         capabilities: Capabilities | None = None,
+        parameters: int | None = None,
     ) -> None:
         self.model = model
+        self.parameters = parameters
         self._responder: Responder | None = script if callable(script) else None
         self._queue: list[str | Completion] = [] if callable(script) else list(script)
         self._caps = capabilities or Capabilities(

@@ -165,6 +165,8 @@ class LlamaCppBackend(Backend):
             )
         except ValueError as exc:
             raise ModelError(f"cannot load {path}: corrupt or unsupported GGUF file") from exc
+        # the model's size, for FLOPs-equivalent costs (2 x parameters per token)
+        self.parameters = int(llama_cpp.llama_model_n_params(self._model.model))
         auto = auto_settings(self._model.model, n_seq_max=n_seq_max)
         n_seq_max = n_seq_max or auto.n_seq_max
         if deterministic and n_batch < n_seq_max + PAD_ROWS:
@@ -650,13 +652,14 @@ class LlamaCppBackend(Backend):
                 batch.logits[i] = want
                 if want:
                     wanted.append(i)
-            rc = llama_cpp.llama_decode(self._ctx.ctx, batch)
-            if rc != 0:
-                raise BackendError(f"llama_decode failed with code {rc} (context full?)")
-            if wanted:  # every wanted row at once, in batch order: one copy, not one per row
-                ptr = llama_cpp.llama_get_logits(self._ctx.ctx)
-                rows = np.ctypeslib.as_array(ptr, shape=(len(wanted), self._n_vocab)).copy()
-                out.extend(rows)
+            with DECODE_TURNS:
+                rc = llama_cpp.llama_decode(self._ctx.ctx, batch)
+                if rc != 0:
+                    raise BackendError(f"llama_decode failed with code {rc} (context full?)")
+                if wanted:  # every wanted row at once, in batch order: one copy, not one per row
+                    ptr = llama_cpp.llama_get_logits(self._ctx.ctx)
+                    rows = np.ctypeslib.as_array(ptr, shape=(len(wanted), self._n_vocab)).copy()
+                    out.extend(rows)
         return out
 
     def _advance(self, s: _Seq, logits: np.ndarray) -> None:
@@ -768,6 +771,11 @@ def _available_memory() -> int:
     return 8 << 30
 
 
+# One llama_decode at a time in this process: each call already uses every core it was given,
+# so two in-process models (a generator and a strong model) take turns step by step instead of
+# running their thread pools against each other on the same cores (ggml's threads spin while
+# they wait: two pools at once are slower than the two calls one after the other).
+DECODE_TURNS = threading.Lock()
 PAD_ROWS = 8  # deterministic decoding: every llama_decode call has at least this many rows
 
 MIN_SHARED_PREFIX = 16  # shorter common prefixes are cheaper to evaluate than to track

@@ -11,7 +11,8 @@ A backend may be probed on one event loop and used on another (``ponder serve`` 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,40 @@ def load_backend(model: str | None = None, base_url: BaseURL = None, *,
     return _LOADED[key]
 
 
+ROLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+def split_role(text: str) -> tuple[str | None, str]:
+    """``ROLE=SPEC`` as (role, spec); a spec without a role (``small.gguf``) as (None, spec).
+    Roles are lower-case words (``strong``, ``judge``, ``proposer2``).
+
+    >>> split_role("strong=models/qwen-1.5b.gguf")
+    ('strong', 'models/qwen-1.5b.gguf')
+    >>> split_role("hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/q4.gguf")
+    (None, 'hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/q4.gguf')
+    """
+    role, sep, spec = text.partition("=")
+    if sep and ROLE.fullmatch(role):
+        if not spec.strip():
+            raise ConfigError(f"--model {text}: the {role} model names nothing")
+        return role, spec
+    return None, text
+
+
+def load_role(spec: str, *, api_key: str | None = None, **options: Any) -> Backend:
+    """A model by role: a GGUF (path or ``hf:``; ``options`` are its backend options, shared
+    and reused like the generator's) or a served one, ``URL#NAME`` (an OpenAI-compatible
+    server; of the options only ``parameters`` applies)."""
+    if re.match(r"https?://", spec):
+        url, sep, name = spec.rpartition("#")
+        if not sep or not name or not url:
+            raise ConfigError(f"a served model is URL#NAME (e.g. http://localhost:8000/v1#"
+                              f"qwen-1.5b), got {spec!r}")
+        served = {k: v for k, v in options.items() if k == "parameters"}
+        return load_backend(name, url, api_key=api_key, **served)
+    return load_backend(spec, None, **options)
+
+
 def is_shared(backend: Backend) -> bool:
     """Whether ``backend`` is one of the process's shared in-process models."""
     return any(backend is loaded for loaded in _LOADED.values())
@@ -73,6 +108,30 @@ async def release(backend: Backend) -> None:
     loaded for the next run."""
     if not is_shared(backend):
         await backend.aclose()
+
+
+@asynccontextmanager
+async def opened_models(models: Mapping[str, str | Backend] | None, *,
+                        api_key: str | None = None, options: dict[str, Any] | None = None
+                        ) -> AsyncIterator[dict[str, Backend]]:
+    """The models of a run by role, loaded (a spec) or as given (a backend), probed; those
+    loaded here are released on exit."""
+    ready: dict[str, Backend] = {}
+    owned: list[Backend] = []
+    try:
+        for role, model in (models or {}).items():
+            if not ROLE.fullmatch(role) or role == "generator":
+                raise ConfigError(f"a model role is a lower-case word other than 'generator' "
+                                  f"(e.g. strong), got {role!r}")
+            if isinstance(model, str):
+                model = load_role(model, api_key=api_key, **(options or {}))
+                owned.append(model)
+            await model.probe()
+            ready[role] = model
+        yield ready
+    finally:
+        for backend in owned:
+            await release(backend)
 
 
 @asynccontextmanager

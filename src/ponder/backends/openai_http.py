@@ -32,7 +32,13 @@ from typing import Any
 
 import httpx
 
-from ponder.backends.base import Backend, Capabilities, ProgressCallback, generate_each
+from ponder.backends.base import (
+    Backend,
+    Capabilities,
+    ProgressCallback,
+    generate_each,
+    parameter_count,
+)
 from ponder.backends.endpoints import redact_url, redact_urls
 from ponder.backends.loops import PerLoop
 from ponder.errors import (
@@ -124,11 +130,15 @@ class OpenAIBackend(Backend):
         timeout: float = 120.0,
         max_retries: int = 3,
         probe: bool = True,
+        parameters: int | float | None = None,
     ) -> None:
         openai = _import_openai()
         guard_client_logs()
         self._openai = openai
         self.model = model
+        # the served model's size, as the operator states it (-B parameters=1.5e9, or an
+        # endpoints file's ``parameters``): a server does not say it; None: unknown
+        self.parameters = parameter_count(parameters)
         self.base_url = base_url  # as given, for the requests; never shown: see shown_url
         self.shown_url = redact_url(base_url)
         target, query = client_target(base_url)

@@ -33,7 +33,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ponder.backends.base import Backend, Capabilities, ProgressCallback, generate_each
+from ponder.backends.base import (
+    Backend,
+    Capabilities,
+    ProgressCallback,
+    generate_each,
+    parameter_count,
+)
 from ponder.backends.endpoints import EndpointSpec, redact_urls, shown_urls
 from ponder.backends.loops import PerLoop
 from ponder.errors import BackendTimeout, BackendUnavailable, ConfigError
@@ -143,6 +149,7 @@ class EndpointPool(Backend):
             raise ConfigError(f"routing must be one of {', '.join(ROUTINGS)}, got {routing!r}")
         self.routing = routing
         self._rng = random.Random(seed)
+        self.parameters = parameter_count(options.get("parameters"))
         options.pop("max_concurrency", None)  # per endpoint: its max_concurrent
         names = shown_urls([spec.url for spec in endpoints])
         self.endpoints = [

@@ -15,7 +15,13 @@ from rich.console import Console
 
 from ponder.api import asolve
 from ponder.backends.loading import release
-from ponder.cli.endpoints import add_endpoint_flags, endpoint_stats, is_pool, load_from_args
+from ponder.cli.endpoints import (
+    add_endpoint_flags,
+    endpoint_stats,
+    is_pool,
+    load_from_args,
+    split_models,
+)
 from ponder.cli.render import Progress, print_result, stdout_console, trace_tree
 from ponder.cli.view import view_result
 from ponder.core.context import DEFAULT_SANDBOX
@@ -55,9 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-n", type=int, default=None, help="samples / candidates, for strategies "
                    "that take n")
     p.add_argument("--effort", choices=EFFORTS, default=None, help="preset knobs per strategy")
-    p.add_argument("-m", "--model", default=None,
+    p.add_argument("-m", "--model", action="append", default=None, metavar="[ROLE=]MODEL",
                    help="PATH.gguf, hf:OWNER/REPO/FILE.gguf, or the server's model name "
-                   "(default: the bundled SmolLM2-135M-Instruct)")
+                   "(default: the bundled SmolLM2-135M-Instruct); repeat it with ROLE=MODEL "
+                   "for the other models of a many-model strategy, e.g. -m strong=big.gguf "
+                   "or -m strong=http://host:8000/v1#NAME (cascade, verify-by-strong)")
     add_endpoint_flags(p)
     p.add_argument("--api-key", default=None, help="for --base-url (default: $OPENAI_API_KEY)")
     p.add_argument("-B", "--backend-option", type=_option, action="append", default=[],
@@ -206,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
         options = {**preset.options, **options}
         preset_n = options.pop("n", None)  # -n wins over the preset's n
         args.n = preset_n if args.n is None else args.n
+    args.model, roles = split_models(args.model)
     out = stdout_console()
     err = Console(stderr=True)
     progress = Progress(err, args.strategy)
@@ -224,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
                 base_url=args.base_url, api_key=args.api_key, backend=pool,
                 verifier=args.verifier, backend_options=dict(args.backend_option),
                 max_tokens_total=args.max_tokens_total, seed=args.seed,
-                events=progress if show_progress else None, **options,
+                events=progress if show_progress else None, models=roles, **options,
             )
         finally:
             if pool is not None:

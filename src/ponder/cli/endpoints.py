@@ -7,8 +7,9 @@ from typing import Any
 
 from ponder.backends.base import Backend
 from ponder.backends.endpoints import endpoint_specs, shown_urls
-from ponder.backends.loading import load_backend
+from ponder.backends.loading import load_backend, split_role
 from ponder.backends.models import ModelSpec, resolve_model
+from ponder.errors import ConfigError
 
 
 def add_endpoint_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup,
@@ -19,6 +20,29 @@ def add_endpoint_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup,
     p.add_argument("--endpoints", default=None, metavar="FILE",
                    help="a YAML or JSON list of servers (url, model, key or key_env, weight, "
                    "max_concurrent) to spread requests over")
+
+
+def split_models(values: list[str] | None) -> tuple[str | None, dict[str, str]]:
+    """Repeated ``--model`` values as (the generator, the other models by role): at most one
+    without a role, each role once.
+
+    >>> split_models(["small.gguf", "strong=big.gguf"])
+    ('small.gguf', {'strong': 'big.gguf'})
+    """
+    generator: str | None = None
+    roles: dict[str, str] = {}
+    for value in values or []:
+        role, spec = split_role(value)
+        if role is None or role == "generator":
+            if generator is not None:
+                raise ConfigError(f"two generator models ({generator!r} and {spec!r}): name "
+                                  "the others by role, e.g. --model strong=PATH.gguf")
+            generator = spec
+        elif role in roles:
+            raise ConfigError(f"the {role} model is named twice")
+        else:
+            roles[role] = spec
+    return generator, roles
 
 
 def is_pool(args: argparse.Namespace) -> bool:

@@ -159,8 +159,12 @@ def print_result(console: Console, result: Result, tests: str | None = None) -> 
     table.add_column("score", justify="right")
     table.add_column("tokens", justify="right")
     table.add_column("end")
+    several = len(result.models) > 1
+    if several:  # which model wrote each candidate
+        table.add_column("model")
     table.add_column("text")
     for i, c in enumerate(result.candidates, 1):
+        by = [_preview(str(c.metadata.get("model", result.model)), 24)] if several else []
         table.add_row(
             str(i),
             _preview(c.answer, 40) if c.answer is not None else "—",
@@ -168,6 +172,7 @@ def print_result(console: Console, result: Result, tests: str | None = None) -> 
             "—" if c.score is None else f"{c.score:.3f}",
             str(c.usage.completion_tokens),
             c.finish_reason,
+            *by,
             _preview(c.text, 60),
             style="bold green" if c.votes and result.answer is not None
             and c.answer == result.answer else None,
@@ -181,10 +186,17 @@ def print_result(console: Console, result: Result, tests: str | None = None) -> 
     if tests is not None:
         console.print(tests, markup=False, highlight=False)
     note = "  [yellow](stopped by the token budget)[/]" if result.stop_reason == "budget" else ""
+    flops = f" · {result.flops:.3g} FLOPs" if result.flops is not None else ""
     console.print(
         f"cost: {u.calls} call(s) · {u.prompt_tokens:,} prompt + {u.completion_tokens:,} "
-        f"completion tokens · {u.seconds:.2f}s · model {result.model}{note}"
+        f"completion tokens{flops} · {u.seconds:.2f}s · model {result.model}{note}"
     )
+    if len(result.models) > 1:  # a run of several models: what each spent
+        for name, cost in result.models.items():
+            spent = f" · {cost.flops:.3g} FLOPs" if cost.flops is not None else ""
+            console.print(f"  {escape(name)}: {cost.usage.calls} call(s) · "
+                          f"{cost.usage.prompt_tokens:,} prompt + "
+                          f"{cost.usage.completion_tokens:,} completion tokens{spent}")
 
 
 STATUS_STYLE = {"kept": "green", "answer": "bold green", "pruned": "red", "expanded": "green",

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ponder.backends.base import Backend
 from ponder.budget import Budget
-from ponder.errors import BudgetExhausted
+from ponder.errors import BudgetExhausted, ConfigError
 from ponder.sandbox import Sandbox
 from ponder.trace import Trace
 from ponder.types import (
@@ -73,6 +73,9 @@ class Context:
     events: EventSink | None = None
     sandbox: Sandbox = field(default_factory=lambda: DEFAULT_SANDBOX)
     stream_text: bool = False
+    # the other models of a many-model run, by role ("strong", "judge", "proposer2", ...);
+    # ``backend`` is the generator
+    models: Mapping[str, Backend] = field(default_factory=dict)
     stop_reason: StopReason = "done"
     rng: random.Random = field(init=False)
     _seed_counter: int = field(default=0, init=False)
@@ -80,6 +83,22 @@ class Context:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+
+    def model(self, role: str) -> Backend:
+        """The backend playing ``role`` ("generator": the run's own); a role the run was not
+        given is a :class:`ConfigError` naming the flag that gives it."""
+        if role == "generator":
+            return self.backend
+        if role not in self.models:
+            given = ", ".join(sorted(self.models)) or "none"
+            raise ConfigError(f"no {role!r} model in this run (roles given: {given}); name one "
+                              f"with --model {role}=PATH.gguf or {role}=URL#NAME")
+        return self.models[role]
+
+    def parameters(self) -> dict[str, int | None]:
+        """Each model's parameter count (None: unknown), by model name."""
+        return {b.model: getattr(b, "parameters", None)
+                for b in (self.backend, *self.models.values())}
 
     def emit(self, event: str, **details: Any) -> None:
         if self.events is not None:
@@ -140,6 +159,7 @@ class Context:
             prepared, on_progress=lambda tokens: self.emit("tokens", tokens=tokens, call=call)
         )
         out: list[list[Traced]] = []
+        tagged = used is not self.backend or bool(self.models)
         for k, (request, completions) in enumerate(zip(prepared, results, strict=True)):
             under = parents[k] if parents is not None else parent
             capped = request.params.max_tokens < requests[k].params.max_tokens
@@ -155,6 +175,8 @@ class Context:
                     usage=completion.usage,
                     text=completion.text,
                     finish_reason=completion.finish_reason,
+                    # whose tokens these are, where the run has more than one model
+                    **({"model": used.model} if tagged else {}),
                     **({"prefill": request.prefill} if request.prefill else {}),
                     **({"reasoning": completion.reasoning} if completion.reasoning else {}),
                 )
@@ -209,10 +231,12 @@ class Context:
         prefill: str = "",
         parent: int | None = None,
         label: str = "sample",
+        backend: Backend | None = None,
     ) -> list[Traced]:
-        """Generate ``n`` samples of one request."""
+        """Generate ``n`` samples of one request (on ``backend``, default the run's own)."""
         request = GenerationRequest(tuple(messages), params, n=n, prefill=prefill)
-        return (await self.generate([request], parent=parent, label=label))[0]
+        return (await self.generate([request], parent=parent, label=label,
+                                    backend=backend))[0]
 
 
 @runtime_checkable

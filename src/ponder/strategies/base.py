@@ -17,7 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from ponder.core.context import Context, Traced
 from ponder.domains import domain_for
 from ponder.errors import BudgetExhausted
-from ponder.types import Candidate, Message, Problem, Result, SamplingParams, Usage
+from ponder.types import (
+    Candidate,
+    Message,
+    ModelCost,
+    Problem,
+    Result,
+    SamplingParams,
+    Usage,
+)
 
 DEFAULT_SYSTEM = (
     "You are a careful problem solver. Think step by step, showing your reasoning. "
@@ -133,6 +141,7 @@ class BaseStrategy:
     eval_mode: ClassVar[EvalMode]
     budget_knob: ClassVar[str | None] = None
     needs: ClassVar[tuple[Capability, ...]] = ()
+    roles: ClassVar[tuple[str, ...]] = ()  # models it needs besides the generator, by role
 
     def __init__(self, config: StrategyConfig | None = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -143,6 +152,11 @@ class BaseStrategy:
 
     def required_capabilities(self) -> tuple[Capability, ...]:
         return self.needs
+
+    def required_roles(self) -> tuple[str, ...]:
+        """The models by role (``strong``, ...) this configuration needs besides the
+        generator; a run without them is refused before it starts."""
+        return self.roles
 
     async def run(self, problem: Problem, ctx: Context) -> Result:
         """Open the run, ``solve``, assemble the result. A budget that runs out in a way
@@ -194,4 +208,12 @@ def make_result(strategy: Strategy, ctx: Context, outcome: Outcome, started: flo
         config=strategy.config.model_dump(),
         stop_reason=ctx.stop_reason,
         model=ctx.backend.model,
+        models=model_costs(ctx),
     )
+
+
+def model_costs(ctx: Context) -> dict[str, ModelCost]:
+    """What each model of the run spent (from the trace) and its size."""
+    sizes = ctx.parameters()
+    return {name: ModelCost(usage, sizes.get(name))
+            for name, usage in ctx.trace.usage_by_model(ctx.backend.model).items()}

@@ -1,0 +1,239 @@
+"""Several models in one run: models by role, what each spent (tokens and FLOPs-equivalent),
+and the strategies that use a second model (cascade, verify-by-strong), pinned on scripted
+backends: who is asked what, in which order, and what wins."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ponder import asolve
+from ponder.backends.fake import ScriptedBackend
+from ponder.backends.loading import split_role
+from ponder.errors import ConfigError
+from ponder.strategies.verify_by_strong import prefers_a
+from ponder.types import Completion, TokenLogprob
+
+Q = "A farmer has 17 sheep and buys 5 more. How many sheep does he have?"
+
+
+def run(strategy: str, small: ScriptedBackend, strong: ScriptedBackend | None, **options):
+    models = {"strong": strong} if strong is not None else None
+    return asyncio.run(asolve(Q, strategy, backend=small, models=models, seed=1, **options))
+
+
+def asked(backend: ScriptedBackend) -> list[str]:
+    return [r.messages[-1].content for r in backend.history]
+
+
+# -- roles ---------------------------------------------------------------------------------
+
+def test_a_role_is_a_word_before_the_first_equals_sign():
+    assert split_role("strong=models/q 1.5b.gguf") == ("strong", "models/q 1.5b.gguf")
+    assert split_role("judge=http://h:8000/v1#qwen") == ("judge", "http://h:8000/v1#qwen")
+    assert split_role("models/small.gguf") == (None, "models/small.gguf")
+    assert split_role("./a=b.gguf") == (None, "./a=b.gguf")  # not a role: a path
+    with pytest.raises(ConfigError, match="the strong model names nothing"):
+        split_role("strong=")
+
+
+def test_a_strategy_that_needs_a_strong_model_is_refused_without_one():
+    small = ScriptedBackend(["The answer is 22."] * 4)
+    with pytest.raises(ConfigError, match=r"needs a strong model .*--model strong=PATH.gguf"):
+        run("cascade", small, None)
+    assert small.history == []  # refused before anything ran
+
+
+def test_a_role_that_is_not_a_word_is_refused():
+    small = ScriptedBackend(["The answer is 22."])
+    with pytest.raises(ConfigError, match="lower-case word"):
+        asyncio.run(asolve(Q, "cot", backend=small, models={"Strong Model": small}))
+
+
+# -- cost per model ---------------------------------------------------------------------------
+
+def test_each_model_is_charged_its_own_tokens_and_flops():
+    small = ScriptedBackend(["so 22. The answer is 22.", "The answer is 21.",
+                             "The answer is 23.", "The answer is 22."],
+                            model="small", parameters=500_000_000)
+    strong = ScriptedBackend(["17 + 5 = 22. The answer is 22."], model="strong",
+                             parameters=1_500_000_000)
+    result = run("cascade", small, strong, n=4, threshold=0.75)
+    assert set(result.models) == {"small", "strong"}
+    s, b = result.models["small"], result.models["strong"]
+    # the small model: one call, its prompt once and 6+4+4+4 words; the strong one: one call
+    assert s.usage.completion_tokens == 18 and s.usage.calls == 1
+    assert b.usage.completion_tokens == 9 and b.usage.calls == 1
+    assert result.usage.total_tokens == s.usage.total_tokens + b.usage.total_tokens
+    assert s.flops == 2 * 500_000_000 * s.usage.total_tokens
+    assert b.flops == 2 * 1_500_000_000 * b.usage.total_tokens
+    assert result.flops == s.flops + b.flops
+    assert result.to_dict()["models"]["strong"]["parameters"] == 1_500_000_000
+
+
+def test_a_model_of_unknown_size_leaves_the_flops_unknown():
+    small = ScriptedBackend(["The answer is 22."], model="small")
+    result = asyncio.run(asolve(Q, "cot", backend=small))
+    assert result.models["small"].usage.completion_tokens == 4
+    assert result.flops is None
+
+
+# -- cascade -----------------------------------------------------------------------------------
+
+def test_cascade_keeps_the_small_answer_when_the_samples_agree():
+    small = ScriptedBackend(["The answer is 22."] * 3 + ["The answer is 21."], model="small")
+    strong = ScriptedBackend([], model="strong")
+    result = run("cascade", small, strong, n=4, threshold=0.75)
+    assert result.answer == "22"
+    assert strong.history == []  # 3 of 4 agree: 0.75 is not below the threshold
+    [decision] = [n for n in result.trace.nodes if n.data.get("signal")]
+    assert decision.data["evidence"] == 0.75 and decision.data["escalated"] is False
+
+
+def test_cascade_escalates_a_split_vote_and_the_strong_answer_wins():
+    small = ScriptedBackend(["The answer is 21.", "The answer is 21.", "The answer is 22.",
+                             "The answer is 23."], model="small")
+    strong = ScriptedBackend(["17 + 5 = 22. The answer is 22."], model="strong")
+    result = run("cascade", small, strong, n=4, threshold=0.75, hints=True)
+    assert result.answer == "22"  # the small vote said 21
+    [request] = strong.history
+    assert request.params.temperature == 0.0 and request.n == 1  # one greedy answer
+    # the strong model sees the question and, with hints, what the small one answered
+    assert Q in request.messages[-1].content
+    assert "'21' (2x), '22' (1x), '23' (1x)" in request.messages[-1].content
+    [decision] = [n for n in result.trace.nodes if n.data.get("signal")]
+    assert decision.data["evidence"] == 0.5 and decision.data["escalated"] is True
+    by = [c.metadata["model"] for c in result.candidates]
+    assert by == ["small"] * 4 + ["strong"]
+
+
+def test_cascade_margin_signal_and_the_small_vote_when_the_strong_model_has_no_answer():
+    small = ScriptedBackend(["The answer is 21.", "The answer is 21.", "The answer is 21.",
+                             "The answer is 22."], model="small")
+    strong = ScriptedBackend(["I cannot tell."], model="strong")
+    # margin (3 - 1) / 4 = 0.5 < 0.6: escalate; the strong reply has no answer: 21 stands
+    result = run("cascade", small, strong, n=4, signal="margin", threshold=0.6)
+    assert len(strong.history) == 1
+    assert result.answer == "21"
+
+
+def test_cascade_strong_n_votes_among_the_strong_samples():
+    small = ScriptedBackend(["The answer is 21.", "The answer is 23."], model="small")
+    strong = ScriptedBackend(["The answer is 22.", "The answer is 24.", "The answer is 22."],
+                             model="strong")
+    result = run("cascade", small, strong, n=2, strong_n=3, strong_temperature=0.5)
+    assert result.answer == "22"
+    [request] = strong.history
+    assert request.n == 3 and request.params.temperature == 0.5
+
+
+# -- verify-by-strong ----------------------------------------------------------------------
+
+def test_verify_by_strong_asks_nothing_when_every_answer_agrees():
+    small = ScriptedBackend(["The answer is 22."] * 3, model="small")
+    strong = ScriptedBackend([], model="strong")
+    result = run("verify-by-strong", small, strong, n=3)
+    assert result.answer == "22" and strong.history == []
+
+
+def test_verify_by_strong_pointwise_judges_one_per_group_and_the_best_score_wins():
+    small = ScriptedBackend(["x 21. The answer is 21.", "The answer is 21.",
+                             "y 22. The answer is 22.", "The answer is 21."], model="small")
+    # judged in group order: 21 (3 votes) then 22 (1 vote); the strong model trusts only 22
+    strong = ScriptedBackend(["No", "Yes"], model="strong")
+    result = run("verify-by-strong", small, strong, n=4)
+    assert result.answer == "22"
+    assert len(strong.history) == 2
+    # each judge prompt starts with the problem (a shared prefix) and shows one group's
+    # representative: its first member
+    first, second = (r.messages[-1].content for r in strong.history)
+    assert first.startswith(f"Problem:\n{Q}") and second.startswith(f"Problem:\n{Q}")
+    assert "x 21." in first and "y 22." in second
+    scores = {c.answer: c.score for c in result.candidates if c.score is not None}
+    assert scores == {"21": 0.0, "22": 1.0}
+
+
+def test_verify_by_strong_pointwise_ties_go_to_the_larger_group():
+    small = ScriptedBackend(["The answer is 21.", "The answer is 22.", "The answer is 22."],
+                            model="small")
+    strong = ScriptedBackend(["Yes", "Yes"], model="strong")
+    assert run("verify-by-strong", small, strong, n=3).answer == "22"
+
+
+def test_verify_by_strong_tournament_meets_groups_by_votes_and_asks_both_orders():
+    small = ScriptedBackend(["The answer is 21.", "The answer is 21.", "The answer is 21.",
+                             "The answer is 22.", "The answer is 22.", "The answer is 23."],
+                            model="small")
+    # match 1: 21 (champion, 3 votes) vs 22; A=21 first: "B", then A=22: "A" -> 22 wins
+    # match 2: 22 vs 23; A=22: "A", swapped A=23: "B" -> 22 stays
+    strong = ScriptedBackend(["B", "A", "A", "B"], model="strong")
+    result = run("verify-by-strong", small, strong, n=6, method="tournament")
+    assert result.answer == "22"
+    prompts = asked(strong)
+    assert len(prompts) == 4
+    assert "Final answer A: 21" in prompts[0] and "Final answer B: 22" in prompts[0]
+    assert "Final answer A: 22" in prompts[1] and "Final answer B: 21" in prompts[1]
+    assert "Final answer A: 22" in prompts[2] and "Final answer B: 23" in prompts[2]
+    [decision] = [n for n in result.trace.nodes if n.data.get("wins") is not None]
+    assert {w["answer"]: w["wins"] for w in decision.data["wins"]} == {"21": 0, "22": 2,
+                                                                       "23": 0}
+
+
+def test_a_split_pairwise_verdict_keeps_the_champion():
+    small = ScriptedBackend(["The answer is 21.", "The answer is 21.", "The answer is 22."],
+                            model="small")
+    strong = ScriptedBackend(["A", "A"], model="strong")  # position bias: always A
+    assert run("verify-by-strong", small, strong, n=3, method="tournament").answer == "21"
+
+
+def test_a_pairwise_preference_reads_the_first_tokens_probabilities():
+    import math
+
+    top = (("A", math.log(0.2)), ("B", math.log(0.6)), (" b", math.log(0.2)))
+    assert prefers_a("A", top) == pytest.approx(0.2)
+    assert prefers_a("Answer: B", None) == 0.0
+    assert prefers_a("neither", None) is None
+    completion = Completion(text="A", logprobs=(TokenLogprob("A", -0.1, top),))
+    assert completion.logprobs[0].top == top
+
+
+# -- real models ---------------------------------------------------------------------------
+
+def ask(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ponder", "ask", *args, "--no-progress"],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_two_in_process_models_in_one_cascade(model_path, kquant):
+    """The bundled model generates, its Q4_K_M copy plays the strong model: threshold 1.0
+    escalates any split vote; each model is charged its own tokens and its FLOPs."""
+    proc = ask("What is 17 + 5?", "-s", "cascade", "-m", str(model_path),
+               "-m", f"strong={kquant}", "-n", "3", "-o", "threshold=1.0",
+               "--max-tokens", "48", "--seed", "3", "-o", "temperature=1.0", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    small, strong = data["models"][model_path.name], data["models"][kquant.name]
+    assert small["calls"] == 1 and small["completion_tokens"] > 0
+    [decision] = [n for n in data["trace"]["nodes"] if "escalated" in n.get("data", {})]
+    if decision["data"]["escalated"]:
+        assert strong["calls"] == 1 and strong["completion_tokens"] > 0
+    else:  # three samples agreed
+        assert strong["calls"] == 0
+    # both files hold the same 135M-parameter network
+    assert small["parameters"] == strong["parameters"] > 100_000_000
+    assert small["flops"] == 2 * small["parameters"] * small["total_tokens"]
+    assert data["flops"] == small["flops"] + strong["flops"]
+    assert data["usage"]["total_tokens"] == small["total_tokens"] + strong["total_tokens"]
+
+
+def test_a_missing_role_is_one_line_on_the_command_line(model_path):
+    proc = ask("What is 17 + 5?", "-s", "verify-by-strong", "-m", str(model_path))
+    assert proc.returncode != 0
+    assert "needs a strong model" in proc.stderr and "--model strong=" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    twice = ask("What is 17 + 5?", "-s", "cascade", "-m", "a.gguf", "-m", "b.gguf")
+    assert twice.returncode != 0 and "two generator models" in twice.stderr
