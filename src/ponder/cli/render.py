@@ -186,12 +186,14 @@ def print_result(console: Console, result: Result, tests: str | None = None) -> 
     if tests is not None:
         console.print(tests, markup=False, highlight=False)
     note = "  [yellow](stopped by the token budget)[/]" if result.stop_reason == "budget" else ""
-    flops = f" · {result.flops:.3g} FLOPs" if result.flops is not None else ""
+    several = len(result.models) > 1
+    # FLOPs-equivalent cost where models of different sizes are mixed (--json: always)
+    flops = f" · {result.flops:.3g} FLOPs" if several and result.flops is not None else ""
     console.print(
         f"cost: {u.calls} call(s) · {u.prompt_tokens:,} prompt + {u.completion_tokens:,} "
         f"completion tokens{flops} · {u.seconds:.2f}s · model {result.model}{note}"
     )
-    if len(result.models) > 1:  # a run of several models: what each spent
+    if several:  # a run of several models: what each spent
         for name, cost in result.models.items():
             spent = f" · {cost.flops:.3g} FLOPs" if cost.flops is not None else ""
             console.print(f"  {escape(name)}: {cost.usage.calls} call(s) · "
