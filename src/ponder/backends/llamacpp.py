@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import ctypes
 import dataclasses
 import os
@@ -771,11 +772,11 @@ def _available_memory() -> int:
     return 8 << 30
 
 
-# One llama_decode at a time in this process: each call already uses every core it was given,
-# so two in-process models (a generator and a strong model) take turns step by step instead of
-# running their thread pools against each other on the same cores (ggml's threads spin while
-# they wait: two pools at once are slower than the two calls one after the other).
-DECODE_TURNS = threading.Lock()
+# What every llama_decode call holds. Two in-process models (a generator and a strong model)
+# decode at once without turns: measured on 2 cores (bench/two_models.py), both at once gave
+# 107-114% of the tokens/s of one after the other, taking turns through a process-wide lock
+# 90-100%. The bench swaps a lock in here to measure turns.
+DECODE_TURNS: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
 PAD_ROWS = 8  # deterministic decoding: every llama_decode call has at least this many rows
 
 MIN_SHARED_PREFIX = 16  # shorter common prefixes are cheaper to evaluate than to track
