@@ -237,3 +237,16 @@ def test_a_missing_role_is_one_line_on_the_command_line(model_path):
     assert "Traceback" not in proc.stderr
     twice = ask("What is 17 + 5?", "-s", "cascade", "-m", "a.gguf", "-m", "b.gguf")
     assert twice.returncode != 0 and "two generator models" in twice.stderr
+
+
+def test_a_served_models_size_is_the_operators_and_a_gguf_knows_its_own(model_path):
+    from ponder.backends.loading import load_role
+
+    served = load_role("http://127.0.0.1:9/v1#qwen-7b", parameters="7.6e9")
+    assert served.model == "qwen-7b" and served.parameters == 7_600_000_000
+    local = load_role(str(model_path), parameters="7.6e9")  # ignored: the file says its size
+    assert 100_000_000 < local.parameters < 200_000_000
+    with pytest.raises(ConfigError, match="URL#NAME"):
+        load_role("http://127.0.0.1:9/v1")
+    with pytest.raises(ConfigError, match="positive number"):
+        load_role("http://127.0.0.1:9/v1#q", parameters=-3)

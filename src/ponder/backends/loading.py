@@ -57,6 +57,9 @@ def load_backend(model: str | None = None, base_url: BaseURL = None, *,
     if spec.backend == "openai":
         factory = registry.backends.get("openai")
         return factory(model=spec.name, base_url=spec.base_url, api_key=api_key, **options)
+    # an in-process model knows its own size: ``parameters`` is for served models (one -B
+    # option can then serve a run that mixes both)
+    options = {k: v for k, v in options.items() if k != "parameters"}
     key = (str(spec.path), repr(sorted(options.items())))
     if key not in _LOADED:
         factory = registry.backends.get(spec.backend)
