@@ -289,6 +289,11 @@ def _failing(error):
     ({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}, 404, "model_not_found"),
     ({"model": "ponder-magic", "messages": [{"role": "user", "content": "x"}]}, 400,
      "unknown_strategy"),
+    # a strategy that needs a second model: a server has none
+    ({"model": "ponder-cascade", "messages": [{"role": "user", "content": "x"}]}, 400,
+     "unknown_strategy"),
+    ({"model": "scripted", "ponder": {"strategy": "verify-by-strong"},
+      "messages": [{"role": "user", "content": "x"}]}, 400, "unknown_strategy"),
     ({"model": "ponder-cot", "n": 99, "messages": [{"role": "user", "content": "x"}]}, 400,
      "invalid_value"),
     ({"model": "scripted", "ponder": {"budget": 0}, "messages": [{"role": "user", "content": "x"}]},
@@ -456,3 +461,11 @@ def test_bundled_model_served_streamed_and_cancelled_on_disconnect(llama):
         time.sleep(1.0)
         assert len(backend.progress_at) == before, "the model kept generating"
         assert server.server.metrics.in_flight == 0
+
+
+def test_the_model_list_leaves_out_strategies_that_need_a_second_model():
+    server = PonderServer(ScriptedBackend(arithmetic))
+    with TestClient(server.app()) as http:
+        ids = [m["id"] for m in http.get("/v1/models").json()["data"]]
+    assert "ponder-self-consistency" in ids
+    assert "ponder-cascade" not in ids and "ponder-verify-by-strong" not in ids

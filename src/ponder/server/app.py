@@ -89,7 +89,7 @@ from ponder.server.errors import ApiError, clip, validation_error
 from ponder.server.limits import check_json_type, parse_json, read_body
 from ponder.server.metrics import Metrics
 from ponder.server.narrator import search_summary
-from ponder.server.plan import Plan, plan_request
+from ponder.server.plan import Plan, needs_roles, plan_request
 from ponder.server.policy import check_operator_caps
 from ponder.server.protocol import uvicorn_config
 from ponder.server.replies import completion_body
@@ -301,7 +301,8 @@ class PonderServer:
         except ApiError as exc:
             return exc.response()
         data = [{"id": f"ponder-{name}", "object": "model", "created": 0, "owned_by": "ponder",
-                 "description": cls.description} for name, cls in registry.strategies]
+                 "description": cls.description} for name, cls in registry.strategies
+                if not needs_roles(name)]
         data.append({"id": self.model_id, "object": "model", "created": 0,
                      "owned_by": self.backend.name})
         return JSONResponse({"object": "list", "data": data})

@@ -98,6 +98,12 @@ class Plan:
                              max_output_tokens=self.output_tokens)
 
 
+def needs_roles(name: str) -> tuple[str, ...]:
+    """The models besides the generator that strategy ``name`` needs by default (a server has
+    none: such strategies are neither listed nor run)."""
+    return tuple(getattr(registry.strategies.get(name)(), "required_roles", lambda: ())())
+
+
 def plan_request(req: ChatCompletionRequest, model_id: str, max_request_tokens: int | None,
                  max_request_seconds: float, *,
                  strategies: Mapping[str, dict[str, Any]] | None = None,
@@ -120,6 +126,10 @@ def plan_request(req: ChatCompletionRequest, model_id: str, max_request_tokens: 
         valid = ", ".join(registry.strategies.names())
         raise ApiError(400, f"unknown strategy {clip(name)!r}; valid: {valid}", param=param,
                        code="unknown_strategy")
+    if name is not None and needs_roles(name):
+        raise ApiError(400, f"strategy {name!r} needs a second model "
+                       f"({', '.join(needs_roles(name))}), which this server does not have",
+                       param=param, code="unknown_strategy")
     effort = req.reasoning_effort
     if effort == "minimal":
         name = "cot"
