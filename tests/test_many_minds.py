@@ -250,3 +250,103 @@ def test_a_served_models_size_is_the_operators_and_a_gguf_knows_its_own(model_pa
         load_role("http://127.0.0.1:9/v1")
     with pytest.raises(ConfigError, match="positive number"):
         load_role("http://127.0.0.1:9/v1#q", parameters=-3)
+
+
+# -- ponder eval with models by role ----------------------------------------------------------
+
+def test_eval_charges_a_cascade_both_models_tokens_and_flops(tmp_path):
+    from ponder.eval.harness import Harness
+    from ponder.eval.store import Store
+    from ponder.types import Problem
+
+    problems = [Problem("a?", "5", "A"), Problem("b?", "4", "B")]
+    small = ScriptedBackend(lambda request, i: ["The answer is 5", "The answer is 7"][i % 2],
+                            model="small", parameters=500_000_000)
+    strong = ScriptedBackend(lambda request, i: "The answer is 4", model="strong",
+                             parameters=1_500_000_000)
+    store = Store(tmp_path / "samples.sqlite")
+    h = Harness(small, store, problems, ["cascade"], [2], greedy=False, models={"strong": strong})
+    asyncio.run(h.run())
+    # each problem: the small model's 2 samples split 5/7 (agreement 0.5 < 0.75): escalated
+    assert len(small.history) == 2 and len(strong.history) == 2
+    [point] = h.curves()["points"]
+    assert point["tokens"] == 2 * 4 + 4  # both models' generated tokens, not the small one's
+    flops = []
+    for p in problems:
+        row = store.result(h.plans[0].key, p.id, 2)
+        assert set(row.models) == {"small", "strong"}
+        s, b = row.models["small"], row.models["strong"]
+        assert (s["completion_tokens"], b["completion_tokens"]) == (8, 4)
+        flops.append(2 * 500_000_000 * s["total_tokens"] + 2 * 1_500_000_000 * b["total_tokens"])
+    assert point["flops"] == pytest.approx(sum(flops) / 2)
+    assert point["accuracy"] == 0.5  # the strong model said 4: right for B, wrong for A
+
+
+def test_eval_flops_of_sampled_points_are_the_generators(tmp_path):
+    from ponder.eval.harness import Harness
+    from ponder.eval.store import Store
+    from ponder.types import Problem
+
+    problems = [Problem("a?", "5", "A")]
+    fake = ScriptedBackend(lambda request, i: "so it is 5. The answer is 5", parameters=1000)
+    store = Store(tmp_path / "samples.sqlite")
+    h = Harness(fake, store, problems, ["self-consistency"], [1, 2], greedy=False)
+    asyncio.run(h.run())
+    rows = store.samples(h.plans[0].pools[0].key, "A")
+    read = sum(r.prompt_tokens + r.completion_tokens for r in rows) / len(rows)
+    points = {p["budget"]: p for p in h.curves()["points"]}
+    assert rows[0].completion_tokens == 8  # the fake counts "5." as two tokens
+    assert points[2]["tokens"] == 2 * 8
+    assert points[1]["flops"] == pytest.approx(2 * 1000 * read)
+    assert points[2]["flops"] == pytest.approx(2 * 1000 * 2 * read)
+    unknown = Harness(ScriptedBackend(["The answer is 5"] * 2), Store(tmp_path / "u.sqlite"),
+                      problems, ["self-consistency"], [2], greedy=False)
+    asyncio.run(unknown.run())
+    assert unknown.curves()["points"][0]["flops"] is None  # a model of unknown size
+
+
+def eval_two(dataset, out, strong, *extra):
+    return subprocess.run(
+        [sys.executable, "-m", "ponder", "eval", "--dataset", str(dataset), "--strategies",
+         "cascade[threshold=1.0]", "--budgets", "2", "--max-tokens", "16", "--no-greedy",
+         "--concurrency", "1", "--out", str(out), *strong, *extra],
+        capture_output=True, text=True, timeout=600)
+
+
+def test_ponder_eval_runs_a_two_model_cascade_and_keeps_its_strong_model(model_path, kquant,
+                                                                       tmp_path):
+    import sqlite3
+
+    from ponder.backends.models import file_sha256
+
+    dataset = tmp_path / "tiny.jsonl"
+    dataset.write_text("".join(json.dumps({"question": f"What is {a} + {b}?",
+                                           "answer": f"#### {a + b}"}) + "\n"
+                               for a, b in [(2, 3), (4, 4)]))
+    missing = eval_two(dataset, tmp_path / "none", [])
+    assert missing.returncode == 1 and "needs a strong model" in missing.stderr
+    assert "Traceback" not in missing.stderr and not (tmp_path / "none").exists()
+
+    out = tmp_path / "run"
+    proc = eval_two(dataset, out, ["-m", str(model_path), "-m", f"strong={kquant}"])
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["roles"]["strong"]["sha256"] == file_sha256(kquant)
+    [point] = report["points"]
+    db = sqlite3.connect(out / "samples.sqlite")
+    costs = [json.loads(m) for (m,) in db.execute("SELECT models FROM results")]
+    assert len(costs) == 2
+    for cost in costs:  # threshold 1.0: any split vote went to the strong model
+        assert set(cost) <= {model_path.name, kquant.name} and model_path.name in cost
+        for model in cost.values():
+            assert model["flops"] == 2 * model["parameters"] * model["total_tokens"]
+    mean = sum(sum(m["flops"] for m in c.values()) for c in costs) / 2
+    assert point["flops"] == pytest.approx(mean)
+    assert point["tokens"] == sum(sum(m["completion_tokens"] for m in c.values())
+                                  for c in costs) / 2
+    md = (out / "report.md").read_text()
+    assert "FLOPs/problem" in md and f"The strong model: `{kquant}`" in md
+
+    # the folder keeps its strong model: another one in that role is refused
+    other = eval_two(dataset, out, ["-m", str(model_path), "-m", f"strong={model_path}"])
+    assert other.returncode == 1 and "model_sha256:strong" in other.stderr

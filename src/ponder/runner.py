@@ -13,7 +13,7 @@ through here, so the same request runs the same way everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -104,8 +104,9 @@ def check_backend(strategy: Strategy, backend: Backend) -> None:
                           f"backend (model {backend.model!r}) does not offer")
 
 
-def check_roles(strategy: Strategy, models: Mapping[str, Backend]) -> None:
-    """Refuse a strategy that needs a model by role (``strong``, ...) the run was not given."""
+def check_roles(strategy: Strategy, models: Collection[str]) -> None:
+    """Refuse a strategy that needs a model by role (``strong``, ...) the run was not given
+    (``models``: the roles given, or the models by role)."""
     needed = getattr(strategy, "required_roles", lambda: ())()
     missing = [role for role in needed if role not in models]
     if missing:

@@ -19,8 +19,8 @@ from typing import Any
 
 from ponder import registry
 from ponder.backends.base import Backend
-from ponder.backends.endpoints import EndpointSpec, endpoint_specs
-from ponder.backends.models import resolve_model
+from ponder.backends.endpoints import EndpointSpec, endpoint_specs, redact_url
+from ponder.backends.models import file_sha256, resolve_model
 from ponder.errors import ConfigError
 
 BaseURL = str | Sequence[str] | None
@@ -99,6 +99,16 @@ def load_role(spec: str, *, api_key: str | None = None, **options: Any) -> Backe
         served = {k: v for k, v in options.items() if k == "parameters"}
         return load_backend(name, url, api_key=api_key, **served)
     return load_backend(spec, None, **options)
+
+
+def role_identity(spec: str) -> str:
+    """What a store records of a model named by role, so a resumed run with another model in
+    that role is refused: a GGUF's sha256, or a served model's redacted ``URL#NAME``."""
+    if re.match(r"https?://", spec):
+        url, _, name = spec.rpartition("#")
+        return f"{redact_url(url)}#{name}"
+    path = resolve_model(spec, None).path
+    return file_sha256(path) if path is not None else spec
 
 
 def is_shared(backend: Backend) -> bool:

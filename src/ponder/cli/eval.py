@@ -17,8 +17,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ponder import registry
+from ponder.backends.base import Backend
 from ponder.backends.endpoints import endpoint_specs, shown_urls
-from ponder.backends.loading import release
+from ponder.backends.loading import opened_models, release, role_identity
 from ponder.backends.models import file_sha256, resolve_model
 from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
 from ponder.cli.endpoints import (
@@ -28,6 +29,7 @@ from ponder.cli.endpoints import (
     determinism,
     endpoint_stats,
     load_from_args,
+    split_models,
 )
 from ponder.cli.render import fitted_table, stdout_console
 from ponder.errors import ConfigError
@@ -37,8 +39,9 @@ from ponder.eval.harness import Harness, Status
 from ponder.eval.plans import GREEDY, parse_budgets
 from ponder.eval.pools import split_specs
 from ponder.eval.ray_eval import RayEval, check_ray_plans
-from ponder.eval.report import HEADER, PAIRED_HEADER, paired_rows, table_rows, write_reports
+from ponder.eval.report import PAIRED_HEADER, header, paired_rows, table_rows, write_reports
 from ponder.eval.store import Store
+from ponder.runner import check_roles
 from ponder.types import Problem
 from ponder.version import __version__
 
@@ -61,7 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "'self-consistency,program-of-thought,self-consistency[mode=mixed]'; "
                    "[budgets=4/16] gives one strategy its own budgets; preset:FILE runs a preset")
     p.add_argument("--budgets", default="1,2,4,8,16", help="increasing, e.g. 1,2,4,8,16")
-    p.add_argument("-m", "--model", default=None)
+    p.add_argument("-m", "--model", action="append", default=None, metavar="[ROLE=]MODEL",
+                   help="the generator (a GGUF, hf:REPO/FILE or the served model's name); "
+                   "repeat it with a role for the other models of a many-model strategy, e.g. "
+                   "-m strong=big.gguf or -m strong=http://host:8000/v1#qwen-1.5b")
     add_endpoint_flags(p)
     p.add_argument("--api-key", default=None)
     p.add_argument("-B", "--backend-option", type=_option, action="append", default=[],
@@ -112,9 +118,10 @@ def _progress_line(status: Status) -> str:
 
 def check_plans(args: argparse.Namespace, problems: Sequence[Problem], strategies: Sequence[str],
                 budgets: Sequence[int], options: dict[str, Any],
-                reference: Reference | None) -> None:
-    """Every strategy, option, verifier and the reference checked on a store in memory, so a
-    bad one is refused before --out is touched (no folder, no empty store, nothing discarded)."""
+                reference: Reference | None, roles: Sequence[str] = ()) -> None:
+    """Every strategy, option, verifier, model role and the reference checked on a store in
+    memory, so a bad one is refused before --out is touched (no folder, no empty store, nothing
+    discarded)."""
     if args.verifier is not None:
         registry.verifiers.get(args.verifier)
     store = Store(":memory:")
@@ -124,8 +131,13 @@ def check_plans(args: argparse.Namespace, problems: Sequence[Problem], strategie
                           greedy=not args.no_greedy)
         if reference is not None:
             check_reference(reference, {plan.label: plan.budgets for plan in harness.plans})
+        for plan in harness.plans:
+            check_roles(plan.build(), roles)
         if args.ray is not None:
             check_ray_plans(harness.plans)
+            if roles:
+                raise ConfigError("--ray runs one model per worker: a run with --model "
+                                  f"{roles[0]}=... runs without --ray")
     finally:
         store.close()
 
@@ -140,12 +152,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--draws and --concurrency must be positive")
     labels = ([] if args.no_greedy else [GREEDY]) + strategies
     reference = parse_reference(args.reference, labels) if args.reference is not None else None
+    args.model, roles = split_models(args.model)
     options = strategy_options(args)
     if args.examples:
         options["examples"] = str(Path(args.examples).resolve())
     problems = load_dataset(args.dataset, args.format, question_field=args.question_field,
                             answer_field=args.answer_field, limit=args.limit)
-    check_plans(args, problems, strategies, budgets, options, reference)
+    check_plans(args, problems, strategies, budgets, options, reference, list(roles))
     specs = endpoint_specs(args.base_url, args.endpoints)
     urls = [s.url for s in specs]
     model = args.model or next((s.model for s in specs if s.model), None)
@@ -172,10 +185,11 @@ def run(args: argparse.Namespace) -> int:
     store = Store(out / STORE)
     try:
         store.claim({"model_sha256": model_hash, "dataset_sha256": dataset_hash,
-                     "seed": str(args.seed), "deterministic": str(args.deterministic).lower()})
-        factory = functools.partial(load_from_args, args, args.api_key,
-                                    batch_options(spec, dict(args.backend_option),
-                                                  args.deterministic))
+                     "seed": str(args.seed), "deterministic": str(args.deterministic).lower(),
+                     **{f"model_sha256:{role}": role_identity(named)
+                        for role, named in roles.items()}})
+        backend_options = batch_options(spec, dict(args.backend_option), args.deterministic)
+        factory = functools.partial(load_from_args, args, args.api_key, backend_options)
         backend = None if args.ray is not None else factory()
         harness = Harness(
             backend, store, problems,  # type: ignore[arg-type]
@@ -203,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
 
             harness.on_update = update
             endpoints: list[dict] = []
+            run_determinism: list[dict[str, Any]] = []  # every model's, once they ran
 
             def on_ray() -> None:
                 workers = RayEval(harness, factory, address=args.ray or None,
@@ -221,7 +236,12 @@ def run(args: argparse.Namespace) -> int:
                         await harness.backend.probe()
                         store.claim({"served_model": json.dumps(harness.backend.identity(),
                                                                 sort_keys=True)})
-                    await harness.run()
+                    async with opened_models(roles, api_key=args.api_key,
+                                             options=backend_options) as opened:
+                        harness.models = opened
+                        await harness.run()
+                        run_determinism.append(determinism_of(backend, opened,
+                                                              args.deterministic))
                 finally:
                     endpoints[:] = endpoint_stats(harness.backend) or []
                     await release(harness.backend)
@@ -247,17 +267,24 @@ def run(args: argparse.Namespace) -> int:
             "budgets": budgets, "seed": args.seed, "draws": args.draws,
             "verifier": args.verifier, "ponder_version": __version__,
             "reference": args.reference,
-            "determinism": {**determinism(backend, args.deterministic),
+            "determinism": {**(run_determinism[0] if run_determinism
+                               else determinism(backend, args.deterministic)),
                             "samples_sha256": store.fingerprint()},
         }
+        if roles:  # the other models by role: what they are (their costs are in the points)
+            config["roles"] = {role: {"model": shown_model(named), "sha256": None if
+                                      named.startswith(("http://", "https://"))
+                                      else role_identity(named)}
+                               for role, named in roles.items()}
         if endpoints:
             config["endpoints"] = endpoints
         paths = write_reports(out, data, config)
     finally:
         store.close()
     console = stdout_console()  # tables that fit its width, never cut with "…"
-    console.print(fitted_table(console, f"{len(problems)} problems · {spec.name}", HEADER,
-                               table_rows(data), right=HEADER[1:]))
+    columns = header(data)
+    console.print(fitted_table(console, f"{len(problems)} problems · {spec.name}", columns,
+                               table_rows(data), right=columns[1:]))
     if data["paired"]:
         console.print(fitted_table(console, "paired comparisons", PAIRED_HEADER,
                                    paired_rows(data),
@@ -265,3 +292,22 @@ def run(args: argparse.Namespace) -> int:
                                           "p-value")))
     console.print("wrote " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def determinism_of(backend: Backend | None, others: dict[str, Backend], deterministic: bool
+                   ) -> dict[str, Any]:
+    """Whether a run's samples are reproducible: every model of it must be."""
+    first = determinism(backend, deterministic)
+    for role, model in others.items():
+        theirs = determinism(model, deterministic)
+        if first["deterministic"] and not theirs["deterministic"]:
+            return {"deterministic": False, "why": f"the {role} model: {theirs['why']}"}
+    return first
+
+
+def shown_model(named: str) -> str:
+    """A role's model as a report shows it: a file's name, a served model's redacted URL."""
+    if named.startswith(("http://", "https://")):
+        url, _, name = named.rpartition("#")
+        return f"{shown_urls([url])[0]}#{name}"
+    return named

@@ -73,6 +73,9 @@ class CurvePoint:
     calls: float
     seconds: float
     problems: int
+    # mean FLOPs-equivalent cost per problem over every model (2 x parameters per token read or
+    # written), None where a model's size is unknown
+    flops: float | None = None
 
     def to_dict(self) -> dict[str, float | int | str]:
         return dict(self.__dict__)

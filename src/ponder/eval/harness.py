@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from ponder.presets import load_preset
 from ponder.runner import (
     build_strategy,
     check_backend,
+    check_roles,
     choose_verifier,
     new_context,
     run_strategy,
@@ -161,8 +162,10 @@ class Harness:
         sandbox: Sandbox | None = None,
         traces: Path | None = None,
         logprobs: bool = False,
+        models: Mapping[str, Backend] | None = None,
     ) -> None:
         self.backend = backend
+        self.models = dict(models or {})  # the run's other models by role (``strong``, ...)
         self.store = store
         self.problems = list(problems)
         self.budgets = list(budgets)
@@ -237,6 +240,9 @@ class Harness:
         await self.backend.probe()  # an HTTP backend learns what it can do before the judge asks
         for plan in self.plans:
             check_backend(plan.build(), self.backend)
+            check_roles(plan.build(), self.models)
+        for model in self.models.values():
+            await model.probe()
         semaphore = asyncio.Semaphore(self.concurrency)
 
         async def one(problem: Problem) -> None:
@@ -331,7 +337,7 @@ class Harness:
                 result = await run_strategy(
                     strategy, problem, self.backend, verifier=self.verifier,
                     sandbox=self.sandbox, seed=seed_of(self.seed, plan.key, problem.id, budget),
-                    events=self.counter())
+                    events=self.counter(), models=self.models)
                 await self._store_result(plan, problem, budget, result)
 
     async def _store_result(self, plan: Plan, problem: Problem, budget: int, result: Any
@@ -346,6 +352,7 @@ class Harness:
             u.prompt_tokens, u.completion_tokens, u.calls, u.seconds,
             [{**c.to_dict(), "correct": ok} for c, ok in zip(result.candidates, each,
                                                               strict=True)],
+            {name: cost.to_dict() for name, cost in result.models.items()},
         ))
         self._note(correct)
 
@@ -446,4 +453,6 @@ class Harness:
     def curves(self, draws: int = 200) -> dict[str, Any]:
         """Accuracy, confidence interval and cost for every strategy x budget, plus the greedy
         baseline and coverage; per-problem details for the drill-down."""
-        return Scoring(self.store, self.problems, self.plans, self.seed).curves(draws)
+        parameters = getattr(self.backend, "parameters", None) if self.backend else None
+        return Scoring(self.store, self.problems, self.plans, self.seed,
+                       parameters).curves(draws)

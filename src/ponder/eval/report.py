@@ -18,12 +18,23 @@ def _pct(x: float) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
 
 
+def has_flops(data: dict[str, Any]) -> bool:
+    """Whether the run knows its FLOPs-equivalent cost (every model's size is known)."""
+    return any(p.get("flops") is not None for p in data["points"] + data["coverage"])
+
+
+def _flops(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3g}"
+
+
 def table_rows(data: dict[str, Any]) -> list[list[str]]:
     rows = []
+    flops = has_flops(data)
     for p in data["points"] + data["coverage"]:
         rows.append([
             p["strategy"], str(p["budget"]), _pct(p["accuracy"]),
             f"{_pct(p['ci_low'])} – {_pct(p['ci_high'])}", f"{p['tokens']:.0f}",
+            *([_flops(p.get("flops"))] if flops else []),
             f"{p['calls']:.2f}" if not p["strategy"].startswith("coverage") else "—",
             f"{p['seconds']:.1f}" if not p["strategy"].startswith("coverage") else "—",
             str(p["problems"]),
@@ -33,6 +44,11 @@ def table_rows(data: dict[str, Any]) -> list[list[str]]:
 
 HEADER = ["strategy", "budget", "accuracy", "95% CI", "tokens/problem", "calls/problem",
           "seconds/problem", "problems"]
+
+
+def header(data: dict[str, Any]) -> list[str]:
+    """The table's columns: FLOPs per problem beside the tokens when the run knows them."""
+    return HEADER[:5] + ["FLOPs/problem"] + HEADER[5:] if has_flops(data) else list(HEADER)
 
 PAIRED_HEADER = ["strategy@budget", "reference", "problems", "difference (points)",
                  "paired 95% CI", "p-value", "verdict"]
@@ -91,10 +107,13 @@ def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
         "",
         f"Model `{config['model']}` (sha256 {config['model_sha256'][:12]}…), "
         f"{config['problems']} problems, seed {config['seed']}, ponder {config['ponder_version']}.",
+        *[f"The {role} model: `{r['model']}`"
+          + (f" (sha256 {r['sha256'][:12]}…)." if r.get("sha256") else ".")
+          for role, r in config.get("roles", {}).items()],
         "",
         *([determinism_line(config["determinism"]), ""] if config.get("determinism") else []),
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(HEADER))) + "|",
+        "| " + " | ".join(header(data)) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header(data)))) + "|",
     ]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(data)]
     if data.get("spent"):
@@ -125,9 +144,12 @@ def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
         "Accuracy is the mean over problems of the expected accuracy at that budget; for sampling "
         "strategies, smaller budgets are drawn as random subsets of the largest budget's samples. "
         "The 95% interval is a normal approximation over problems. Tokens are generated tokens "
-        "per problem (verifier tokens included); calls and seconds of subsampled budgets are the "
-        "full run's, prorated. Coverage is pass@k (unbiased estimator): the share of problems "
-        "that at least one of k samples gets right, an upper bound for any selection rule.",
+        "per problem (verifier tokens included), every model's; FLOPs are the FLOPs-equivalent "
+        "cost, 2 x parameters x tokens read or written (prompts included), summed over the "
+        "run's models, so a mix of models compares with one model alone; calls and seconds of "
+        "subsampled budgets are the full run's, prorated. Coverage is pass@k (unbiased "
+        "estimator): the share of problems that at least one of k samples gets right, an "
+        "upper bound for any selection rule.",
         "",
         "![scaling](scaling.png)",
         "",
@@ -143,17 +165,22 @@ def plot(data: dict[str, Any], config: dict[str, Any], path: Path) -> None:
     from matplotlib.ticker import PercentFormatter
 
     fig, ax = plt.subplots(figsize=(8, 5.2), dpi=120)
+    # a run of several models is drawn against its FLOPs-equivalent cost, never against the
+    # small model's tokens alone
+    axis = "flops" if config.get("roles") and all(
+        p.get("flops") is not None for p in data["points"] + data["coverage"]) else "tokens"
     by_strategy: dict[str, list[dict[str, Any]]] = {}
     for p in data["points"]:
         by_strategy.setdefault(p["strategy"], []).append(p)
     for label, pts in by_strategy.items():
-        pts = sorted(pts, key=lambda p: p["tokens"])
+        pts = sorted(pts, key=lambda p: p[axis])
         if label == GREEDY:
             p = pts[0]
+            cost = f"{p['tokens']:.0f} tok" if axis == "tokens" else f"{p['flops']:.2g} FLOPs"
             ax.axhline(p["accuracy"], color="0.4", linestyle=":", linewidth=1.5,
-                       label=f"greedy CoT ({_pct(p['accuracy'])}, {p['tokens']:.0f} tok)")
+                       label=f"greedy CoT ({_pct(p['accuracy'])}, {cost})")
             continue
-        xs = [max(p["tokens"], 1e-9) for p in pts]
+        xs = [max(p[axis], 1e-9) for p in pts]
         line, = ax.plot(xs, [p["accuracy"] for p in pts], marker="o", label=label)
         ax.fill_between(xs, [p["ci_low"] for p in pts], [p["ci_high"] for p in pts],
                         color=line.get_color(), alpha=0.15)
@@ -161,15 +188,18 @@ def plot(data: dict[str, Any], config: dict[str, Any], path: Path) -> None:
             ax.annotate(str(p["budget"]), (x, p["accuracy"]), textcoords="offset points",
                         xytext=(0, 6), ha="center", fontsize=7, color=line.get_color())
     if data["coverage"]:
-        pts = sorted(data["coverage"], key=lambda p: p["tokens"])
-        ax.plot([p["tokens"] for p in pts], [p["accuracy"] for p in pts], linestyle="--",
+        pts = sorted(data["coverage"], key=lambda p: p[axis])
+        ax.plot([p[axis] for p in pts], [p["accuracy"] for p in pts], linestyle="--",
                 color="black", linewidth=1, label="coverage pass@k (upper bound)")
-    ax.set_xscale("log", base=2)
+    ax.set_xscale("log", base=2 if axis == "tokens" else 10)
     ax.set_ylim(0, 1)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_xlabel("mean generated tokens per problem (log2)")
+    ax.set_xlabel("mean generated tokens per problem (log2)" if axis == "tokens" else
+                  "mean FLOPs-equivalent per problem, every model (2 x parameters x tokens)")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"{Path(config['dataset']).name} · {config['model']} · "
+    models = " + ".join([config["model"], *(f"{role} {Path(r['model']).name}"
+                                            for role, r in config.get("roles", {}).items())])
+    ax.set_title(f"{Path(config['dataset']).name} · {models} · "
                  f"{config['problems']} problems", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
@@ -195,7 +225,7 @@ def html_page(data: dict[str, Any], config: dict[str, Any], png: Path,
               pages: dict[str, str] | None = None) -> str:
     """The report; ``pages``: each problem's page (its link), where one was written."""
     image = base64.b64encode(png.read_bytes()).decode() if png.is_file() else ""
-    head = "".join(f"<th>{h}</th>" for h in HEADER)
+    head = "".join(f"<th>{h}</th>" for h in header(data))
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
         for row in table_rows(data)

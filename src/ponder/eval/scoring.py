@@ -23,6 +23,9 @@ from ponder.eval.pools import (
 from ponder.eval.store import Store
 from ponder.types import Problem
 
+# one problem's (correct, generated tokens, calls, seconds, FLOPs-equivalent or None)
+Values = tuple[float, float, float, float, "float | None"]
+
 
 def _quantile(values: Sequence[float], q: float) -> float:
     """The q-quantile of sorted values (nearest rank)."""
@@ -34,8 +37,10 @@ class Scoring:
     """Reads an evaluation's store for its problems and plans (nothing is generated here)."""
 
     def __init__(self, store: Store, problems: Sequence[Problem], plans: Sequence[Plan],
-                 seed: int) -> None:
+                 seed: int, parameters: int | None = None) -> None:
         self.store = store
+        # the generator's size: FLOPs-equivalent cost of its samples (None: unknown, no FLOPs)
+        self.parameters = parameters
         self.problems = list(problems)
         self.plans = list(plans)
         self.seed = seed
@@ -79,7 +84,7 @@ class Scoring:
     def _sampled_points(self, plan: Plan, draws: int, per_problem: dict[str, Any]
                         ) -> list[CurvePoint]:
         rng = random.Random(seed_of(self.seed, "curves", plan.key))
-        by_budget: dict[int, list[tuple[float, float, float, float]]] = {}
+        by_budget: dict[int, list[Values]] = {}
         targets = counts(plan.config, plan.pools, max(plan.budgets))
         for problem in self.problems:
             samples = plan_samples(self.store, plan, problem, targets)
@@ -96,11 +101,14 @@ class Scoring:
                         clusters=clusters) -> int | None:
                 return pick(plan.mode, plan.config, samples, scores, subset, clusters)
 
-            cost = [(r.completion_tokens, r.calls, r.seconds) for r in samples]
+            # (generated tokens, calls, seconds, every token read or written)
+            cost = [(r.completion_tokens, r.calls, r.seconds,
+                     r.prompt_tokens + r.completion_tokens) for r in samples]
             if plan.verifier:
                 extra = [stored[k][r.idx] for k, r in zip(keys, samples, strict=True)]
-                cost = [(t + x.completion_tokens, c + x.calls, s + x.seconds)
-                        for (t, c, s), x in zip(cost, extra, strict=True)]
+                cost = [(t + x.completion_tokens, c + x.calls, s + x.seconds,
+                         a + x.prompt_tokens + x.completion_tokens)
+                        for (t, c, s, a), x in zip(cost, extra, strict=True)]
             strata, start = [], 0
             for pool in plan.pools:
                 size = sum(1 for r in samples[start:] if r.mode == pool.mode
@@ -114,8 +122,9 @@ class Scoring:
                     continue
                 acc = stratified_accuracy(chooser, correct, strata, sizes, draws, rng)
                 spent = [sum(n * statistics.fmean(cost[i][j] for i in s) if n else 0.0
-                             for n, s in zip(sizes, strata, strict=True)) for j in range(3)]
-                by_budget.setdefault(k, []).append((acc, *spent))
+                             for n, s in zip(sizes, strata, strict=True)) for j in range(4)]
+                by_budget.setdefault(k, []).append(
+                    (acc, spent[0], spent[1], spent[2], self._flops(spent[3])))
                 self._keep(plan.label, k, problem.id, acc)
             chosen = chooser(list(range(len(samples))))
             per_problem[problem.id]["strategies"][plan.label] = {
@@ -137,7 +146,7 @@ class Scoring:
         """Replay an early-stopping strategy on the stored samples, in order: its accuracy and
         the tokens it actually spent, per problem, at each budget (its most samples)."""
         targets = counts(plan.config, plan.pools, max(plan.budgets))
-        by_budget: dict[int, list[tuple[float, float, float, float]]] = {}
+        by_budget: dict[int, list[Values]] = {}
         used_at: dict[int, list[int]] = {}
         for problem in self.problems:
             samples = plan_samples(self.store, plan, problem, targets)
@@ -151,7 +160,9 @@ class Scoring:
                 correct = float(chosen is not None and samples[chosen].correct)
                 by_budget.setdefault(budget, []).append((
                     correct, float(sum(r.completion_tokens for r in samples[:used])),
-                    sum(r.calls for r in samples[:used]), sum(r.seconds for r in samples[:used])))
+                    sum(r.calls for r in samples[:used]), sum(r.seconds for r in samples[:used]),
+                    self._flops(sum(r.prompt_tokens + r.completion_tokens
+                                    for r in samples[:used]))))
                 used_at.setdefault(budget, []).append(used)
                 self._keep(plan.label, budget, problem.id, correct)
                 if budget == max(plan.budgets):
@@ -182,8 +193,10 @@ class Scoring:
                 row = self.store.result(plan.key, problem.id, budget)
                 if row is None:
                     continue
+                flops = row.flops if row.models is not None else \
+                    self._flops(row.prompt_tokens + row.completion_tokens)
                 values.append((float(row.correct), float(row.completion_tokens),
-                               float(row.calls), row.seconds))
+                               float(row.calls), row.seconds, flops))
                 self._keep(plan.label, budget, problem.id, float(row.correct))
                 if budget == max(plan.budgets):
                     per_problem[problem.id]["strategies"][plan.label] = {
@@ -200,21 +213,27 @@ class Scoring:
                 points.append(self._point(plan.label, budget, values))
         return points
 
+    def _flops(self, tokens: float) -> float | None:
+        """The FLOPs-equivalent cost of ``tokens`` (prompt and generated) on the generator."""
+        return None if self.parameters is None else 2.0 * self.parameters * tokens
+
     @staticmethod
-    def _point(label: str, budget: int, values: list[tuple[float, float, float, float]]
-               ) -> CurvePoint:
+    def _point(label: str, budget: int, values: list[Values]) -> CurvePoint:
         acc, lo, hi = mean_ci([v[0] for v in values])
+        flops = [v[4] for v in values]
         return CurvePoint(
             label, budget, acc, lo, hi,
             tokens=statistics.fmean(v[1] for v in values),
             calls=statistics.fmean(v[2] for v in values),
             seconds=statistics.fmean(v[3] for v in values),
             problems=len(values),
+            flops=None if any(f is None for f in flops)
+            else statistics.fmean(f for f in flops if f is not None),
         )
 
     def _coverage(self, plan: Plan) -> list[CurvePoint]:
         """pass@k (unbiased) over the plan's first pool."""
-        by_budget: dict[int, list[tuple[float, float, float, float]]] = {}
+        by_budget: dict[int, list[Values]] = {}
         pool = plan.pools[0]
         for problem in self.problems:
             rows = graded(self.store.samples(pool.key, problem.id)[: max(plan.budgets)],
@@ -223,8 +242,10 @@ class Scoring:
                 continue
             c = sum(r.correct for r in rows)
             tokens = statistics.fmean(r.completion_tokens for r in rows)
+            read = statistics.fmean(r.prompt_tokens + r.completion_tokens for r in rows)
             for k in plan.budgets:
                 if k <= len(rows):
                     by_budget.setdefault(k, []).append(
-                        (pass_at_k(len(rows), c, k), k * tokens, 0.0, 0.0))
+                        (pass_at_k(len(rows), c, k), k * tokens, 0.0, 0.0,
+                         self._flops(k * read)))
         return [self._point(f"coverage ({plan.label})", k, v) for k, v in sorted(by_budget.items())]

@@ -111,6 +111,17 @@ class ResultRow:
     calls: int
     seconds: float
     candidates: list[dict[str, Any]]
+    # what each model spent, by model name ({name: usage with parameters and flops}); None in
+    # a store written before it was kept
+    models: dict[str, dict[str, Any]] | None = None
+
+    @property
+    def flops(self) -> float | None:
+        """FLOPs-equivalent cost over every model of the run, None where a size is unknown."""
+        costs = [m.get("flops") for m in (self.models or {}).values()]
+        if not costs or any(c is None for c in costs):
+            return None
+        return float(sum(costs))
 
 
 class Store:
@@ -124,6 +135,8 @@ class Store:
         for column in ("signature", "meta"):  # a store written before they existed
             if column not in columns:
                 self.db.execute(f"ALTER TABLE samples ADD COLUMN {column} TEXT")
+        if "models" not in {r[1] for r in self.db.execute("PRAGMA table_info(results)")}:
+            self.db.execute("ALTER TABLE results ADD COLUMN models TEXT")
         self.db.commit()
 
     def close(self) -> None:
@@ -219,20 +232,23 @@ class Store:
     def add_result(self, key: str, problem_id: str, row: ResultRow) -> None:
         with self.db:
             self.db.execute(
-                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key, problem_id, row.budget, row.answer, int(row.correct), row.prompt_tokens,
-                 row.completion_tokens, row.calls, row.seconds, json.dumps(row.candidates)),
+                 row.completion_tokens, row.calls, row.seconds, json.dumps(row.candidates),
+                 None if row.models is None else json.dumps(row.models)),
             )
 
     def result(self, key: str, problem_id: str, budget: int) -> ResultRow | None:
         r = self.db.execute(
             "SELECT budget, answer, correct, prompt_tokens, completion_tokens, calls, seconds, "
-            "candidates FROM results WHERE strategy_key = ? AND problem_id = ? AND budget = ?",
+            "candidates, models FROM results "
+            "WHERE strategy_key = ? AND problem_id = ? AND budget = ?",
             (key, problem_id, budget),
         ).fetchone()
         if r is None:
             return None
-        return ResultRow(r[0], r[1], bool(r[2]), r[3], r[4], r[5], r[6], json.loads(r[7]))
+        return ResultRow(r[0], r[1], bool(r[2]), r[3], r[4], r[5], r[6], json.loads(r[7]),
+                         None if r[8] is None else json.loads(r[8]))
 
     def counts(self, key: str, problem_ids: Sequence[str]) -> dict[str, int]:
         """Stored samples per problem (for progress and checks)."""
