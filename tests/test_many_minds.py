@@ -350,3 +350,43 @@ def test_ponder_eval_runs_a_two_model_cascade_and_keeps_its_strong_model(model_p
     # the folder keeps its strong model: another one in that role is refused
     other = eval_two(dataset, out, ["-m", str(model_path), "-m", f"strong={model_path}"])
     assert other.returncode == 1 and "model_sha256:strong" in other.stderr
+
+
+# -- ponder serve with models by role ---------------------------------------------------------
+
+def test_ponder_serve_with_a_strong_model_answers_a_cascade(model_path, kquant):
+    import httpx
+
+    proc = subprocess.Popen([sys.executable, "-m", "ponder", "serve", "-m", str(model_path),
+                             "-m", f"strong={kquant}", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("ponder serving ") and f"strong model {kquant.name}" in line, line
+        url = line.split(" at ", 1)[1].split()[0]
+        ids = [m["id"] for m in httpx.get(f"{url}/models", timeout=30).json()["data"]]
+        assert "ponder-cascade" in ids and "ponder-verify-by-strong" in ids
+        reply = httpx.post(f"{url}/chat/completions", timeout=300, json={
+            "model": "ponder-cascade", "max_tokens": 24, "seed": 1,
+            "ponder": {"n": 2, "options": {"threshold": 1.0}},
+            "messages": [{"role": "user", "content": "What is 17 + 5?"}]})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["usage"]["completion_tokens"] > 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_ponder_serve_refuses_bad_roles_in_one_line(tmp_path):
+    config = tmp_path / "serve.json"
+    config.write_text(json.dumps({"models": {"Big Model": "x.gguf"}}))
+    for args, said in ((["--config", str(config)], "models.Big Model"),
+                       (["-m", "strong=/nowhere/big.gguf"], "model file not found"),
+                       (["-m", "strong=http://127.0.0.1:9/v1"], "URL#NAME")):
+        proc = subprocess.run([sys.executable, "-m", "ponder", "serve", "--port", "0", *args],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1 and said in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

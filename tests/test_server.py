@@ -469,3 +469,47 @@ def test_the_model_list_leaves_out_strategies_that_need_a_second_model():
         ids = [m["id"] for m in http.get("/v1/models").json()["data"]]
     assert "ponder-self-consistency" in ids
     assert "ponder-cascade" not in ids and "ponder-verify-by-strong" not in ids
+
+
+def split_vote(request, index):
+    """'What is A + B?': right, then one off, in turn (a split vote); judge prompts 'Yes'."""
+    found = re.findall(r"What is (\d+) \+ (\d+)\?", request.messages[-1].content)
+    if not found:
+        return "Yes"
+    a, b = map(int, found[-1])
+    return f"The answer is: {a + b + index % 2}"
+
+
+def test_a_server_with_a_strong_model_lists_and_runs_the_strategies_that_need_it():
+    small = ScriptedBackend(split_vote, model="small")
+    strong = ScriptedBackend(arithmetic, model="strong")
+    server = PonderServer(small, models={"strong": strong})
+    with TestClient(server.app()) as http:
+        ids = [m["id"] for m in http.get("/v1/models").json()["data"]]
+        assert "ponder-cascade" in ids and "ponder-verify-by-strong" in ids
+        reply = http.post("/v1/chat/completions", json={
+            "model": "ponder-cascade", "ponder": {"n": 2},
+            "messages": [{"role": "user", "content": "What is 17 + 5?"}]})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    # the small model split 22/23 (agreement 0.5 < 0.75): the strong model answered, 22
+    assert body["choices"][0]["message"]["content"].rstrip().endswith("22")
+    assert [r.n for r in small.history] == [2] and [r.n for r in strong.history] == [1]
+    # the usage is both models': 2 x 4 tokens from the small one, 9 from the strong one
+    assert body["usage"]["completion_tokens"] == 2 * 4 + 9
+
+
+def test_a_role_the_operator_names_but_did_not_give_is_a_clear_400():
+    small = ScriptedBackend(split_vote, model="small")
+    server = PonderServer(small, models={"strong": ScriptedBackend(arithmetic)},
+                          strategies={"cascade": {"strong_role": "big"}})
+    with TestClient(server.app()) as http:
+        ids = [m["id"] for m in http.get("/v1/models").json()["data"]]
+        reply = http.post("/v1/chat/completions", json={
+            "model": "ponder-cascade",
+            "messages": [{"role": "user", "content": "What is 17 + 5?"}]})
+    assert "ponder-cascade" not in ids and "ponder-verify-by-strong" in ids
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert error["code"] == "unknown_strategy" and "needs a big model" in error["message"]
+    assert small.history == []

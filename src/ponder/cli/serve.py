@@ -18,8 +18,9 @@ import os
 import socket
 import sys
 
+from ponder.backends.loading import load_role
 from ponder.cli.ask import _option
-from ponder.cli.endpoints import add_endpoint_flags, load_from_args
+from ponder.cli.endpoints import add_endpoint_flags, load_from_args, split_models
 from ponder.errors import ConfigError
 from ponder.presets import load_preset, register_preset
 
@@ -54,9 +55,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="address to listen on (default 127.0.0.1; any other needs --api-key "
                    "or --insecure)")
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    p.add_argument("-m", "--model", default=None,
+    p.add_argument("-m", "--model", action="append", default=None, metavar="[ROLE=]MODEL",
                    help="PATH.gguf, hf:OWNER/REPO/FILE.gguf, or the upstream model name "
-                   "(default: the bundled SmolLM2-135M-Instruct)")
+                   "(default: the bundled SmolLM2-135M-Instruct); repeat it with a role for "
+                   "the strategies that use a second model, e.g. -m strong=big.gguf or "
+                   "-m strong=http://host:8000/v1#qwen-1.5b")
     add_endpoint_flags(p, "an upstream OpenAI-compatible server (vLLM, SGLang, "
                        "llama-server...)")
     p.add_argument("--upstream-api-key", default=None, help="the upstream server's key")
@@ -161,14 +164,26 @@ def run(args: argparse.Namespace) -> int:
     check_operator_caps(config.strategies, limits.caps)
     access = make_access((*config.access.origins, *args.allow_origin),
                          (*config.access.hosts, *args.allow_host))
+    args.model, named = split_models(args.model)
+    roles = {**config.models, **named}
+    if "generator" in roles:
+        raise ConfigError("models: 'generator' is the model --model names without a role; "
+                          "name the others by role, e.g. strong")
     backend = load_from_args(args, args.upstream_api_key, dict(args.backend_option))
-    asyncio.run(backend.probe())  # a wrong URL or model fails now, in one line
+    models = {role: load_role(spec, api_key=args.upstream_api_key, **dict(args.backend_option))
+              for role, spec in roles.items()}
+
+    async def probe() -> None:  # a wrong URL or model fails now, in one line
+        for model in (backend, *models.values()):
+            await model.probe()
+
+    asyncio.run(probe())
     server = PonderServer(
         backend, api_key=api_key, max_concurrent=args.max_concurrent, max_queue=args.max_queue,
         max_request_tokens=args.max_request_tokens,
         max_request_seconds=args.max_request_seconds, limits=limits,
         strategies=config.strategies,
-        allow_origins=access.origins, allow_hosts=access.hosts)
+        allow_origins=access.origins, allow_hosts=access.hosts, models=models)
     server.prepare()  # the operator's reward models and judges load now, not on a request
     uvicorn_config = server.uvicorn_config(log_level="warning", access_log=False,
                                            timeout_graceful_shutdown=5)
@@ -177,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     host, port = sock.getsockname()[:2]
-    print(f"ponder serving {server.model_id} at http://{host}:{port}/v1 "
+    beside = "".join(f", {role} model {model.model}" for role, model in models.items())
+    print(f"ponder serving {server.model_id}{beside} at http://{host}:{port}/v1 "
           f"(auth {'on' if server.api_key else 'off'})", flush=True)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -83,13 +83,13 @@ from ponder.errors import (
     ConfigError,
     SandboxUnavailable,
 )
-from ponder.runner import new_context, run_strategy
+from ponder.runner import build_strategy, new_context, run_strategy
 from ponder.sandbox import Sandbox
 from ponder.server.errors import ApiError, clip, validation_error
 from ponder.server.limits import check_json_type, parse_json, read_body
 from ponder.server.metrics import Metrics
 from ponder.server.narrator import search_summary
-from ponder.server.plan import Plan, needs_roles, plan_request
+from ponder.server.plan import Plan, plan_request, roles_of
 from ponder.server.policy import check_operator_caps
 from ponder.server.protocol import uvicorn_config
 from ponder.server.replies import completion_body
@@ -136,14 +136,17 @@ class PonderServer:
                  limits: Limits | None = None,
                  strategies: Mapping[str, dict[str, Any]] | None = None,
                  max_views: int = 64, view_seconds: float = 3600.0,
-                 allow_origins: Sequence[str] = (), allow_hosts: Sequence[str] = ()) -> None:
+                 allow_origins: Sequence[str] = (), allow_hosts: Sequence[str] = (),
+                 models: Mapping[str, Backend] | None = None) -> None:
         """``limits``: what one client may ask (:class:`~ponder.server.settings.Limits`);
         ``strategies``: the operator's options per strategy (checked here; ConfigError);
         ``max_views`` / ``view_seconds``: how many live pages of traced requests are kept, and
         for how long (:mod:`ponder.server.views`); ``allow_origins`` / ``allow_hosts``: the web
         origins and host names a server without a key answers besides its own
-        (:class:`~ponder.server.settings.Access`; ConfigError)."""
+        (:class:`~ponder.server.settings.Access`; ConfigError); ``models``: the operator's
+        other models by role (``strong``, ...), for the strategies that use several."""
         self.backend = backend
+        self.role_models = dict(models or {})
         self.api_key = api_key
         self.max_concurrent = max_concurrent
         self.max_queue = max_queue
@@ -302,7 +305,8 @@ class PonderServer:
             return exc.response()
         data = [{"id": f"ponder-{name}", "object": "model", "created": 0, "owned_by": "ponder",
                  "description": cls.description} for name, cls in registry.strategies
-                if not needs_roles(name)]
+                if set(roles_of(build_strategy(name, **self.strategies.get(name, {}))))
+                <= set(self.role_models)]
         data.append({"id": self.model_id, "object": "model", "created": 0,
                      "owned_by": self.backend.name})
         return JSONResponse({"object": "list", "data": data})
@@ -563,7 +567,7 @@ class PonderServer:
         planning = asyncio.get_running_loop().run_in_executor(
             planner(), partial(plan_request, req, self.model_id, self.max_request_tokens,
                                self.max_request_seconds, strategies=self.strategies,
-                               caps=limits.caps))
+                               caps=limits.caps, roles=tuple(self.role_models)))
         try:
             plan = await asyncio.wait_for(planning, PLAN_SECONDS)
         except asyncio.TimeoutError:  # not TimeoutError before Python 3.11
@@ -644,7 +648,7 @@ class PonderServer:
             result = await run_strategy(plan.strategy, plan.problem, self.backend,
                                         verifier=plan.verifier, budget=budget, seed=seed,
                                         events=events, stream_text=sink is not None,
-                                        sandbox=self.sandbox, trace=trace)
+                                        sandbox=self.sandbox, trace=trace, models=self.role_models)
         if view is not None:
             view.finish(index, result)
         u = result.usage

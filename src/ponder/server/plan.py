@@ -26,7 +26,7 @@ the cap stops it. Either way an answer whose chain was cut says ``finish_reason:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,18 +99,34 @@ class Plan:
 
 
 def needs_roles(name: str) -> tuple[str, ...]:
-    """The models besides the generator that strategy ``name`` needs by default (a server has
-    none: such strategies are neither listed nor run)."""
-    return tuple(getattr(registry.strategies.get(name)(), "required_roles", lambda: ())())
+    """The models besides the generator that strategy ``name`` needs by default."""
+    return roles_of(registry.strategies.get(name)())
+
+
+def roles_of(strategy: Strategy) -> tuple[str, ...]:
+    """The models besides the generator that ``strategy``, as configured, needs."""
+    return tuple(getattr(strategy, "required_roles", lambda: ())())
+
+
+def lacks_roles(needed: Collection[str], roles: Collection[str], name: str, param: str
+                ) -> ApiError | None:
+    """The error for a strategy that needs models by role this server was not given."""
+    missing = [role for role in needed if role not in roles]
+    if not missing:
+        return None
+    return ApiError(400, f"strategy {name!r} needs a {' and a '.join(missing)} model besides "
+                    "the generator, which this server does not have (the operator starts it "
+                    f"with --model {missing[0]}=...)", param=param, code="unknown_strategy")
 
 
 def plan_request(req: ChatCompletionRequest, model_id: str, max_request_tokens: int | None,
                  max_request_seconds: float, *,
                  strategies: Mapping[str, dict[str, Any]] | None = None,
-                 caps: Caps | None = None) -> Plan:
+                 caps: Caps | None = None, roles: Collection[str] = ()) -> Plan:
     """What a validated request will run; ApiError for what cannot run. ``strategies`` holds
     the operator's options per strategy; ``caps`` the per-request caps (see
-    :mod:`ponder.server.policy`: what a client may set)."""
+    :mod:`ponder.server.policy`: what a client may set); ``roles`` the server's models besides
+    the generator (``strong``, ...)."""
     caps = caps or Caps()
     options = req.ponder
     name = None
@@ -126,10 +142,8 @@ def plan_request(req: ChatCompletionRequest, model_id: str, max_request_tokens: 
         valid = ", ".join(registry.strategies.names())
         raise ApiError(400, f"unknown strategy {clip(name)!r}; valid: {valid}", param=param,
                        code="unknown_strategy")
-    if name is not None and needs_roles(name):
-        raise ApiError(400, f"strategy {name!r} needs a second model "
-                       f"({', '.join(needs_roles(name))}), which this server does not have",
-                       param=param, code="unknown_strategy")
+    if name is not None and (error := lacks_roles(needs_roles(name), roles, name, param)):
+        raise error
     effort = req.reasoning_effort
     if effort == "minimal":
         name = "cot"
@@ -166,6 +180,8 @@ def plan_request(req: ChatCompletionRequest, model_id: str, max_request_tokens: 
                        code="unknown_verifier")
     operator = dict((strategies or {}).get(name, {}))
     strategy = capped(name, preset, knobs, operator, caps)
+    if (error := lacks_roles(roles_of(strategy), roles, name, "model")):
+        raise error  # the operator's options name a role the server was not given
     if output_tokens is not None:
         fewer = fewer_chains(strategy, output_tokens, knobs)
         if fewer:

@@ -34,9 +34,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from ponder import registry
 from ponder.errors import ConfigError, PonderError
@@ -195,6 +202,10 @@ class ServeConfig(_Strict):
     strategies: dict[str, dict[str, Any]] = Field(default_factory=dict)
     limits: Limits = Field(default_factory=Limits)
     access: Access = Field(default_factory=Access)
+    # the other models by role, for the strategies that use several: {"strong": "big.gguf"}
+    # or {"strong": "http://host:8000/v1#qwen-1.5b"} (--model ROLE=... overrides one)
+    models: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")],
+                 Annotated[str, StringConstraints(min_length=1)]] = Field(default_factory=dict)
 
 
 def _describe(exc: ValidationError) -> str:
