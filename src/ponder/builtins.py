@@ -13,6 +13,7 @@ from ponder.strategies.best_of_n import BestOfN
 from ponder.strategies.budget_forcing import BudgetForcing
 from ponder.strategies.cascade import Cascade
 from ponder.strategies.chain_of_thought import ChainOfThought
+from ponder.strategies.debate import Debate
 from ponder.strategies.deepconf import DeepConf
 from ponder.strategies.dvts import DVTS
 from ponder.strategies.mcts import MCTS
@@ -54,7 +55,7 @@ def _openai(**options):
 
 for _strategy in (ChainOfThought, SelfConsistency, BestOfN, SelfRefine, BudgetForcing,
                   SelfDebug, ProgramOfThought, AdaptiveConsistency, DeepConf, Router,
-                  BeamSearch, DVTS, MCTS, Cascade, VerifyByStrong, MixtureOfAgents):
+                  BeamSearch, DVTS, MCTS, Cascade, VerifyByStrong, MixtureOfAgents, Debate):
     registry.strategies.register(_strategy.name, _strategy)
 for _verifier in (JudgeVerifier, MeanLogprobVerifier, CodeTestsVerifier):
     registry.verifiers.register(_verifier.name, _verifier)
