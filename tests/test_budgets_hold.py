@@ -54,6 +54,30 @@ def test_no_strategy_spends_past_its_budget_in_process(llama, kquant, name, budg
         assert result.stop_reason in ("budget", "done")
 
 
+# the strategies whose models read each other's answers, each model in a role of its own
+SEVERAL_MODELS = {
+    "mixture-of-agents": {"proposers": "generator,strong", "aggregator": "strong",
+                          "n_per_proposer": 2, "layers": 2},
+    "debate": {"agents": 2, "agent_roles": "generator,strong", "rounds": 2,
+               "stop_when_unanimous": False},
+}
+
+
+@pytest.mark.parametrize("budget", [60, 400])
+@pytest.mark.parametrize("name", sorted(SEVERAL_MODELS))
+def test_the_budget_holds_over_models_that_read_each_other(llama, kquant, name, budget):
+    chosen = {**options(name), **SEVERAL_MODELS[name]}
+    result = asyncio.run(asolve(QUESTION, name, backend=llama, seed=1,
+                                models={"strong": str(kquant)}, max_tokens_total=budget,
+                                **chosen))
+    assert result.usage.total_tokens <= budget
+    assert result.stop_reason == "budget"  # two layers or three rounds of two models: more
+    spent = {name: cost.usage.total_tokens for name, cost in result.models.items()}
+    assert sum(spent.values()) == result.usage.total_tokens
+    if budget == 400:  # the models are asked in turn, each capped by what is left: both spent
+        assert set(spent) == {llama.model, kquant.name} and all(spent.values())
+
+
 @pytest.mark.parametrize("name", ["cot", "self-consistency", "best-of-n", "beam-search",
                                   "deepconf"])
 def test_no_strategy_spends_past_its_budget_through_a_server(llama_server, name):

@@ -42,7 +42,8 @@ async def asolve(
 
     ``models`` names the run's other models by role (``{"strong": "qwen-1.5b.gguf"}``, or a
     served one ``"http://host:8000/v1#NAME"``, or a backend), for the strategies that use
-    several (``cascade``, ``verify-by-strong``); ``result.models`` says what each spent.
+    several (``cascade``, ``verify-by-strong``, ``mixture-of-agents``, ``debate``);
+    ``result.models`` says what each spent.
 
     >>> from ponder.backends.fake import ScriptedBackend
     >>> fake = ScriptedBackend(["The answer is 22.", "The answer is 22.", "The answer is 21."])

@@ -13,9 +13,11 @@ from ponder.strategies.best_of_n import BestOfN
 from ponder.strategies.budget_forcing import BudgetForcing
 from ponder.strategies.cascade import Cascade
 from ponder.strategies.chain_of_thought import ChainOfThought
+from ponder.strategies.debate import Debate
 from ponder.strategies.deepconf import DeepConf
 from ponder.strategies.dvts import DVTS
 from ponder.strategies.mcts import MCTS
+from ponder.strategies.mixture_of_agents import MixtureOfAgents
 from ponder.strategies.program_of_thought import ProgramOfThought
 from ponder.strategies.prompts import BUILTIN_TEMPLATES, register_template
 from ponder.strategies.router import Router
@@ -53,7 +55,7 @@ def _openai(**options):
 
 for _strategy in (ChainOfThought, SelfConsistency, BestOfN, SelfRefine, BudgetForcing,
                   SelfDebug, ProgramOfThought, AdaptiveConsistency, DeepConf, Router,
-                  BeamSearch, DVTS, MCTS, Cascade, VerifyByStrong):
+                  BeamSearch, DVTS, MCTS, Cascade, VerifyByStrong, MixtureOfAgents, Debate):
     registry.strategies.register(_strategy.name, _strategy)
 for _verifier in (JudgeVerifier, MeanLogprobVerifier, CodeTestsVerifier):
     registry.verifiers.register(_verifier.name, _verifier)

@@ -65,7 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="PATH.gguf, hf:OWNER/REPO/FILE.gguf, or the server's model name "
                    "(default: the bundled SmolLM2-135M-Instruct); repeat it with ROLE=MODEL "
                    "for the other models of a many-model strategy, e.g. -m strong=big.gguf "
-                   "or -m strong=http://host:8000/v1#NAME (cascade, verify-by-strong)")
+                   "or -m strong=http://host:8000/v1#NAME (cascade, verify-by-strong; "
+                   "mixture-of-agents and debate name theirs in -o)")
     add_endpoint_flags(p)
     p.add_argument("--api-key", default=None, help="for --base-url (default: $OPENAI_API_KEY)")
     p.add_argument("-B", "--backend-option", type=_option, action="append", default=[],
