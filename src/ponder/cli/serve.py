@@ -93,7 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cap", type=_option, action="append", default=[], metavar="OPTION=N",
                    help="the largest value a request may give a strategy option, e.g. "
                    "--cap n=32 --cap max_tokens=8192 (options: n, m, simulations, parallel, "
-                   "max_n, probe_n, warmup, wave, rounds, max_steps, max_tokens)")
+                   "max_n, probe_n, warmup, wave, rounds, max_steps, agents, layers, "
+                   "n_per_proposer, strong_n, max_tokens)")
     p.set_defaults(handler=run)
 
 

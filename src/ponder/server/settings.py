@@ -73,6 +73,10 @@ class Caps(_Strict):
     wave: int = Field(64, ge=1, description="samples per wave")
     rounds: int = Field(8, ge=1, description="refinement / debugging rounds")
     max_steps: int = Field(64, ge=1, description="steps per search path")
+    agents: int = Field(8, ge=1, description="debate agents")
+    layers: int = Field(4, ge=1, description="mixture-of-agents layers")
+    n_per_proposer: int = Field(16, ge=1, description="mixture-of-agents responses per proposer")
+    strong_n: int = Field(16, ge=1, description="the cascade's strong-model samples")
     max_tokens: int = Field(32768, ge=1, description="tokens per generation (every *_tokens)")
 
     def cap_for(self, option: str) -> int | None:
