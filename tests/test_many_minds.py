@@ -390,3 +390,102 @@ def test_ponder_serve_refuses_bad_roles_in_one_line(tmp_path):
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 1 and said in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+# -- prices per million tokens ------------------------------------------------------------------
+
+def test_prices_are_read_as_an_operator_writes_them():
+    from ponder.backends.base import parse_prices
+    from ponder.backends.loading import scoped_options
+    from ponder.types import Prices
+
+    assert parse_prices("0.15/0.60") == Prices(0.15, 0.6)
+    assert parse_prices(2) == Prices(2.0, 2.0)
+    assert parse_prices({"input": 1, "output": 4}) == Prices(1.0, 4.0)
+    assert parse_prices(None) is None
+    for bad in ("cheap", "1/2/3", "-1/2", {"input": 1}, "inf/1"):
+        with pytest.raises(ConfigError, match="dollars per million"):
+            parse_prices(bad)
+    options = {"n_ctx": 4096, "price": "0.1/0.4", "strong.price": "2/8", "strong.n_ctx": 8192}
+    assert scoped_options(options, None) == {"n_ctx": 4096, "price": "0.1/0.4"}
+    assert scoped_options(options, "strong") == {"n_ctx": 8192, "price": "2/8"}
+    assert scoped_options(options, "judge") == {"n_ctx": 4096}  # a price is never inherited
+
+
+def test_a_priced_run_costs_each_models_tokens_at_its_prices():
+    from ponder.types import Prices
+
+    small = ScriptedBackend(["The answer is 22.", "The answer is 21."], model="small")
+    strong = ScriptedBackend(["17 + 5 = 22. The answer is 22."], model="strong")
+    small.prices, strong.prices = Prices(0.10, 0.40), Prices(2.0, 8.0)
+    result = run("cascade", small, strong, n=2, threshold=0.75)
+    s, b = result.models["small"], result.models["strong"]
+    assert s.dollars == pytest.approx((s.usage.prompt_tokens * 0.10
+                                       + s.usage.completion_tokens * 0.40) / 1e6)
+    assert b.dollars == pytest.approx((b.usage.prompt_tokens * 2.0
+                                       + b.usage.completion_tokens * 8.0) / 1e6)
+    assert result.dollars == pytest.approx(s.dollars + b.dollars)
+    assert result.to_dict()["models"]["strong"]["prices"] == {"input": 2.0, "output": 8.0}
+    # one model unpriced: the run's dollars are unknown, not a guess
+    unpriced = ScriptedBackend(["The answer is 22."], model="strong")
+    small = ScriptedBackend(["The answer is 22.", "The answer is 21."], model="small")
+    small.prices = Prices(0.10, 0.40)
+    assert run("cascade", small, unpriced, n=2).dollars is None
+
+
+def test_an_endpoints_file_prices_and_sizes_a_pool(tmp_path):
+    from ponder.backends.loading import load_backend
+    from ponder.types import Prices
+
+    path = tmp_path / "endpoints.json"
+    path.write_text(json.dumps([
+        {"url": "http://127.0.0.1:9/v1", "price": "0.2/0.8", "parameters": 7.6e9},
+        {"url": "http://127.0.0.1:10/v1", "price": {"input": 0.2, "output": 0.8}}]))
+    pool = load_backend("qwen-7b", endpoints=str(path))
+    assert pool.prices == Prices(0.2, 0.8) and pool.parameters == 7_600_000_000
+    assert load_backend("qwen-7b", endpoints=str(path), price="1/1").prices == Prices(1.0, 1.0)
+    path.write_text(json.dumps([{"url": "http://127.0.0.1:9/v1", "price": "0.2/0.8"},
+                                {"url": "http://127.0.0.1:10/v1", "price": "0.3/0.8"}]))
+    with pytest.raises(ConfigError, match="different price"):
+        load_backend("qwen-7b", endpoints=str(path))
+    path.write_text(json.dumps([{"url": "http://127.0.0.1:9/v1", "price": "free"}]))
+    with pytest.raises(ConfigError, match="entry 1: price is dollars per million"):
+        load_backend("qwen-7b", endpoints=str(path))
+
+
+def test_eval_points_carry_dollars_where_the_generator_is_priced(tmp_path):
+    from ponder.eval.harness import Harness
+    from ponder.eval.report import header
+    from ponder.eval.store import Store
+    from ponder.types import Prices, Problem
+
+    fake = ScriptedBackend(lambda request, i: "The answer is 5")
+    fake.prices = Prices(1.0, 3.0)
+    h = Harness(fake, Store(tmp_path / "s.sqlite"), [Problem("a?", "5", "A")],
+                ["self-consistency"], [2], greedy=True)
+    asyncio.run(h.run())
+    data = h.curves()
+    rows = h.store.samples(h.plans[1].pools[0].key, "A")
+    prompt = sum(r.prompt_tokens for r in rows[:2])
+    points = {p["strategy"]: p for p in data["points"]}
+    assert points["self-consistency"]["dollars"] == pytest.approx((prompt * 1.0 + 8 * 3.0) / 1e6)
+    greedy = h.store.result(h.plans[0].key, "A", 1)
+    assert points["greedy"]["dollars"] == pytest.approx(
+        (greedy.prompt_tokens * 1.0 + greedy.completion_tokens * 3.0) / 1e6)
+    assert "$/problem" in header(data) and "FLOPs/problem" not in header(data)
+
+
+def test_ponder_ask_prices_each_model_with_its_own_option(model_path, kquant):
+    proc = ask("What is 17 + 5?", "-s", "cascade", "-m", str(model_path),
+               "-m", f"strong={kquant}", "-n", "2", "-o", "threshold=1.0", "--max-tokens", "24",
+               "-B", "price=0.1/0.4", "-B", "strong.price=2/8", "--seed", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    small = data["models"][model_path.name]
+    assert small["prices"] == {"input": 0.1, "output": 0.4}
+    assert small["dollars"] == pytest.approx((small["prompt_tokens"] * 0.1
+                                              + small["completion_tokens"] * 0.4) / 1e6)
+    strong = data["models"].get(kquant.name)
+    if strong is not None:  # escalated (threshold 1.0: any split vote)
+        assert strong["prices"] == {"input": 2.0, "output": 8.0}
+        assert data["dollars"] == pytest.approx(small["dollars"] + strong["dollars"])

@@ -124,13 +124,30 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class Prices:
+    """What a model's tokens cost, in dollars per million: prompt (input) and completion
+    (output) tokens, as API providers price them."""
+
+    input: float
+    output: float
+
+    def dollars(self, usage: Usage) -> float:
+        return (usage.prompt_tokens * self.input + usage.completion_tokens * self.output) / 1e6
+
+    def to_dict(self) -> dict[str, float]:
+        return {"input": self.input, "output": self.output}
+
+
+@dataclass(frozen=True)
 class ModelCost:
     """What one model of a run spent, and its size: the cost that makes runs on models of
     different sizes comparable is ``flops``, 2 x parameters per token (prompt tokens included,
-    the usual forward-pass estimate), None where the model's size is unknown."""
+    the usual forward-pass estimate), None where the model's size is unknown; where the
+    operator gave the model's prices, ``dollars`` too."""
 
     usage: Usage
     parameters: int | None = None
+    prices: Prices | None = None
 
     @property
     def flops(self) -> float | None:
@@ -138,8 +155,15 @@ class ModelCost:
             return None
         return 2.0 * self.parameters * self.usage.total_tokens
 
+    @property
+    def dollars(self) -> float | None:
+        return None if self.prices is None else self.prices.dollars(self.usage)
+
     def to_dict(self) -> dict[str, Any]:
-        return {**self.usage.to_dict(), "parameters": self.parameters, "flops": self.flops}
+        out = {**self.usage.to_dict(), "parameters": self.parameters, "flops": self.flops}
+        if self.prices is not None:
+            out.update(prices=self.prices.to_dict(), dollars=self.dollars)
+        return out
 
 
 @dataclass(frozen=True)
@@ -238,6 +262,15 @@ class Result:
             return None
         return float(sum(c for c in costs if c is not None))
 
+    @property
+    def dollars(self) -> float | None:
+        """What the run cost in dollars over every model, where each model's prices are known
+        (the operator's ``price`` option or endpoints file); else None."""
+        costs = [m.dollars for m in self.models.values()]
+        if not costs or any(c is None for c in costs):
+            return None
+        return float(sum(c for c in costs if c is not None))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "answer": self.answer,
@@ -249,6 +282,7 @@ class Result:
             "usage": self.usage.to_dict(),
             "models": {name: cost.to_dict() for name, cost in self.models.items()},
             "flops": self.flops,
+            **({"dollars": self.dollars} if self.dollars is not None else {}),
             "candidates": [c.to_dict() for c in self.candidates],
             "trace": self.trace.to_dict() if self.trace is not None else None,
         }

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from ponder.errors import ConfigError
-from ponder.types import Completion, GenerationRequest
+from ponder.types import Completion, GenerationRequest, Prices
 
 # Called with the number of tokens generated so far in the current call (for progress displays).
 ProgressCallback = Callable[[int], None]
@@ -87,6 +87,33 @@ def parameter_count(value: object) -> int | None:
     if not count >= 1 or count != count or count == float("inf"):
         raise ConfigError(f"parameters must be a positive number, e.g. 1.5e9; got {value!r}")
     return int(count)
+
+
+def parse_prices(value: object) -> Prices | None:
+    """Prices per million tokens as an operator writes them: ``"0.15/0.60"`` (input/output),
+    one number for both, a mapping ``{"input": 0.15, "output": 0.60}``; None when not given."""
+    if value is None or isinstance(value, Prices):
+        return value
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"input", "output"})
+        if unknown or set(value) != {"input", "output"}:
+            raise ConfigError(f"price needs input and output (dollars per million tokens), got "
+                              f"{value!r}")
+        parts = [value["input"], value["output"]]
+    elif isinstance(value, str):
+        parts = value.split("/")
+    else:
+        parts = [value]
+    try:
+        numbers = [float(p) for p in parts]
+    except (TypeError, ValueError):
+        numbers = []
+    if len(numbers) == 1:
+        numbers *= 2
+    if len(numbers) != 2 or any(not 0 <= n < float("inf") for n in numbers):
+        raise ConfigError(f"price is dollars per million tokens, input/output, e.g. "
+                          f"price=0.15/0.60; got {value!r}")
+    return Prices(*numbers)
 
 
 async def generate_each(

@@ -3,8 +3,9 @@ flags or an endpoints file.
 
 An endpoints file is YAML or JSON: a list of entries (or ``{"endpoints": [...]}``), each with
 ``url`` (required), ``model``, ``key`` or ``key_env`` (the name of an environment variable that
-holds the key), ``weight`` (default 1) and ``max_concurrent`` (samples in flight there;
-default 64)::
+holds the key), ``weight`` (default 1), ``max_concurrent`` (samples in flight there;
+default 64), and for costs the model's ``parameters`` and ``price`` (dollars per million
+input/output tokens, ``0.15/0.60`` or ``{input: 0.15, output: 0.60}``)::
 
     - url: http://gpu1:8000/v1
       model: qwen2.5-7b
@@ -27,9 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ponder.backends.base import parameter_count, parse_prices
 from ponder.errors import ConfigError, MissingDependency
+from ponder.types import Prices
 
-FIELDS = ("url", "model", "key", "key_env", "weight", "max_concurrent")
+FIELDS = ("url", "model", "key", "key_env", "weight", "max_concurrent", "parameters", "price")
 DEFAULT_MAX_CONCURRENT = 64
 USERINFO_MARK, QUERY_MARK, FRAGMENT_MARK = "***@", "?…", "#…"
 # a URL inside free text (an error message, a log line): up to whitespace or a quote
@@ -101,6 +104,8 @@ class EndpointSpec:
     api_key: str | None = None
     weight: float = 1.0
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    parameters: int | None = None  # the served model's size (FLOPs-equivalent costs)
+    price: Prices | None = None  # dollars per million input and output tokens
 
     def __repr__(self) -> str:
         """Without secrets: a spec may end up in a traceback or a log line."""
@@ -138,7 +143,11 @@ def _entry(raw: Any, where: str) -> EndpointSpec:
     model = raw.get("model")
     if model is not None and not isinstance(model, str):
         raise ConfigError(f"{where}: model must be a string, got {model!r}")
-    return EndpointSpec(url, model, key, float(weight), limit)
+    try:
+        parameters, price = parameter_count(raw.get("parameters")), parse_prices(raw.get("price"))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return EndpointSpec(url, model, key, float(weight), limit, parameters, price)
 
 
 def parse_endpoints(data: Any, where: str = "endpoints") -> list[EndpointSpec]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ponder import registry
-from ponder.backends.base import Backend
+from ponder.backends.base import Backend, parse_prices
 from ponder.backends.endpoints import EndpointSpec, endpoint_specs, redact_url
 from ponder.backends.models import file_sha256, resolve_model
 from ponder.errors import ConfigError
@@ -42,7 +42,36 @@ def load_backend(model: str | None = None, base_url: BaseURL = None, *,
                  **options: Any) -> Backend:
     """Resolve a model spec to a backend (see :func:`~ponder.backends.models.resolve_model`):
     an in-process model is loaded once per process and reused; an HTTP backend is new. Several
-    URLs, or an endpoints file, give an :class:`~ponder.backends.pool.EndpointPool`."""
+    URLs, or an endpoints file, give an :class:`~ponder.backends.pool.EndpointPool`.
+    ``price=IN/OUT`` (dollars per million tokens) prices the model's tokens, for any backend;
+    an option scoped to a role (``strong.price``) is not the generator's."""
+    options = scoped_options(options, None)
+    price = parse_prices(options.pop("price", None))
+    backend = _load(model, base_url, api_key, endpoints, options)
+    if price is not None or not getattr(backend, "priced_by_endpoints", False):
+        backend.prices = price  # type: ignore[attr-defined]
+    return backend
+
+
+def scoped_options(options: Mapping[str, Any], role: str | None) -> dict[str, Any]:
+    """The backend options of the generator (``role`` None: those not scoped to a role) or of
+    the model in ``role``: the unscoped ones, overridden by those written ``ROLE.KEY``.
+
+    >>> scoped_options({"n_ctx": 4096, "price": "0.1/0.4", "strong.price": "2/8"}, "strong")
+    {'n_ctx': 4096, 'price': '2/8'}
+    >>> scoped_options({"n_ctx": 4096, "price": "0.1/0.4"}, "strong")
+    {'n_ctx': 4096}
+    """
+    out = {k: v for k, v in options.items() if "." not in k}
+    if role is not None:  # a price is one model's: never inherited from the generator
+        out.pop("price", None)
+        out.update({k.partition(".")[2]: v for k, v in options.items()
+                    if k.partition(".")[0] == role})
+    return out
+
+
+def _load(model: str | None, base_url: BaseURL, api_key: str | None, endpoints: Endpoints,
+          options: dict[str, Any]) -> Backend:
     if endpoints or (base_url is not None and not isinstance(base_url, str)):
         specs = endpoint_specs(base_url, endpoints, api_key=api_key)
         if len(specs) == 1 and not endpoints:
@@ -96,7 +125,7 @@ def load_role(spec: str, *, api_key: str | None = None, **options: Any) -> Backe
         if not sep or not name or not url:
             raise ConfigError(f"a served model is URL#NAME (e.g. http://localhost:8000/v1#"
                               f"qwen-1.5b), got {spec!r}")
-        served = {k: v for k, v in options.items() if k == "parameters"}
+        served = {k: v for k, v in options.items() if k in ("parameters", "price")}
         return load_backend(name, url, api_key=api_key, **served)
     return load_backend(spec, None, **options)
 
@@ -137,7 +166,7 @@ async def opened_models(models: Mapping[str, str | Backend] | None, *,
                 raise ConfigError(f"a model role is a lower-case word other than 'generator' "
                                   f"(e.g. strong), got {role!r}")
             if isinstance(model, str):
-                model = load_role(model, api_key=api_key, **(options or {}))
+                model = load_role(model, api_key=api_key, **scoped_options(options or {}, role))
                 owned.append(model)
             await model.probe()
             ready[role] = model

@@ -52,6 +52,16 @@ BACKOFF_START, BACKOFF_MAX = 1.0, 30.0
 ROUTINGS = ("affinity", "least-loaded")  # least-loaded: power of two choices alone
 
 
+def agreed(values: Sequence[Any], what: str) -> Any:
+    """The one value the endpoints of a pool give for ``what`` (None: none gives it); the
+    replicas of one model cannot differ in it."""
+    given = {v for v in values if v is not None}
+    if len(given) > 1:
+        raise ConfigError(f"the endpoints give different {what} values ({len(given)}): a pool "
+                          "serves one model")
+    return next(iter(given), None)
+
+
 def affinity_key(request: GenerationRequest, chars: int = AFFINITY_CHARS) -> str:
     """What requests that share a prompt prefix have in common: every message but the last in
     full, and the start of the last one. The prefill is left out, so the siblings of one search
@@ -149,7 +159,11 @@ class EndpointPool(Backend):
             raise ConfigError(f"routing must be one of {', '.join(ROUTINGS)}, got {routing!r}")
         self.routing = routing
         self._rng = random.Random(seed)
-        self.parameters = parameter_count(options.get("parameters"))
+        self.parameters = parameter_count(options.get("parameters")) or agreed(
+            [s.parameters for s in endpoints], "parameters")
+        # prices from the endpoints file (a -B price option given to load_backend wins)
+        self.prices = agreed([s.price for s in endpoints], "price")
+        self.priced_by_endpoints = self.prices is not None
         options.pop("max_concurrency", None)  # per endpoint: its max_concurrent
         names = shown_urls([spec.url for spec in endpoints])
         self.endpoints = [

@@ -189,6 +189,8 @@ def print_result(console: Console, result: Result, tests: str | None = None) -> 
     several = len(result.models) > 1
     # FLOPs-equivalent cost where models of different sizes are mixed (--json: always)
     flops = f" · {result.flops:.3g} FLOPs" if several and result.flops is not None else ""
+    if result.dollars is not None:  # the operator priced every model
+        flops += f" · ${result.dollars:.6f}"
     console.print(
         f"cost: {u.calls} call(s) · {u.prompt_tokens:,} prompt + {u.completion_tokens:,} "
         f"completion tokens{flops} · {u.seconds:.2f}s · model {result.model}{note}"
@@ -196,6 +198,7 @@ def print_result(console: Console, result: Result, tests: str | None = None) -> 
     if several:  # a run of several models: what each spent
         for name, cost in result.models.items():
             spent = f" · {cost.flops:.3g} FLOPs" if cost.flops is not None else ""
+            spent += f" · ${cost.dollars:.6f}" if cost.dollars is not None else ""
             console.print(f"  {escape(name)}: {cost.usage.calls} call(s) · "
                           f"{cost.usage.prompt_tokens:,} prompt + "
                           f"{cost.usage.completion_tokens:,} completion tokens{spent}")

@@ -18,7 +18,7 @@ import os
 import socket
 import sys
 
-from ponder.backends.loading import load_role
+from ponder.backends.loading import load_role, scoped_options
 from ponder.cli.ask import _option
 from ponder.cli.endpoints import add_endpoint_flags, load_from_args, split_models
 from ponder.errors import ConfigError
@@ -171,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("models: 'generator' is the model --model names without a role; "
                           "name the others by role, e.g. strong")
     backend = load_from_args(args, args.upstream_api_key, dict(args.backend_option))
-    models = {role: load_role(spec, api_key=args.upstream_api_key, **dict(args.backend_option))
+    models = {role: load_role(spec, api_key=args.upstream_api_key,
+                              **scoped_options(dict(args.backend_option), role))
               for role, spec in roles.items()}
 
     async def probe() -> None:  # a wrong URL or model fails now, in one line

@@ -21,6 +21,7 @@ from ponder.types import (
     Completion,
     GenerationRequest,
     Message,
+    Prices,
     Problem,
     SamplingParams,
     StopReason,
@@ -98,6 +99,11 @@ class Context:
     def parameters(self) -> dict[str, int | None]:
         """Each model's parameter count (None: unknown), by model name."""
         return {b.model: getattr(b, "parameters", None)
+                for b in (self.backend, *self.models.values())}
+
+    def prices(self) -> dict[str, Prices | None]:
+        """Each model's prices per million tokens (None: not given), by model name."""
+        return {b.model: getattr(b, "prices", None)
                 for b in (self.backend, *self.models.values())}
 
     def emit(self, event: str, **details: Any) -> None:

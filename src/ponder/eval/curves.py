@@ -76,6 +76,7 @@ class CurvePoint:
     # mean FLOPs-equivalent cost per problem over every model (2 x parameters per token read or
     # written), None where a model's size is unknown
     flops: float | None = None
+    dollars: float | None = None  # mean dollars per problem, where every model is priced
 
     def to_dict(self) -> dict[str, float | int | str]:
         return dict(self.__dict__)

@@ -454,5 +454,6 @@ class Harness:
         """Accuracy, confidence interval and cost for every strategy x budget, plus the greedy
         baseline and coverage; per-problem details for the drill-down."""
         parameters = getattr(self.backend, "parameters", None) if self.backend else None
+        prices = getattr(self.backend, "prices", None) if self.backend else None
         return Scoring(self.store, self.problems, self.plans, self.seed,
-                       parameters).curves(draws)
+                       parameters, prices).curves(draws)

@@ -23,18 +23,28 @@ def has_flops(data: dict[str, Any]) -> bool:
     return any(p.get("flops") is not None for p in data["points"] + data["coverage"])
 
 
+def has_dollars(data: dict[str, Any]) -> bool:
+    """Whether the run knows its cost in dollars (the operator priced every model)."""
+    return any(p.get("dollars") is not None for p in data["points"] + data["coverage"])
+
+
 def _flops(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3g}"
+
+
+def _dollars(x: float | None) -> str:
     return "—" if x is None else f"{x:.3g}"
 
 
 def table_rows(data: dict[str, Any]) -> list[list[str]]:
     rows = []
-    flops = has_flops(data)
+    flops, dollars = has_flops(data), has_dollars(data)
     for p in data["points"] + data["coverage"]:
         rows.append([
             p["strategy"], str(p["budget"]), _pct(p["accuracy"]),
             f"{_pct(p['ci_low'])} – {_pct(p['ci_high'])}", f"{p['tokens']:.0f}",
             *([_flops(p.get("flops"))] if flops else []),
+            *([_dollars(p.get("dollars"))] if dollars else []),
             f"{p['calls']:.2f}" if not p["strategy"].startswith("coverage") else "—",
             f"{p['seconds']:.1f}" if not p["strategy"].startswith("coverage") else "—",
             str(p["problems"]),
@@ -47,8 +57,10 @@ HEADER = ["strategy", "budget", "accuracy", "95% CI", "tokens/problem", "calls/p
 
 
 def header(data: dict[str, Any]) -> list[str]:
-    """The table's columns: FLOPs per problem beside the tokens when the run knows them."""
-    return HEADER[:5] + ["FLOPs/problem"] + HEADER[5:] if has_flops(data) else list(HEADER)
+    """The table's columns: FLOPs and dollars per problem beside the tokens where the run knows
+    them."""
+    return (HEADER[:5] + ["FLOPs/problem"] * has_flops(data) + ["$/problem"] * has_dollars(data)
+            + HEADER[5:])
 
 PAIRED_HEADER = ["strategy@budget", "reference", "problems", "difference (points)",
                  "paired 95% CI", "p-value", "verdict"]
@@ -146,7 +158,9 @@ def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
         "The 95% interval is a normal approximation over problems. Tokens are generated tokens "
         "per problem (verifier tokens included), every model's; FLOPs are the FLOPs-equivalent "
         "cost, 2 x parameters x tokens read or written (prompts included), summed over the "
-        "run's models, so a mix of models compares with one model alone; calls and seconds of "
+        "run's models, so a mix of models compares with one model alone; dollars, where shown, "
+        "are the operator's prices per million input and output tokens (-B price=IN/OUT, or "
+        "an endpoints file's price); calls and seconds of "
         "subsampled budgets are the full run's, prorated. Coverage is pass@k (unbiased "
         "estimator): the share of problems that at least one of k samples gets right, an "
         "upper bound for any selection rule.",
@@ -167,8 +181,10 @@ def plot(data: dict[str, Any], config: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 5.2), dpi=120)
     # a run of several models is drawn against its FLOPs-equivalent cost, never against the
     # small model's tokens alone
-    axis = "flops" if config.get("roles") and all(
-        p.get("flops") is not None for p in data["points"] + data["coverage"]) else "tokens"
+    every = data["points"] + data["coverage"]
+    axis = ("dollars" if all(p.get("dollars") is not None for p in every) else
+            "flops" if config.get("roles") and all(p.get("flops") is not None for p in every)
+            else "tokens")
     by_strategy: dict[str, list[dict[str, Any]]] = {}
     for p in data["points"]:
         by_strategy.setdefault(p["strategy"], []).append(p)
@@ -176,7 +192,8 @@ def plot(data: dict[str, Any], config: dict[str, Any], path: Path) -> None:
         pts = sorted(pts, key=lambda p: p[axis])
         if label == GREEDY:
             p = pts[0]
-            cost = f"{p['tokens']:.0f} tok" if axis == "tokens" else f"{p['flops']:.2g} FLOPs"
+            cost = {"tokens": f"{p['tokens']:.0f} tok", "flops": f"{p['flops']:.2g} FLOPs",
+                    "dollars": f"${p['dollars']:.2g}"}[axis]
             ax.axhline(p["accuracy"], color="0.4", linestyle=":", linewidth=1.5,
                        label=f"greedy CoT ({_pct(p['accuracy'])}, {cost})")
             continue
@@ -194,8 +211,11 @@ def plot(data: dict[str, Any], config: dict[str, Any], path: Path) -> None:
     ax.set_xscale("log", base=2 if axis == "tokens" else 10)
     ax.set_ylim(0, 1)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_xlabel("mean generated tokens per problem (log2)" if axis == "tokens" else
-                  "mean FLOPs-equivalent per problem, every model (2 x parameters x tokens)")
+    ax.set_xlabel({"tokens": "mean generated tokens per problem (log2)",
+                   "flops": "mean FLOPs-equivalent per problem, every model "
+                   "(2 x parameters x tokens)",
+                   "dollars": "mean dollars per problem, every model (the operator's prices)"
+                   }[axis])
     ax.set_ylabel("accuracy")
     models = " + ".join([config["model"], *(f"{role} {Path(r['model']).name}"
                                             for role, r in config.get("roles", {}).items())])

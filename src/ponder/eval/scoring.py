@@ -21,10 +21,11 @@ from ponder.eval.pools import (
     stratified_accuracy,
 )
 from ponder.eval.store import Store
-from ponder.types import Problem
+from ponder.types import Prices, Problem
 
-# one problem's (correct, generated tokens, calls, seconds, FLOPs-equivalent or None)
-Values = tuple[float, float, float, float, "float | None"]
+# one problem's (correct, generated tokens, calls, seconds, FLOPs-equivalent or None, dollars
+# (and dollars or None)
+Values = tuple[float, float, float, float, "float | None", "float | None"]
 
 
 def _quantile(values: Sequence[float], q: float) -> float:
@@ -37,10 +38,12 @@ class Scoring:
     """Reads an evaluation's store for its problems and plans (nothing is generated here)."""
 
     def __init__(self, store: Store, problems: Sequence[Problem], plans: Sequence[Plan],
-                 seed: int, parameters: int | None = None) -> None:
+                 seed: int, parameters: int | None = None, prices: Prices | None = None
+                 ) -> None:
         self.store = store
         # the generator's size: FLOPs-equivalent cost of its samples (None: unknown, no FLOPs)
         self.parameters = parameters
+        self.prices = prices  # the generator's dollars per million tokens (None: not given)
         self.problems = list(problems)
         self.plans = list(plans)
         self.seed = seed
@@ -124,7 +127,7 @@ class Scoring:
                 spent = [sum(n * statistics.fmean(cost[i][j] for i in s) if n else 0.0
                              for n, s in zip(sizes, strata, strict=True)) for j in range(4)]
                 by_budget.setdefault(k, []).append(
-                    (acc, spent[0], spent[1], spent[2], self._flops(spent[3])))
+                    (acc, spent[0], spent[1], spent[2], *self._costs(spent[0], spent[3])))
                 self._keep(plan.label, k, problem.id, acc)
             chosen = chooser(list(range(len(samples))))
             per_problem[problem.id]["strategies"][plan.label] = {
@@ -161,8 +164,9 @@ class Scoring:
                 by_budget.setdefault(budget, []).append((
                     correct, float(sum(r.completion_tokens for r in samples[:used])),
                     sum(r.calls for r in samples[:used]), sum(r.seconds for r in samples[:used]),
-                    self._flops(sum(r.prompt_tokens + r.completion_tokens
-                                    for r in samples[:used]))))
+                    *self._costs(sum(r.completion_tokens for r in samples[:used]),
+                                 sum(r.prompt_tokens + r.completion_tokens
+                                     for r in samples[:used]))))
                 used_at.setdefault(budget, []).append(used)
                 self._keep(plan.label, budget, problem.id, correct)
                 if budget == max(plan.budgets):
@@ -193,10 +197,10 @@ class Scoring:
                 row = self.store.result(plan.key, problem.id, budget)
                 if row is None:
                     continue
-                flops = row.flops if row.models is not None else \
-                    self._flops(row.prompt_tokens + row.completion_tokens)
+                costs = (row.flops, row.dollars) if row.models is not None else \
+                    self._costs(row.completion_tokens, row.prompt_tokens + row.completion_tokens)
                 values.append((float(row.correct), float(row.completion_tokens),
-                               float(row.calls), row.seconds, flops))
+                               float(row.calls), row.seconds, *costs))
                 self._keep(plan.label, budget, problem.id, float(row.correct))
                 if budget == max(plan.budgets):
                     per_problem[problem.id]["strategies"][plan.label] = {
@@ -213,14 +217,18 @@ class Scoring:
                 points.append(self._point(plan.label, budget, values))
         return points
 
-    def _flops(self, tokens: float) -> float | None:
-        """The FLOPs-equivalent cost of ``tokens`` (prompt and generated) on the generator."""
-        return None if self.parameters is None else 2.0 * self.parameters * tokens
+    def _costs(self, generated: float, tokens: float) -> tuple[float | None, float | None]:
+        """The FLOPs-equivalent and dollar costs on the generator of ``tokens`` read or written,
+        ``generated`` of them generated (None where its size or prices are unknown)."""
+        flops = None if self.parameters is None else 2.0 * self.parameters * tokens
+        dollars = None if self.prices is None else (
+            (tokens - generated) * self.prices.input + generated * self.prices.output) / 1e6
+        return flops, dollars
 
     @staticmethod
     def _point(label: str, budget: int, values: list[Values]) -> CurvePoint:
         acc, lo, hi = mean_ci([v[0] for v in values])
-        flops = [v[4] for v in values]
+        flops, dollars = [v[4] for v in values], [v[5] for v in values]
         return CurvePoint(
             label, budget, acc, lo, hi,
             tokens=statistics.fmean(v[1] for v in values),
@@ -229,6 +237,8 @@ class Scoring:
             problems=len(values),
             flops=None if any(f is None for f in flops)
             else statistics.fmean(f for f in flops if f is not None),
+            dollars=None if any(d is None for d in dollars)
+            else statistics.fmean(d for d in dollars if d is not None),
         )
 
     def _coverage(self, plan: Plan) -> list[CurvePoint]:
@@ -247,5 +257,5 @@ class Scoring:
                 if k <= len(rows):
                     by_budget.setdefault(k, []).append(
                         (pass_at_k(len(rows), c, k), k * tokens, 0.0, 0.0,
-                         self._flops(k * read)))
+                         *self._costs(k * tokens, k * read)))
         return [self._point(f"coverage ({plan.label})", k, v) for k, v in sorted(by_budget.items())]

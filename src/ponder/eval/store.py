@@ -123,6 +123,14 @@ class ResultRow:
             return None
         return float(sum(costs))
 
+    @property
+    def dollars(self) -> float | None:
+        """Dollars over every model of the run, None where a model has no prices."""
+        costs = [m.get("dollars") for m in (self.models or {}).values()]
+        if not costs or any(c is None for c in costs):
+            return None
+        return float(sum(costs))
+
 
 class Store:
     def __init__(self, path: str | Path) -> None:

@@ -214,6 +214,6 @@ def make_result(strategy: Strategy, ctx: Context, outcome: Outcome, started: flo
 
 def model_costs(ctx: Context) -> dict[str, ModelCost]:
     """What each model of the run spent (from the trace) and its size."""
-    sizes = ctx.parameters()
-    return {name: ModelCost(usage, sizes.get(name))
+    sizes, prices = ctx.parameters(), ctx.prices()
+    return {name: ModelCost(usage, sizes.get(name), prices.get(name))
             for name, usage in ctx.trace.usage_by_model(ctx.backend.model).items()}
