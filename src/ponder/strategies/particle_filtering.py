@@ -197,13 +197,12 @@ class ParticleFiltering(StepSearchStrategy):
             ancestors = list(range(n))
             why = "every particle finished" if finished else "no particle has weight"
         ess = effective_sample_size(raw)
-        ctx.trace.nodes[decision].data.update(
-            particles=[p.trace_id for p in extended],
-            scores=[round(p.score, 4) for p in extended],
-            weights=[round(w, 4) for w in weights],
+        ctx.trace.nodes[decision].data.update(  # what a reader wants first, first
             ess=round(ess, 4) if ess is not None else None,
-            finished=sum(p.done for p in extended),
-            resampled=resampled, why=why, ancestors=ancestors,
+            weights=[round(w, 4) for w in weights], ancestors=ancestors, resampled=resampled,
+            why=why, finished=sum(p.done for p in extended),
+            scores=[round(p.score, 4) for p in extended],
+            particles=[p.trace_id for p in extended],
             population=[extended[a].trace_id for a in ancestors])
         self.note(search, extended, weights, ancestors, step, resampled)
         return [extended[a] for a in ancestors]
