@@ -285,7 +285,7 @@ def test_the_budget_ends_the_run_with_the_population_so_far():
     assert result.stop_reason == "budget" and result.usage.total_tokens <= 120
     assert result.candidates and all(c.answer is None for c in result.candidates)
     assert result.text  # the best partial's text
-    assert sum(c.metadata["copies"] for c in result.candidates) == 2
+    assert sum(c.metadata["copies"] for c in result.candidates) == 3
 
 
 # -- the strong model judges the steps -----------------------------------------------------
@@ -320,6 +320,18 @@ def test_the_strong_model_judges_steps_by_role():
     assert {c.metadata["model"] for c in result.candidates} == {"small"}
     judges = [n for n in result.trace.nodes if n.label.startswith("judge step")]
     assert {n.data["model"] for n in judges} == {"strong"}
+
+
+def test_the_budget_holds_over_both_models():
+    """The strong model's verdicts are charged to the same budget as the small model's steps."""
+    small = ScriptedBackend(lambda request, i: "more words here\n\n", model="small")
+    strong = ScriptedBackend(lambda request, i: "Yes", model="strong")
+    result = asyncio.run(asolve(Q, "particle-filtering", backend=small,
+                                models={"strong": strong}, n=2, seed=1, scorer_role="strong",
+                                max_steps=50, max_tokens_total=400))
+    assert result.stop_reason == "budget" and result.usage.total_tokens <= 400
+    spent = result.models["small"].usage.total_tokens + result.models["strong"].usage.total_tokens
+    assert spent == result.usage.total_tokens and result.models["strong"].usage.calls >= 2
 
 
 def test_a_missing_role_is_refused_before_anything_runs():
