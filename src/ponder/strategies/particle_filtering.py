@@ -133,8 +133,9 @@ def resample(weights: Sequence[float], n: int, rng: random.Random,
     else:
         positions = sorted(rng.random() for _ in range(n))
     # the first index whose cumulative weight exceeds the position: a zero weight adds nothing,
-    # so it never does; a position below 1 stays below the total
-    return [min(bisect_right(cumulative, p * total), len(weights) - 1) for p in positions]
+    # so it never does (p x total < total for p < 1; the bound only guards the last index)
+    last = max(i for i, w in enumerate(weights) if w > 0)
+    return [min(bisect_right(cumulative, p * total), last) for p in positions]
 
 
 class ParticleFiltering(StepSearchStrategy):
