@@ -25,9 +25,10 @@ Q = "What is 2 + 3?"
 
 
 class BracketScorer:
-    """A scripted step scorer: a step's score is the number in brackets in its text."""
+    """A scripted step scorer: a step's score is the number in brackets in its text (its own
+    name: tests/test_step_search.py registers a "bracket" of its own)."""
 
-    name = "bracket"
+    name = "pf-bracket"
     needs_logprobs = False
 
     async def score_steps(self, problem, partials, ctx, parent=None, known=None):
@@ -35,12 +36,11 @@ class BracketScorer:
                 for steps in partials]
 
 
-if "bracket" not in registry.step_scorers.names():
-    registry.step_scorers.register("bracket", BracketScorer)
+registry.step_scorers.register(BracketScorer.name, BracketScorer)
 
 
 def run(backend, **options):
-    options.setdefault("scorer", "bracket")
+    options.setdefault("scorer", BracketScorer.name)
     return asyncio.run(asolve(Q, "particle-filtering", backend=backend, **options))
 
 
@@ -403,7 +403,7 @@ def test_particle_filtering_runs_per_budget_in_eval(tmp_path):
 
     problems = [Problem("q1", answer="1", id="a"), Problem("q2", answer="2", id="b")]
     store = Store(tmp_path / "s.sqlite")
-    plan = "particle-filtering[budgets=2/4,scorer=bracket]"
+    plan = "particle-filtering[budgets=2/4,scorer=pf-bracket]"
     harness = Harness(ScriptedBackend(random_tree(2)), store, problems, [plan], [1],
                       greedy=False)
     asyncio.run(harness.run())
