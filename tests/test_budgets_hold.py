@@ -54,12 +54,16 @@ def test_no_strategy_spends_past_its_budget_in_process(llama, kquant, name, budg
         assert result.stop_reason in ("budget", "done")
 
 
-# the strategies whose models read each other's answers, each model in a role of its own
+# the strategies whose models read each other's answers (or, particle-filtering, the strong
+# model judges the generator's steps), each model in a role of its own
 SEVERAL_MODELS = {
     "mixture-of-agents": {"proposers": "generator,strong", "aggregator": "strong",
                           "n_per_proposer": 2, "layers": 2},
     "debate": {"agents": 2, "agent_roles": "generator,strong", "rounds": 2,
                "stop_when_unanimous": False},
+    # one particle: its first step and the strong model's verdict (a prompt of some 170 tokens)
+    # fit in 400; two particles' verdicts, asked in one call, would not
+    "particle-filtering": {"scorer_role": "strong", "n": 1},
 }
 
 

@@ -18,6 +18,7 @@ from ponder.strategies.deepconf import DeepConf
 from ponder.strategies.dvts import DVTS
 from ponder.strategies.mcts import MCTS
 from ponder.strategies.mixture_of_agents import MixtureOfAgents
+from ponder.strategies.particle_filtering import ParticleFiltering
 from ponder.strategies.program_of_thought import ProgramOfThought
 from ponder.strategies.prompts import BUILTIN_TEMPLATES, register_template
 from ponder.strategies.router import Router
@@ -55,7 +56,8 @@ def _openai(**options):
 
 for _strategy in (ChainOfThought, SelfConsistency, BestOfN, SelfRefine, BudgetForcing,
                   SelfDebug, ProgramOfThought, AdaptiveConsistency, DeepConf, Router,
-                  BeamSearch, DVTS, MCTS, Cascade, VerifyByStrong, MixtureOfAgents, Debate):
+                  BeamSearch, DVTS, MCTS, ParticleFiltering, Cascade, VerifyByStrong,
+                  MixtureOfAgents, Debate):
     registry.strategies.register(_strategy.name, _strategy)
 for _verifier in (JudgeVerifier, MeanLogprobVerifier, CodeTestsVerifier):
     registry.verifiers.register(_verifier.name, _verifier)

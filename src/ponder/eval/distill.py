@@ -37,7 +37,7 @@ from ponder.eval.traces import load_trace, read_report_json
 from ponder.strategies.base import problem_messages
 from ponder.types import Problem
 
-STEP_SEARCHES = ("beam-search", "dvts", "mcts")
+STEP_SEARCHES = ("beam-search", "dvts", "mcts", "particle-filtering")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""What the step-level searches (beam-search, dvts, mcts) share: the search tree, batched
-expansion of many nodes by one step, step scoring, and the final pick.
+"""What the step-level searches (beam-search, dvts, mcts, particle-filtering) share: the search
+tree, batched expansion of many nodes by one step, step scoring, and the final pick.
 
 A node is a partial solution: the steps so far. Expanding a node continues its partial assistant
 message (prefill) and stops at the step delimiter; every node to expand goes into one batched

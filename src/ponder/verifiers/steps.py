@@ -109,7 +109,9 @@ class SelfJudgeScorer:
     """Asks a model whether each new step is correct, all of them in one batched call: P("yes")
     from the first token's logprobs, or the parsed verdict when the backend gives none; a step
     it cannot judge scores 0.5. The judge is the strategy's own backend, or ``backend``, or the
-    one ``model`` / ``base_url`` name (as ``--model`` / ``--base-url`` do)."""
+    one ``model`` / ``base_url`` name (as ``--model`` / ``--base-url`` do), or the run's model
+    playing ``role`` (``ctx.model(role)``: a model of a many-model run, e.g. ``strong``; the
+    strategy names the role in ``required_roles()`` so a run without it is refused first)."""
 
     name: ClassVar[str] = "self-judge"
     description: ClassVar[str] = "the model judges each new step: P('yes') it is correct"
@@ -117,13 +119,19 @@ class SelfJudgeScorer:
 
     def __init__(self, backend: Backend | None = None, max_chars: int = 6000, *,
                  model: str | None = None, base_url: str | None = None,
-                 api_key: str | None = None) -> None:
+                 api_key: str | None = None, role: str | None = None) -> None:
+        if role is not None and (backend is not None or model or base_url):
+            raise ConfigError("a self-judge runs on a role's model or on the one it names "
+                              "(model, base_url), not both")
         if backend is None and (model or base_url):
             backend = load_backend(model, base_url, api_key=api_key)
         self.backend = backend
         self.max_chars = max_chars
+        self.role = role
 
     async def _judge(self, ctx: Context) -> Backend:
+        if self.role is not None:
+            return ctx.model(self.role)  # loaded and probed with the run's other models
         if self.backend is None:
             return ctx.backend
         await self.backend.probe()  # an HTTP judge: learn whether it gives logprobs (once)
