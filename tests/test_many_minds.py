@@ -489,3 +489,28 @@ def test_ponder_ask_prices_each_model_with_its_own_option(model_path, kquant):
     if strong is not None:  # escalated (threshold 1.0: any split vote)
         assert strong["prices"] == {"input": 2.0, "output": 8.0}
         assert data["dollars"] == pytest.approx(small["dollars"] + strong["dollars"])
+
+
+def test_a_store_from_before_costs_per_model_is_read_unchanged_and_written_with_them(tmp_path):
+    import sqlite3
+
+    from ponder.eval.store import SCHEMA, ResultRow, Store
+
+    path = tmp_path / "samples.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("PRAGMA journal_mode=WAL")  # as every store ponder writes
+    old.executescript(SCHEMA)  # the results table as it was: no models column
+    old.execute("INSERT INTO results VALUES ('k', 'A', 1, '5', 1, 10, 4, 1, 0.5, '[]')")
+    old.commit()
+    old.close()
+    before = path.read_bytes()
+    store = Store(path)
+    row = store.result("k", "A", 1)
+    assert (row.answer, row.models, row.flops) == ("5", None, None)
+    store.close()
+    assert path.read_bytes() == before  # a committed store opened to read stays as it was
+    store = Store(path)
+    store.add_result("k", "B", ResultRow(1, "4", True, 10, 4, 1, 0.5, [],
+                                         {"m": {"flops": 28.0, "total_tokens": 14}}))
+    assert store.result("k", "B", 1).flops == 28.0 and store.result("k", "A", 1).models is None
+    store.close()

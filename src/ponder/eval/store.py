@@ -143,8 +143,10 @@ class Store:
         for column in ("signature", "meta"):  # a store written before they existed
             if column not in columns:
                 self.db.execute(f"ALTER TABLE samples ADD COLUMN {column} TEXT")
-        if "models" not in {r[1] for r in self.db.execute("PRAGMA table_info(results)")}:
-            self.db.execute("ALTER TABLE results ADD COLUMN models TEXT")
+        # a store written before results kept their cost per model: the column is added on the
+        # first result written, so reading a committed store (distill, a report) never changes it
+        self._models_column = "models" in {
+            r[1] for r in self.db.execute("PRAGMA table_info(results)")}
         self.db.commit()
 
     def close(self) -> None:
@@ -238,6 +240,10 @@ class Store:
     # -- results ---------------------------------------------------------------------------
 
     def add_result(self, key: str, problem_id: str, row: ResultRow) -> None:
+        if not self._models_column:
+            with self.db:
+                self.db.execute("ALTER TABLE results ADD COLUMN models TEXT")
+            self._models_column = True
         with self.db:
             self.db.execute(
                 "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -249,7 +255,7 @@ class Store:
     def result(self, key: str, problem_id: str, budget: int) -> ResultRow | None:
         r = self.db.execute(
             "SELECT budget, answer, correct, prompt_tokens, completion_tokens, calls, seconds, "
-            "candidates, models FROM results "
+            f"candidates, {'models' if self._models_column else 'NULL'} FROM results "
             "WHERE strategy_key = ? AND problem_id = ? AND budget = ?",
             (key, problem_id, budget),
         ).fetchone()
