@@ -22,3 +22,12 @@ def judge_aware(answers, judge_scores):
         return queue.pop(0)
 
     return respond
+
+
+def scraped(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A /metrics page parsed by prometheus_client's own parser: every sample's value by its
+    name and sorted labels (``("ponder_requests_total", (("status", "200"),))``)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}

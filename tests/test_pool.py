@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port, start_llama_server, stop_server
+from helpers import scraped
 
 from ponder.backends.endpoints import EndpointSpec, read_endpoints
 from ponder.backends.loading import load_backend
@@ -350,8 +351,14 @@ def test_metrics_and_ask_json_show_each_endpoint(replicas, capsys):
     metrics = Metrics()
     metrics.endpoints = lambda: endpoints
     text = metrics.render()
-    assert f'ponder_endpoint_samples_total{{endpoint="{a.url}"}}' in text
-    assert f'ponder_endpoint_tokens_total{{endpoint="{b.url}",kind="completion"}}' in text
+    values = scraped(text)
+    for e in endpoints:
+        assert values[("ponder_endpoint_samples_total", (("endpoint", e["url"]),))] == \
+            e["samples"]
+        assert values[("ponder_endpoint_tokens_total",
+                       (("endpoint", e["url"]), ("kind", "completion")))] == e["completion_tokens"]
+        assert values[("ponder_endpoint_request_seconds_count", (("endpoint", e["url"]),))] == \
+            e["latency_count"]
 
 
 def test_all_down_during_a_run_raises_after_patience(replicas):

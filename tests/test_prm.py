@@ -188,3 +188,66 @@ def test_prm_http_errors_name_the_server_without_its_secrets():
     message = str(caught.value)
     assert "127.0.0.1:9/pooling" in message
     assert "secret" not in message and "tok123" not in message
+
+
+def mock_scorer(replies, **options):
+    """A prm-http scorer over httpx.MockTransport: ``replies`` answers each request in turn (a
+    status and JSON, or an exception to raise); the requests are kept."""
+    import httpx
+
+    seen: list = []
+    queue = list(replies)
+
+    def handle(request):
+        seen.append(request)
+        reply = queue.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        status, payload = reply
+        return httpx.Response(status, json=payload)
+
+    options.setdefault("url", "http://prm.test:8000/v1?token=tok123")
+    scorer = PrmHttpScorer(transport=httpx.MockTransport(handle), **options)
+    return scorer, seen
+
+
+ROWS = {"data": [{"index": 0, "data": [[0.9, 0.1], [0.4, 0.6]]}], "usage": {"prompt_tokens": 42}}
+
+
+def test_prm_http_retries_what_a_retry_can_help_and_keeps_the_query():
+    import httpx
+
+    scorer, seen = mock_scorer([(503, {"error": "warming up"}),
+                                httpx.ConnectError("refused"), (200, ROWS)],
+                               model="prm", api_key="k", max_retries=2)
+    assert score(scorer, [STEPS[:2]]) == [pytest.approx([0.1, 0.6])]
+    assert len(seen) == 3  # two failures retried, then the answer
+    assert seen[-1].url.path == "/pooling" and seen[-1].url.params["token"] == "tok123"
+    assert seen[-1].headers["authorization"] == "Bearer k"
+    assert json.loads(seen[-1].content)["model"] == "prm"
+
+
+def test_prm_http_maps_failures_as_the_openai_backend_does():
+    import httpx
+
+    from ponder.errors import BackendError, BackendTimeout, RequestRejected
+
+    scorer, seen = mock_scorer([(400, {"error": "input too long"})], max_retries=3)
+    with pytest.raises(RequestRejected, match="answered 400: .*input too long"):
+        score(scorer, [STEPS])
+    assert len(seen) == 1  # a bad request is not retried
+    scorer, seen = mock_scorer([(401, {})], max_retries=3)
+    with pytest.raises(BackendError, match="rejected the API key"):
+        score(scorer, [STEPS])
+    scorer, seen = mock_scorer([httpx.ReadTimeout("slow")] * 2, max_retries=1)
+    with pytest.raises(BackendTimeout, match="reward server http://prm.test:8000/pooling\\?… "
+                       "timed out"):
+        score(scorer, [STEPS])
+    assert len(seen) == 2
+    scorer, seen = mock_scorer([(500, {"error": "see http://u:pw@inner/x"})] * 2, max_retries=1)
+    with pytest.raises(BackendUnavailable) as caught:
+        score(scorer, [STEPS])
+    assert "pw" not in str(caught.value) and "tok123" not in str(caught.value)
+    scorer, _ = mock_scorer([(200, {"data": []})])
+    with pytest.raises(BackendError, match="expected 1 results"):
+        score(scorer, [STEPS])

@@ -13,6 +13,7 @@ import httpx
 import openai
 import pytest
 from conftest import free_port
+from helpers import scraped
 from starlette.testclient import TestClient
 from test_pool import PROBLEMS, Replica
 
@@ -119,9 +120,11 @@ def test_metrics_name_each_endpoint_by_host_port_and_path_only():
     finally:
         asyncio.run(pool.aclose())
     assert_clean(text)
-    assert f'ponder_endpoint_requests_total{{endpoint="{shown(8001)}"}} 0' in text
-    assert 'ponder_endpoint_up{endpoint="http://127.0.0.1:8002/v1"} 1' in text
-    assert f'ponder_endpoint_tokens_total{{endpoint="{shown(8001)}",kind="prompt"}} 0' in text
+    values = scraped(text)
+    assert values[("ponder_endpoint_requests_total", (("endpoint", shown(8001)),))] == 0
+    assert values[("ponder_endpoint_up", (("endpoint", "http://127.0.0.1:8002/v1"),))] == 1
+    assert values[("ponder_endpoint_tokens_total",
+                   (("endpoint", shown(8001)), ("kind", "prompt")))] == 0
 
 
 def test_ask_json_and_the_logs_of_a_run_over_a_secret_url(replica, capsys, caplog):

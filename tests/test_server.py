@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 import uvicorn
+from helpers import scraped
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
@@ -266,10 +267,29 @@ def test_auth_health_and_metrics():
         assert http.get("/health").json()["status"] == "ok"  # open, for load balancers
         assert http.get("/metrics").status_code == 401
         metrics = http.get("/metrics", headers={"Authorization": "Bearer s3cret"}).text
-    assert 'ponder_requests_total{status="200"} 1' in metrics
-    assert 'ponder_requests_total{status="401"} 1' in metrics
-    assert 'ponder_tokens_total{kind="completion"} 9' in metrics
-    assert "ponder_request_seconds_count 1" in metrics and "ponder_queue_depth 0" in metrics
+    values = scraped(metrics)
+    assert values[("ponder_requests_total", (("status", "200"),))] == 1
+    assert values[("ponder_requests_total", (("status", "401"),))] == 1
+    assert values[("ponder_tokens_total", (("kind", "completion"),))] == 9
+    assert values[("ponder_request_seconds_count", ())] == 1
+    assert values[("ponder_queue_depth", ())] == 0
+
+
+def test_metrics_count_a_latency_on_a_bucket_bound_in_that_bucket():
+    from ponder.server.metrics import Metrics
+
+    metrics = Metrics()
+    for seconds in (0.5, 1.0, 1.0000001, 400.0):
+        metrics.observe(200, seconds)
+    metrics.observe(429)  # refused: counted, no latency
+    values = scraped(metrics.render())
+    bucket = {le: values[("ponder_request_seconds_bucket", (("le", le),))]
+              for le in ("0.1", "0.5", "1.0", "2.5", "300.0", "+Inf")}
+    assert bucket == {"0.1": 0, "0.5": 1, "1.0": 2, "2.5": 3, "300.0": 3, "+Inf": 4}
+    assert values[("ponder_request_seconds_sum", ())] == pytest.approx(402.5000001)
+    assert values[("ponder_requests_total", (("status", "429"),))] == 1
+    assert values[("ponder_requests_total", (("status", "200"),))] == 4
+    assert Metrics().render().count("ponder_requests_total{") == 0  # one registry per server
 
 
 def _failing(error):

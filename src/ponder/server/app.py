@@ -87,6 +87,7 @@ from ponder.runner import build_strategy, new_context, run_strategy
 from ponder.sandbox import Sandbox
 from ponder.server.errors import ApiError, clip, validation_error
 from ponder.server.limits import check_json_type, parse_json, read_body
+from ponder.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ponder.server.metrics import Metrics
 from ponder.server.narrator import search_summary
 from ponder.server.plan import Plan, plan_request, roles_of
@@ -295,8 +296,7 @@ class PonderServer:
             self._authorize(request)
         except ApiError as exc:
             return exc.response()
-        return PlainTextResponse(self.metrics.render(),
-                                 media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(self.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     async def models(self, request: Request) -> Response:
         try:

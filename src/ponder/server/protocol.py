@@ -20,6 +20,14 @@ the network needs and uvicorn does not give.
   OpenAI's error object (400 / 431), not uvicorn's plain text.
 
 The body timeout is the app's (:func:`ponder.server.limits.read_body`): it reads the body.
+
+uvicorn internals this relies on (``uvicorn.protocols.http.h11_impl.H11Protocol``, checked on
+uvicorn 0.55; pyproject pins ``uvicorn<0.56`` until the tests pass on a newer one): the
+methods it overrides (``connection_made``, ``connection_lost``, ``data_received``,
+``on_response_complete``, ``send_400_response``, ``eof_received``) and calls
+(``_unset_keepalive_if_required``), and the attributes ``conn`` (the ``h11.Connection``,
+``their_state`` and ``trailing_data``), ``connections`` (the server's set of open protocols),
+``server_state.total_requests``, ``client``, ``transport``, ``loop`` and ``logger``.
 """
 
 from __future__ import annotations
