@@ -1,4 +1,6 @@
-"""The layers of docs/architecture.md hold: no import loops, no import that runs upward.
+"""The layers of docs/architecture.md hold: no import loops, no import that runs upward, and no
+layer promised higher than its imports need (the picture shows the code as it is, not as it
+may be). ``python tests/test_architecture.py`` prints each unit's layer and real height.
 
 Every ``import`` in src/ponder counts, wherever it stands (inside a function, under
 TYPE_CHECKING): a lazy import that dodges a loop is still a loop.
@@ -14,18 +16,18 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 # Lower numbers are lower layers. A module may import its own unit and any lower layer.
 LAYERS = {
     "ponder.types": 0, "ponder.errors": 0, "ponder.version": 0,
-    "ponder.budget": 1, "ponder.trace": 1, "ponder.registry": 1,
+    "ponder.budget": 1, "ponder.trace": 1, "ponder.registry": 1, "ponder.view": 1,
     "ponder.sandbox": 2, "ponder.backends": 2,
     "ponder.domains": 3,
     "ponder.core": 4,
     "ponder.verifiers": 5,
     "ponder.strategies": 6, "ponder.rewards": 6,
     "ponder.builtins": 7, "ponder.runner": 7,
-    "ponder.api": 8, "ponder.view": 8, "ponder.presets": 8,
-    "ponder.eval": 9, "ponder.server": 9,
+    "ponder.api": 8, "ponder.presets": 8,
+    "ponder.eval": 9, "ponder.server": 9, "ponder": 9,
     "ponder.tune": 10,
     "ponder.cli": 11,
-    "ponder": 12, "ponder.__main__": 12,
+    "ponder.__main__": 12,
 }
 
 
@@ -137,3 +139,56 @@ def test_the_import_reader_sees_lazy_and_type_checking_imports(tmp_path):
                       "def f():\n    from ponder import registry\n    import ponder.api\n")
     assert imports(source, {"ponder.registry", "ponder.core.context"}) == {
         "ponder.core.context", "ponder.registry", "ponder.api"}
+
+
+def unit_imports() -> dict[str, set[str]]:
+    """The other layer entries each one imports."""
+    out: dict[str, set[str]] = {key: set() for key in LAYERS}
+    for source, targets in graph().items():
+        for target in targets:
+            if unit(source) != unit(target):
+                out[unit(source)].add(unit(target))
+    return out
+
+
+def heights(uses: dict[str, set[str]]) -> dict[str, int]:
+    """Each entry's real height: 0 with no imports, else one above the highest it imports."""
+    out: dict[str, int] = {}
+
+    def height(key: str) -> int:
+        if key not in out:
+            out[key] = 1 + max((height(d) for d in uses[key]), default=-1)
+        return out[key]
+
+    for key in uses:
+        height(key)
+    return out
+
+
+def layer_report(uses: dict[str, set[str]]) -> list[str]:
+    real = heights(uses)
+    return [f"{key:20} layer {LAYERS[key]:2}  needs {needed(key, uses):2}  real height "
+            f"{real[key]:2}" for key in sorted(LAYERS, key=lambda k: (LAYERS[k], k))]
+
+
+def needed(key: str, uses: dict[str, set[str]]) -> int:
+    """The lowest layer the table could give ``key``: one above the layers it imports."""
+    return 1 + max((LAYERS[d] for d in uses[key]), default=-1)
+
+
+def test_no_layer_is_promised_higher_than_its_imports_need():
+    """A layer one above what an entry's imports need is room to grow; more is a picture that
+    no longer shows the code (an entry that imports only layer 0 drawn at layer 8)."""
+    uses = unit_imports()
+    loose = [f"{key}: layer {LAYERS[key]}, its imports need {needed(key, uses)}"
+             for key in LAYERS if LAYERS[key] > needed(key, uses) + 1]
+    assert loose == [], "\n".join(["the table promises more than the code needs:", *loose,
+                                    "", *layer_report(uses)])
+
+
+def test_heights_are_one_above_the_highest_import():
+    assert heights({"a": set(), "b": {"a"}, "c": {"a", "b"}}) == {"a": 0, "b": 1, "c": 2}
+
+
+if __name__ == "__main__":
+    print("\n".join(layer_report(unit_imports())))
