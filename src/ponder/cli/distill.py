@@ -11,16 +11,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ponder.backends.endpoints import redact_url
 from ponder.backends.loading import release
-from ponder.backends.models import file_sha256
 from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
 from ponder.cli.endpoints import (
     add_deterministic_flag,
     add_endpoint_flags,
     batch_options,
     load_from_args,
-    model_spec,
 )
 from ponder.cli.render import stdout_console
 from ponder.errors import ConfigError
@@ -29,10 +26,10 @@ from ponder.eval.distill import StrategyInfo, collect, coverage, distill, read_r
 from ponder.eval.harness import Harness, Status
 from ponder.eval.plans import parse_budgets
 from ponder.eval.pools import split_specs
+from ponder.eval.session import STORE, RunFolder, identify
 from ponder.eval.store import Store
 from ponder.types import Problem
 
-STORE = "samples.sqlite"
 RUN = "run"
 
 
@@ -99,18 +96,10 @@ def _generate(args: argparse.Namespace, folder: Path, err: Console
     parse_budgets(str(args.budget))
     problems = load_dataset(args.dataset, args.format, question_field=args.question_field,
                             answer_field=args.answer_field, limit=args.limit)
-    spec = model_spec(args)
-    # a served model is known by its server and name: the URL redacted, as the store keeps it
-    # (and prints it back when a resumed run does not match); unchanged where nothing is secret
-    model_hash = file_sha256(spec.path) if spec.path else \
-        f"{redact_url(spec.base_url or '')}#{spec.name}"
-    dataset = Path(args.dataset)
-    dataset_hash = file_sha256(dataset) if dataset.is_file() else args.dataset
-    folder.mkdir(parents=True, exist_ok=True)
-    store = Store(folder / STORE)
-    try:
-        store.claim({"model_sha256": model_hash, "dataset_sha256": dataset_hash,
-                     "seed": str(args.seed), "deterministic": str(args.deterministic).lower()})
+    identity = identify(args.model, args.base_url, args.endpoints, args.dataset)
+    spec = identity.spec
+    with RunFolder(folder, identity, seed=args.seed, deterministic=args.deterministic) as opened:
+        store = opened.store
         harness = Harness(
             load_from_args(args, args.api_key,
                            batch_options(spec, dict(args.backend_option), args.deterministic)),
@@ -127,6 +116,7 @@ def _generate(args: argparse.Namespace, folder: Path, err: Console
 
             async def go() -> None:
                 try:
+                    await opened.probe(harness.backend)  # a served model: what it reports
                     await harness.run()
                 finally:
                     await release(harness.backend)
@@ -136,8 +126,6 @@ def _generate(args: argparse.Namespace, folder: Path, err: Console
                               tuple(pool.key for pool in plan.pools),
                               getattr(plan.config, "system", None))
                  for plan in harness.plans]
-    finally:
-        store.close()
     return problems, infos
 
 

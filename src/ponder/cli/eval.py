@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import json
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -18,9 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ponder import registry
 from ponder.backends.base import Backend
-from ponder.backends.endpoints import endpoint_specs, shown_urls
+from ponder.backends.endpoints import shown_urls
 from ponder.backends.loading import opened_models, release, role_identity
-from ponder.backends.models import file_sha256, resolve_model
 from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
 from ponder.cli.endpoints import (
     add_deterministic_flag,
@@ -40,12 +37,12 @@ from ponder.eval.plans import GREEDY, parse_budgets
 from ponder.eval.pools import split_specs
 from ponder.eval.ray_eval import RayEval, check_ray_plans
 from ponder.eval.report import PAIRED_HEADER, header, paired_rows, table_rows, write_reports
+from ponder.eval.session import STORE, RunFolder, identify
 from ponder.eval.store import Store
 from ponder.runner import check_roles
 from ponder.types import Problem
 from ponder.version import __version__
 
-STORE = "samples.sqlite"
 OUTPUTS = ("report.md", "scaling.png", "report.html", "report.json")
 
 
@@ -159,35 +156,12 @@ def run(args: argparse.Namespace) -> int:
     problems = load_dataset(args.dataset, args.format, question_field=args.question_field,
                             answer_field=args.answer_field, limit=args.limit)
     check_plans(args, problems, strategies, budgets, options, reference, list(roles))
-    specs = endpoint_specs(args.base_url, args.endpoints)
-    urls = [s.url for s in specs]
-    model = args.model or next((s.model for s in specs if s.model), None)
-    spec = resolve_model(model, urls[0] if urls else None)
-    # the report's name for the servers: their URLs redacted (a report is shared)
-    model_id = ",".join(shown_urls(urls)) + "#" + spec.name if spec.backend == "openai" \
-        else str(spec.path)
-    model_hash = file_sha256(spec.path) if spec.path else "n/a (server)"
-    dataset = args.dataset if args.dataset.startswith(("hf:", "humaneval")) else \
-        str(Path(args.dataset).resolve())
-    dataset_hash = file_sha256(Path(dataset)) if Path(dataset).is_file() else dataset
-
-    out: Path = args.out
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder")
-    if args.fresh:
-        for name in (STORE, f"{STORE}-wal", f"{STORE}-shm", *OUTPUTS):
-            (out / name).unlink(missing_ok=True)
-        for folder in ("traces", "view"):  # the kept traces and their pages go with the run
-            shutil.rmtree(out / folder, ignore_errors=True)
-    elif out.is_dir() and any(out.iterdir()) and not (out / STORE).exists():
-        raise ConfigError(f"--out {out} holds files but no ponder run; choose another folder")
-    out.mkdir(parents=True, exist_ok=True)
-    store = Store(out / STORE)
-    try:
-        store.claim({"model_sha256": model_hash, "dataset_sha256": dataset_hash,
-                     "seed": str(args.seed), "deterministic": str(args.deterministic).lower(),
-                     **{f"model_sha256:{role}": role_identity(named)
-                        for role, named in roles.items()}})
+    identity = identify(args.model, args.base_url, args.endpoints, args.dataset, roles)
+    spec, out = identity.spec, Path(args.out)
+    # the kept traces and their pages go with the run
+    with RunFolder(out, identity, seed=args.seed, deterministic=args.deterministic,
+                   fresh=args.fresh, outputs=(*OUTPUTS, "traces", "view")) as folder:
+        store = folder.store
         backend_options = batch_options(spec, dict(args.backend_option), args.deterministic)
         factory = functools.partial(load_from_args, args, args.api_key, backend_options)
         backend = None if args.ray is not None else factory()
@@ -224,18 +198,14 @@ def run(args: argparse.Namespace) -> int:
                                   workers=args.ray_workers, per_worker=args.concurrency)
                 try:
                     if spec.backend == "openai":
-                        store.claim({"served_model": json.dumps(workers.identity(),
-                                                                sort_keys=True)})
+                        folder.claim_served(workers.identity())
                     workers.run()
                 finally:
                     workers.close()
 
             async def evaluate() -> None:
                 try:
-                    if spec.backend == "openai":  # no file to hash: what the server reports
-                        await harness.backend.probe()
-                        store.claim({"served_model": json.dumps(harness.backend.identity(),
-                                                                sort_keys=True)})
+                    await folder.probe(harness.backend)  # a served model: what it reports
                     async with opened_models(roles, api_key=args.api_key,
                                              options=backend_options) as opened:
                         harness.models = opened
@@ -257,8 +227,9 @@ def run(args: argparse.Namespace) -> int:
                                       {plan.label: plan.name for plan in harness.plans},
                                       reference, seed=args.seed)
         config = {
-            "dataset": dataset, "dataset_sha256": dataset_hash, "problems": len(problems),
-            "model": spec.name, "model_id": model_id, "model_sha256": model_hash,
+            "dataset": identity.dataset, "dataset_sha256": identity.dataset_hash,
+            "problems": len(problems), "model": spec.name, "model_id": identity.model_id,
+            "model_sha256": identity.model_hash,
             "strategies": {p.label: {"name": p.name, "key": p.key, "mode": p.mode,
                                      "budgets": p.budgets, "pools": [pool.key for pool in p.pools],
                                      "verifier": p.verifier,
@@ -279,8 +250,6 @@ def run(args: argparse.Namespace) -> int:
         if endpoints:
             config["endpoints"] = endpoints
         paths = write_reports(out, data, config)
-    finally:
-        store.close()
     console = stdout_console()  # tables that fit its width, never cut with "…"
     columns = header(data)
     console.print(fitted_table(console, f"{len(problems)} problems · {spec.name}", columns,

@@ -192,8 +192,8 @@ def plot(data: dict[str, Any], config: dict[str, Any], path: Path) -> None:
         pts = sorted(pts, key=lambda p: p[axis])
         if label == GREEDY:
             p = pts[0]
-            cost = {"tokens": f"{p['tokens']:.0f} tok", "flops": f"{p['flops']:.2g} FLOPs",
-                    "dollars": f"${p['dollars']:.2g}"}[axis]
+            cost = (f"{p['tokens']:.0f} tok" if axis == "tokens" else
+                    f"{p['flops']:.2g} FLOPs" if axis == "flops" else f"${p['dollars']:.2g}")
             ax.axhline(p["accuracy"], color="0.4", linestyle=":", linewidth=1.5,
                        label=f"greedy CoT ({_pct(p['accuracy'])}, {cost})")
             continue
