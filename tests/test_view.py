@@ -389,6 +389,24 @@ def test_an_aggregator_against_the_majority_and_a_debate_the_budget_cut():
     assert "models" not in view["sections"]  # one model, its seeds the agents
 
 
+
+MANY = ("cascade", "cascade-kept", "verify-by-strong", "verify-by-strong-tournament", "debate",
+        "mixture-of-agents")
+
+
+@pytest.mark.parametrize("name", MANY)
+def test_a_many_model_run_can_be_drawn_at_every_step_while_it_runs(name):
+    """A server's live page draws the trace as it grows: every prefix of it makes a view."""
+    result = scenarios.SCENARIOS[name]()
+    nodes = result.trace.to_dict()["nodes"]
+    for k in range(1, len(nodes) + 1):
+        view = build_view(nodes=nodes[:k], strategy=result.strategy, model=SMALL,
+                          status="running")
+        assert view["sections"][-1] == "calls"
+        render_page([view])
+    assert build_view(nodes=nodes, strategy=result.strategy, model=SMALL)["answer"] == \
+        result.answer
+
 # -- the command line -------------------------------------------------------------------------
 
 def test_ponder_view_writes_one_page_per_input(tmp_path, capsys):

@@ -355,6 +355,31 @@ def test_hostile_model_names_and_answers_in_a_debate_stay_text(runs, browser, tm
     opened.close()
 
 
+def test_runs_of_several_models_drawn_half_way_have_no_errors(runs, browser, tmp_path):
+    """What a live page shows mid-run: each many-model trace cut in half and at its first
+    decision, one page with a tab each."""
+    views = []
+    for name in ("cascade", "verify-by-strong", "verify-by-strong-tournament", "debate",
+                 "mixture-of-agents"):
+        nodes = runs[name].trace.to_dict()["nodes"]
+        first = next(k for k, n in enumerate(nodes) if n["kind"] in ("decision", "score"))
+        for cut in sorted({first + 1, len(nodes) // 2}):
+            views.append(build_view(nodes=nodes[:cut], strategy=runs[name].strategy,
+                                    label=f"{name} {cut}", model=SMALL, status="running"))
+    path = tmp_path / "partial.html"
+    path.write_text(render_page(views), encoding="utf-8")
+    opened = Opened(browser, path.as_uri())
+    page = opened.page
+    for k, view in enumerate(views):
+        page.click(f"nav.tabs button >> nth={k}")
+        page.wait_for_selector("#final-answer")
+        for section in ("cascade", "verdicts", "debate", "layers"):
+            if section in view["sections"]:
+                assert page.locator(f"#{section}").count() == 1, view["label"]
+    assert opened.errors == [] and opened.dialogs == []
+    opened.close()
+
+
 def test_a_live_page_follows_the_search_until_it_is_done(browser):
     import httpx
     from test_view_server import ASK, GatedBackend, Live, arithmetic
