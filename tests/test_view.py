@@ -13,6 +13,7 @@ import pytest
 import view_scenarios as scenarios
 
 from ponder import ScriptedBackend
+from ponder.api import asolve
 from ponder.cli.main import main
 from ponder.eval.harness import Harness
 from ponder.eval.report import write_reports
@@ -187,6 +188,224 @@ def test_a_trace_alone_gives_the_question_answer_and_vote():
     [beam] = views_of([n.to_dict() for n in scenarios.beam_search().trace.nodes])
     assert beam["tree"] and beam["answer"] == "72"
 
+
+# -- runs of several models -------------------------------------------------------------------
+
+SMALL, STRONG = scenarios.SMALL, scenarios.STRONG
+
+
+def test_a_run_of_two_models_lists_each_models_cost_and_marks_who_wrote_what():
+    result = scenarios.cascade()
+    view = view_of_result(result.to_dict())
+    assert view["sections"] == ["models", "cascade", "answers", "calls"]
+    rows = view["models"]["rows"]
+    assert [(r["name"], r["roles"], r["calls"], r["parameters"]) for r in rows] == [
+        (SMALL, ["generator"], 1, scenarios.SMALL_PARAMETERS),
+        (STRONG, ["strong"], 1, scenarios.STRONG_PARAMETERS)]
+    for r in rows:
+        cost = result.models[r["name"]]
+        assert (r["prompt_tokens"], r["completion_tokens"], r["total_tokens"]) == (
+            cost.usage.prompt_tokens, cost.usage.completion_tokens, cost.usage.total_tokens)
+        assert r["flops"] == cost.flops == 2 * r["parameters"] * r["total_tokens"]
+    assert view["models"]["share_of"] == "FLOPs" and view["models"]["flops"] == result.flops
+    assert [r["share"] for r in rows] == [pytest.approx(result.models[r["name"]].flops
+                                                        / result.flops, abs=1e-6) for r in rows]
+    assert [c["model"] for c in view["candidates"]] == [SMALL] * 4 + [STRONG]
+    # the answer groups are both votes, each group named by its vote and the models in it
+    assert [(g["answer"], g["members"], g["vote"], g["models"], g["share"], g["winner"])
+            for g in view["groups"]] == [
+        ("72", [4], "strong model's answer", [[STRONG, 1]], 1.0, True),
+        ("144", [0, 1], "small model's vote", [[SMALL, 2]], 0.5, False),
+        ("72", [2], "small model's vote", [[SMALL, 1]], 0.25, False),
+        ("48", [3], "small model's vote", [[SMALL, 1]], 0.25, False)]
+
+
+def test_a_run_of_one_model_has_no_cost_table():
+    view = view_of_result(scenarios.self_consistency().to_dict())
+    assert len(view["models"]["rows"]) == 1 and "models" not in view["sections"]
+    assert view["cascade"] is view["verdicts"] is view["debate"] is view["layers"] is None
+    assert all("model" not in c for c in view["candidates"])
+
+
+def test_cascade_shows_the_small_vote_the_evidence_and_the_strong_answer():
+    view = view_of_result(scenarios.cascade().to_dict())
+    c = view["cascade"]
+    assert (c["signal"], c["evidence"], c["threshold"], c["escalated"]) == (
+        "agreement", 0.5, 0.75, True)
+    assert (c["small_model"], c["strong_model"], c["taken"], c["answer"]) == (
+        SMALL, STRONG, "strong", "72")
+    assert c["label"] == f"agreement 0.50 < 0.75: escalate to {STRONG}"
+    assert c["small"]["winner"] == "144" and c["small"]["candidates"] == [0, 1, 2, 3]
+    assert [(g["answer"], g["weight"], g["members"]) for g in c["small"]["groups"]] == [
+        ("144", 2.0, [0, 1]), ("72", 1.0, [2]), ("48", 1.0, [3])]
+    assert c["strong"]["candidates"] == [4] and c["strong"]["winner"] == "72"
+
+    kept = view_of_result(scenarios.cascade_kept().to_dict())
+    k = kept["cascade"]
+    assert (k["evidence"], k["threshold"], k["escalated"], k["strong"], k["taken"]) == (
+        0.75, 0.75, False, None, "small")
+    assert k["strong_model"] == STRONG and k["small"]["winner"] == "72"
+    # the strong model never ran: one model spent anything, so no cost table
+    assert kept["sections"] == ["cascade", "answers", "calls"]
+
+
+def test_a_cascade_from_its_trace_alone_has_both_votes_and_the_usage_by_model():
+    result = scenarios.cascade()
+    [view] = views_of([n.to_dict() for n in result.trace.nodes])
+    assert [c["model"] for c in view["candidates"]] == [SMALL] * 4 + [STRONG]
+    assert [c["answer"] for c in view["candidates"]] == ["144", "144", "72", "48", "72"]
+    rows = view["models"]["rows"]
+    assert [(r["name"], r["calls"], r["total_tokens"], r["parameters"]) for r in rows] == [
+        (m, result.models[m].usage.calls, result.models[m].usage.total_tokens, None)
+        for m in (SMALL, STRONG)]
+    assert view["models"]["share_of"] == "tokens" and view["models"]["flops"] is None
+    assert view["cascade"]["escalated"] and view["cascade"]["strong"]["candidates"] == [4]
+    assert view["groups"][0]["winner"] and view["groups"][0]["members"] == [4]
+
+
+def test_verify_by_strong_pointwise_verdicts_per_answer_group():
+    result = scenarios.verify_by_strong()
+    view = view_of_result(result.to_dict())
+    assert view["sections"] == ["models", "verdicts", "answers", "calls"]
+    r = view["verdicts"]
+    assert (r["method"], r["asked"], r["judge_model"], r["answer"]) == (
+        "pointwise", True, STRONG, "72")
+    assert [(g["answer"], g["score"], g["votes"], g["winner"]) for g in r["groups"]] == [
+        ("144", 0.07, 3.0, False), ("72", 0.92, 2.0, True), ("48", 0.31, 1.0, False)]
+    # each verdict links the judge call to the solution it judged: the group's first member
+    by_id = {n.id: n for n in result.trace.nodes}
+    for g in r["groups"]:
+        judged = view["candidates"][g["candidate"]]
+        assert by_id[g["node"]].data["judged"] == judged["node"]
+        assert judged["answer"] == g["answer"] and judged["score"] == g["score"]
+    assert view["models"]["rows"][1]["roles"] == ["strong"]
+    assert all(c["model"] == SMALL for c in view["candidates"])  # from their trace nodes
+
+
+def test_verify_by_strong_tournament_matches_both_orders_and_the_champion():
+    view = view_of_result(scenarios.verify_by_strong_tournament().to_dict())
+    r = view["verdicts"]
+    assert (r["method"], r["judge_model"], r["answer"]) == ("tournament", STRONG, "72")
+    assert [(m["champion"], m["challenger"], m["winner"], m["kept"], m["split"],
+             m["p_champion"]) for m in r["matches"]] == [
+        ("144", "72", "72", False, False, 0.0), ("72", "48", "72", True, True, 0.5)]
+    assert [[(o["a"], o["b"], o["said"], o["for"]) for o in m["verdicts"]]
+            for m in r["matches"]] == [
+        [("144", "72", "B", "72"), ("72", "144", "A", "72")],
+        [("72", "48", "A", "72"), ("48", "72", "A", "48")]]
+    assert [(w["answer"], w["wins"], w["votes"], w["champion"]) for w in r["wins"]] == [
+        ("144", 0, 3.0, False), ("72", 2, 2.0, True), ("48", 0, 1.0, False)]
+
+
+def test_a_match_label_is_read_as_the_strings_it_quotes():
+    trace = Trace()
+    root = trace.add("strategy", "verify-by-strong", config={"method": "tournament"})
+    odd = ["it's 72", 'a "vs" b']
+    match = trace.add("score", f"match: {odd[0]!r} vs {odd[1]!r}", parent=root,
+                      method="tournament", p_first=1.0, winner=odd[0])
+    trace.add("generate", "compare", parent=match, text="A", model="judge")
+    [m] = build_view(nodes=trace.to_dict()["nodes"])["verdicts"]["matches"]
+    assert (m["champion"], m["challenger"], m["kept"]) == (odd[0], odd[1], True)
+    assert m["verdicts"][0]["for"] == odd[0]
+
+
+def test_verify_by_strong_that_asked_nothing_says_so():
+    small, strong = scenarios.two_models(["The answer is 72."] * 3, [])
+    result = asyncio.run(asolve(scenarios.QUESTION, "verify-by-strong", backend=small,
+                                models={"strong": strong}, n=3))
+    r = view_of_result(result.to_dict())["verdicts"]
+    assert r["asked"] is False and "not asked" in r["why"] and r["answer"] == "72"
+
+
+def test_debate_grid_rounds_by_agents_with_the_changed_answers():
+    result = scenarios.debate()
+    view = view_of_result(result.to_dict())
+    assert view["sections"] == ["models", "debate", "answers", "calls"]
+    d = view["debate"]
+    assert [(c["round"], c["played"], c["unanimous"], c["changes"]) for c in d["columns"]] == [
+        (0, True, False, 0), (1, True, False, 1), (2, True, True, 1), (3, False, False, 0)]
+    assert [(a["agent"], a["model"], a["role"]) for a in d["agents"]] == [
+        (1, SMALL, "generator"), (2, STRONG, "strong"), (3, SMALL, "generator")]
+    assert [[c and c["answer"] for c in a["cells"]] for a in d["agents"]] == [
+        ["144", "72", "72", None], ["72", "72", "72", None], ["48", "48", "72", None]]
+    changed = {(a["agent"], k): c["from"] for a in d["agents"]
+               for k, c in enumerate(a["cells"]) if c and c["changed"]}
+    assert changed == {(1, 1): "144", (3, 2): "48"}
+    # the cells that voted: each agent's latest answer
+    assert [[bool(c and c["voted"]) for c in a["cells"]] for a in d["agents"]] == [
+        [False, False, True, False]] * 3
+    for a in d["agents"]:
+        for c in filter(None, a["cells"]):
+            assert view["candidates"][c["candidate"]]["node"] == c["node"]
+            assert view["candidates"][c["candidate"]]["agent"] == a["agent"]
+    assert d["stopped_early"]["round"] == 2 and d["stopped_early"]["answer"] == "72"
+    assert d["stopped_early"]["label"] == "all 3 agents answer 72 after round 2: stop early"
+    assert d["budget"] is None
+    assert d["vote"]["winner"] == "72" and [(g["answer"], g["weight"], g["members"])
+                                            for g in d["vote"]["groups"]] == [("72", 3.0,
+                                                                               [6, 7, 8])]
+
+
+def test_mixture_of_agents_layers_by_proposer_and_the_aggregator():
+    view = view_of_result(scenarios.mixture_of_agents().to_dict())
+    assert view["sections"] == ["models", "layers", "answers", "calls"]
+    m = view["layers"]
+    assert [(p["proposer"], p["model"], p["role"], p["n"]) for p in m["proposers"]] == [
+        (1, SMALL, "generator", 2), (2, STRONG, "strong", 2)]
+    assert [[[r["answer"] for r in cell] for cell in c["cells"]] for c in m["columns"]] == [
+        [["144", "48"], ["72", "144"]], [["72", "144"], ["72", "72"]]]
+    assert [[[r["model"] for r in cell] for cell in c["cells"]] for c in m["columns"]] == [
+        [[SMALL, SMALL], [STRONG, STRONG]]] * 2
+    assert [r["final"] for c in m["columns"] for cell in c["cells"] for r in cell] == [
+        False, False, True, False, True, False, True, True]
+    a = m["aggregator"]
+    assert (a["model"], a["role"], a["answer"], a["agrees"], a["chosen"], a["majority"]) == (
+        STRONG, "strong", "72", True, "aggregator", "72")
+    assert view["candidates"][a["candidate"]]["aggregator"] is True
+    assert view["winner"] == a["candidate"]
+    assert m["vote"]["label"] == "vote over layer 2" and [
+        (g["answer"], g["weight"]) for g in m["vote"]["groups"]] == [("72", 3.0), ("144", 1.0)]
+    # the aggregator's answer is its own group, not lumped with a proposer's
+    assert view["groups"][0]["members"] == [a["candidate"]]
+    assert view["groups"][0]["vote"] == "the aggregator's answer"
+
+
+def test_an_aggregator_against_the_majority_and_a_debate_the_budget_cut():
+    small, strong = scenarios.two_models(
+        [scenarios.TWICE, scenarios.CHAINS[2], scenarios.CHAINS[0]], [scenarios.RIGHT])
+    result = asyncio.run(asolve(scenarios.QUESTION, "mixture-of-agents", backend=small,
+                                models={"strong": strong}, n_per_proposer=3, layers=1,
+                                aggregator="strong"))
+    a = view_of_result(result.to_dict())["layers"]["aggregator"]
+    assert (a["answer"], a["agrees"], a["majority"], a["chosen"]) == ("72", False, "144",
+                                                                     "aggregator")
+    small = ScriptedBackend([scenarios.CHAINS[0], scenarios.CHAINS[2], scenarios.CHAINS[5]] * 2)
+    result = asyncio.run(asolve(scenarios.QUESTION, "debate", backend=small, agents=3,
+                                rounds=2, max_tokens_total=250))
+    view = view_of_result(result.to_dict())
+    d = view["debate"]
+    assert d["budget"]["round"] == 1 and d["stopped_early"] is None
+    assert [c["played"] for c in d["columns"]] == [True, True, False]
+    assert "models" not in view["sections"]  # one model, its seeds the agents
+
+
+
+MANY = ("cascade", "cascade-kept", "verify-by-strong", "verify-by-strong-tournament", "debate",
+        "mixture-of-agents")
+
+
+@pytest.mark.parametrize("name", MANY)
+def test_a_many_model_run_can_be_drawn_at_every_step_while_it_runs(name):
+    """A server's live page draws the trace as it grows: every prefix of it makes a view."""
+    result = scenarios.SCENARIOS[name]()
+    nodes = result.trace.to_dict()["nodes"]
+    for k in range(1, len(nodes) + 1):
+        view = build_view(nodes=nodes[:k], strategy=result.strategy, model=SMALL,
+                          status="running")
+        assert view["sections"][-1] == "calls"
+        render_page([view])
+    assert build_view(nodes=nodes, strategy=result.strategy, model=SMALL)["answer"] == \
+        result.answer
 
 # -- the command line -------------------------------------------------------------------------
 

@@ -1,12 +1,15 @@
 """The view in a real browser: Debian's Chromium, headless, driven by Playwright. For a beam
 search, an MCTS run, a self-debug run and a self-consistency run (scripted, so every tree is
 known): the page loads with no console error and no network request, draws exactly the trace's
-tree nodes, shows a pruned node's text and why it was pruned, and marks the winner. Also: trace
-text that looks like HTML stays text, and a server's live page follows a running search.
+tree nodes, shows a pruned node's text and why it was pruned, and marks the winner. For runs of two
+models (cascade, verify-by-strong, debate, mixture-of-agents): the cost table, one colour per
+model, the escalation, the verdicts, the debate's grid and the layers. Also: trace text that
+looks like HTML stays text, and a server's live page follows a running search.
 
 Skipped, with the reason, where Chromium or Playwright is not installed (.ci/run installs both).
 """
 
+import asyncio
 import json
 import shutil
 import tempfile
@@ -16,8 +19,10 @@ from pathlib import Path
 import pytest
 import view_scenarios as scenarios
 
+from ponder.api import asolve
 from ponder.trace import Trace
 from ponder.view import build_view, render_page, view_of_result
+from ponder.view.page import content_security_policy
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -35,7 +40,21 @@ def runs():
     """The scripted runs, made before the browser starts (Playwright's sync API holds an event
     loop in this thread while it runs)."""
     return {name: scenarios.SCENARIOS[name]()
-            for name in ("beam-search", "mcts", "self-debug", "self-consistency")}
+            for name in ("beam-search", "mcts", "self-debug", "self-consistency", "cascade",
+                         "cascade-kept", "verify-by-strong", "verify-by-strong-tournament",
+                         "debate", "mixture-of-agents")} | {"hostile-debate": hostile_debate()}
+
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def hostile_debate():
+    """A debate whose models' names and answers look like HTML."""
+    small = scenarios.ScriptedBackend([f"The answer is: {HOSTILE}"] * 4, model=HOSTILE + " s")
+    strong = scenarios.ScriptedBackend([f"The answer is: {HOSTILE}"] * 2, model=HOSTILE)
+    return asyncio.run(asolve(scenarios.QUESTION, "debate", backend=small,
+                              models={"strong": strong}, agents=3, rounds=1,
+                              stop_when_unanimous=False, agent_roles=["generator", "strong"]))
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +199,184 @@ def test_trace_text_that_looks_like_html_stays_text(browser, tmp_path):
     assert page.inner_text(".question") == hostile and page.inner_text("#final-answer") == hostile
     assert page.locator("img").count() == 0 and opened.dialogs == []
     check_clean(opened)
+    opened.close()
+
+
+# -- runs of several models ---------------------------------------------------------------------
+
+SMALL, STRONG = scenarios.SMALL, scenarios.STRONG
+
+
+def check_policy(opened: Opened) -> None:
+    """The page's policy is the one it was written with: its script and style by their hashes,
+    nothing to connect to (and the drawing broke none of it: a violation logs an error)."""
+    policy = opened.page.get_attribute("meta[http-equiv='Content-Security-Policy']", "content")
+    assert policy == content_security_policy() and "unsafe-inline" not in policy
+
+
+def badge_colors(page, model: str) -> set[str]:
+    return set(page.eval_on_selector_all(
+        f'.mbadge[data-model="{model}"]', "els => els.map(e => getComputedStyle(e).borderColor)"))
+
+
+def test_a_cascade_page_shows_each_models_cost_and_the_escalation(runs, browser, tmp_path):
+    result = runs["cascade"]
+    opened = open_page(browser, tmp_path, result, "cascade")
+    page = opened.page
+    rows = page.locator("#models tr.model-row")
+    assert rows.count() == 2
+    small, strong = rows.nth(0).inner_text(), rows.nth(1).inner_text()
+    assert SMALL in small and "generator" in small and "494M" in small and "130 GFLOPs" in small
+    assert STRONG in strong and "strong" in strong and "1.54B" in strong and "355 GFLOPs" in strong
+    assert page.inner_text("#total-flops") == "485 GFLOPs"
+    # one colour per model, the same in every badge on the page, and two different colours
+    small_colors, strong_colors = badge_colors(page, SMALL), badge_colors(page, STRONG)
+    assert len(small_colors) == len(strong_colors) == 1 and small_colors != strong_colors
+    assert page.inner_text("#cascade-verdict") == \
+        f"agreement 0.50 < 0.75: escalated to {STRONG}"
+    assert page.locator("#cascade-small .mvrow").count() == 3
+    assert "144" in page.inner_text("#cascade-small .mvrow.lead")
+    assert "72" in page.inner_text("#cascade-strong") and "★ taken" in page.inner_text(
+        "#cascade-strong")
+    # the chosen group is the strong model's answer, its one member marked with its model
+    winner = page.locator(".group.winner")
+    assert "strong model's answer" in winner.inner_text()
+    winner.locator(".ghead").click()
+    assert winner.locator(f'.member .mbadge[data-model="{STRONG}"]').count() == 1
+    assert page.locator(f'.group:not(.winner) .member .mbadge[data-model="{SMALL}"]').count() == 4
+    check_policy(opened)
+    check_clean(opened)
+    opened.close()
+
+
+def test_a_cascade_that_did_not_escalate_says_so(runs, browser, tmp_path):
+    opened = open_page(browser, tmp_path, runs["cascade-kept"], "kept")
+    page = opened.page
+    assert page.inner_text("#cascade-verdict") == \
+        "agreement 0.75 ≥ 0.75: the small model's answer stands"
+    assert page.is_visible("#not-escalated") and "not asked" in page.inner_text("#cascade-strong")
+    assert page.locator("#models").count() == 0 and page.locator(".mbadge").count() == 1
+    check_clean(opened)
+    opened.close()
+
+
+def test_verify_by_strong_pages_show_the_verdicts(runs, browser, tmp_path):
+    opened = open_page(browser, tmp_path, runs["verify-by-strong"], "vbs")
+    page = opened.page
+    rows = page.locator("#verdicts .verdict-row")
+    assert rows.count() == 3
+    assert [rows.nth(k).get_attribute("data-answer") for k in range(3)] == ["144", "72", "48"]
+    chosen = page.locator("#verdicts .verdict-row.winner")
+    assert chosen.count() == 1 and "0.92" in chosen.inner_text() and "★ chosen" in \
+        chosen.inner_text()
+    assert "overrules the small model’s majority (144)" in page.inner_text("#verdicts")
+    chosen.click()
+    page.wait_for_selector("#drawer.open")
+    assert page.inner_text("#drawer h3") == "judge" and "Yes" in page.inner_text("#node-text")
+    check_clean(opened)
+    opened.close()
+
+    opened = open_page(browser, tmp_path, runs["verify-by-strong-tournament"], "tour")
+    page = opened.page
+    matches = page.locator("#verdicts .match")
+    assert matches.count() == 2
+    first, second = matches.nth(0).inner_text(), matches.nth(1).inner_text()
+    assert "A = 144, B = 72: said B → 72" in first and "A = 72, B = 144: said A → 72" in first
+    assert "the challenger wins" in first
+    assert page.locator("#verdicts .match.split").count() == 1 and "split verdict" in second
+    assert "A = 48, B = 72: said A → 48" in second and "the champion stays" in second
+    assert matches.nth(0).locator(".side.won").get_attribute("data-answer") == "72"
+    assert "72" in page.inner_text("#champion") and "★ chosen" in page.inner_text("#champion")
+    check_policy(opened)
+    check_clean(opened)
+    opened.close()
+
+
+def test_a_debate_page_is_a_grid_of_rounds_with_the_changed_minds_marked(runs, browser,
+                                                                      tmp_path):
+    result = runs["debate"]
+    opened = open_page(browser, tmp_path, result, "debate")
+    page = opened.page
+    grid = page.locator("#debate .debate-grid")
+    assert grid.locator("tr[data-agent]").count() == 3
+    heads = grid.locator("tr").first.locator("th")
+    assert [heads.nth(k).inner_text().split("\n")[0] for k in range(5)] == [
+        "agent", "round 0", "round 1", "round 2", "round 3"]
+    assert "not run: stopped early" in heads.nth(4).inner_text()
+    changes = {(c["agent"], n.data["round"]): c["from"] for n in result.trace.nodes
+               if n.kind == "decision" for c in n.data.get("changes") or []}
+    changed = grid.locator("td.cell.changed")
+    assert changed.count() == len(changes) == 2
+    replies = {(n.data["agent"], n.data["round"]): n for n in result.trace.nodes
+               if n.kind == "generate"}
+    for (agent, number), before in changes.items():
+        cell = grid.locator(f'td.cell.changed[data-node-id="{replies[agent, number].id}"]')
+        assert cell.count() == 1 and f"was {before}" in cell.inner_text()
+    assert grid.locator("td.cell.skipped").count() == 3 and grid.locator("td.cell.voted").count() \
+        == 3
+    assert page.inner_text("#stopped-early").endswith(
+        "all 3 agents answer 72 after round 2: stop early")
+    assert "72 ×3" in page.inner_text("#debate-vote")
+    assert grid.locator(f'tr[data-agent="2"] .mbadge[data-model="{STRONG}"]').count() == 1
+    changed.first.click()
+    page.wait_for_selector("#drawer.open")
+    assert page.inner_text("#node-text") == replies[1, 1].data["text"]
+    check_policy(opened)
+    check_clean(opened)
+    opened.close()
+
+
+def test_a_mixture_of_agents_page_shows_the_layers_and_the_aggregator(runs, browser, tmp_path):
+    opened = open_page(browser, tmp_path, runs["mixture-of-agents"], "moa")
+    page = opened.page
+    grid = page.locator("#layers .moa-grid")
+    assert grid.locator("tr[data-proposer]").count() == 2
+    first = grid.locator('tr[data-proposer="1"] td.cell')
+    assert [first.nth(k).locator(".chip").all_inner_texts() for k in range(2)] == [
+        ["144", "48"], ["72", "144"]]
+    assert grid.locator("td.cell .chip").count() == 8
+    assert grid.locator("td.cell .chip.final").count() == 4  # the responses that said 72
+    assert page.inner_text("#aggregator-agrees") == "✓ agrees with the majority (72)"
+    assert STRONG in page.inner_text("#aggregator") and "72" in page.inner_text(
+        "#aggregator .chip")
+    assert "vote over layer 2: 72 ×3 (75%) · 144 ×1 (25%)" in page.inner_text("#moa-vote")
+    check_policy(opened)
+    check_clean(opened)
+    opened.close()
+
+
+def test_hostile_model_names_and_answers_in_a_debate_stay_text(runs, browser, tmp_path):
+    opened = open_page(browser, tmp_path, runs["hostile-debate"], "hostile-debate")
+    page = opened.page
+    assert page.locator("#debate td.cell").count() == 6
+    assert HOSTILE in page.inner_text("#models") and HOSTILE in page.inner_text("#debate")
+    assert page.locator("img").count() == 0 and opened.dialogs == []
+    check_clean(opened)
+    opened.close()
+
+
+def test_runs_of_several_models_drawn_half_way_have_no_errors(runs, browser, tmp_path):
+    """What a live page shows mid-run: each many-model trace cut in half and at its first
+    decision, one page with a tab each."""
+    views = []
+    for name in ("cascade", "verify-by-strong", "verify-by-strong-tournament", "debate",
+                 "mixture-of-agents"):
+        nodes = runs[name].trace.to_dict()["nodes"]
+        first = next(k for k, n in enumerate(nodes) if n["kind"] in ("decision", "score"))
+        for cut in sorted({first + 1, len(nodes) // 2}):
+            views.append(build_view(nodes=nodes[:cut], strategy=runs[name].strategy,
+                                    label=f"{name} {cut}", model=SMALL, status="running"))
+    path = tmp_path / "partial.html"
+    path.write_text(render_page(views), encoding="utf-8")
+    opened = Opened(browser, path.as_uri())
+    page = opened.page
+    for k, view in enumerate(views):
+        page.click(f"nav.tabs button >> nth={k}")
+        page.wait_for_selector("#final-answer")
+        for section in ("cascade", "verdicts", "debate", "layers"):
+            if section in view["sections"]:
+                assert page.locator(f"#{section}").count() == 1, view["label"]
+    assert opened.errors == [] and opened.dialogs == []
     opened.close()
 
 

@@ -202,10 +202,102 @@ def chain_of_thought() -> Result:
     return run("cot", ScriptedBackend([CHAINS[0]]))
 
 
+# -- several models: a small generator and a strong model by role --------------------------------
+
+SMALL, STRONG = "qwen-0.5b", "qwen-1.5b"
+SMALL_PARAMETERS, STRONG_PARAMETERS = 494_032_768, 1_543_714_304
+TWICE = "In May she sold twice as many: 48 * 2 = 96, so 48 + 96 = 144.\nThe answer is: 144"
+RIGHT = ("Half as many as 48 is 48 / 2 = 24 clips in May, so altogether 48 + 24 = 72 clips."
+         "\nThe answer is: 72")
+
+
+def two_models(small: Any, strong: Any) -> tuple[ScriptedBackend, ScriptedBackend]:
+    """The small generator and the strong model, each with its size (so each has FLOPs)."""
+    return (ScriptedBackend(small, model=SMALL, parameters=SMALL_PARAMETERS),
+            ScriptedBackend(strong, model=STRONG, parameters=STRONG_PARAMETERS))
+
+
+def run_two(strategy: str, small: Any, strong: Any, **options: Any) -> Result:
+    generator, strong_model = two_models(small, strong)
+    return asyncio.run(asolve(QUESTION, strategy, backend=generator,
+                              models={"strong": strong_model}, seed=7, **options))
+
+
+def cascade() -> Result:
+    """The small model splits 2/1/1 (agreement 0.50 < 0.75): escalated; the strong model's one
+    greedy answer (72) overrules the small vote (144)."""
+    return run_two("cascade", [CHAINS[2], TWICE, CHAINS[0], CHAINS[5]], [RIGHT], n=4,
+                   threshold=0.75, hints=True)
+
+
+def cascade_kept() -> Result:
+    """Three of four small samples agree (0.75 is not below 0.75): the strong model is not
+    asked."""
+    return run_two("cascade", [CHAINS[0], CHAINS[1], CHAINS[3], CHAINS[2]], [RIGHT], n=4,
+                   threshold=0.75)
+
+
+# the small model's six samples: 144 leads (3), 72 (2), 48 (1)
+SPLIT = [CHAINS[2], CHAINS[0], TWICE, CHAINS[5], CHAINS[1],
+         "48 + 2 * 48 = 144 clips in April and May.\nThe answer is: 144"]
+
+
+def verify_by_strong() -> Result:
+    """Pointwise: the strong model's P(yes) per answer group; it trusts 72, not the small
+    model's majority (144)."""
+    trust = {"72": 0.92, "144": 0.07, "48": 0.31}
+
+    def judge(request: Any, index: int) -> Completion:
+        proposed = request.messages[1].content.split("Proposed final answer: ")[1]
+        return _yes(trust.get(proposed.split("\n")[0].strip(), 0.5))
+
+    return run_two("verify-by-strong", list(SPLIT), judge, n=6)
+
+
+def verify_by_strong_tournament() -> Result:
+    """A tournament: 144 (3 votes) meets 72, both orders choose 72; 72 meets 48, and the
+    swapped order says A (position bias): a split verdict keeps the champion."""
+    def compare(request: Any, index: int) -> str:
+        prompt = request.messages[-1].content
+        a = re.search(r"^Final answer A: (.*)$", prompt, re.MULTILINE).group(1)
+        b = re.search(r"^Final answer B: (.*)$", prompt, re.MULTILINE).group(1)
+        if a == "48":
+            return "A"
+        return "A" if a == "72" else "B" if b == "72" else "A"
+
+    return run_two("verify-by-strong", list(SPLIT), compare, n=6, method="tournament")
+
+
+def debate() -> Result:
+    """Three agents (1 and 3 the small model, 2 the strong one): agent 1 comes round to 72 in
+    round 1, agent 3 in round 2; unanimous after round 2, so round 3 never runs."""
+    small = [TWICE, CHAINS[5],  # round 0: agents 1 and 3
+             "Agent 2 is right: half of 48 is 24, so 48 + 24 = 72.\nThe answer is: 72",
+             "I still think May was 24 and April 24 more: 24 + 24 = 48.\nThe answer is: 48",
+             CHAINS[3], "I was wrong: April is 48, May is 24, 48 + 24 = 72.\nThe answer is: 72"]
+    strong = [RIGHT, CHAINS[1], CHAINS[4]]
+    return run_two("debate", small, strong, agents=3, rounds=3,
+                   agent_roles=["generator", "strong"])
+
+
+def mixture_of_agents() -> Result:
+    """Two proposers (the small model and the strong one, two responses each) in two layers;
+    the strong model aggregates layer 2 and agrees with its majority (72)."""
+    small = [TWICE, CHAINS[5], CHAINS[0], TWICE]
+    strong = [RIGHT, CHAINS[2], CHAINS[1], CHAINS[3],
+              "Three of the four responses find 24 clips in May: 48 + 24 = 72.\n"
+              "The answer is: 72"]
+    return run_two("mixture-of-agents", small, strong, proposers="generator,strong",
+                   n_per_proposer=2, layers=2, aggregator="strong")
+
+
 SCENARIOS = {
     "beam-search": beam_search, "dvts": dvts, "mcts": mcts,
     "self-consistency": self_consistency, "best-of-n": best_of_n, "self-debug": self_debug,
     "self-refine": self_refine, "program-of-thought": program_of_thought,
     "deepconf": deepconf, "adaptive-consistency": adaptive_consistency, "router": router,
     "budget-forcing": budget_forcing, "cot": chain_of_thought,
+    "cascade": cascade, "cascade-kept": cascade_kept, "verify-by-strong": verify_by_strong,
+    "verify-by-strong-tournament": verify_by_strong_tournament, "debate": debate,
+    "mixture-of-agents": mixture_of_agents,
 }

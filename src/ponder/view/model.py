@@ -4,12 +4,16 @@ A *view* is one run made plain for the page: the question, the answer, the cost 
 configuration; the candidates grouped by answer, the winner marked; and, where the trace holds
 them, the search tree (with the chosen path and each node's judge calls), the rounds of a
 self-refine or self-debug run, the programs and their runs, deepconf's confidence curves,
-adaptive-consistency's waves and every decision. The page's script only draws what is here; every
-rule of what belongs where lives in this module, where it is tested without a browser.
+adaptive-consistency's waves and every decision. A run of several models adds what each model
+spent and wrote, and the shape of its strategy: a cascade's escalation, the strong model's
+verdicts (pointwise or a tournament), a debate's rounds by agent, a mixture-of-agents' layers and
+its aggregator. The page's script only draws what is here; every rule of what belongs where lives
+in this module, where it is tested without a browser.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -19,6 +23,14 @@ ROUNDS = frozenset({"self-refine", "self-debug", "budget-forcing", "cot"})
 # Generate nodes that are nodes of a step search's tree (by their label's first word).
 SEARCH_STEPS = frozenset({"step", "complete", "rollout"})
 _WAVE_P = re.compile(r"P\(leader stays\) = ([0-9.]+)")
+# verify-by-strong's match label: two answers as Python writes a string ('72', "it's")
+_QUOTED = r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""
+_MATCH = re.compile(rf"^match: {_QUOTED} vs {_QUOTED}$", re.DOTALL)
+_LETTER = re.compile(r"\b([AB])\b")
+# What a candidate of a run of several models says about who wrote it (besides ``model``).
+_WHO = ("role", "agent", "round", "layer", "proposer", "aggregator")
+# The sections that draw the runs of several models, in the order they come.
+MANY = ("cascade", "verdicts", "debate", "layers")
 
 
 def _num(value: Any) -> float | None:
@@ -125,6 +137,14 @@ def _candidate(i: int, raw: Mapping[str, Any], trace: _Trace) -> dict[str, Any]:
         value = meta.get(key, raw.get(key))
         if value is not None:
             out[key] = value
+    # who wrote it, in a run of several models: the candidate's tags, else its trace node's
+    written = trace.data(node) if node is not None else {}
+    for key in ("model", *_WHO):
+        value = meta.get(key, written.get(key))
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            out[key] = value
+        elif key == "aggregator" and value is True:
+            out[key] = True
     if isinstance(raw.get("correct"), bool):
         out["correct"] = raw["correct"]
     return out
@@ -133,7 +153,8 @@ def _candidate(i: int, raw: Mapping[str, Any], trace: _Trace) -> dict[str, Any]:
 def _winner(candidates: Sequence[dict[str, Any]], answer: Any, text: Any,
             trace: _Trace) -> int | None:
     """The candidate the result stands on: its text and answer; else the best-voted one with
-    the answer."""
+    the answer, one the last vote chose first (a cascade's strong model's over the small
+    model's same answer)."""
     def text_of(c: dict[str, Any]) -> str:
         return c["text"] if "text" in c else str(trace.data(c["text_node"]).get("text", ""))
 
@@ -144,8 +165,23 @@ def _winner(candidates: Sequence[dict[str, Any]], answer: Any, text: Any,
             return c["index"]
     same = [c for c in candidates if answer is not None and c["answer"] == answer]
     if same:
-        return max(same, key=lambda c: (c["votes"], -c["index"]))["index"]
+        chosen = _last_choice(trace, candidates)
+        return max(same, key=lambda c: (c["index"] in chosen, c["votes"], -c["index"]))["index"]
     return None
+
+
+def _last_choice(trace: _Trace, candidates: Sequence[dict[str, Any]]) -> set[int]:
+    """The candidates in the winning group of the run's last vote."""
+    vote = _vote_node(trace)
+    records = _records(vote)
+    if vote is None or records is None:
+        return set()
+    index = _vote_index(vote, _by_node(candidates), len(candidates),
+                        len(trace.of_kind("vote")) == 1) or []
+    won = vote.get("data", {}).get("winner")
+    return {index[m] for g in records if won is not None and g.get("answer") == won
+            for m in g["members"] if isinstance(m, int) and 0 <= m < len(index)
+            and index[m] is not None}
 
 
 def _vote_node(trace: _Trace) -> dict[str, Any] | None:
@@ -153,35 +189,95 @@ def _vote_node(trace: _Trace) -> dict[str, Any] | None:
     return votes[-1] if votes else None
 
 
-def _groups(candidates: list[dict[str, Any]], vote: dict[str, Any] | None,
-            winner: int | None, weighted: bool) -> list[dict[str, Any]]:
-    """Candidates grouped by equivalent answer: the vote's own groups when the trace has the
-    vote, else by the answer's text. Candidates that did not vote form their own groups."""
-    groups: list[dict[str, Any]] = []
-    placed: set[int] = set()
+def _votes(trace: _Trace) -> list[dict[str, Any]]:
+    """The votes the answer groups show, in order: the last one, and any earlier vote over
+    candidates no later vote counted (a cascade's small vote, then the strong model's)."""
+    out: list[dict[str, Any]] = []
+    seen: set[Any] = set()
+    for vote in reversed(trace.of_kind("vote")):
+        nodes = vote.get("data", {}).get("nodes")
+        ids = {x for x in nodes if isinstance(x, int)} if isinstance(nodes, list) else set()
+        if out and (not ids or ids & seen):
+            continue  # a vote a later one replaced (a router's probe), or one it cannot place
+        out.append(vote)
+        seen |= ids
+    return out[::-1]
+
+
+def _records(vote: Mapping[str, Any] | None) -> list[Mapping[str, Any]] | None:
+    """A vote node's answer groups, when they are answer groups."""
     records = vote.get("data", {}).get("groups") if vote else None
     if isinstance(records, list) and all(
             isinstance(g, Mapping) and isinstance(g.get("members"), list) for g in records):
-        voters = vote.get("data", {}).get("voters") if vote else None
-        if isinstance(voters, list):
-            for c in candidates:
-                c["voted"] = c["index"] in voters
+        return records
+    return None
+
+
+def _vote_index(vote: Mapping[str, Any], by_node: Mapping[int, int], count: int,
+                alone: bool) -> list[int | None] | None:
+    """Which candidate each of the vote's members is: by the trace nodes the vote records
+    (a vote counts its own list of candidates), else, for the run's only vote, by position."""
+    data = vote.get("data", {})
+    nodes = data.get("nodes")
+    records = _records(vote) or []
+    used = {m for g in records for m in g["members"] if isinstance(m, int)}
+    if isinstance(nodes, list):
+        index = [by_node.get(x) if isinstance(x, int) else None for x in nodes]
+        if all(0 <= m < len(index) and index[m] is not None for m in used):
+            return index
+    return list(range(count)) if alone else None
+
+
+def _by_node(candidates: Sequence[Mapping[str, Any]]) -> dict[int, int]:
+    return {c["node"]: c["index"] for c in candidates if c["node"] is not None}
+
+
+def _groups(candidates: list[dict[str, Any]], votes: Sequence[dict[str, Any]],
+            winner: int | None, weighted: bool) -> list[dict[str, Any]]:
+    """Candidates grouped by equivalent answer: the votes' own groups when the trace has them
+    (each group named by its vote where there are several), else by the answer's text.
+    Candidates that did not vote form their own groups."""
+    groups: list[dict[str, Any]] = []
+    placed: set[int] = set()
+    voting: set[int] = set()
+    by_node = _by_node(candidates)
+    recorded = False
+    for vote in votes:
+        records = _records(vote)
+        index = _vote_index(vote, by_node, len(candidates), len(votes) == 1) \
+            if records is not None else None
+        if records is None or index is None:
+            continue
+        recorded = True
+
+        def at(m: Any, index: list[int | None] = index) -> int | None:
+            return index[m] if isinstance(m, int) and 0 <= m < len(index) else None
+
+        voters = vote.get("data", {}).get("voters")
+        name = str(vote["label"]) if len(votes) > 1 else None
         for g in records:
-            members = [m for m in g["members"] if isinstance(m, int) and 0 <= m < len(candidates)]
+            members = [i for i in map(at, g["members"]) if i is not None and i not in placed]
             placed.update(members)
+            if not isinstance(voters, list):
+                voting.update(members)
             groups.append({"answer": None if g.get("answer") is None else str(g["answer"]),
                            "members": members, "weight": _num(g.get("weight")),
-                           "modes": g.get("modes")})
-    by_key: dict[str | None, dict[str, Any]] = {}
+                           "modes": g.get("modes"), "vote": name})
+        if isinstance(voters, list):
+            voting.update(i for i in map(at, voters) if i is not None)
+    if recorded:
+        for c in candidates:
+            c["voted"] = c["index"] in voting  # left out of the vote: no answer, or filtered
+    by_key: dict[tuple[str | None, bool], dict[str, Any]] = {}
     for c in candidates:
         if c["index"] in placed:
             continue
-        key = _answer_key(c["answer"])
-        if records is not None:
-            c["voted"] = False  # left out of the vote: no answer, or filtered
+        # a mixture-of-agents' aggregator is not one of the proposers it read
+        key = (_answer_key(c["answer"]), c.get("aggregator") is True)
         group = by_key.get(key)
         if group is None:
-            group = by_key[key] = {"answer": c["answer"], "members": [], "weight": None}
+            group = by_key[key] = {"answer": c["answer"], "members": [], "weight": None,
+                                   "vote": "the aggregator's answer" if key[1] else None}
             groups.append(group)
         group["members"].append(c["index"])
     for g in groups:
@@ -199,8 +295,17 @@ def _groups(candidates: list[dict[str, Any]], vote: dict[str, Any] | None,
         if len(correct) == 1:
             g["correct"] = correct.pop()
         g["winner"] = winner is not None and winner in g["members"]
-    total = sum(g["weight"] or 0.0 for g in groups if g["voted"])
+        by_model: dict[str, int] = {}
+        for c in members:
+            if "model" in c:
+                by_model[c["model"]] = by_model.get(c["model"], 0) + 1
+        g["models"] = [[name, k] for name, k in by_model.items()]
+    totals: dict[str | None, float] = {}  # each vote's own: a share is of the vote it is in
     for g in groups:
+        if g["voted"]:
+            totals[g["vote"]] = totals.get(g["vote"], 0.0) + (g["weight"] or 0.0)
+    for g in groups:
+        total = totals.get(g["vote"], 0.0)
         g["share"] = round((g["weight"] or 0.0) / total, 6) if total > 0 and g["voted"] else None
     order = sorted(range(len(groups)), key=lambda k: (not groups[k]["winner"],
                                                       not groups[k]["voted"],
@@ -361,22 +466,351 @@ def _waves(trace: _Trace, config: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"threshold": _num(config.get("threshold")), "points": points}
 
 
+# -- several models: what each spent, and the shape of the strategies that use them -----------
+
+def _models(trace: _Trace, given: Any, own: str, config: Mapping[str, Any]
+            ) -> dict[str, Any]:
+    """Each model of the run: its roles, calls, tokens, parameters and FLOPs-equivalent (the
+    result's ``models``; a trace alone: its nodes' usage by model, sizes unknown), and each
+    one's share of the run's FLOPs (of its tokens where a size is unknown)."""
+    rows: dict[str, dict[str, Any]] = {}
+    keys = ("calls", "prompt_tokens", "completion_tokens", "total_tokens")
+    if isinstance(given, Mapping) and given:
+        for name, cost in given.items():
+            if isinstance(cost, Mapping):
+                row = {"name": str(name), "roles": []}
+                row.update({k: int(_num(cost.get(k)) or 0) for k in keys})
+                row["seconds"] = _num(cost.get("seconds"))
+                parameters = _num(cost.get("parameters"))
+                row["parameters"] = int(parameters) if parameters is not None else None
+                row["flops"] = _num(cost.get("flops"))
+                rows[row["name"]] = row
+    else:
+        for n in trace.nodes:
+            usage = n.get("usage")
+            if not isinstance(usage, Mapping):
+                continue
+            name = str(n.get("data", {}).get("model") or own or "the run's model")
+            row = rows.setdefault(name, {"name": name, "roles": [], "seconds": 0.0,
+                                         "parameters": None, "flops": None,
+                                         **{k: 0 for k in keys}})
+            for k in keys:
+                row[k] += int(_num(usage.get(k)) or 0)
+            row["seconds"] = round(row["seconds"] + (_num(usage.get("seconds")) or 0.0), 4)
+
+    def role(model: Any, name: Any) -> None:
+        if model in rows and isinstance(name, str) and name not in rows[model]["roles"]:
+            rows[model]["roles"].append(name)
+
+    role(own, "generator")
+    strong = str(config.get("strong_role") or "strong")
+    for n in trace.nodes:
+        data = n.get("data", {})
+        role(data.get("model"), data.get("role"))
+        if isinstance(data.get("escalated"), bool):  # a cascade's decision names its model
+            role(data.get("strong_model"), strong)
+        parent = trace.by_id.get(n["parent"]) if n["parent"] is not None else None
+        if n["kind"] == "generate" and parent and parent["kind"] == "score" \
+                and parent.get("data", {}).get("method") in ("pointwise", "tournament"):
+            role(data.get("model"), strong)  # verify-by-strong's judge
+        for p in data.get("proposers") or [] if n["kind"] == "layer" else []:
+            if isinstance(p, Mapping):
+                role(p.get("model"), p.get("role"))
+    out = list(rows.values())
+    flops = [r["flops"] for r in out]
+    by_flops = bool(out) and all(f is not None for f in flops) and sum(flops) > 0
+    total = sum(flops) if by_flops else sum(r["total_tokens"] for r in out)
+    for r in out:
+        part = r["flops"] if by_flops else r["total_tokens"]
+        r["share"] = round(part / total, 6) if total else None
+    return {"rows": out, "share_of": "FLOPs" if by_flops else "tokens",
+            "flops": sum(flops) if by_flops else None}
+
+
+def _vote_summary(vote: Mapping[str, Any] | None, candidates: Sequence[Mapping[str, Any]]
+                  ) -> dict[str, Any] | None:
+    """One vote as the many-model sections draw it: its groups (answer, weight, share, the
+    candidates in it) and what won."""
+    records = _records(vote)
+    if vote is None or records is None:
+        return None
+    index = _vote_index(vote, _by_node(candidates), len(candidates), False) or []
+    total = sum(_num(g.get("weight")) or 0.0 for g in records)
+    winner = vote.get("data", {}).get("winner")
+    groups = []
+    for g in records:
+        weight = _num(g.get("weight")) or 0.0
+        groups.append({"answer": None if g.get("answer") is None else str(g["answer"]),
+                       "weight": weight, "share": round(weight / total, 6) if total else None,
+                       "members": [index[m] for m in g["members"] if isinstance(m, int)
+                                   and 0 <= m < len(index) and index[m] is not None],
+                       "winner": winner is not None and g.get("answer") == winner})
+    nodes = vote.get("data", {}).get("nodes")
+    return {"node": vote["id"], "label": vote["label"],
+            "winner": None if winner is None else str(winner), "groups": groups,
+            "candidates": [i for i in index if i is not None] if isinstance(nodes, list)
+            else []}
+
+
+def _cascade(trace: _Trace, candidates: Sequence[Mapping[str, Any]], answer: str | None
+             ) -> dict[str, Any] | None:
+    """cascade: the small model's vote, the evidence against the threshold, whether it
+    escalated, and the strong model's answer(s)."""
+    decision = next((n for n in trace.of_kind("decision")
+                     if isinstance(n.get("data", {}).get("escalated"), bool)), None)
+    if decision is None:
+        return None
+    data = decision["data"]
+    votes = trace.of_kind("vote")
+    small = _vote_summary(votes[0] if votes else None, candidates)
+    strong = _vote_summary(votes[1], candidates) if data["escalated"] and len(votes) > 1 \
+        else None
+    small_model = next((candidates[i]["model"] for i in (small or {}).get("candidates", [])
+                        if "model" in candidates[i]), "")
+    strong_answered = strong is not None and strong["winner"] is not None
+    return {"decision": decision["id"], "label": decision["label"],
+            "signal": str(data.get("signal") or "agreement"),
+            "evidence": _num(data.get("evidence")), "threshold": _num(data.get("threshold")),
+            "escalated": data["escalated"], "strong_model": str(data.get("strong_model") or ""),
+            "small_model": small_model, "small": small, "strong": strong,
+            "taken": "strong" if strong_answered else "small", "answer": answer}
+
+
+def _verdicts(trace: _Trace, candidates: Sequence[Mapping[str, Any]],
+              config: Mapping[str, Any], strategy: str) -> dict[str, Any] | None:
+    """verify-by-strong: the strong model's P(yes) per answer group, or its tournament's
+    matches (both orders' verdicts) and champion."""
+    scores = [n for n in trace.of_kind("score")
+              if n.get("data", {}).get("method") in ("pointwise", "tournament")]
+    decisions = trace.of_kind("decision")
+    if not scores:
+        if strategy != "verify-by-strong" or not decisions:
+            return None
+        last = decisions[-1]
+        return {"method": str(config.get("method") or "pointwise"), "asked": False,
+                "why": last["label"], "decision": last["id"], "judge_model": "",
+                "answer": _str(last.get("data", {}).get("answer"))}
+    by_node = _by_node(candidates)
+    method = scores[0]["data"]["method"]
+    judged = [k for s in scores for k in trace.children.get(s["id"], [])
+              if k["kind"] == "generate"]
+    judge_model = next((str(k["data"]["model"]) for k in judged
+                        if k.get("data", {}).get("model")), "")
+    out: dict[str, Any] = {"method": method, "asked": True, "judge_model": judge_model,
+                           "nodes": [s["id"] for s in scores]}
+    if method == "pointwise":
+        decision = next((n for n in decisions
+                         if isinstance(n.get("data", {}).get("scores"), list)), None)
+        told = decision["data"]["scores"] if decision else []
+        rows = []
+        for k, j in enumerate(judged):
+            data = j.get("data", {})
+            index = by_node.get(data.get("judged"))
+            said = told[k] if k < len(told) and isinstance(told[k], Mapping) else {}
+            rows.append({"node": j["id"], "candidate": index,
+                         "answer": _str(said.get("answer", candidates[index]["answer"]
+                                                 if index is not None else None)),
+                         "score": _num(data.get("score", said.get("score"))),
+                         "votes": _num(said.get("votes")) if said else
+                         (candidates[index]["votes"] if index is not None else None),
+                         "winner": False})
+        winner = _str(decision["data"].get("answer")) if decision else None
+        for r in rows:
+            if winner is not None and r["answer"] == winner:
+                r["winner"] = True
+                break
+        out.update(groups=rows, answer=winner, decision=decision["id"] if decision else None)
+        return out
+    matches = []
+    champion: str | None = None
+    for s in scores:
+        data = s.get("data", {})
+        found = _MATCH.match(str(s["label"]))
+        a, b = ([ast.literal_eval(x) for x in found.groups()] if found
+                else [champion, None])
+        verdicts = []
+        for k, c in enumerate(k for k in trace.children.get(s["id"], [])
+                              if k["kind"] == "generate"):
+            first, second = (a, b) if k == 0 else (b, a)
+            letter = _LETTER.search(str(c.get("data", {}).get("text", "")))
+            said = letter.group(1) if letter else None
+            verdicts.append({"node": c["id"], "a": first, "b": second, "said": said,
+                             "for": first if said == "A" else second if said == "B" else None})
+        winner = _str(data.get("winner"))
+        chose = {v["for"] for v in verdicts}
+        matches.append({"node": s["id"], "champion": a, "challenger": b,
+                        "p_champion": _num(data.get("p_first")), "winner": winner,
+                        "kept": winner is not None and winner == a,
+                        "split": len(chose) > 1 or None in chose, "verdicts": verdicts})
+        champion = winner if winner is not None else champion
+    decision = next((n for n in decisions if isinstance(n.get("data", {}).get("wins"), list)),
+                    None)
+    wins = [{"answer": _str(w.get("answer")), "wins": int(_num(w.get("wins")) or 0),
+             "votes": _num(w.get("votes"))}
+            for w in (decision["data"]["wins"] if decision else []) if isinstance(w, Mapping)]
+    final = _str(decision["data"].get("answer")) if decision else champion
+    for w in wins:
+        w["champion"] = final is not None and w["answer"] == final
+    out.update(matches=matches, wins=wins, answer=final,
+               decision=decision["id"] if decision else None)
+    return out
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _decision(trace: _Trace, prefix: str) -> dict[str, Any] | None:
+    found = [n for n in trace.of_kind("decision") if str(n["label"]).startswith(prefix)]
+    return found[-1] if found else None
+
+
+def _debate(trace: _Trace, candidates: Sequence[Mapping[str, Any]],
+            config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """debate: rounds as columns, agents as rows, each cell the agent's answer in that round
+    (changed: it changed its mind, by the strategy's own decision), the early stop or the
+    budget's, and the final vote."""
+    rounds = sorted((n for n in trace.of_kind("round")
+                     if isinstance(n.get("data", {}).get("round"), int)),
+                    key=lambda n: n["data"]["round"])
+    if not rounds:
+        return None
+    by_node = _by_node(candidates)
+    said = {n["data"]["round"]: n for n in trace.of_kind("decision")
+            if isinstance(n.get("data", {}).get("changes"), list)
+            and isinstance(n["data"].get("round"), int)}
+    agents: dict[int, dict[str, Any]] = {}
+    cells: dict[tuple[int, int], dict[str, Any]] = {}
+    for r in rounds:
+        for g in trace.children.get(r["id"], []):
+            data = g.get("data", {})
+            agent = data.get("agent")
+            if g["kind"] != "generate" or not isinstance(agent, int):
+                continue
+            agents.setdefault(agent, {"agent": agent, "model": _str(data.get("model")),
+                                      "role": _str(data.get("role"))})
+            index = by_node.get(g["id"])
+            cells[agent, r["data"]["round"]] = {
+                "node": g["id"], "candidate": index, "answer": _str(data.get("answer")),
+                "model": _str(data.get("model")), "changed": False, "from": None,
+                "finish_reason": str(data.get("finish_reason") or "stop"),
+                "voted": bool(candidates[index]["voted"]) if index is not None else False}
+    for number, n in said.items():
+        for change in n["data"]["changes"]:
+            if isinstance(change, Mapping) and (change.get("agent"), number) in cells:
+                cell = cells[change["agent"], number]
+                cell["changed"], cell["from"] = True, _str(change.get("from"))
+    played = [r["data"]["round"] for r in rounds]
+    planned = config.get("rounds")
+    last = max(played[-1], planned if isinstance(planned, int) else -1)
+    stop = _decision(trace, "all ")
+    stop = stop if stop and stop.get("data", {}).get("stopped_early") else None
+    budget = _decision(trace, "the budget ran out in round")
+    columns = []
+    for number in range(last + 1):
+        node = next((r for r in rounds if r["data"]["round"] == number), None)
+        decision = said.get(number)
+        columns.append({"round": number, "played": node is not None,
+                        "node": node["id"] if node else None,
+                        "decision": decision["id"] if decision else None,
+                        "label": decision["label"] if decision else None,
+                        "unanimous": bool(decision["data"].get("unanimous")) if decision
+                        else False,
+                        "changes": sum(1 for a in agents if cells.get((a, number), {})
+                                       .get("changed"))})
+    grid = [{**agents[a], "cells": [cells.get((a, c["round"])) for c in columns]}
+            for a in sorted(agents)]
+    return {"columns": columns, "agents": grid,
+            "stopped_early": None if stop is None else {
+                "round": stop["data"].get("round"), "node": stop["id"], "label": stop["label"],
+                "answer": _str(stop["data"].get("answer"))},
+            "budget": None if budget is None else {
+                "round": budget.get("data", {}).get("round"), "node": budget["id"],
+                "label": budget["label"]},
+            "vote": _vote_summary(_vote_node(trace), candidates)}
+
+
+def _layers(trace: _Trace, candidates: Sequence[Mapping[str, Any]],
+            config: Mapping[str, Any], answer: str | None) -> dict[str, Any] | None:
+    """mixture-of-agents: layers as columns of the proposers' responses (by model), then the
+    aggregator's answer and whether it agreed with the last layer's majority."""
+    layers = sorted((n for n in trace.of_kind("layer")
+                     if isinstance(n.get("data", {}).get("layer"), int)),
+                    key=lambda n: n["data"]["layer"])
+    if not layers:
+        return None
+    by_node = _by_node(candidates)
+    final = _answer_key(answer)
+    proposers = [{"proposer": p + 1, "role": _str(x.get("role")), "model": _str(x.get("model")),
+                  "n": x.get("n")}
+                 for p, x in enumerate(layers[0]["data"].get("proposers") or [])
+                 if isinstance(x, Mapping)]
+
+    def response(g: Mapping[str, Any]) -> dict[str, Any]:
+        data = g.get("data", {})
+        index = by_node.get(g["id"])
+        return {"node": g["id"], "candidate": index, "label": g["label"],
+                "answer": _str(data.get("answer")), "model": _str(data.get("model")),
+                "final": final is not None and _answer_key(data.get("answer")) == final,
+                "finish_reason": str(data.get("finish_reason") or "stop"),
+                "voted": bool(candidates[index]["voted"]) if index is not None else False}
+
+    columns = []
+    for layer in layers:
+        found = [g for g in trace.children.get(layer["id"], [])
+                 if g["kind"] == "generate" and isinstance(g.get("data", {}).get("proposer"), int)]
+        columns.append({"layer": layer["data"]["layer"], "node": layer["id"], "cells": [
+            [response(g) for g in found if g["data"]["proposer"] == p["proposer"]]
+            for p in proposers]})
+    planned = config.get("layers")
+    for number in range(columns[-1]["layer"] + 1, planned + 1 if isinstance(planned, int)
+                        else 0):
+        columns.append({"layer": number, "node": None, "cells": None})
+    made = next((g for g in trace.of_kind("generate")
+                 if g.get("data", {}).get("aggregator") is True), None)
+    decision = next((n for n in trace.of_kind("decision")
+                     if n.get("data", {}).get("chosen") in ("aggregator", "vote")), None)
+    data = decision["data"] if decision else {}
+    aggregator = {"node": made["id"] if made else None,
+                  "candidate": by_node.get(made["id"]) if made else None,
+                  "answer": _str(made["data"].get("answer")) if made else None,
+                  "model": _str(data.get("aggregator") or (made or {}).get("data", {})
+                                .get("model")),
+                  "role": _str(data.get("role") or config.get("aggregator")),
+                  "agrees": data.get("agrees") if isinstance(data.get("agrees"), bool)
+                  else None,
+                  "chosen": _str(data.get("chosen")), "majority": _str(data.get("majority")),
+                  "decision": decision["id"] if decision else None,
+                  "label": decision["label"] if decision else None} \
+        if made or decision else None
+    budget = _decision(trace, "the budget ran out in layer")
+    return {"proposers": proposers, "columns": columns, "aggregator": aggregator,
+            "budget": None if budget is None else {
+                "layer": budget.get("data", {}).get("layer"), "node": budget["id"],
+                "label": budget["label"]},
+            "vote": _vote_summary(_vote_node(trace), candidates), "answer": answer}
+
+
 # -- a whole view -------------------------------------------------------------------------------
 
 def _sections(strategy: str, view: dict[str, Any], trace: _Trace) -> list[str]:
     sections = []
     if view["tree"]:
         sections.append("tree")
-    rounds = strategy in ROUNDS or (not view["tree"] and len(view["candidates"]) <= 1
-                                    and len(trace.nodes) > 1)
+    many = [name for name in MANY if view[name]]  # a run of several models' own shape
+    rounds = not many and (strategy in ROUNDS or (not view["tree"] and len(view["candidates"])
+                                                  <= 1 and len(trace.nodes) > 1))
     if rounds and trace.nodes:
         sections.append("timeline")
     if view["candidates"] and not (rounds and strategy in ROUNDS):
         sections.insert(0, "answers")
+    sections[:0] = many  # before the answers: it says how they were reached
+    if len(view["models"]["rows"]) > 1:
+        sections.insert(0, "models")
     for name in ("programs", "confidence", "waves"):
         if view[name]:
             sections.append(name)
-    if trace.of_kind("decision") and "timeline" not in sections:
+    if trace.of_kind("decision") and "timeline" not in sections and not many:
         sections.append("decisions")
     if trace.nodes:
         sections.append("calls")
@@ -389,9 +823,11 @@ def build_view(*, nodes: Sequence[Mapping[str, Any]] | None, candidates: Sequenc
                config: Mapping[str, Any] | None = None, usage: Mapping[str, Any] | None = None,
                model: str | None = None, stop_reason: str | None = None,
                gold: str | None = None, correct: bool | None = None,
-               note: str | None = None, status: str = "done") -> dict[str, Any]:
+               note: str | None = None, status: str = "done",
+               models: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One view from whatever is known; what is missing is read from the trace's root (the
-    question, the configuration, the answer, why it stopped) or left out."""
+    question, the configuration, the answer, why it stopped) or left out. ``models``: the
+    result's cost per model (``Result.models``); without it, the trace's usage by model."""
     checked = check_nodes(list(nodes or []))
     trace = _Trace(checked)
     root = trace.root.get("data", {}) if trace.root else {}
@@ -416,7 +852,7 @@ def build_view(*, nodes: Sequence[Mapping[str, Any]] | None, candidates: Sequenc
         "usage_from_trace": usage is None,
         "nodes": checked, "candidates": cands, "winner": winner,
     }
-    view["groups"] = _groups(cands, _vote_node(trace), winner, weighted)
+    view["groups"] = _groups(cands, _votes(trace), winner, weighted)
     for c in cands:
         c["winner"] = c["index"] == winner
     judges = trace.judges()
@@ -428,29 +864,40 @@ def build_view(*, nodes: Sequence[Mapping[str, Any]] | None, candidates: Sequenc
     view["confidence"] = _confidence(trace, cands, config)
     view["waves"] = _waves(trace, config)
     view["decisions"] = [n["id"] for n in trace.of_kind("decision")]
+    view["models"] = _models(trace, models, view["model"], config)
+    view["cascade"] = _cascade(trace, cands, view["answer"])
+    view["verdicts"] = _verdicts(trace, cands, config, strategy)
+    view["debate"] = _debate(trace, cands, config)
+    view["layers"] = _layers(trace, cands, config, view["answer"])
     view["timeline"] = _timeline(trace)
     view["sections"] = _sections(strategy, view, trace)
     return view
 
 
 def _candidates_from_trace(trace: _Trace) -> list[dict[str, Any]]:
-    """A trace alone: the vote's candidates (its nodes), else a search's finished paths."""
-    vote = _vote_node(trace)
+    """A trace alone: the votes' candidates (their nodes), else a search's finished paths."""
+    votes = [v for v in _votes(trace) if isinstance(v.get("data", {}).get("nodes"), list)]
     raw: list[dict[str, Any]] = []
-    if vote and isinstance(vote.get("data", {}).get("nodes"), list):
+    seen: set[Any] = set()
+    for vote in votes:
         answers: dict[int, Any] = {}
         weights: dict[int, float] = {}
         for g in vote["data"].get("groups") or []:
             for m in g.get("members", []) if isinstance(g, Mapping) else []:
-                answers[m], weights[m] = g.get("answer"), _num(g.get("weight")) or 0.0
+                if isinstance(m, int):
+                    answers[m], weights[m] = g.get("answer"), _num(g.get("weight")) or 0.0
         for i, node_id in enumerate(vote["data"]["nodes"]):
+            if node_id in seen:
+                continue
+            seen.add(node_id)
             data = trace.data(node_id)
             usage = (trace.by_id.get(node_id) or {}).get("usage") or {}
-            raw.append({"text": data.get("text", ""), "answer": answers.get(i),
+            answer = answers.get(i, data.get("answer"))
+            raw.append({"text": data.get("text", ""), "answer": answer,
                         "votes": weights.get(i, 0.0), "usage": usage,
                         "finish_reason": data.get("finish_reason"),
                         "metadata": {"node": node_id}})
-    else:
+    if not votes:
         for n in trace.of_kind("generate"):
             data = n.get("data", {})
             if "answer" in data and _first_word(n["label"]) in SEARCH_STEPS:
@@ -468,4 +915,6 @@ def view_of_result(result: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
                       strategy=result.get("strategy"), answer=result.get("answer"),
                       text=result.get("text"), config=result.get("config"),
                       usage=result.get("usage"), model=result.get("model"),
-                      stop_reason=result.get("stop_reason"), **extra)
+                      stop_reason=result.get("stop_reason"),
+                      models=result.get("models") if isinstance(result.get("models"), Mapping)
+                      else None, **extra)

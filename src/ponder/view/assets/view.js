@@ -94,6 +94,51 @@
     return PALETTE[c.group % PALETTE.length];
   }
 
+  // -- several models: one colour per model, the same everywhere on the page ------------------
+  var MODEL_COLORS = ['#0b7285', '#d9480f', '#7048e8', '#2b8a3e', '#c2255c', '#1864ab', '#8f5b00',
+    '#495057'];
+  function modelRows(v) { return (v.models && v.models.rows) || []; }
+  function many(v) { return modelRows(v).length > 1; }
+  function modelColor(v, name) {
+    var rows = modelRows(v);
+    for (var i = 0; i < rows.length; i++) if (rows[i].name === name) return MODEL_COLORS[i % MODEL_COLORS.length];
+    return '#868e96';
+  }
+  function modelBadge(v, name) {
+    if (name === null || name === undefined || name === '') return null;
+    var row = modelRows(v).filter(function (r) { return r.name === name; })[0];
+    var dot = el('i');
+    dot.style.background = modelColor(v, name);
+    var badge = el('span', { class: 'mbadge', 'data-model': name, title: row && row.roles.length ?
+      name + ' (' + row.roles.join(', ') + ')' : name }, dot, short(name, 40));
+    badge.style.borderColor = modelColor(v, name);
+    return badge;
+  }
+  function digits3(x) {  // three significant digits, no trailing zeros after the point
+    var t = x.toPrecision(3);
+    return t.indexOf('.') < 0 ? t : t.replace(/0+$/, '').replace(/\.$/, '');
+  }
+  function si(x, unit) {
+    if (x === null || x === undefined) return '—';
+    var steps = [[1e15, 'P'], [1e12, 'T'], [1e9, 'G'], [1e6, 'M'], [1e3, 'k']];
+    for (var i = 0; i < steps.length; i++) {
+      if (Math.abs(x) >= steps[i][0]) return digits3(x / steps[i][0]) + ' ' + steps[i][1] + unit;
+    }
+    return String(x) + (unit ? ' ' + unit : '');
+  }
+  function params(x) {
+    if (x === null || x === undefined) return '—';
+    return x >= 1e9 ? digits3(x / 1e9) + 'B' : x >= 1e6 ? Math.round(x / 1e6) + 'M' : num(x);
+  }
+  function votes(n) { return num(n) + ' vote' + (n === 1 ? '' : 's'); }
+  function answerText(a) { return a === null || a === undefined ? 'no answer' : short(a, 40); }
+  function who(c) {
+    if (c.aggregator) return 'aggregator';
+    if (c.agent !== undefined) return 'agent ' + c.agent + (c.round !== undefined ? ' · round ' + c.round : '');
+    if (c.layer !== undefined) return 'layer ' + c.layer + (c.proposer !== undefined ? ' · proposer ' + c.proposer : '');
+    return null;
+  }
+
   // -- the page ----------------------------------------------------------------------------
   function render() {
     var app = document.getElementById('app');
@@ -118,7 +163,8 @@
     }
     app.appendChild(hero(v));
     var SECTIONS = { answers: answers, tree: tree, timeline: timeline, programs: programs,
-      confidence: confidence, waves: waves, decisions: decisions, calls: calls };
+      confidence: confidence, waves: waves, decisions: decisions, calls: calls, models: models,
+      cascade: cascade, verdicts: verdicts, debate: debate, layers: layers };
     v.sections.forEach(function (name) { if (SECTIONS[name]) app.appendChild(SECTIONS[name](v)); });
     app.appendChild(configCard(v));
     app.appendChild(el('footer', null, DATA.generator || 'ponder'));
@@ -147,12 +193,14 @@
           id: 'final-answer' }, v.answer === null ? 'no answer' : v.answer),
         el('div', null, verdict, v.gold !== null && v.gold !== undefined ?
           el('span', { class: 'muted' }, '  gold answer: ', el('b', null, v.gold)) : null)),
-      el('div', { class: 'costs' },
+      el('div', { class: 'costs' + (many(v) && v.models.flops !== null ? ' four' : '') },
         el('div', null, el('b', null, num(u.total_tokens)), el('span', null,
           num(u.prompt_tokens) + ' prompt + ' + num(u.completion_tokens) + ' completion tokens')),
         el('div', null, el('b', null, num(u.calls)), el('span', null, 'calls')),
         el('div', null, el('b', null, num(u.seconds, 2) + ' s'), el('span', null,
-          v.usage_from_trace ? 'summed over calls' : 'wall time')))));
+          v.usage_from_trace ? 'summed over calls' : 'wall time')),
+        many(v) && v.models.flops !== null ? el('div', null, el('b', { id: 'total-flops' },
+          si(v.models.flops, 'FLOPs')), el('span', null, modelRows(v).length + ' models')) : null)));
     if (v.note) section.appendChild(el('div', { class: 'note' }, v.note));
     if (v.status === 'running') {
       section.appendChild(el('div', { class: 'live', id: 'live' },
@@ -194,14 +242,18 @@
         stats.push('best score ' + num(g.best_score, 3));
       var bar = el('div', { class: 'bar' }, el('div'));
       bar.firstChild.style.width = (100 * (g.weight || 0) / most).toFixed(1) + '%';
-      var head = el('div', { class: 'ghead', on: { click: function () {
+      var head = el('div', { class: 'ghead' + (many(v) || g.vote ? ' wide' : ''), on: { click: function () {
         members.hidden = !members.hidden; state.open[key] = !members.hidden; } } },
         el('div', null, el('span', { class: 'ganswer' }, g.answer === null ? '(no answer)' :
           short(g.answer, 120)), ' ',
           g.winner ? el('span', { class: 'pill gold winner-badge' }, '★ chosen') : null, ' ',
           g.correct === true ? el('span', { class: 'pill good' }, '✓') :
             g.correct === false ? el('span', { class: 'pill bad' }, '✗') : null,
-          g.voted ? null : el('span', { class: 'pill' }, 'did not vote')),
+          g.vote ? el('span', { class: 'pill vote' }, g.vote) :
+            g.voted ? null : el('span', { class: 'pill' }, 'did not vote'),
+          many(v) ? el('span', { class: 'gmodels' }, (g.models || []).map(function (m) {
+            return [modelBadge(v, m[0]), m[1] > 1 ? el('span', { class: 'faint' }, '×' + m[1]) : null];
+          })) : null),
         bar, el('div', { class: 'gstats' }, stats.join(' · ')));
       section.appendChild(el('div', { class: 'group' + (g.winner ? ' winner' : '') +
         (g.voted ? '' : ' novote'), 'data-answer': g.answer === null ? '' : g.answer }, head, members));
@@ -225,7 +277,9 @@
       body.hidden = !body.hidden;
       toggle.textContent = body.hidden ? 'full text' : 'hide text';
     });
-    var bits = [el('b', null, '#' + (c.index + 1)), c.winner ? el('span', { class: 'pill gold' }, '★ winner') : null,
+    var bits = [el('b', null, '#' + (c.index + 1)), many(v) ? modelBadge(v, c.model) : null,
+      who(c) ? el('span', { class: 'muted' }, who(c)) : null,
+      c.winner ? el('span', { class: 'pill gold' }, '★ winner') : null,
       c.score !== null ? el('span', null, 'score ' + num(c.score, 3)) : null,
       el('span', { class: 'faint' }, c.tokens + ' tokens'),
       c.mode !== 'chain' ? el('span', { class: 'pill' }, c.mode) : null,
@@ -590,6 +644,289 @@
     return section;
   }
 
+  // -- several models: what each spent -------------------------------------------------------
+  function models(v) {
+    var m = v.models, rows = m.rows;
+    var section = card('Models', rows.length + ' models in this run · share of its ' + m.share_of +
+      (m.share_of === 'FLOPs' ? ' (2 × parameters × tokens)' : ''));
+    section.id = 'models';
+    var body = rows.map(function (r) {
+      var bar = el('span', { class: 'share' }, el('span'));
+      bar.firstChild.style.width = (100 * (r.share || 0)).toFixed(1) + '%';
+      bar.firstChild.style.background = modelColor(v, r.name);
+      return el('tr', { class: 'model-row', 'data-model': r.name },
+        el('td', null, modelBadge(v, r.name)), el('td', { class: 'muted' }, r.roles.join(', ') || '—'),
+        el('td', { class: 'num' }, num(r.calls)), el('td', { class: 'num' }, num(r.prompt_tokens)),
+        el('td', { class: 'num' }, num(r.completion_tokens)), el('td', { class: 'num' }, params(r.parameters)),
+        el('td', { class: 'num' }, si(r.flops, 'FLOPs')),
+        el('td', null, bar, ' ', el('span', { class: 'faint' }, r.share === null ? '' :
+          Math.round(r.share * 100) + '%')));
+    });
+    section.appendChild(el('table', { class: 'list models' }, el('tr', null, ['model', 'role', 'calls',
+      'prompt', 'completion', 'parameters', 'FLOPs', 'share'].map(function (h, i) {
+      return el('th', { class: i >= 2 && i <= 6 ? 'num' : null }, h); })), body));
+    return section;
+  }
+
+  // a vote's groups as small bars: answer, count, share
+  function miniVote(v, vote, opts) {
+    if (!vote) return el('div', { class: 'faint' }, 'no vote recorded');
+    var most = Math.max.apply(null, vote.groups.map(function (g) { return g.weight; }).concat([1e-9]));
+    return el('div', { class: 'minivote' }, vote.groups.map(function (g) {
+      var bar = el('span', { class: 'share' }, el('span'));
+      bar.firstChild.style.width = (100 * g.weight / most).toFixed(1) + '%';
+      var color = opts && opts.model ? modelColor(v, opts.model) : null;
+      if (color) bar.firstChild.style.background = color;
+      return el('div', { class: 'mvrow' + (g.winner ? ' lead' : ''), 'data-answer': g.answer === null ? '' : g.answer },
+        el('span', { class: 'mono ans' }, answerText(g.answer)), bar,
+        el('span', { class: 'faint' }, num(g.weight) + ' ×' + (g.share !== null ? ' · ' +
+          Math.round(g.share * 100) + '%' : '')),
+        g.winner && opts && opts.mark ? el('span', { class: 'pill' + (opts.markClass ? ' ' + opts.markClass : '') },
+          opts.mark) : null);
+    }));
+  }
+  function flow() { return el('div', { class: 'flow-arrow', 'aria-hidden': 'true' }, '→'); }
+
+  // -- cascade: the small vote, the evidence against the threshold, the strong model ------------
+  function cascade(v) {
+    var c = v.cascade;
+    var section = card('Cascade', 'the small model votes; evidence below the threshold hands the ' +
+      'problem to the strong model');
+    section.id = 'cascade';
+    var small = el('div', { class: 'stage', id: 'cascade-small' },
+      el('div', { class: 'stage-h' }, modelBadge(v, c.small_model) || el('b', null, 'small model'),
+        ' votes', c.small ? el('span', { class: 'faint' }, ' · ' + c.small.candidates.length + ' samples') : null),
+      miniVote(v, c.small, { model: c.small_model, mark: c.escalated ? 'its vote' : '★ stands',
+        markClass: c.escalated ? '' : 'gold' }));
+    var frac = function (x) { return Math.max(0, Math.min(1, x || 0)) * 100; };
+    var gauge = el('div', { class: 'gauge' }, el('span', { class: 'fill' }), el('span', { class: 'mark' }));
+    gauge.firstChild.style.width = frac(c.evidence).toFixed(1) + '%';
+    gauge.lastChild.style.left = frac(c.threshold).toFixed(1) + '%';
+    gauge.classList.add(c.escalated ? 'low' : 'high');
+    var scale = el('div', { class: 'gauge-scale faint' }, el('span', null, '0'),
+      el('span', { class: 'at' }, 'threshold ' + num(c.threshold, 2)), el('span', null, '1'));
+    scale.childNodes[1].style.left = frac(c.threshold).toFixed(1) + '%';
+    var said = c.signal + ' ' + num(c.evidence, 2) + (c.escalated ? ' < ' : ' ≥ ') + num(c.threshold, 2) +
+      ': ' + (c.escalated ? 'escalated to ' + c.strong_model : "the small model's answer stands");
+    var evidence = el('div', { class: 'stage evidence', id: 'cascade-evidence', 'data-node-id': c.decision },
+      el('div', { class: 'stage-h' }, el('b', null, 'evidence'), el('span', { class: 'faint' }, ' · ' + c.signal)),
+      gauge, scale,
+      el('div', { class: 'verdict ' + (c.escalated ? 'escalated' : 'kept'), id: 'cascade-verdict' }, said),
+      el('button', { class: 'link', text: 'the decision', on: { click: function () { showNode(v, c.decision); } } }));
+    var strong;
+    if (!c.escalated) {
+      strong = el('div', { class: 'stage skipped', id: 'cascade-strong' },
+        el('div', { class: 'stage-h' }, el('b', null, c.strong_model || 'the strong model')),
+        el('div', { class: 'pill good', id: 'not-escalated' }, '✓ not escalated'),
+        el('div', { class: 'faint' }, 'the strong model was not asked'));
+    } else {
+      var s = c.strong || { candidates: [], groups: [] };
+      strong = el('div', { class: 'stage', id: 'cascade-strong' },
+        el('div', { class: 'stage-h' }, modelBadge(v, c.strong_model), ' answers',
+          el('span', { class: 'faint' }, ' · ' + s.candidates.length + ' sample' + (s.candidates.length === 1 ? '' : 's'))),
+        s.groups.length ? miniVote(v, c.strong, { model: c.strong_model, mark: c.taken === 'strong' ? '★ taken' : null,
+          markClass: 'gold' }) : el('div', { class: 'faint' }, 'no answer recorded'),
+        c.taken === 'small' ? el('div', { class: 'why' }, "it gave no answer: the small model's vote stands") : null,
+        s.candidates.map(function (i) {
+          var cand = v.candidates[i];
+          return el('button', { class: 'link', text: 'its text' + (s.candidates.length > 1 ? ' #' + (i + 1) : ''),
+            on: { click: function () { if (cand.node !== null) showNode(v, cand.node); } } });
+        }));
+    }
+    section.appendChild(el('div', { class: 'flow' }, small, flow(), evidence, flow(), strong));
+    section.appendChild(el('div', { class: 'muted summary' }, 'answer: ', el('b', { class: 'mono' },
+      answerText(c.answer)), c.taken === 'strong' ? ' — the strong model’s' : " — the small model's vote"));
+    return section;
+  }
+
+  // -- verify-by-strong: P(yes) per answer group, or a tournament -----------------------------
+  function verdicts(v) {
+    var r = v.verdicts;
+    if (!r.asked) {
+      var quiet = card('Strong model’s verdicts');
+      quiet.id = 'verdicts';
+      quiet.appendChild(el('div', { class: 'verdict kept' }, r.why));
+      return quiet;
+    }
+    return r.method === 'tournament' ? tournament(v, r) : pointwise(v, r);
+  }
+  function pointwise(v, r) {
+    var section = card('Strong model’s verdicts', r.judge_model + ' judges one solution per answer ' +
+      'group: P(yes, the answer is correct)');
+    section.id = 'verdicts';
+    var rows = r.groups.map(function (g) {
+      var bar = el('span', { class: 'pbar' }, el('span'));
+      bar.firstChild.style.width = (100 * (g.score || 0)).toFixed(1) + '%';
+      bar.firstChild.style.background = modelColor(v, r.judge_model);
+      return el('tr', { class: 'row verdict-row' + (g.winner ? ' winner' : ''), 'data-answer': g.answer === null ? '' : g.answer,
+        'data-node-id': g.node, on: { click: function () { showNode(v, g.node); } } },
+        el('td', { class: 'mono ans' }, answerText(g.answer)),
+        el('td', { class: 'num' }, g.votes === null ? '—' : num(g.votes)),
+        el('td', null, bar, ' ', el('b', { class: 'p' }, num(g.score, 2)), ' ',
+          g.winner ? el('span', { class: 'pill gold' }, '★ chosen') : null));
+    });
+    section.appendChild(el('table', { class: 'list verdicts' }, el('tr', null,
+      el('th', null, 'answer'), el('th', { class: 'num' }, 'small model’s votes'),
+      el('th', null, 'P(yes) from ' + r.judge_model)), rows));
+    var top = r.groups.slice().sort(function (a, b) { return (b.votes || 0) - (a.votes || 0); })[0];
+    if (top && r.answer !== null && top.answer !== r.answer) {
+      section.appendChild(el('div', { class: 'muted summary' }, r.judge_model + ' overrules the small ' +
+        'model’s majority (' + answerText(top.answer) + '): ', el('b', { class: 'mono' }, answerText(r.answer))));
+    }
+    return section;
+  }
+  function tournament(v, r) {
+    var section = card('Tournament', r.judge_model + ' compares two answers at a time' +
+      (r.matches.some(function (m) { return m.verdicts.length > 1; }) ? ', in both orders' : '') +
+      '; the winner meets the next');
+    section.id = 'verdicts';
+    var votesOf = {};
+    (r.wins || []).forEach(function (w) { votesOf[w.answer] = w.votes; });
+    var bracket = el('div', { class: 'bracket' });
+    r.matches.forEach(function (m, k) {
+      function side(answer, role) {
+        var won = m.winner !== null && answer === m.winner;
+        return el('div', { class: 'side' + (won ? ' won' : ''), 'data-answer': answer === null ? '' : answer },
+          el('span', { class: 'mono ans' }, answerText(answer)),
+          el('span', { class: 'faint' }, role + (votesOf[answer] !== undefined && votesOf[answer] !== null ?
+            ' · ' + votes(votesOf[answer]) : '')),
+          won ? el('span', { class: 'tick' }, '✓') : null);
+      }
+      var box = el('div', { class: 'match' + (m.split ? ' split' : ''), 'data-node-id': m.node },
+        el('div', { class: 'match-h' }, el('b', null, 'match ' + (k + 1)),
+          m.split ? el('span', { class: 'pill warn' }, 'split verdict') : null,
+          el('button', { class: 'link', text: 'details', on: { click: function () { showNode(v, m.node); } } })),
+        side(m.champion, k ? 'champion' : 'most votes'), side(m.challenger, 'challenger'),
+        el('div', { class: 'orders' }, m.verdicts.map(function (o) {
+          return el('div', { class: 'order', 'data-node-id': o.node, on: { click: function () { showNode(v, o.node); } } },
+            'A = ', el('span', { class: 'mono' }, answerText(o.a)), ', B = ', el('span', { class: 'mono' }, answerText(o.b)),
+            ': said ', el('b', null, o.said || '?'), o['for'] !== null ? [' → ', el('span', { class: 'mono' },
+              answerText(o['for']))] : null);
+        })),
+        el('div', { class: 'faint result' }, (m.kept ? 'the champion stays' : 'the challenger wins') +
+          ' · P(champion right) ' + num(m.p_champion, 2) + (m.split && m.kept ? ': a tie keeps it' : '')));
+      if (k) bracket.appendChild(flow());
+      bracket.appendChild(box);
+    });
+    bracket.appendChild(flow());
+    bracket.appendChild(el('div', { class: 'champion', id: 'champion' }, el('div', { class: 'faint' }, 'champion'),
+      el('div', { class: 'mono ans' }, answerText(r.answer)), el('span', { class: 'pill gold' }, '★ chosen')));
+    section.appendChild(bracket);
+    if (r.wins && r.wins.length) {
+      section.appendChild(el('div', { class: 'muted summary' }, 'wins: ', r.wins.map(function (w, i) {
+        return [i ? ' · ' : '', el('b', { class: 'mono' }, answerText(w.answer)), ' ' + w.wins + ' win' +
+          (w.wins === 1 ? '' : 's') + (w.votes !== null ? ' (' + votes(w.votes) + ')' : '')];
+      })));
+    }
+    return section;
+  }
+
+  // -- debate: rounds as columns, agents as rows ----------------------------------------------
+  function debate(v) {
+    var d = v.debate;
+    var section = card('Debate', 'rounds left to right, one row per agent; a highlighted answer: ' +
+      'the agent changed its mind');
+    section.id = 'debate';
+    var head = el('tr', null, el('th', null, 'agent'), d.columns.map(function (c) {
+      return el('th', { class: c.played ? null : 'skipped' }, 'round ' + c.round, el('div', { class: 'faint sub' },
+        !c.played ? (d.stopped_early ? 'not run: stopped early' : d.budget ? 'not run: budget' : 'not run') :
+        c.round === 0 ? 'first answers' : c.unanimous ? (c.changes ? c.changes + ' changed · unanimous' : 'unanimous') :
+        c.changes ? c.changes + ' changed' : 'no change'));
+    }));
+    var rows = d.agents.map(function (a) {
+      return el('tr', { 'data-agent': a.agent }, el('th', { class: 'agent' }, 'agent ' + a.agent, ' ',
+        modelBadge(v, a.model)), a.cells.map(function (cell, k) {
+        if (!cell) return el('td', { class: 'cell skipped' }, d.columns[k].played ? 'no reply' : '—');
+        var td = el('td', { class: 'cell' + (cell.changed ? ' changed' : '') + (cell.voted ? ' voted' : ''),
+          'data-node-id': cell.node, title: cell.changed ? 'changed its mind: ' + answerText(cell.from) +
+            ' → ' + answerText(cell.answer) : null, on: { click: function () { showNode(v, cell.node); } } },
+          el('span', { class: 'mono ans' }, answerText(cell.answer)),
+          cell.changed ? el('span', { class: 'was' }, 'was ' + answerText(cell.from)) : null,
+          cell.finish_reason !== 'stop' ? el('span', { class: 'pill warn' }, cell.finish_reason) : null);
+        td.style.borderLeftColor = modelColor(v, cell.model);
+        return td;
+      }));
+    });
+    section.appendChild(el('div', { class: 'scroll' }, el('table', { class: 'grid debate-grid' }, head, rows)));
+    section.appendChild(el('div', { class: 'gridkey' }, el('span', null, el('i', { class: 'changed' }),
+      'changed its mind'), el('span', null, el('i', { class: 'voted' }), 'its answer in the final vote'),
+      el('span', null, 'left edge: the agent’s model · click a cell for its reply')));
+    var notes = el('div', { class: 'summary' });
+    if (d.stopped_early) {
+      notes.appendChild(el('div', { class: 'stopnote', id: 'stopped-early' }, '■ ' + d.stopped_early.label));
+    }
+    if (d.budget) notes.appendChild(el('div', { class: 'why' }, d.budget.label));
+    if (d.vote) {
+      notes.appendChild(el('div', { id: 'debate-vote' }, el('span', { class: 'muted' }, d.vote.label + ': '),
+        d.vote.groups.map(function (g, i) {
+          return [i ? ' · ' : '', el('b', { class: 'mono' + (g.winner ? ' lead' : '') }, answerText(g.answer)),
+            ' ×' + num(g.weight), g.winner ? ' ★' : ''];
+        })));
+    }
+    section.appendChild(notes);
+    return section;
+  }
+
+  // -- mixture-of-agents: layers as columns, then the aggregator --------------------------------
+  function layers(v) {
+    var m = v.layers;
+    var section = card('Mixture of agents', 'proposers answer in layers, each reading the layer ' +
+      'before; the aggregator reads the last layer and answers');
+    section.id = 'layers';
+    var head = el('tr', null, el('th', null, 'proposer'), m.columns.map(function (c) {
+      return el('th', { class: c.cells ? null : 'skipped' }, 'layer ' + c.layer, c.cells ? null :
+        el('div', { class: 'faint sub' }, 'not run'));
+    }), el('th', null, 'aggregator'));
+    function chip(r) {
+      var b = el('button', { class: 'chip' + (r.final ? ' final' : ''), 'data-node-id': r.node,
+        title: r.label + ' · ' + (r.model || '') + (r.final ? ' · the final answer' : ''),
+        on: { click: function () { showNode(v, r.node); } } }, answerText(r.answer));
+      b.style.borderColor = modelColor(v, r.model);
+      return b;
+    }
+    var agg = m.aggregator;
+    function aggChip(a) {
+      var b = el('button', { class: 'chip big' + (a.chosen === 'aggregator' ? ' final' : ''),
+        'data-node-id': a.node, on: { click: function () { showNode(v, a.node); } } }, answerText(a.answer));
+      b.style.borderColor = modelColor(v, a.model);
+      return b;
+    }
+    var aggCell = el('td', { class: 'aggregator', rowspan: Math.max(1, m.proposers.length), id: 'aggregator' },
+      agg ? [el('div', null, modelBadge(v, agg.model), agg.role ? el('span', { class: 'faint' }, ' ' + agg.role) : null),
+        agg.node !== null ? aggChip(agg) :
+          el('div', { class: 'faint' }, 'not asked'),
+        el('div', { class: 'agree ' + (agg.agrees === true ? 'yes' : agg.agrees === false ? 'no' : ''), id: 'aggregator-agrees' },
+          agg.agrees === true ? '✓ agrees with the majority (' + answerText(agg.majority) + ')' :
+          agg.agrees === false ? '✗ against the majority’s ' + answerText(agg.majority) :
+          agg.chosen === 'vote' ? 'the vote over the last layer stands' : 'no majority to compare'),
+        agg.chosen === 'vote' ? el('div', { class: 'why' }, agg.label) : null] :
+        el('div', { class: 'faint' }, 'no aggregator'));
+    var rows = m.proposers.map(function (p, k) {
+      return el('tr', { 'data-proposer': p.proposer }, el('th', { class: 'agent' }, 'proposer ' + p.proposer, ' ',
+        modelBadge(v, p.model), el('div', { class: 'faint sub' }, (p.role || '') + (p.n ? ' · ' + p.n + ' each' : ''))),
+        m.columns.map(function (c) {
+          if (!c.cells) return el('td', { class: 'cell skipped' }, '—');
+          var td = el('td', { class: 'cell' }, (c.cells[k] || []).map(chip));
+          td.style.borderLeftColor = modelColor(v, p.model);
+          return td;
+        }), k === 0 ? aggCell : null);
+    });
+    section.appendChild(el('div', { class: 'scroll' }, el('table', { class: 'grid moa-grid' }, head, rows)));
+    var notes = el('div', { class: 'summary' });
+    if (m.budget) notes.appendChild(el('div', { class: 'why' }, m.budget.label));
+    if (m.vote) {
+      notes.appendChild(el('div', { id: 'moa-vote' }, el('span', { class: 'muted' }, m.vote.label + ': '),
+        m.vote.groups.map(function (g, i) {
+          return [i ? ' · ' : '', el('b', { class: 'mono' }, answerText(g.answer)), ' ×' + num(g.weight) +
+            (g.share !== null ? ' (' + Math.round(g.share * 100) + '%)' : '')];
+        })));
+    }
+    section.appendChild(el('div', { class: 'gridkey' }, el('span', null, el('i', { class: 'final' }),
+      'the final answer'), el('span', null, 'outline and left edge: the model · click an answer for its reply')));
+    section.appendChild(notes);
+    return section;
+  }
+
   // -- decisions -------------------------------------------------------------------------------
   function decisions(v) {
     var section = card('Decisions', 'what the strategy decided, in order');
@@ -620,7 +957,8 @@
       depth[n.id] = n.parent === null || depth[n.parent] === undefined ? 0 : depth[n.parent] + 1;
       var u = n.usage || {}, d = n.data || {};
       var bar = el('span', { class: 'tok' }); bar.style.width = (60 * (u.completion_tokens || 0) / most).toFixed(1) + 'px';
-      var name = el('td', null, n.kind, ' ', el('span', { class: 'muted' }, n.label));
+      var name = el('td', null, n.kind, ' ', el('span', { class: 'muted' }, n.label),
+        many(v) && d.model ? [' ', modelBadge(v, d.model)] : null);
       name.style.paddingLeft = (8 + 14 * Math.min(depth[n.id], 8)) + 'px';
       return el('tr', { class: 'row', 'data-node-id': n.id, on: { click: function () { showNode(v, n.id); } } },
         el('td', { class: 'num faint' }, n.id), name,
@@ -671,7 +1009,9 @@
     var facts = {};
     ['answer', 'step_score', 'score', 'visits', 'value', 'finish_reason', 'status', 'passed', 'tests',
       'confidence', 'stopped', 'first_dip', 'threshold', 'agreement', 'route', 'extra_samples', 'p',
-      'samples', 'leader', 'runner_up', 'stop', 'chosen', 'winner', 'seconds', 'message', 'judged']
+      'samples', 'leader', 'runner_up', 'stop', 'chosen', 'winner', 'seconds', 'message', 'judged',
+      'model', 'role', 'agent', 'round', 'layer', 'proposer', 'signal', 'evidence', 'escalated',
+      'strong_model', 'method', 'p_first', 'unanimous', 'stopped_early', 'agrees', 'majority']
       .forEach(function (k) { if (d[k] !== undefined && d[k] !== null) facts[k] = d[k]; });
     var table = kvTable(facts);
     if (table) box.appendChild(table);
