@@ -190,7 +190,7 @@ def test_eval_refuses_an_unknown_reference(capsys, tmp_path, argv, message):
 
 def _scripted_cli(monkeypatch, tmp_path):
     import ponder.cli.endpoints as endpoints_cli
-    import ponder.cli.eval as cli
+    import ponder.eval.session as session
     from ponder.backends.models import ModelSpec
 
     def respond(request, index):
@@ -200,7 +200,8 @@ def _scripted_cli(monkeypatch, tmp_path):
             return "The answer is 2" if right else "The answer is 99"
         return "The answer is 2" if index < 2 else "The answer is 98"
 
-    monkeypatch.setattr(cli, "resolve_model", lambda *a, **k: ModelSpec("scripted", "scripted"))
+    monkeypatch.setattr(session, "resolve_model",
+                        lambda *a, **k: ModelSpec("scripted", "scripted"))
     monkeypatch.setattr(endpoints_cli, "load_backend", lambda *a, **k: ScriptedBackend(respond))
     dataset = tmp_path / "tiny.jsonl"
     dataset.write_text("".join(json.dumps({"question": f"What is {i} + {2 - i}?",

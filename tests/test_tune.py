@@ -15,8 +15,8 @@ import pytest
 from starlette.testclient import TestClient
 
 import ponder.cli.endpoints as endpoints_cli
-import ponder.cli.eval as eval_cli
 import ponder.cli.tune as tune_cli
+import ponder.eval.session as session
 import ponder.tune.search as search
 from ponder import registry
 from ponder.backends import loading
@@ -80,7 +80,7 @@ def dev(tmp_path):
 
 @pytest.fixture
 def scripted(monkeypatch):
-    for module in (endpoints_cli, eval_cli):
+    for module in (endpoints_cli, session):
         monkeypatch.setattr(module, "resolve_model",
                             lambda *a, **k: ModelSpec("scripted", "scripted"))
     monkeypatch.setattr(endpoints_cli, "load_backend", lambda *a, **k: ScriptedBackend(respond))
