@@ -24,8 +24,8 @@ LAYERS = {
     "ponder.strategies": 6, "ponder.rewards": 6,
     "ponder.builtins": 7, "ponder.runner": 7,
     "ponder.api": 8, "ponder.presets": 8,
-    "ponder.eval": 9, "ponder.server": 9, "ponder": 9,
-    "ponder.tune": 10,
+    "ponder.eval": 9, "ponder.server": 9,
+    "ponder.tune": 10, "ponder": 10,
     "ponder.cli": 11,
     "ponder.__main__": 12,
 }

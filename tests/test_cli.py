@@ -118,4 +118,5 @@ def test_public_api_is_exact():
     public = {name for name, value in vars(ponder).items()
               if not name.startswith("_") and not isinstance(value, types.ModuleType)
               and name != "annotations"}  # from __future__
-    assert sorted(public | {"__version__"}) == sorted(ponder.__all__)
+    assert sorted(public | {"__version__", *ponder._LAZY}) == sorted(ponder.__all__)
+    assert all(callable(getattr(ponder, name)) for name in ponder._LAZY)

@@ -4,6 +4,7 @@ servers: nothing is downloaded, the model is what the server reports)."""
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from test_pool import Replica
@@ -92,3 +93,34 @@ def test_a_served_model_is_named_by_its_redacted_servers(tmp_path):
                         "humaneval")
     assert identity.model_hash == SERVED
     assert identity.model_id == "http://***@gpu1:8000/v1?…,http://gpu2:8000/v1#qwen"
+
+
+def test_evaluate_is_the_harness_as_one_python_call(dataset, tmp_path):
+    import ponder
+    from ponder import ScriptedBackend
+
+    def respond(request, index):  # right on 2 + 3, wrong on 4 + 3
+        return "2 + 3 is 5. The answer is 5"
+
+    fake = ScriptedBackend(respond, model="fake-model")
+    out = tmp_path / "run"
+    report = ponder.evaluate(dataset, ["self-consistency"], [1, 2], out=out, backend=fake,
+                             options={"max_tokens": 16}, reference="greedy")
+    points = {(p["strategy"], p["budget"]): p["accuracy"] for p in report["points"]}
+    assert points == {("greedy", 1): 0.5, ("self-consistency", 1): 0.5,
+                      ("self-consistency", 2): 0.5}
+    assert report["config"]["model"] == "fake-model" and report["config"]["problems"] == 2
+    assert [r["strategy"] for r in report["paired"]] == ["self-consistency"] * 2
+    assert {Path(p).name for p in report["paths"]} == {"report.md", "scaling.png",
+                                                       "report.html", "report.json"}
+    assert json.loads((out / "report.json").read_text())["points"] == report["points"]
+    calls = len(fake.history)
+    again = ponder.evaluate(dataset, "self-consistency", "1,2", out=out, backend=fake,
+                            options={"max_tokens": 16})
+    assert len(fake.history) == calls  # resumed: nothing generated again
+    assert again["points"] == [p for p in report["points"]]
+    with pytest.raises(ConfigError, match="holds a different run: model_sha256"):
+        ponder.evaluate(dataset, "self-consistency", [1], out=out,
+                        backend=ScriptedBackend(respond, model="another"))
+    with pytest.raises(ConfigError, match="not both"):
+        ponder.evaluate(dataset, "cot", [1], out=out, backend=fake, model="x.gguf")

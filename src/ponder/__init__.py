@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 from ponder.api import asolve, load_backend, solve
 from ponder.backends.base import Backend, Capabilities
 from ponder.backends.fake import ScriptedBackend
@@ -32,6 +34,19 @@ from ponder.types import (
     Usage,
 )
 from ponder.version import __version__
+
+if typing.TYPE_CHECKING:
+    from ponder.eval.evaluate import evaluate
+
+_LAZY = ("evaluate",)  # imported on first use: the harness is not loaded with ponder
+
+
+def __getattr__(name: str) -> object:
+    if name == "evaluate":
+        from ponder.eval.evaluate import evaluate
+
+        return evaluate
+    raise AttributeError(f"module 'ponder' has no attribute {name!r}")
 
 __all__ = [
     "Backend",
@@ -64,6 +79,7 @@ __all__ = [
     "__version__",
     "asolve",
     "equivalent",
+    "evaluate",
     "extract_answer",
     "load_backend",
     "solve",

@@ -6,9 +6,10 @@ import argparse
 from typing import Any
 
 from ponder.backends.base import Backend
-from ponder.backends.endpoints import endpoint_specs, shown_urls
+from ponder.backends.endpoints import endpoint_specs
 from ponder.backends.loading import load_backend, split_role
 from ponder.backends.models import ModelSpec, resolve_model
+from ponder.backends.runs import batch_options, determinism, endpoint_stats
 from ponder.errors import ConfigError
 
 
@@ -56,19 +57,6 @@ def load_from_args(args: argparse.Namespace, api_key: str | None,
                         endpoints=args.endpoints, **options)
 
 
-def batch_options(spec: ModelSpec, options: dict[str, Any], deterministic: bool = False
-                  ) -> dict[str, Any]:
-    """Backend options for a throughput run: an in-process model decodes more sequences at once
-    than for interactive use (``llamacpp.batch_sequences``) unless ``-B n_seq_max`` says, and
-    decodes batch-invariantly with ``deterministic`` (unless ``-B deterministic=`` says)."""
-    if spec.backend == "llamacpp":
-        from ponder.backends.llamacpp import batch_sequences
-
-        options = {**options}
-        options.setdefault("n_seq_max", batch_sequences())
-        options.setdefault("deterministic", deterministic)
-    return options
-
 
 def add_deterministic_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
@@ -77,24 +65,6 @@ def add_deterministic_flag(p: argparse.ArgumentParser) -> None:
                    "--no-deterministic decodes about 10-25%% faster, see "
                    "bench/results/determinism-*.md)")
 
-
-def determinism(backend: Backend | None, deterministic: bool = True) -> dict[str, Any]:
-    """Whether a run's samples are reproducible, and why (for its report): an in-process model
-    in deterministic mode is checked once on this CPU's kernels; a server's batching is its
-    own."""
-    if backend is None:  # Ray: every worker loads its own model
-        return {"deterministic": False, "why": "Ray workers decode batch-invariantly, unchecked "
-                "from here" if deterministic else "--no-deterministic on Ray workers"}
-    if getattr(backend, "deterministic", None) is None:
-        return {"deterministic": False,
-                "why": "a served model: its server's batching decides its numbers"}
-    if not backend.deterministic:  # type: ignore[attr-defined]
-        return {"deterministic": False, "why": "--no-deterministic: a sample's numbers depend "
-                "on what decoded beside it"}
-    if not backend.batch_invariant():  # type: ignore[attr-defined]
-        return {"deterministic": False, "why": "the batch-invariance check failed on this "
-                "CPU's kernels (or a sequence's context, under 64 tokens, cannot hold it)"}
-    return {"deterministic": True, "why": "batch-invariant decoding, checked on this CPU"}
 
 
 def model_spec(args: argparse.Namespace) -> ModelSpec:
@@ -105,12 +75,5 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
     return resolve_model(model, specs[0].url if specs else None)
 
 
-def endpoint_stats(backend: Backend) -> list[dict[str, Any]] | None:
-    """A pool's per-endpoint figures, each endpoint named by its redacted URL (they are printed
-    by ``ask --json`` and kept in eval reports); None for any other backend."""
-    stats = getattr(backend, "endpoint_stats", None)
-    if not callable(stats):
-        return None
-    figures = stats()
-    names = shown_urls([e["url"] for e in figures])
-    return [{**e, "url": name} for e, name in zip(figures, names, strict=True)]
+__all__ = ["add_deterministic_flag", "add_endpoint_flags", "batch_options", "determinism",
+           "endpoint_stats", "is_pool", "load_from_args", "model_spec", "split_models"]

@@ -3,45 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import functools
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ponder import registry
-from ponder.backends.base import Backend
-from ponder.backends.endpoints import shown_urls
-from ponder.backends.loading import opened_models, release, role_identity
 from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
 from ponder.cli.endpoints import (
     add_deterministic_flag,
     add_endpoint_flags,
-    batch_options,
-    determinism,
-    endpoint_stats,
-    load_from_args,
     split_models,
 )
 from ponder.cli.render import fitted_table, stdout_console
-from ponder.errors import ConfigError
-from ponder.eval.comparisons import Reference, check_reference, paired_table, parse_reference
-from ponder.eval.datasets import FORMATS, load_dataset
-from ponder.eval.harness import Harness, Status
-from ponder.eval.plans import GREEDY, parse_budgets
-from ponder.eval.pools import split_specs
-from ponder.eval.ray_eval import RayEval, check_ray_plans
-from ponder.eval.report import PAIRED_HEADER, header, paired_rows, table_rows, write_reports
-from ponder.eval.session import STORE, RunFolder, identify
-from ponder.eval.store import Store
-from ponder.runner import check_roles
-from ponder.types import Problem
-from ponder.version import __version__
+from ponder.eval.datasets import FORMATS
+from ponder.eval.evaluate import evaluate
+from ponder.eval.harness import Status
+from ponder.eval.report import PAIRED_HEADER, header, paired_rows, table_rows
+from ponder.eval.session import STORE
 
 OUTPUTS = ("report.md", "scaling.png", "report.html", "report.json")
 
@@ -113,170 +93,50 @@ def _progress_line(status: Status) -> str:
     return f"eval: {done}/{total} problems · {f['samples']} · {f['rate']} · {f['acc']} · {eta}"
 
 
-def check_plans(args: argparse.Namespace, problems: Sequence[Problem], strategies: Sequence[str],
-                budgets: Sequence[int], options: dict[str, Any],
-                reference: Reference | None, roles: Sequence[str] = ()) -> None:
-    """Every strategy, option, verifier, model role and the reference checked on a store in
-    memory, so a bad one is refused before --out is touched (no folder, no empty store, nothing
-    discarded)."""
-    if args.verifier is not None:
-        registry.verifiers.get(args.verifier)
-    store = Store(":memory:")
-    try:
-        harness = Harness(None, store, problems, strategies, budgets,  # type: ignore[arg-type]
-                          options=options, verifier=args.verifier, seed=args.seed,
-                          greedy=not args.no_greedy)
-        if reference is not None:
-            check_reference(reference, {plan.label: plan.budgets for plan in harness.plans})
-        for plan in harness.plans:
-            check_roles(plan.build(), roles)
-        if args.ray is not None:
-            check_ray_plans(harness.plans)
-            if roles:
-                raise ConfigError("--ray runs one model per worker: a run with --model "
-                                  f"{roles[0]}=... runs without --ray")
-    finally:
-        store.close()
-
-
 def run(args: argparse.Namespace) -> int:
     apply_sandbox_flag(args)
-    budgets = parse_budgets(args.budgets)
-    strategies = split_specs(args.strategies)
-    if not strategies:
-        raise ConfigError("--strategies is empty")
-    if args.draws < 1 or args.concurrency < 1:
-        raise ConfigError("--draws and --concurrency must be positive")
-    labels = ([] if args.no_greedy else [GREEDY]) + strategies
-    reference = parse_reference(args.reference, labels) if args.reference is not None else None
     args.model, roles = split_models(args.model)
-    options = strategy_options(args)
-    if args.examples:
-        options["examples"] = str(Path(args.examples).resolve())
-    problems = load_dataset(args.dataset, args.format, question_field=args.question_field,
-                            answer_field=args.answer_field, limit=args.limit)
-    check_plans(args, problems, strategies, budgets, options, reference, list(roles))
-    identity = identify(args.model, args.base_url, args.endpoints, args.dataset, roles)
-    spec, out = identity.spec, Path(args.out)
-    # the kept traces and their pages go with the run
-    with RunFolder(out, identity, seed=args.seed, deterministic=args.deterministic,
-                   fresh=args.fresh, outputs=(*OUTPUTS, "traces", "view")) as folder:
-        store = folder.store
-        backend_options = batch_options(spec, dict(args.backend_option), args.deterministic)
-        factory = functools.partial(load_from_args, args, args.api_key, backend_options)
-        backend = None if args.ray is not None else factory()
-        harness = Harness(
-            backend, store, problems,  # type: ignore[arg-type]
-            strategies, budgets, options=options, verifier=args.verifier, seed=args.seed,
-            greedy=not args.no_greedy, concurrency=args.concurrency, traces=out,
-        )
-        if reference is not None:
-            check_reference(reference, {plan.label: plan.budgets for plan in harness.plans})
-        err = Console(stderr=True)
-        columns = (TextColumn("[bold]eval[/]"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[samples]}"), TextColumn("{task.fields[rate]}"),
-                   TextColumn("{task.fields[acc]}"), TimeRemainingColumn())
-        with Progress(*columns, console=err, transient=False,
-                      disable=not err.is_terminal) as bar:
-            task = bar.add_task("eval", total=len(problems), **_progress_fields(harness.status))
-            last_line = [0.0]
+    err = Console(stderr=True)
+    columns = (TextColumn("[bold]eval[/]"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[samples]}"), TextColumn("{task.fields[rate]}"),
+               TextColumn("{task.fields[acc]}"), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as bar:
+        task = bar.add_task("eval", total=None, samples="", rate="", acc="")
+        last_line = [0.0]
 
-            def update(status: Status) -> None:
-                bar.update(task, completed=status.problems_done, **_progress_fields(status))
-                now = time.monotonic()
-                if not err.is_terminal and (now - last_line[0] >= 30
-                                            or status.problems_done == status.problems_total):
-                    last_line[0] = now  # piped or logged: a plain line every 30 s
-                    print(_progress_line(status), file=sys.stderr, flush=True)
+        def update(status: Status) -> None:
+            bar.update(task, total=status.problems_total, completed=status.problems_done,
+                       **_progress_fields(status))
+            now = time.monotonic()
+            if not err.is_terminal and (now - last_line[0] >= 30
+                                        or status.problems_done == status.problems_total):
+                last_line[0] = now  # piped or logged: a plain line every 30 s
+                print(_progress_line(status), file=sys.stderr, flush=True)
 
-            harness.on_update = update
-            endpoints: list[dict] = []
-            run_determinism: list[dict[str, Any]] = []  # every model's, once they ran
-
-            def on_ray() -> None:
-                workers = RayEval(harness, factory, address=args.ray or None,
-                                  workers=args.ray_workers, per_worker=args.concurrency)
-                try:
-                    if spec.backend == "openai":
-                        folder.claim_served(workers.identity())
-                    workers.run()
-                finally:
-                    workers.close()
-
-            async def evaluate() -> None:
-                try:
-                    await folder.probe(harness.backend)  # a served model: what it reports
-                    async with opened_models(roles, api_key=args.api_key,
-                                             options=backend_options) as opened:
-                        harness.models = opened
-                        await harness.run()
-                        run_determinism.append(determinism_of(backend, opened,
-                                                              args.deterministic))
-                finally:
-                    endpoints[:] = endpoint_stats(harness.backend) or []
-                    await release(harness.backend)
-
-            try:
-                on_ray() if args.ray is not None else asyncio.run(evaluate())
-            except KeyboardInterrupt:
-                err.print(f"interrupted: what finished is stored in {out / STORE}; "
-                          "rerun the same command to resume")
-                return 130
-        data = harness.curves(draws=args.draws)
-        data["paired"] = paired_table(data["per_problem"],
-                                      {plan.label: plan.name for plan in harness.plans},
-                                      reference, seed=args.seed)
-        config = {
-            "dataset": identity.dataset, "dataset_sha256": identity.dataset_hash,
-            "problems": len(problems), "model": spec.name, "model_id": identity.model_id,
-            "model_sha256": identity.model_hash,
-            "strategies": {p.label: {"name": p.name, "key": p.key, "mode": p.mode,
-                                     "budgets": p.budgets, "pools": [pool.key for pool in p.pools],
-                                     "verifier": p.verifier,
-                                     "config": p.build().config.model_dump()}
-                           for p in harness.plans},
-            "budgets": budgets, "seed": args.seed, "draws": args.draws,
-            "verifier": args.verifier, "ponder_version": __version__,
-            "reference": args.reference,
-            "determinism": {**(run_determinism[0] if run_determinism
-                               else determinism(backend, args.deterministic)),
-                            "samples_sha256": store.fingerprint()},
-        }
-        if roles:  # the other models by role: what they are (their costs are in the points)
-            config["roles"] = {role: {"model": shown_model(named), "sha256": None if
-                                      named.startswith(("http://", "https://"))
-                                      else role_identity(named)}
-                               for role, named in roles.items()}
-        if endpoints:
-            config["endpoints"] = endpoints
-        paths = write_reports(out, data, config)
+        try:
+            report = evaluate(
+                args.dataset, args.strategies, args.budgets, out=args.out, model=args.model,
+                models=roles, base_url=args.base_url, endpoints=args.endpoints,
+                api_key=args.api_key, backend_options=dict(args.backend_option),
+                options=strategy_options(args), examples=args.examples,
+                verifier=args.verifier, reference=args.reference, format=args.format,
+                question_field=args.question_field, answer_field=args.answer_field,
+                limit=args.limit, seed=args.seed, draws=args.draws,
+                concurrency=args.concurrency, deterministic=args.deterministic,
+                greedy=not args.no_greedy, fresh=args.fresh, ray=args.ray,
+                ray_workers=args.ray_workers, on_update=update)
+        except KeyboardInterrupt:
+            err.print(f"interrupted: what finished is stored in {Path(args.out) / STORE}; "
+                      "rerun the same command to resume")
+            return 130
     console = stdout_console()  # tables that fit its width, never cut with "…"
-    columns = header(data)
-    console.print(fitted_table(console, f"{len(problems)} problems · {spec.name}", columns,
-                               table_rows(data), right=columns[1:]))
-    if data["paired"]:
+    columns = header(report)
+    title = f"{report['config']['problems']} problems · {report['config']['model']}"
+    console.print(fitted_table(console, title, columns, table_rows(report), right=columns[1:]))
+    if report["paired"]:
         console.print(fitted_table(console, "paired comparisons", PAIRED_HEADER,
-                                   paired_rows(data),
+                                   paired_rows(report),
                                    right=("problems", "difference (points)", "paired 95% CI",
                                           "p-value")))
-    console.print("wrote " + ", ".join(str(p) for p in paths))
+    console.print("wrote " + ", ".join(report["paths"]))
     return 0
-
-
-def determinism_of(backend: Backend | None, others: dict[str, Backend], deterministic: bool
-                   ) -> dict[str, Any]:
-    """Whether a run's samples are reproducible: every model of it must be."""
-    first = determinism(backend, deterministic)
-    for role, model in others.items():
-        theirs = determinism(model, deterministic)
-        if first["deterministic"] and not theirs["deterministic"]:
-            return {"deterministic": False, "why": f"the {role} model: {theirs['why']}"}
-    return first
-
-
-def shown_model(named: str) -> str:
-    """A role's model as a report shows it: a file's name, a served model's redacted URL."""
-    if named.startswith(("http://", "https://")):
-        url, _, name = named.rpartition("#")
-        return f"{shown_urls([url])[0]}#{name}"
-    return named

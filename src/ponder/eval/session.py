@@ -67,9 +67,14 @@ def identify(model: str | None, base_url: str | list[str] | None, endpoints: str
     model_id = ",".join(shown_urls(urls)) + "#" + spec.name if spec.backend == "openai" \
         else str(spec.path)
     model_hash = file_sha256(spec.path) if spec.path else SERVED
+    return RunIdentity(spec, model_id, model_hash, *identify_dataset(dataset), dict(roles or {}))
+
+
+def identify_dataset(dataset: str) -> tuple[str, str]:
+    """(the dataset as reports name it: an absolute path or ``hf:...``/``humaneval``; its
+    file's sha256, or that name)."""
     named = dataset if dataset.startswith(("hf:", "humaneval")) else str(Path(dataset).resolve())
-    dataset_hash = file_sha256(Path(named)) if Path(named).is_file() else named
-    return RunIdentity(spec, model_id, model_hash, named, dataset_hash, dict(roles or {}))
+    return named, file_sha256(Path(named)) if Path(named).is_file() else named
 
 
 class RunFolder:
