@@ -215,4 +215,8 @@ def test_distill_keys_its_store_by_the_redacted_url(replica, tmp_path):
     db = sqlite3.connect(stores[0])
     meta = dict(db.execute("SELECT * FROM meta").fetchall())
     db.close()
-    assert meta["model_sha256"] == f"{shown(replica.port)}#sim"
+    # a served model is claimed by what its server reports (as ponder eval and tune claim it),
+    # never by its URL: nothing secret is kept
+    assert meta["model_sha256"] == "n/a (server)"
+    assert json.loads(meta["served_model"])["model"] == "sim"
+    assert_clean(json.dumps(meta))

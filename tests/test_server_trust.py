@@ -259,7 +259,8 @@ def test_operator_prm_http_failure_is_logged_not_echoed_and_gets_no_key(monkeypa
         assert all("authorization" not in {k.lower() for k in r["headers"]}
                    for r in prm.requests)
     assert reply.status_code == 502
-    assert reply.json()["error"]["code"] == "upstream_error"
+    # a 5xx still failing after prm-http's retries, mapped as the OpenAI backend maps it
+    assert reply.json()["error"]["code"] == "upstream_unavailable"
     assert "secret-body" not in reply.text and prm.url not in reply.text
     assert "127.0.0.1" not in reply.text
     assert "secret-body" in caplog.text  # the operator sees the detail in the log
