@@ -186,6 +186,25 @@ def test_no_layer_is_promised_higher_than_its_imports_need():
                                     "", *layer_report(uses)])
 
 
+def private_imports(path: Path, known: set[str]) -> list[str]:
+    """The private names (``_name``) a file imports from another layer entry's modules."""
+    source = unit(module_name(path))
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                and node.module.split(".")[0] == "ponder" and unit(node.module) != source:
+            found += [f"{module_name(path)} imports {node.module}.{a.name}"
+                      for a in node.names if a.name.startswith("_") and a.name != "__version__"]
+    return found
+
+
+def test_no_module_imports_another_packages_private_names():
+    """What a package keeps private (a leading underscore) stays inside it: another package
+    that needs it gets a public name, which says it may be relied on."""
+    found = modules()
+    assert [line for path in found.values() for line in private_imports(path, set(found))] == []
+
+
 def test_heights_are_one_above_the_highest_import():
     assert heights({"a": set(), "b": {"a"}, "c": {"a", "b"}}) == {"a": 0, "b": 1, "c": 2}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from ponder.cli.endpoints import (
     load_from_args,
     split_models,
 )
+from ponder.cli.options import add_sandbox_flag, apply_sandbox_flag, key_value, strategy_options
 from ponder.cli.render import Progress, print_result, stdout_console, trace_tree
 from ponder.cli.view import view_result
 from ponder.core.context import DEFAULT_SANDBOX
@@ -31,26 +31,6 @@ from ponder.presets import load_preset
 from ponder.runner import EFFORTS
 from ponder.sandbox import Sandbox
 from ponder.types import Problem, Result
-
-
-def _option(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key.replace("-", "_"), json.loads(value)
-    except json.JSONDecodeError:
-        return key.replace("-", "_"), value
-
-
-def strategy_options(args: argparse.Namespace) -> dict[str, Any]:
-    """-o KEY=VALUE options plus the --max-tokens / --temperature shortcuts."""
-    options = dict(args.option)
-    if args.max_tokens is not None:
-        options["max_tokens"] = args.max_tokens
-    if args.temperature is not None:
-        options["temperature"] = args.temperature
-    return options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "mixture-of-agents and debate name theirs in -o)")
     add_endpoint_flags(p)
     p.add_argument("--api-key", default=None, help="for --base-url (default: $OPENAI_API_KEY)")
-    p.add_argument("-B", "--backend-option", type=_option, action="append", default=[],
+    p.add_argument("-B", "--backend-option", type=key_value, action="append", default=[],
                    metavar="KEY=VALUE", help="backend setting, e.g. -B n_ctx=16384 -B n_seq_max=16")
     p.add_argument("--verifier", default=None, help="judge, logprob or code-tests "
                    "(best-of-n: judge; on code: code-tests)")
@@ -78,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", type=int, default=None, help="new tokens per generation")
     p.add_argument("-t", "--temperature", type=float, default=None)
     p.add_argument("--seed", type=int, default=None, help="make sampling reproducible")
-    p.add_argument("-o", "--option", type=_option, action="append", default=[],
+    p.add_argument("-o", "--option", type=key_value, action="append", default=[],
                    metavar="KEY=VALUE", help="any strategy option, e.g. -o weighting=logprob")
     code = p.add_argument_group("code problems (answers are programs, run in the sandbox)")
     code.add_argument("--code", action="store_true", help="treat the question as a coding task")
@@ -189,18 +169,6 @@ async def check_given_tests(problem: Problem, result: Result,
                 found = i
                 break
     return GivenTests(score, len(tests), found)
-
-
-def add_sandbox_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sandbox", choices=("jail", "none"), default=None,
-                   help="where model-written code runs: the jail (default) or, at your own risk, "
-                   "no isolation (also PONDER_SANDBOX=none)")
-
-
-def apply_sandbox_flag(args: argparse.Namespace) -> None:
-    """``--sandbox`` is the process's setting: every sandbox this run makes reads it."""
-    if args.sandbox is not None:
-        os.environ["PONDER_SANDBOX"] = args.sandbox
 
 
 def run(args: argparse.Namespace) -> int:

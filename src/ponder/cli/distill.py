@@ -12,12 +12,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ponder.backends.loading import release
-from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
 from ponder.cli.endpoints import (
     add_deterministic_flag,
     add_endpoint_flags,
     batch_options,
     load_from_args,
+)
+from ponder.cli.options import (
+    add_sandbox_flag,
+    apply_sandbox_flag,
+    key_value,
+    strategy_options,
 )
 from ponder.cli.render import stdout_console
 from ponder.errors import ConfigError
@@ -65,12 +70,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_endpoint_flags(run)
     run.add_argument("--api-key", default=None,
                      help="for --base-url (default: $OPENAI_API_KEY)")
-    run.add_argument("-B", "--backend-option", type=_option, action="append", default=[],
+    run.add_argument("-B", "--backend-option", type=key_value, action="append", default=[],
                      metavar="KEY=VALUE")
     run.add_argument("--verifier", default=None)
     run.add_argument("--max-tokens", type=int, default=None)
     run.add_argument("-t", "--temperature", type=float, default=None)
-    run.add_argument("-o", "--option", type=_option, action="append", default=[],
+    run.add_argument("-o", "--option", type=key_value, action="append", default=[],
                      metavar="KEY=VALUE")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--concurrency", type=int, default=4)

@@ -10,11 +10,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
 from ponder.cli.endpoints import (
     add_deterministic_flag,
     add_endpoint_flags,
     split_models,
+)
+from ponder.cli.options import (
+    add_sandbox_flag,
+    apply_sandbox_flag,
+    key_value,
+    strategy_options,
 )
 from ponder.cli.render import fitted_table, stdout_console
 from ponder.eval.datasets import FORMATS
@@ -47,12 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "-m strong=big.gguf or -m strong=http://host:8000/v1#qwen-1.5b")
     add_endpoint_flags(p)
     p.add_argument("--api-key", default=None)
-    p.add_argument("-B", "--backend-option", type=_option, action="append", default=[],
+    p.add_argument("-B", "--backend-option", type=key_value, action="append", default=[],
                    metavar="KEY=VALUE", help="backend setting, e.g. -B n_ctx=16384 -B n_seq_max=16")
     p.add_argument("--verifier", default=None, help="for best-of-n (default: judge)")
     p.add_argument("--max-tokens", type=int, default=None, help="new tokens per generation")
     p.add_argument("-t", "--temperature", type=float, default=None)
-    p.add_argument("-o", "--option", type=_option, action="append", default=[],
+    p.add_argument("-o", "--option", type=key_value, action="append", default=[],
                    metavar="KEY=VALUE", help="an option for every strategy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--draws", type=int, default=200, help="random subsets per smaller budget")

@@ -19,8 +19,8 @@ import socket
 import sys
 
 from ponder.backends.loading import load_role, scoped_options
-from ponder.cli.ask import _option
 from ponder.cli.endpoints import add_endpoint_flags, load_from_args, split_models
+from ponder.cli.options import key_value
 from ponder.errors import ConfigError
 from ponder.presets import load_preset, register_preset
 
@@ -80,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "models, judges) and limits; flags override its limits")
     p.add_argument("--preset", action="append", default=[], metavar="NAME=FILE",
                    help="serve a preset file (ponder tune writes them) as the model ponder-NAME")
-    p.add_argument("-B", "--backend-option", type=_option, action="append", default=[],
+    p.add_argument("-B", "--backend-option", type=key_value, action="append", default=[],
                    metavar="KEY=VALUE", help="backend setting, e.g. -B n_seq_max=32")
     p.add_argument("--max-concurrent", type=int, default=8, help="requests running at once")
     p.add_argument("--max-queue", type=int, default=64,
@@ -90,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-request-seconds", type=float, default=600.0)
     for flag, (_, kind, text) in LIMIT_FLAGS.items():
         p.add_argument(flag, type=kind, default=None, help=text)
-    p.add_argument("--cap", type=_option, action="append", default=[], metavar="OPTION=N",
+    p.add_argument("--cap", type=key_value, action="append", default=[], metavar="OPTION=N",
                    help="the largest value a request may give a strategy option, e.g. "
                    "--cap n=32 --cap max_tokens=8192 (options: n, m, simulations, parallel, "
                    "max_n, probe_n, warmup, wave, rounds, max_steps, agents, layers, "

@@ -16,7 +16,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ponder.backends.loading import release
 from ponder.backends.models import file_sha256
-from ponder.cli.ask import _option, add_sandbox_flag, apply_sandbox_flag, strategy_options
 from ponder.cli.endpoints import (
     add_deterministic_flag,
     add_endpoint_flags,
@@ -24,6 +23,12 @@ from ponder.cli.endpoints import (
     determinism,
     load_from_args,
     model_spec,
+)
+from ponder.cli.options import (
+    add_sandbox_flag,
+    apply_sandbox_flag,
+    key_value,
+    strategy_options,
 )
 from ponder.cli.render import fitted_table, stdout_console
 from ponder.domains.selector import RULES
@@ -132,10 +137,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-m", "--model", default=None)
     add_endpoint_flags(p)
     p.add_argument("--api-key", default=None, help="for --base-url (default: $OPENAI_API_KEY)")
-    p.add_argument("-B", "--backend-option", type=_option, action="append", default=[],
+    p.add_argument("-B", "--backend-option", type=key_value, action="append", default=[],
                    metavar="KEY=VALUE")
     p.add_argument("--max-tokens", type=int, default=None, help="new tokens per generation")
-    p.add_argument("-o", "--option", type=_option, action="append", default=[],
+    p.add_argument("-o", "--option", type=key_value, action="append", default=[],
                    metavar="KEY=VALUE", help="an option for every configuration")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--draws", type=int, default=50, help="random subsets per sample count")

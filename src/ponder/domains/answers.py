@@ -100,7 +100,7 @@ def states_answer(text: str) -> bool:
     return bool(last_boxed(text) or _HASHES.search(text) or _ANSWER_PHRASES.search(text))
 
 
-def _strip_latex(s: str) -> str:
+def strip_latex(s: str) -> str:
     s = s.strip()
     s = re.sub(r"\\(?:text|mathrm)\{([^}]*)\}", r"\1", s)
     s = s.replace("\\!", "").replace("\\,", "").replace("\\ ", " ").replace("\\%", "%")
@@ -118,7 +118,7 @@ def _strip_latex(s: str) -> str:
 
 def normalize(answer: str) -> str:
     """A canonical string form: LaTeX wrappers, currency, markdown and trailing dots removed."""
-    s = _strip_latex(answer)
+    s = strip_latex(answer)
     s = s.strip().strip("*").strip().rstrip(".").strip()
     choice = _CHOICE.match(s)
     if choice and (len(s) <= 3 or s[1:3] in (") ", ". ", ": ")):
@@ -239,7 +239,7 @@ def answer_value(answer: str) -> str:
     """
     if to_number(answer) is not None:
         return answer
-    text = unwrap_answer(_strip_latex(answer)).strip().strip("*").strip().rstrip(".。").strip()
+    text = unwrap_answer(strip_latex(answer)).strip().strip("*").strip().rstrip(".。").strip()
     if to_number(text) is not None:
         return text
     if _HEDGE.search(text) or _RELATION.search(text) or _DOUBLE_SCALE.search(text):
@@ -329,11 +329,11 @@ def equivalent(a: str | None, b: str | None) -> bool:
     na, nb = normalize(a), normalize(b)
     if na == nb:
         return True
-    hedged = [bool(_HEDGE.search(_strip_latex(x)) or _DOUBLE_SCALE.search(x)) for x in (a, b)]
+    hedged = [bool(_HEDGE.search(strip_latex(x)) or _DOUBLE_SCALE.search(x)) for x in (a, b)]
     if hedged[0] != hedged[1] and to_number(b if hedged[0] else a) is not None:
         return False  # "3 or 4", "at least 3", "3?": no one value (math-verify reads 3)
     if any(hedged):  # two sets of solutions ("1 or 3", "3 or 1") are math-verify's to compare
-        return _math_verify(_strip_latex(a), _strip_latex(b))
+        return _math_verify(strip_latex(a), strip_latex(b))
     xa, xb = to_number(a), to_number(b)
     if xa is not None and xb is not None:
         return _numbers_equal(xa, xb)
@@ -341,7 +341,7 @@ def equivalent(a: str | None, b: str | None) -> bool:
         return False  # "x < 3" is not the number 3
     if xa is not None or xb is not None:
         # One side is a plain number: compare it with a symbolic form of the other.
-        return _math_verify(_strip_latex(a), _strip_latex(b))
+        return _math_verify(strip_latex(a), strip_latex(b))
     if len(na) == 1 and len(nb) == 1:
         return False  # distinct choice letters
-    return _math_verify(_strip_latex(a), _strip_latex(b))
+    return _math_verify(strip_latex(a), strip_latex(b))

@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ponder.domains.answers import (
-    _strip_latex,
     equivalent,
     extract_answer,
     states_answer,
+    strip_latex,
     to_number,
 )
 from ponder.rewards.base import Reward, RewardValue, column, completion_text
@@ -55,7 +55,7 @@ def gold_answer(value: Any) -> str | None:
         return None
     if to_number(text) is not None or _CHOICE.fullmatch(text):
         return text
-    plain = _strip_latex(text)
+    plain = strip_latex(text)
     if _MATHY.search(plain) and not _PROSE.search(re.sub(r"\\[A-Za-z]+", " ", plain)):
         return text
     return None
