@@ -514,3 +514,39 @@ def test_a_store_from_before_costs_per_model_is_read_unchanged_and_written_with_
                                          {"m": {"flops": 28.0, "total_tokens": 14}}))
     assert store.result("k", "B", 1).flops == 28.0 and store.result("k", "A", 1).models is None
     store.close()
+
+
+# -- an endpoints file names the servers of each role ------------------------------------------
+
+def test_an_endpoints_file_names_each_roles_servers(tmp_path):
+    from test_pool import Replica
+
+    from ponder.backends.endpoints import endpoint_roles, endpoint_specs
+
+    small, big = Replica(tmp_path, "a", "--model", "sim"), Replica(tmp_path, "b", "--model", "big")
+    try:
+        path = tmp_path / "endpoints.json"
+        path.write_text(json.dumps([
+            {"url": small.url, "model": "sim", "parameters": 5e8},
+            {"url": big.url, "model": "big", "role": "strong", "parameters": 7e9,
+             "price": "2/8"}]))
+        assert [s.url for s in endpoint_specs(None, str(path))] == [small.url]  # the generator's
+        assert endpoint_roles(str(path)) == {"strong": f"endpoints:{path}#strong"}
+        proc = ask("What is 2 + 3?", "-s", "mixture-of-agents", "--endpoints", str(path),
+                   "-o", "aggregator=strong", "-o", "layers=1", "-o", "n_per_proposer=1",
+                   "--max-tokens", "16", "--json")
+        assert proc.returncode == 0, proc.stderr
+        data = json.loads(proc.stdout)
+        assert data["models"]["sim"]["parameters"] == 500_000_000
+        strong = data["models"]["big"]
+        assert strong["calls"] == 1 and strong["parameters"] == 7_000_000_000
+        assert strong["dollars"] == pytest.approx((strong["prompt_tokens"] * 2
+                                                   + strong["completion_tokens"] * 8) / 1e6)
+        assert big.requests() and small.requests()  # each role's server was asked
+    finally:
+        small.kill()
+        big.kill()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"url": "http://127.0.0.1:9/v1", "role": "Strong Model"}]))
+    proc = ask("What is 2 + 3?", "--endpoints", str(bad))
+    assert proc.returncode == 1 and "role must be a lower-case word" in proc.stderr

@@ -4,8 +4,10 @@ flags or an endpoints file.
 An endpoints file is YAML or JSON: a list of entries (or ``{"endpoints": [...]}``), each with
 ``url`` (required), ``model``, ``key`` or ``key_env`` (the name of an environment variable that
 holds the key), ``weight`` (default 1), ``max_concurrent`` (samples in flight there;
-default 64), and for costs the model's ``parameters`` and ``price`` (dollars per million
-input/output tokens, ``0.15/0.60`` or ``{input: 0.15, output: 0.60}``)::
+default 64), for costs the model's ``parameters`` and ``price`` (dollars per million
+input/output tokens, ``0.15/0.60`` or ``{input: 0.15, output: 0.60}``), and ``role`` for the
+servers of a run's other models (``strong``: the entries of that role are the strong model's
+pool; the entries without one are the generator's)::
 
     - url: http://gpu1:8000/v1
       model: qwen2.5-7b
@@ -32,7 +34,9 @@ from ponder.backends.base import parameter_count, parse_prices
 from ponder.errors import ConfigError, MissingDependency
 from ponder.types import Prices
 
-FIELDS = ("url", "model", "key", "key_env", "weight", "max_concurrent", "parameters", "price")
+FIELDS = ("url", "model", "key", "key_env", "weight", "max_concurrent", "parameters", "price",
+          "role")
+ROLE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 DEFAULT_MAX_CONCURRENT = 64
 USERINFO_MARK, QUERY_MARK, FRAGMENT_MARK = "***@", "?…", "#…"
 # a URL inside free text (an error message, a log line): up to whitespace or a quote
@@ -106,6 +110,7 @@ class EndpointSpec:
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
     parameters: int | None = None  # the served model's size (FLOPs-equivalent costs)
     price: Prices | None = None  # dollars per million input and output tokens
+    role: str | None = None  # the run's model this server serves (None: the generator)
 
     def __repr__(self) -> str:
         """Without secrets: a spec may end up in a traceback or a log line."""
@@ -147,7 +152,12 @@ def _entry(raw: Any, where: str) -> EndpointSpec:
         parameters, price = parameter_count(raw.get("parameters")), parse_prices(raw.get("price"))
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    return EndpointSpec(url, model, key, float(weight), limit, parameters, price)
+    role = raw.get("role")
+    if role is not None and (not isinstance(role, str) or not ROLE_NAME.fullmatch(role)
+                             or role == "generator"):
+        raise ConfigError(f"{where}: role must be a lower-case word other than 'generator' "
+                          f"(e.g. strong), got {role!r}")
+    return EndpointSpec(url, model, key, float(weight), limit, parameters, price, role)
 
 
 def parse_endpoints(data: Any, where: str = "endpoints") -> list[EndpointSpec]:
@@ -195,9 +205,30 @@ def endpoint_specs(base_url: str | Sequence[str] | None = None,
     urls = [base_url] if isinstance(base_url, str) else list(base_url or [])
     specs = [EndpointSpec(u, api_key=api_key) for u in urls]
     if isinstance(endpoints, str | Path):
-        specs += read_endpoints(endpoints)
+        specs += [s for s in read_endpoints(endpoints) if s.role is None]
     elif endpoints:
-        specs += list(endpoints)
+        specs += [s for s in endpoints if s.role is None]
     if len({s.url.rstrip("/") for s in specs}) != len(specs):
         raise ConfigError("an endpoint is named twice (--base-url and the endpoints file)")
     return specs
+
+
+ROLE_PREFIX = "endpoints:"
+
+
+def endpoint_roles(path: str | Path | None) -> dict[str, str]:
+    """The other models an endpoints file names by role, each as the spec
+    :func:`~ponder.backends.loading.load_role` loads (``endpoints:FILE#ROLE``)."""
+    if path is None:
+        return {}
+    roles = dict.fromkeys(s.role for s in read_endpoints(path) if s.role is not None)
+    return {role: f"{ROLE_PREFIX}{path}#{role}" for role in roles}
+
+
+def role_specs(spec: str) -> list[EndpointSpec]:
+    """The servers of ``endpoints:FILE#ROLE``."""
+    path, _, role = spec.removeprefix(ROLE_PREFIX).rpartition("#")
+    found = [s for s in read_endpoints(path) if s.role == role]
+    if not found:
+        raise ConfigError(f"{path} names no server for the {role} model")
+    return found

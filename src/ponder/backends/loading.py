@@ -19,7 +19,13 @@ from typing import Any
 
 from ponder import registry
 from ponder.backends.base import Backend, parse_prices
-from ponder.backends.endpoints import EndpointSpec, endpoint_specs, redact_url
+from ponder.backends.endpoints import (
+    ROLE_PREFIX,
+    EndpointSpec,
+    endpoint_specs,
+    redact_url,
+    role_specs,
+)
 from ponder.backends.models import file_sha256, resolve_model
 from ponder.errors import ConfigError
 
@@ -120,6 +126,11 @@ def load_role(spec: str, *, api_key: str | None = None, **options: Any) -> Backe
     """A model by role: a GGUF (path or ``hf:``; ``options`` are its backend options, shared
     and reused like the generator's) or a served one, ``URL#NAME`` (an OpenAI-compatible
     server; of the options only ``parameters`` applies)."""
+    if spec.startswith(ROLE_PREFIX):  # a role's servers in an endpoints file
+        specs = role_specs(spec)
+        served = {k: v for k, v in options.items() if k in ("parameters", "price")}
+        return load_backend(pool_model(None, specs), None, api_key=api_key, endpoints=[
+            EndpointSpec(**{**s.__dict__, "role": None}) for s in specs], **served)
     if re.match(r"https?://", spec):
         url, sep, name = spec.rpartition("#")
         if not sep or not name or not url:
@@ -133,6 +144,9 @@ def load_role(spec: str, *, api_key: str | None = None, **options: Any) -> Backe
 def role_identity(spec: str) -> str:
     """What a store records of a model named by role, so a resumed run with another model in
     that role is refused: a GGUF's sha256, or a served model's redacted ``URL#NAME``."""
+    if spec.startswith(ROLE_PREFIX):  # its servers, redacted, and what they serve
+        specs = role_specs(spec)
+        return ",".join(sorted(redact_url(s.url) for s in specs)) + "#" + pool_model(None, specs)
     if re.match(r"https?://", spec):
         url, _, name = spec.rpartition("#")
         return f"{redact_url(url)}#{name}"

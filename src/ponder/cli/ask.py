@@ -19,7 +19,7 @@ from ponder.cli.endpoints import (
     endpoint_stats,
     is_pool,
     load_from_args,
-    split_models,
+    models_of,
 )
 from ponder.cli.options import add_sandbox_flag, apply_sandbox_flag, key_value, strategy_options
 from ponder.cli.render import Progress, print_result, stdout_console, trace_tree
@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         options = {**preset.options, **options}
         preset_n = options.pop("n", None)  # -n wins over the preset's n
         args.n = preset_n if args.n is None else args.n
-    args.model, roles = split_models(args.model)
+    args.model, roles = models_of(args)
     out = stdout_console()
     err = Console(stderr=True)
     progress = Progress(err, args.strategy)

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ponder.backends.base import Backend
-from ponder.backends.endpoints import endpoint_specs
+from ponder.backends.endpoints import endpoint_roles, endpoint_specs
 from ponder.backends.loading import load_backend, split_role
 from ponder.backends.models import ModelSpec, resolve_model
 from ponder.backends.runs import batch_options, determinism, endpoint_stats
@@ -46,6 +46,13 @@ def split_models(values: list[str] | None) -> tuple[str | None, dict[str, str]]:
     return generator, roles
 
 
+def models_of(args: argparse.Namespace) -> tuple[str | None, dict[str, str]]:
+    """The generator and the other models by role that the flags name: ``--model`` values, and
+    the roles of an ``--endpoints`` file's servers (a ``--model ROLE=`` flag wins)."""
+    generator, roles = split_models(args.model)
+    return generator, {**endpoint_roles(getattr(args, "endpoints", None)), **roles}
+
+
 def is_pool(args: argparse.Namespace) -> bool:
     return bool(args.endpoints) or len(args.base_url or []) > 1
 
@@ -76,4 +83,5 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
 
 
 __all__ = ["add_deterministic_flag", "add_endpoint_flags", "batch_options", "determinism",
-           "endpoint_stats", "is_pool", "load_from_args", "model_spec", "split_models"]
+           "endpoint_stats", "is_pool", "load_from_args", "model_spec", "models_of",
+           "split_models"]

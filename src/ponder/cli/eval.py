@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ponder.cli.endpoints import (
     add_deterministic_flag,
     add_endpoint_flags,
-    split_models,
+    models_of,
 )
 from ponder.cli.options import (
     add_sandbox_flag,
@@ -100,7 +100,7 @@ def _progress_line(status: Status) -> str:
 
 def run(args: argparse.Namespace) -> int:
     apply_sandbox_flag(args)
-    args.model, roles = split_models(args.model)
+    args.model, roles = models_of(args)
     err = Console(stderr=True)
     columns = (TextColumn("[bold]eval[/]"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[samples]}"), TextColumn("{task.fields[rate]}"),

@@ -19,7 +19,7 @@ import socket
 import sys
 
 from ponder.backends.loading import load_role, scoped_options
-from ponder.cli.endpoints import add_endpoint_flags, load_from_args, split_models
+from ponder.cli.endpoints import add_endpoint_flags, load_from_args, models_of
 from ponder.cli.options import key_value
 from ponder.errors import ConfigError
 from ponder.presets import load_preset, register_preset
@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     check_operator_caps(config.strategies, limits.caps)
     access = make_access((*config.access.origins, *args.allow_origin),
                          (*config.access.hosts, *args.allow_host))
-    args.model, named = split_models(args.model)
+    args.model, named = models_of(args)
     roles = {**config.models, **named}
     if "generator" in roles:
         raise ConfigError("models: 'generator' is the model --model names without a role; "

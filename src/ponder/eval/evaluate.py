@@ -17,7 +17,7 @@ from typing import Any
 
 from ponder import registry
 from ponder.backends.base import Backend
-from ponder.backends.endpoints import shown_urls
+from ponder.backends.endpoints import ROLE_PREFIX, shown_urls
 from ponder.backends.loading import load_backend, opened_models, release, role_identity
 from ponder.backends.models import ModelSpec
 from ponder.backends.runs import batch_options, determinism, endpoint_stats
@@ -185,7 +185,7 @@ def _config(identity: RunIdentity, harness: Harness, problems: Sequence[Problem]
     }
     if identity.roles:  # the other models by role: what they are (their costs are in the points)
         config["roles"] = {role: {"model": shown_model(named), "sha256": None if
-                                  named.startswith(("http://", "https://"))
+                                  named.startswith(("http://", "https://", ROLE_PREFIX))
                                   else role_identity(named)}
                            for role, named in identity.roles.items()}
     return config
@@ -240,6 +240,8 @@ def determinism_of(backend: Backend | None, others: Mapping[str, Backend], deter
 
 def shown_model(named: str) -> str:
     """A role's model as a report shows it: a file's path, a served model's redacted URL."""
+    if named.startswith(ROLE_PREFIX):  # an endpoints file's servers: redacted, and the model
+        return role_identity(named)
     if named.startswith(("http://", "https://")):
         url, _, name = named.rpartition("#")
         return f"{shown_urls([url])[0]}#{name}"
