@@ -163,8 +163,12 @@ class Harness:
         traces: Path | None = None,
         logprobs: bool = False,
         models: Mapping[str, Backend] | None = None,
+        model_key: str | None = None,
     ) -> None:
         self.backend = backend
+        # which model this harness's samples and results are keyed by, when the store holds
+        # another model's too (``pools_for``); None: the store's own generator, keys unchanged
+        self.model_key = model_key
         self.models = dict(models or {})  # the run's other models by role (``strong``, ...)
         self.store = store
         self.problems = list(problems)
@@ -223,12 +227,14 @@ class Harness:
             if config.get("weighting", "none") != "none":
                 raise ConfigError("ponder eval scores self-consistency by plain majority vote; "
                                   f"weighting={config['weighting']} is not supported there")
-            pools = pools_for(config)
+            pools = pools_for(config, self.model_key)
             if mode == "best-score":
                 verifier = self.verifier or (
                     domain_for(self.problems[0]).default_verifier if self.problems else None
                 ) or getattr(strategy, "default_verifier", None)
                 config["verifier"] = verifier
+        if self.model_key is not None:
+            config["model"] = self.model_key
         key = strategy_key(name, config)
         self.store.register_strategy(key, name, config)
         budgets = [1] if mode in ("single", "batch") else self.budgets

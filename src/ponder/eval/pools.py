@@ -40,12 +40,16 @@ class Pool:
     key: str
 
 
-def pools_for(config: dict[str, Any]) -> list[Pool]:
+def pools_for(config: dict[str, Any], model: str | None = None) -> list[Pool]:
     """The pools a sampling strategy with this configuration draws from. A chain pool's key
     depends on the sampling knobs only (stores written before program modes existed still
-    match); a program pool's also on its repairs."""
+    match); a program pool's also on its repairs. ``model``: which model draws them, for a
+    store that holds another model's samples too (``ponder tune``'s strong model); None, the
+    run's generator, keeps the keys as they always were."""
     sampling = {k: config[k] for k in StrategyConfig.model_fields}
     sampling.update(prompts.key_of(config))  # template, shots: only when set
+    if model is not None:
+        sampling["model"] = model
     mode = config.get("mode", "chain")
     pools = []
     if mode in ("chain", "mixed"):
