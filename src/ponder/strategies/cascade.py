@@ -6,9 +6,10 @@ the leading answer's share of the samples (``signal=agreement``), its lead over 
 (``margin``) or the run's verifier's mean score for it (``verifier``) is below ``threshold`` —
 the problem goes to the ``strong`` model: one greedy answer (``strong_n=1``) or a vote over
 ``strong_n`` samples, optionally told what the small model answered (``hints``). The strong
-model's answer wins when it has one; otherwise the small model's vote stands. ``ponder tune``
-chooses the threshold on a dev set; the trace records the evidence and whether the problem was
-escalated, and each candidate which model wrote it.
+model's answer wins when it has one; otherwise the small model's vote stands. With
+``selector`` the small model's answer is picked by that rule (as self-consistency's), the
+evidence still the vote's. ``ponder tune`` chooses the threshold on a dev set; the trace records
+the evidence and whether the problem was escalated, and each candidate which model wrote it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ponder.core.context import Context
 from ponder.domains import cluster_answers
+from ponder.domains.selector import get_selector
 from ponder.domains.vote import AnswerGroup, leader, tally
 from ponder.errors import ConfigError
 from ponder.strategies.base import (
@@ -30,7 +32,7 @@ from ponder.strategies.base import (
     to_candidate,
 )
 from ponder.strategies.samplers import SamplingModeConfig, chain_messages, sample_candidates
-from ponder.strategies.select import cut_flags, modes_of, score_candidates, vote
+from ponder.strategies.select import cut_flags, modes_of, score_candidates, selector_vote, vote
 from ponder.types import Candidate, Message, Problem
 
 Signal = Literal["agreement", "margin", "verifier"]
@@ -54,6 +56,16 @@ class CascadeConfig(SamplingModeConfig):
     strong_temperature: float = Field(0.7, ge=0.0, le=2.0,
                                       description="the strong model's temperature (strong_n > 1)")
     hints: bool = Field(False, description="tell the strong model the small model's answers")
+    selector: str | None = Field(
+        None, description="pick the small model's answer by a rule over answer-group signals "
+        "(as self-consistency's selector); the evidence is still the vote's")
+
+    @field_validator("selector")
+    @classmethod
+    def _known_selector(cls, value: str | None) -> str | None:
+        if value is not None:
+            get_selector(value)  # an unknown rule or unreadable file is refused now
+        return value
 
 
 def group_shares(groups: Sequence[AnswerGroup], n: int) -> tuple[float, float]:
@@ -88,7 +100,10 @@ class Cascade(BaseStrategy):
         if cfg.signal == "verifier" and ctx.verifier is None:
             raise ConfigError("cascade signal=verifier needs a verifier (e.g. --verifier judge)")
         strong = ctx.model(cfg.strong_role)
-        small = await sample_candidates(problem, ctx, cfg, cfg.n, root, label="small")
+        confidence = cfg.selector is not None and ctx.backend.capabilities.logprobs
+        small = await sample_candidates(problem, ctx, cfg, cfg.n, root,
+                                        cfg.sampling(logprobs=0) if confidence else None,
+                                        label="small")
         small = [_by(c, ctx.backend.model) for c in small]
         if cfg.signal == "verifier":
             small = await score_candidates(problem, small, ctx, root)
@@ -104,9 +119,12 @@ class Cascade(BaseStrategy):
                       parent=root, signal=cfg.signal, evidence=round(evidence, 6),
                       threshold=cfg.threshold, escalated=escalate, strong_model=strong.model)
         weights = [cfg.vote_weight(c) for c in small]
-        outcome = await vote(problem, small, ctx, root, weights=weights, modes=modes,
-                             cross_mode_bonus=cfg.cross_mode_bonus, clusters=clusters,
-                             label="small model's vote", cut_weight=cfg.cut_weight)
+        if cfg.selector is not None:
+            outcome = await selector_vote(problem, small, ctx, root, cfg.selector)
+        else:
+            outcome = await vote(problem, small, ctx, root, weights=weights, modes=modes,
+                                 cross_mode_bonus=cfg.cross_mode_bonus, clusters=clusters,
+                                 label="small model's vote", cut_weight=cfg.cut_weight)
         if not escalate:
             return outcome
         messages = chain_messages(problem, cfg)
