@@ -18,6 +18,9 @@ part of the dev set, and confirm it on the part the choice never saw.
   problem fit the budget, paired (``eval/paired.py``) against the reference — self-consistency
   by majority at the reference setting, with as many samples as fit the same budget — on the
   tuning part, then confirmed on the held-out part alone.
+- **Mixes** with a strong model (``strong.MixTuner``, replayed by ``mixes.py``): the strong
+  model alone and cascades join the configurations, every cost counted in FLOPs-equivalent
+  (``axis``); this module's choice, pairing and confirmation serve both.
 """
 
 from __future__ import annotations
@@ -116,7 +119,8 @@ def split(problems: Sequence[Problem], holdout: float, seed: int
 
 @dataclass
 class Candidate:
-    """One configuration: a setting, a selection rule and a sample count."""
+    """One configuration: a setting, a selection rule and a sample count (of the generator:
+    ``kind`` small; ``mixes.Mix`` is the strong model alone's and a cascade's)."""
 
     setting: Setting
     selector: str
@@ -125,30 +129,45 @@ class Candidate:
     tokens: float = 0.0
     problems: int = 0
     values: dict[str, float] = field(default_factory=dict)
+    flops: float | None = None  # FLOPs-equivalent per problem, where the models' sizes count
+    axis: str = "tokens"  # what a budget counts: generated tokens, or "flops"
+    kind: str = "small"  # "small" (the generator alone), "strong" or "cascade"
 
     @property
     def label(self) -> str:
         return f"{self.setting.label} · {self.selector} · n={self.n}"
 
+    @property
+    def cost(self) -> float:
+        """What a budget is compared with: mean generated tokens, or FLOPs (unknown: never
+        fits)."""
+        if self.axis == "tokens":
+            return self.tokens
+        return math.inf if self.flops is None else self.flops
+
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "setting": self.setting.label, "selector": self.selector,
-                "n": self.n, "accuracy": self.accuracy, "tokens": self.tokens,
-                "problems": self.problems}
+        out = {"label": self.label, "setting": self.setting.label, "selector": self.selector,
+               "n": self.n, "accuracy": self.accuracy, "tokens": self.tokens,
+               "problems": self.problems}
+        if self.axis == "flops":
+            out.update(kind=self.kind, flops=self.flops, models="small",
+                       tokens_by_model={"small": self.tokens})
+        return out
 
 
 def pareto(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """The configurations no other beats on both accuracy and tokens, by tokens; of several
-    with the same accuracy and tokens, the first in the grid's order."""
+    """The configurations no other beats on both accuracy and cost, by cost; of several
+    with the same accuracy and cost, the first in the grid's order."""
     front, seen = [], set()
     for c in candidates:
-        point = (round(c.tokens, 9), round(c.accuracy, 12))
-        if point in seen or any(o.tokens <= c.tokens and o.accuracy >= c.accuracy
-                                and (o.tokens < c.tokens or o.accuracy > c.accuracy)
+        point = (round(c.cost, 9), round(c.accuracy, 12))
+        if point in seen or any(o.cost <= c.cost and o.accuracy >= c.accuracy
+                                and (o.cost < c.cost or o.accuracy > c.accuracy)
                                 for o in candidates):
             continue
         seen.add(point)
         front.append(c)
-    return sorted(front, key=lambda c: (c.tokens, -c.accuracy))
+    return sorted(front, key=lambda c: (c.cost, -c.accuracy))
 
 
 @dataclass
@@ -174,7 +193,7 @@ STAGES = {1: "stage 1/2 · tuning part, every setting",
 class Choice:
     """The configuration chosen at a budget on the tuning part, and its reference."""
 
-    budget: int
+    budget: int | float  # generated tokens (a whole number) or FLOPs
     best: Candidate | None
     reference: Candidate | None
     spec: str = ""  # as given: "1500", or "ref@8" (read off the tuning part)
@@ -190,12 +209,12 @@ class Chosen:
     cv: dict[str, Any]
 
     def needed(self) -> list[tuple[Setting, int]]:
-        """The (setting, sample count) pairs the choices and their references use: all that is
-        generated on the held-out part."""
+        """The (setting, sample count) pairs of the generator the choices and their references
+        use: all it generates on the held-out part (a cascade's small side too)."""
         out: dict[tuple[str, int], tuple[Setting, int]] = {}
         for choice in self.choices:
             for c in (choice.best, choice.reference):
-                if c is not None:
+                if c is not None and c.kind != "strong":
                     out.setdefault((c.setting.label, c.n), (c.setting, c.n))
         return list(out.values())
 
@@ -211,8 +230,11 @@ class Tuner:
     """Generate (stage 1), choose, generate what the choice needs (stage 2), confirm. ``out``
     holds the store, the fitted selectors and the presets."""
 
+    axis = "tokens"  # what budgets count (``strong.MixTuner``: FLOPs)
+
     def __init__(self, backend: Backend, store: Store, problems: Sequence[Problem],
-                 settings: Sequence[Setting], sizes: Sequence[int], budgets: Sequence[int | str], *,
+                 settings: Sequence[Setting], sizes: Sequence[int],
+                 budgets: Sequence[int | float | str], *,
                  selectors: Sequence[str] = tuple(RULES), learned: bool = True, seed: int = 0,
                  holdout: float = 0.5, draws: int = 50, out: Path,
                  options: dict[str, Any] | None = None, concurrency: int = 1,
@@ -225,7 +247,7 @@ class Tuner:
         check_budgets(budgets, sizes)
         self.backend, self.store, self.problems = backend, store, list(problems)
         self.settings, self.sizes = list(settings), list(sizes)
-        self.budgets: list[int | str] = list(budgets)
+        self.budgets: list[int | float | str] = list(budgets)
         self.selectors = ["majority", *[s for s in selectors if s != "majority"]]
         self.learned, self.seed, self.draws, self.out = learned, seed, draws, out
         self.options = dict(options or {})
@@ -306,23 +328,28 @@ class Tuner:
                 total += k * each
         return total
 
+    def _estimate(self, plan: Plan, n: int, prices: dict[str, float | None]) -> float | None:
+        """A setting's estimated cost per problem at n samples, in what budgets count."""
+        return self._cost(plan, n, prices)
+
     def sizes_of(self, plan: Plan) -> list[int]:
-        """The sample counts a setting is drawn and scored at: those whose estimated tokens
-        fit the largest budget (a ``ref@N`` budget: N reference samples' estimate, with a
+        """The sample counts a setting is drawn and scored at: those whose estimated cost
+        fits the largest budget (a ``ref@N`` budget: N reference samples' estimate, with a
         margin); the reference's own ``ref@N`` counts always; at least the smallest."""
         reference_plan = self.harness.plans[0]
         reference = plan is reference_plan
         wanted = {parse_reference_budget(b) for b in self.budgets if isinstance(b, str)}
-        limits = [float(b) for b in self.budgets if isinstance(b, int)]
+        limits = [float(b) for b in self.budgets if not isinstance(b, str)]
         prices = {pool.key: self._first_tokens(pool.key)
                   for pool in {*plan.pools, *reference_plan.pools}}
-        ref_cost = [self._cost(reference_plan, n, prices) for n in wanted]
+        ref_cost = [self._estimate(reference_plan, n, prices) for n in wanted]
         limits += [REF_MARGIN * c for c in ref_cost if c is not None]
         if not limits:
             return list(self.sizes)  # nothing priced yet: a store read before stage 1
         fit = [n for n in self.sizes
                if (reference and n in wanted)
-               or ((cost := self._cost(plan, n, prices)) is not None and cost <= max(limits))]
+               or ((cost := self._estimate(plan, n, prices)) is not None
+                   and cost <= max(limits))]
         return fit or [min(self.sizes)]
 
     def confirmation(self, chosen: Chosen) -> Harness:
@@ -443,7 +470,8 @@ class Tuner:
                     if (setting.label, n) not in tokens or not per:
                         continue
                     out.append(Candidate(setting, rule, n, sum(per.values()) / len(per),
-                                         tokens[(setting.label, n)], len(per), dict(per)))
+                                         tokens[(setting.label, n)], len(per), dict(per),
+                                         axis=self.axis))
         return out
 
     def choose(self) -> Chosen:
@@ -464,22 +492,26 @@ class Tuner:
                            and best is not None else Choice(budget, None, None, spec))
         return Chosen(tuning, choices, selector_file, cv)
 
-    def resolve_budgets(self, tuning: Sequence[Candidate]) -> list[tuple[int, str]]:
-        """(tokens, as given) per budget, by tokens; a ``ref@N`` one read off the tuning part:
-        the reference's mean generated tokens per problem at N samples (rounded up), so the
+    def resolve_budgets(self, tuning: Sequence[Candidate]) -> list[tuple[int | float, str]]:
+        """(cost, as given) per budget, by cost; a ``ref@N`` one read off the tuning part:
+        the reference's mean cost per problem at N samples (tokens rounded up), so the
         choice costs no more there."""
-        out: dict[int, str] = {}
+        out: dict[int | float, str] = {}
         for b in self.budgets:
-            tokens = b
+            cost = b
             if isinstance(b, str):
                 n = parse_reference_budget(b)
-                ref = next((c for c in tuning if c.setting.label == self.settings[0].label
+                ref = next((c for c in tuning if c.kind == "small"
+                            and c.setting.label == self.settings[0].label
                             and c.selector == "majority" and c.n == n), None)
                 if ref is None:
                     raise ConfigError(f"--budget {b}: the reference has no samples at n={n} on "
                                       "the tuning part")
-                tokens = math.ceil(round(ref.tokens, 6))  # a float a hair above 1234 is 1234
-            out.setdefault(int(tokens), str(b))
+                cost = ref.cost
+                if self.axis == "tokens":
+                    cost = math.ceil(round(cost, 6))  # a float a hair above 1234 is 1234
+            spec = f"{b:g}" if isinstance(b, float) else str(b)  # 2e12, not 2000000000000.0
+            out.setdefault(int(cost) if self.axis == "tokens" else float(cost), spec)
         return sorted(out.items())
 
     def held_out_candidates(self, chosen: Chosen) -> dict[str, Candidate]:
@@ -488,7 +520,7 @@ class Tuner:
         wanted: dict[str, Candidate] = {}
         for choice in chosen.choices:
             for c in (choice.best, choice.reference):
-                if c is not None:
+                if c is not None and c.kind == "small":  # a mix: mixes.py
                     wanted.setdefault(c.label, c)
         replay = Harness(self.backend, self.store, self.held_out, [], [1], greedy=False,
                          seed=self.seed, options=self.options)
@@ -507,7 +539,8 @@ class Tuner:
             per = data["per_problem"].get(plan.label, {}).get(c.n, {})
             if per:
                 out[c.label] = Candidate(c.setting, c.selector, c.n, sum(per.values()) / len(per),
-                                         tokens[(plan.label, c.n)], len(per), dict(per))
+                                         tokens[(plan.label, c.n)], len(per), dict(per),
+                                         axis=self.axis)
         return out
 
     def ceiling(self, c: Candidate, problems: Sequence[Problem], *, first: bool
@@ -516,7 +549,9 @@ class Tuner:
         answer among the samples ``c`` votes over (pass@n). Expected over subsets of the stored
         samples (exact: per pool, ``pass_at_k``), as the tuning part's accuracy
         is; or on the first n samples (``first``), as the held-out part is scored. None when no
-        problem has them all."""
+        problem has them all, and for a mix."""
+        if c.kind != "small":
+            return None
         plan = next(p for p in self.harness.plans if p.label == c.setting.label)
         targets = counts(plan.config, plan.pools, c.n)
         shares = []
@@ -572,12 +607,13 @@ class Tuner:
                 entry["held_out_chosen"] = h_best.to_dict()
                 entry["held_out_reference"] = h_ref.to_dict()
                 entry["confirm_problem_ids"] = sorted(set(h_best.values) | set(h_ref.values))
-            entry["ceiling"] = {
-                name: {"tuning": self.ceiling(c, self.tuning, first=False),
-                       "held_out": self.ceiling(c, self.held_out, first=True)
-                       if h_best is not None and h_ref is not None else None}
-                for name, c in (("chosen", best), ("reference", ref))}
-            entry["preset"] = preset_of(best, chosen.selector_file)
+            if best.kind == "small":  # a mix's ceiling is not a pass@n of its samples
+                entry["ceiling"] = {
+                    name: {"tuning": self.ceiling(c, self.tuning, first=False),
+                           "held_out": self.ceiling(c, self.held_out, first=True)
+                           if h_best is not None and h_ref is not None else None}
+                    for name, c in (("chosen", best), ("reference", ref))}
+            entry["preset"] = self.preset(best, chosen.selector_file)
             entry["levers"] = [
                 {"lever": name, "configuration": c.to_dict(),
                  "tuning": compare((c.label, budget), (ref.label, budget), c.values, ref.values,
@@ -594,11 +630,19 @@ class Tuner:
             "choices": choices, "selector_cv": chosen.cv,
             "selector_file": chosen.selector_file,
             "budgets": [c.budget for c in chosen.choices], "sizes": self.sizes,
-            "samples_cut": self.cut_samples(),
+            "samples_cut": self.cut_samples(), "axis": self.axis,
         }
 
+    def preset(self, choice: Candidate, selector_file: str | None) -> Preset:
+        """The preset that runs ``choice``."""
+        return preset_of(choice, selector_file)
+
+
 def levers_of(c: Candidate, reference: Candidate) -> tuple[str, ...]:
-    """How a configuration differs from the reference, lever by lever."""
+    """How a configuration differs from the reference, lever by lever (the strong model alone
+    is one lever; a cascade is its small side's levers and the cascade)."""
+    if c.kind == "strong":
+        return ("the strong model alone",)
     mine, ref = c.setting.options, reference.setting.options
     out = []
     if mine.get("temperature") != ref.get("temperature"):
@@ -614,10 +658,12 @@ def levers_of(c: Candidate, reference: Candidate) -> tuple[str, ...]:
         out.append("learned selector")
     elif c.selector != reference.selector:
         out.append("weighted vote")
+    if c.kind == "cascade":
+        out.append("cascade to the strong model")
     return tuple(out)
 
 
-def levers(candidates: Sequence[Candidate], reference: Candidate, budget: int
+def levers(candidates: Sequence[Candidate], reference: Candidate, budget: int | float
            ) -> list[tuple[str, Candidate]]:
     """What each lever buys at a budget: for every lever, the most accurate configuration
     within the budget that differs from the reference by that lever alone (any sample count
@@ -627,7 +673,7 @@ def levers(candidates: Sequence[Candidate], reference: Candidate, budget: int
     alone: dict[str, Candidate] = {}
 
     def rank(c: Candidate) -> tuple[float, bool, float]:
-        return (round(c.accuracy, 12), c.n == reference.n, -c.tokens)
+        return (round(c.accuracy, 12), c.n == reference.n, -c.cost)
 
     for c in fits:
         changed = levers_of(c, reference)
@@ -642,15 +688,15 @@ def levers(candidates: Sequence[Candidate], reference: Candidate, budget: int
     return out
 
 
-def check_budgets(budgets: Sequence[int | str], sizes: Sequence[int]) -> None:
-    """Positive token counts, or ``ref@N`` with N one of the sample counts tried."""
+def check_budgets(budgets: Sequence[int | float | str], sizes: Sequence[int]) -> None:
+    """Positive token counts (or FLOPs), or ``ref@N`` with N one of the sample counts tried."""
     if not budgets:
         raise ConfigError("--budget must be positive token counts")
     for b in budgets:
         if isinstance(b, str) and parse_reference_budget(b) not in sizes:
             raise ConfigError(f"--budget {b}: the reference's sample count must be one of "
                               f"--samples ({', '.join(map(str, sizes))})")
-        if isinstance(b, int) and b < 1:
+        if isinstance(b, int) and b < 1 or isinstance(b, float) and not b > 0:
             raise ConfigError("--budget must be positive token counts")
 
 
@@ -663,24 +709,25 @@ def parse_reference_budget(text: str) -> int:
     return int(n)
 
 
-def fits_in(c: Candidate, budget: int) -> bool:
-    """Mean tokens within the budget (a mean is a float: 1234.0000000000002 fits 1234)."""
-    return c.tokens <= budget + 1e-6
+def fits_in(c: Candidate, budget: int | float) -> bool:
+    """Mean cost within the budget (a mean is a float: 1234.0000000000002 fits 1234, and
+    FLOPs summed in another order fit their own budget)."""
+    return c.cost <= budget + 1e-6 + 1e-12 * abs(budget)
 
 
-def reference_at(candidates: Sequence[Candidate], reference: Setting, budget: int
+def reference_at(candidates: Sequence[Candidate], reference: Setting, budget: int | float
                  ) -> Candidate | None:
     """Self-consistency by majority at the reference setting, with the most samples that fit."""
-    fits = [c for c in candidates if c.setting.label == reference.label
+    fits = [c for c in candidates if c.kind == "small" and c.setting.label == reference.label
             and c.selector == "majority" and fits_in(c, budget)]
     return max(fits, key=lambda c: c.n, default=None)
 
 
-def best_at(candidates: Sequence[Candidate], budget: int) -> Candidate | None:
-    """The most accurate configuration within the budget (ties: fewer tokens, then the first
+def best_at(candidates: Sequence[Candidate], budget: int | float) -> Candidate | None:
+    """The most accurate configuration within the budget (ties: cheaper, then the first
     in the grid's order)."""
     fits = [c for c in candidates if fits_in(c, budget)]
-    return min(fits, key=lambda c: (-round(c.accuracy, 12), c.tokens), default=None)
+    return min(fits, key=lambda c: (-round(c.accuracy, 12), c.cost), default=None)
 
 
 def preset_of(choice: Candidate, selector_file: str | None) -> Preset:
