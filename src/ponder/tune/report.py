@@ -1,4 +1,8 @@
-"""``ponder tune``'s reports: tune.md, tune.html (self-contained), pareto.png and tune.json."""
+"""``ponder tune``'s reports: tune.md, tune.html (self-contained), pareto.png and tune.json.
+
+With a strong model (``data["axis"] == "flops"``) every cost is FLOPs-equivalent per problem, the
+tables add which model(s) a configuration runs, its generated tokens per model and, for a
+cascade, its threshold, strong side and escalated share; the plot's x axis is FLOPs (log)."""
 
 from __future__ import annotations
 
@@ -62,6 +66,54 @@ def held_out_line(data: dict[str, Any]) -> str:
     return line
 
 
+MIX_NOTE = (
+    "Costs are FLOPs-equivalent per problem: 2 x parameters x every token read or written, "
+    "summed over the models, each call's prompt read once (k samples of one call: its prompt "
+    "and k samples' mean tokens). A cascade votes with the small model; when the "
+    "leading answer's share of the vote (agreement) is below its threshold, the strong model "
+    "answers (greedy, or a majority of its samples at the reference temperature); 'escalated' "
+    "is the expected share of problems sent to it, and its cost counts the strong model only "
+    "for those. The strong model alone runs with `-m BIG` as the generator; a cascade's preset "
+    "with `-m SMALL -m strong=BIG`."
+)
+
+
+def by_flops(data: dict[str, Any]) -> bool:
+    """Whether the run compares configurations by FLOPs (a strong model was given)."""
+    return data.get("axis") == "flops"
+
+
+def flops_cell(x: float | None) -> str:
+    """``2.45e11``, ``9.6e3``, ``120``: three significant digits."""
+    if x is None or math.isnan(x):
+        return "—"
+    mantissa, _, exponent = f"{x:.3g}".partition("e")
+    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+
+
+def cost_cell(data: dict[str, Any], c: dict[str, Any]) -> str:
+    """A configuration's cost as the run compares it: tokens, or FLOPs."""
+    return flops_cell(c.get("flops")) if by_flops(data) else f"{c['tokens']:.0f}"
+
+
+def unit(data: dict[str, Any]) -> str:
+    return "FLOPs" if by_flops(data) else "tokens"
+
+
+def tokens_cell(c: dict[str, Any]) -> str:
+    """Generated tokens per problem, per model: ``112 small / 40 strong``."""
+    by = c.get("tokens_by_model") or {"small": c["tokens"]}
+    return " / ".join(f"{v:.0f} {k}" for k, v in by.items())
+
+
+def mix_cells(c: dict[str, Any]) -> list[str]:
+    """Models, threshold, strong side and escalated share of a configuration."""
+    cascade = c.get("kind") == "cascade"
+    return [c.get("models", "small"), f"{c['threshold']:g}" if cascade else "—",
+            c["strong"] if c.get("kind") in ("strong", "cascade") else "—",
+            _pct(c["escalation"]) if cascade else "—"]
+
+
 def _pct(x: float | None) -> str:
     return "—" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
 
@@ -71,9 +123,11 @@ def _pts(x: float | None) -> str:
 
 
 def budget_cell(choice: dict[str, Any]) -> str:
-    """``1234`` or ``1234 (ref@8)``."""
+    """``1234`` or ``1234 (ref@8)``; FLOPs as ``2e12``."""
     spec = choice.get("budget_spec") or ""
-    return f"{choice['budget']} ({spec})" if spec.startswith("ref@") else str(choice["budget"])
+    budget = choice["budget"]
+    shown = flops_cell(budget) if isinstance(budget, float) else str(budget)
+    return f"{shown} ({spec})" if spec.startswith("ref@") else shown
 
 
 CUT_SHARE = 0.1  # more samples than this cut short by the token limit: warned about
@@ -93,13 +147,13 @@ def verdict_lines(data: dict[str, Any]) -> list[str]:
         if c["chosen"] is None or beats_reference(c):
             continue
         ref, best = c["reference"], c["chosen"]
-        line = (f"At {budget_cell(c)} tokens nothing beats the reference: {ref['label']} "
+        line = (f"At {budget_cell(c)} {unit(data)} nothing beats the reference: {ref['label']} "
                 f"scores {_pct(ref['accuracy'])} on the tuning part and no configuration more")
         if best["label"] == ref["label"]:
             line += "; the preset written is the reference itself."
         else:
             line += (f"; the preset written, {best['label']}, only matches it, at "
-                     f"{best['tokens']:.0f} tokens against {ref['tokens']:.0f}.")
+                     f"{cost_cell(data, best)} {unit(data)} against {cost_cell(data, ref)}.")
         out.append(line)
     return out
 
@@ -116,17 +170,21 @@ def cut_line(data: dict[str, Any], flag: str = "--max-tokens") -> str | None:
 
 
 def choice_rows(data: dict[str, Any]) -> list[list[str]]:
+    flops = by_flops(data)
     rows = []
     for c in data["choices"]:
         if c["chosen"] is None:
-            rows.append([budget_cell(c), c["why"], *["—"] * 7])
+            rows.append([budget_cell(c), c["why"], *["—"] * (len(header(data)) - 2)])
             continue
         t, h = c["tuning"], c.get("held_out")
         hc, hr = c.get("held_out_chosen"), c.get("held_out_reference")
         chosen = c["chosen"]["label"] if beats_reference(c) else \
             f"nothing beats the reference (preset: {c['chosen']['label']})"
+        costs = [cost_cell(data, c["chosen"])]
+        if flops:
+            costs = [*mix_cells(c["chosen"])[::3], costs[0], tokens_cell(c["chosen"])]
         rows.append([
-            budget_cell(c), chosen, f"{c['chosen']['tokens']:.0f}",
+            budget_cell(c), chosen, *costs,
             c["reference"]["label"],
             f"{_pct(c['chosen']['accuracy'])} vs {_pct(c['reference']['accuracy'])}",
             f"{_pts(t['difference'])} [{_pts(t['ci_low'])}, {_pts(t['ci_high'])}]",
@@ -141,6 +199,13 @@ def choice_rows(data: dict[str, Any]) -> list[list[str]]:
 HEADER = ["budget (tokens)", "chosen", "tokens", "reference", "tuning accuracy",
           "tuning difference (points)", "held-out accuracy", "held-out difference (points)",
           "held-out problems"]
+FLOPS_HEADER = ["budget (FLOPs)", "chosen", "models", "escalated", "FLOPs",
+                "tokens per model", *HEADER[3:]]
+
+
+def header(data: dict[str, Any]) -> list[str]:
+    """The choice table's columns: by tokens, or (a strong model given) by FLOPs."""
+    return FLOPS_HEADER if by_flops(data) else HEADER
 
 
 LEVER_NOTE = (
@@ -155,6 +220,12 @@ LEVER_HEADER = ["budget (tokens)", "lever", "configuration", "tokens", "accuracy
                 "difference (points)", "p"]
 
 
+def lever_header(data: dict[str, Any]) -> list[str]:
+    if not by_flops(data):
+        return LEVER_HEADER
+    return ["budget (FLOPs)", *LEVER_HEADER[1:3], "FLOPs", *LEVER_HEADER[4:]]
+
+
 def lever_rows(data: dict[str, Any]) -> list[list[str]]:
     """What each lever bought on the tuning part, paired against the reference (the last row
     of a budget: the best configuration, its levers together)."""
@@ -162,19 +233,59 @@ def lever_rows(data: dict[str, Any]) -> list[list[str]]:
     for c in data["choices"]:
         for row in c.get("levers", []):
             t, conf = row["tuning"], row["configuration"]
-            rows.append([budget_cell(c), row["lever"], conf["label"], f"{conf['tokens']:.0f}",
+            rows.append([budget_cell(c), row["lever"], conf["label"], cost_cell(data, conf),
                          f"{_pct(conf['accuracy'])} vs {_pct(c['reference']['accuracy'])}",
                          f"{_pts(t['difference'])} [{_pts(t['ci_low'])}, {_pts(t['ci_high'])}]",
                          f"{t['p_value']:.3g}"])
     return rows
 
 
+FRONT_HEADER = ["configuration", "accuracy", "tokens/problem"]
+MIX_FRONT_HEADER = ["configuration", "models", "threshold", "strong side", "escalated",
+                    "accuracy", "FLOPs/problem", "tokens per model"]
+
+
+def front_rows(data: dict[str, Any], labels: list[str] | None = None) -> list[list[str]]:
+    """The Pareto front's configurations (or ``labels``'), cheapest first."""
+    by_label = {c["label"]: c for c in data["candidates"]}
+    rows = []
+    for label in data["front"] if labels is None else labels:
+        c = by_label[label]
+        if by_flops(data):
+            rows.append([label, *mix_cells(c), _pct(c["accuracy"]), flops_cell(c["flops"]),
+                         tokens_cell(c)])
+        else:
+            rows.append([label, _pct(c["accuracy"]), f"{c['tokens']:.0f}"])
+    return rows
+
+
+def strong_labels(data: dict[str, Any]) -> list[str]:
+    """The strong model alone, every way it was tried."""
+    return [c["label"] for c in data["candidates"] if c.get("kind") == "strong"]
+
+
+def models_line(config: dict[str, Any]) -> str:
+    """``Model `small.gguf``` or ``Small model `a`, strong model `b```, with their sizes."""
+    if not config.get("strong_model"):
+        return f"Model `{config['model']}`"
+    sizes = config.get("parameters") or {}
+    return (f"Small model `{config['model']}` ({flops_cell(sizes.get('small'))} parameters), "
+            f"strong model `{config['strong_model']}` "
+            f"({flops_cell(sizes.get('strong'))} parameters)")
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows]]
+
+
 def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
+    columns = header(data)
     lines = [f"# ponder tune: {config['dataset']}", "",
-             f"Model `{config['model']}`, {len(data['tuning_ids'])} tuning problems, "
+             f"{models_line(config)}, {len(data['tuning_ids'])} tuning problems, "
              f"{len(data['held_out_ids'])} held-out problems, seed {config['seed']}.", "",
              "## Chosen per budget", "",
-             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |"
               for r in choice_rows(data)]
     warning = cut_line(data)
@@ -185,16 +296,22 @@ def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
     levers = lever_rows(data)
     if levers:
         lines += ["", "## What each lever bought (tuning part)", "", LEVER_NOTE, "",
-                  "| " + " | ".join(LEVER_HEADER) + " |", "|" + "---|" * len(LEVER_HEADER)]
+                  "| " + " | ".join(lever_header(data)) + " |",
+                  "|" + "---|" * len(LEVER_HEADER)]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |"
                   for r in levers]
-    lines += ["", NOTE, "", held_out_line(data), "", "![accuracy against tokens](pareto.png)",
-              "",
-              "## Pareto front (tuning part)", "",
-              "| configuration | accuracy | tokens/problem |", "|---|---:|---:|"]
-    by_label = {c["label"]: c for c in data["candidates"]}
-    lines += [f"| {label} | {_pct(by_label[label]['accuracy'])} | "
-              f"{by_label[label]['tokens']:.0f} |" for label in data["front"]]
+    lines += ["", NOTE, *(["", MIX_NOTE] if by_flops(data) else []), "", held_out_line(data),
+              "", f"![accuracy against {unit(data)}](pareto.png)", "",
+              "## Pareto front (tuning part)", ""]
+    if by_flops(data):
+        lines += _table(MIX_FRONT_HEADER, front_rows(data))
+        lines += ["", "## The strong model alone (tuning part)", "",
+                  *_table(MIX_FRONT_HEADER, front_rows(data, strong_labels(data)))]
+    else:
+        lines += ["| configuration | accuracy | tokens/problem |", "|---|---:|---:|"]
+        by_label = {c["label"]: c for c in data["candidates"]}
+        lines += [f"| {label} | {_pct(by_label[label]['accuracy'])} | "
+                  f"{by_label[label]['tokens']:.0f} |" for label in data["front"]]
     cv = data.get("selector_cv") or {}
     if cv and cv.get("learned") is None:
         lines += ["", "## Learned selector", "",
@@ -215,30 +332,45 @@ def plot(data: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import PercentFormatter
+    from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter
 
     fig, ax = plt.subplots(figsize=(10, 5), dpi=120)
-    cands = data["candidates"]
-    ax.scatter([c["tokens"] for c in cands], [c["accuracy"] for c in cands], s=12,
+    key = "flops" if by_flops(data) else "tokens"
+    cands = [c for c in data["candidates"] if c.get(key) is not None]
+    ax.scatter([c[key] for c in cands], [c["accuracy"] for c in cands], s=12,
                color="#bbbbbb", label="configurations (tuning part)")
+    if by_flops(data):  # the strong model alone and the cascades, apart from the small model's
+        for kind, color, name in (("cascade", "#9ecae1", "cascades"),
+                                  ("strong", "#2ca02c", "the strong model alone")):
+            some = [c for c in cands if c.get("kind") == kind]
+            ax.scatter([c[key] for c in some], [c["accuracy"] for c in some], s=14 if
+                       kind == "cascade" else 40, color=color, label=f"{name} (tuning part)",
+                       marker="o" if kind == "cascade" else "D", zorder=2)
+        ax.set_xscale("log")  # ticks as 1e4, not mathtext (whose fonts may be missing)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: flops_cell(x)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     by_label = {c["label"]: c for c in cands}
     front = [by_label[label] for label in data["front"]]
-    ax.plot([c["tokens"] for c in front], [c["accuracy"] for c in front], "-o", color="#1f77b4",
+    ax.plot([c[key] for c in front], [c["accuracy"] for c in front], "-o", color="#1f77b4",
             markersize=4, label="Pareto front")
     refs = [c["reference"] for c in data["choices"] if c["chosen"]]
-    ax.scatter([r["tokens"] for r in refs], [r["accuracy"] for r in refs], marker="s", s=50,
+    ax.scatter([r[key] for r in refs], [r["accuracy"] for r in refs], marker="s", s=50,
                color="#ff7f0e", label="reference (self-consistency, majority)", zorder=3)
     chosen: dict[str, tuple[dict[str, Any], list[int]]] = {}
     for c in data["choices"]:
         ax.axvline(c["budget"], color="#999999", linestyle=":", linewidth=1)
         if c["chosen"]:
             chosen.setdefault(c["chosen"]["label"], (c["chosen"], []))[1].append(c["budget"])
-    right = max([c["tokens"] for c in cands], default=0.0)
+    right = max([c[key] for c in cands], default=0.0)
+    least = min([c[key] for c in cands], default=0.0)
     for label, (ch, budgets) in chosen.items():  # one mark per configuration, its budgets
-        ax.scatter([ch["tokens"]], [ch["accuracy"]], marker="*", s=180, color="#d62728",
+        ax.scatter([ch[key]], [ch["accuracy"]], marker="*", s=180, color="#d62728",
                    zorder=4)
-        left = ch["tokens"] > 0.6 * right  # near the right edge: written to its left
-        ax.annotate(f"{', '.join(map(str, budgets))}: {label}", (ch["tokens"], ch["accuracy"]),
+        # near the right edge: written to its left (on a log axis, by the exponent)
+        left = (math.log(ch[key] / least) > 0.6 * math.log(right / least)
+                if key == "flops" and least > 0 and right > least else ch[key] > 0.6 * right)
+        shown = [flops_cell(b) if key == "flops" else str(b) for b in budgets]
+        ax.annotate(f"{', '.join(shown)}: {label}", (ch[key], ch["accuracy"]),
                     textcoords="offset points", xytext=(-8, 6) if left else (6, 6),
                     ha="right" if left else "left", fontsize=7,
                     bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none",
@@ -247,18 +379,19 @@ def plot(data: dict[str, Any], path: Path) -> None:
     ax.scatter([], [], marker="*", s=120, color="#d62728", label="chosen per budget")
     held = [c for c in data["choices"] if c.get("held_out_chosen")]
     if held:  # the confirmation: the same two configurations on the held-out part
-        ax.scatter([c["held_out_reference"]["tokens"] for c in held],
+        ax.scatter([c["held_out_reference"][key] for c in held],
                    [c["held_out_reference"]["accuracy"] for c in held], marker="s", s=50,
                    facecolors="none", edgecolors="#ff7f0e", linewidths=1.5, zorder=3,
                    label="reference, held-out part")
-        ax.scatter([c["held_out_chosen"]["tokens"] for c in held],
+        ax.scatter([c["held_out_chosen"][key] for c in held],
                    [c["held_out_chosen"]["accuracy"] for c in held], marker="*", s=180,
                    facecolors="none", edgecolors="#d62728", linewidths=1.2, zorder=4,
                    label="chosen, held-out part")
-    ax.set_xlabel("generated tokens per problem (mean)")
+    ax.set_xlabel("FLOPs-equivalent per problem (mean, log scale)" if key == "flops"
+                  else "generated tokens per problem (mean)")
     ax.set_ylabel("accuracy")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_title("ponder tune: accuracy against tokens (budgets dotted)")
+    ax.set_title(f"ponder tune: accuracy against {unit(data)} (budgets dotted)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
@@ -270,18 +403,25 @@ def html_page(data: dict[str, Any], config: dict[str, Any], png: Path) -> str:
     levers = lever_rows(data)
     lever_table = "" if not levers else (
         "<h2>What each lever bought (tuning part)</h2><table><tr>"
-        + "".join(f"<th>{html.escape(h)}</th>" for h in LEVER_HEADER) + "</tr>"
+        + "".join(f"<th>{html.escape(h)}</th>" for h in lever_header(data)) + "</tr>"
         + "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
                   for row in levers)
         + f"</table><p>{html.escape(LEVER_NOTE)}</p>")
     image = base64.b64encode(png.read_bytes()).decode()
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header(data))
     body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
                    for row in choice_rows(data))
-    by_label = {c["label"]: c for c in data["candidates"]}
-    front = "".join(f"<tr><td>{html.escape(label)}</td><td>{_pct(by_label[label]['accuracy'])}"
-                    f"</td><td>{by_label[label]['tokens']:.0f}</td></tr>"
-                    for label in data["front"])
+    flops = by_flops(data)
+    front_head = MIX_FRONT_HEADER if flops else ["configuration", "accuracy", "tokens/problem"]
+
+    def table(rows: list[list[str]]) -> str:
+        return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in front_head)
+                + "</tr>" + "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>"
+                                                       for cell in row) + "</tr>" for row in rows)
+                + "</table>")
+
+    strong = ("<h2>The strong model alone (tuning part)</h2>"
+              + table(front_rows(data, strong_labels(data)))) if flops else ""
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>ponder tune: {html.escape(config['dataset'])}</title>"
@@ -289,8 +429,8 @@ def html_page(data: dict[str, Any], config: dict[str, Any], png: Path) -> str:
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}"
         "img{max-width:100%}"
         "</style></head><body>"
-        f"<h1>ponder tune</h1><p>{html.escape(config['dataset'])} · model "
-        f"{html.escape(config['model'])} · {len(data['tuning_ids'])} tuning, "
+        f"<h1>ponder tune</h1><p>{html.escape(config['dataset'])} · "
+        f"{html.escape(models_line(config).replace('`', ''))} · {len(data['tuning_ids'])} tuning, "
         f"{len(data['held_out_ids'])} held-out problems</p>"
         f"<table><tr>{head}</tr>{body}</table>"
         + "".join(f"<p><b>Warning:</b> {html.escape(line)}</p>"
@@ -298,10 +438,10 @@ def html_page(data: dict[str, Any], config: dict[str, Any], png: Path) -> str:
         + "".join(f"<p>{html.escape(line)}</p>"
                   for line in verdict_lines(data) + ceiling_lines(data))
         + f"{lever_table}<p>{html.escape(NOTE)}</p>"
-        f"<p>{html.escape(held_out_line(data))}</p>"
-        f"<img alt='accuracy against tokens' src='data:image/png;base64,{image}'>"
-        "<h2>Pareto front (tuning part)</h2><table><tr><th>configuration</th><th>accuracy</th>"
-        f"<th>tokens/problem</th></tr>{front}</table></body></html>\n")
+        + (f"<p>{html.escape(MIX_NOTE)}</p>" if flops else "")
+        + f"<p>{html.escape(held_out_line(data))}</p>"
+        f"<img alt='accuracy against {unit(data)}' src='data:image/png;base64,{image}'>"
+        f"<h2>Pareto front (tuning part)</h2>{table(front_rows(data))}{strong}</body></html>\n")
 
 
 def write_reports(out: Path, data: dict[str, Any], config: dict[str, Any]) -> list[Path]:
