@@ -1,29 +1,36 @@
 """``ponder tune``: the best strategy, sampling setting and selection rule per token budget, on a
-dev set with gold answers, confirmed on its held-out part, written as presets."""
+dev set with gold answers, confirmed on its held-out part, written as presets. With a strong
+model (``-m strong=BIG``) also the strong model alone and cascades to it, per FLOPs budget."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import math
+import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ponder.backends.loading import release
+from ponder.backends.base import Backend
+from ponder.backends.endpoints import shown_urls
+from ponder.backends.loading import load_role, release, role_identity
 from ponder.backends.models import file_sha256
 from ponder.cli.endpoints import (
     add_deterministic_flag,
     add_endpoint_flags,
     batch_options,
-    determinism,
     load_from_args,
     model_spec,
+    split_models,
 )
+from ponder.cli.eval import determinism_of, shown_model
 from ponder.cli.options import (
     add_sandbox_flag,
     apply_sandbox_flag,
@@ -37,7 +44,15 @@ from ponder.eval.datasets import FORMATS, load_dataset
 from ponder.eval.plans import parse_budgets
 from ponder.eval.store import Store
 from ponder.tune.learn import require_sklearn
-from ponder.tune.report import HEADER, choice_rows, cut_line, verdict_lines, write_reports
+from ponder.tune.mixes import STRONG_SIZES, THRESHOLDS
+from ponder.tune.report import (
+    choice_rows,
+    cut_line,
+    flops_cell,
+    header,
+    verdict_lines,
+    write_reports,
+)
 from ponder.tune.search import (
     Tuner,
     TuneStatus,
@@ -47,6 +62,7 @@ from ponder.tune.search import (
     run_tune,
     split,
 )
+from ponder.tune.strong import MixTuner, check_strong_sizes, check_thresholds
 from ponder.version import __version__
 
 STORE = "samples.sqlite"
@@ -82,20 +98,55 @@ def _holdout(text: str) -> float:
     return value
 
 
-def _budgets(text: str) -> list[int | str]:
-    """Token counts and ``ref@N`` (the reference's tokens at N samples)."""
-    out: list[int | str] = []
+def _budgets(text: str, flops: bool = False) -> list[int | float | str]:
+    """Token counts (with a strong model: FLOPs, e.g. 2e12) and ``ref@N`` (the reference's
+    tokens, or FLOPs, at N samples)."""
+    out: list[int | float | str] = []
+    what = "FLOPs per problem (e.g. 2e12)" if flops else "positive token counts"
     for part in _names(text):
         if part.startswith("ref@"):
             parse_reference_budget(part)
             out.append(part)
-        elif part.isdigit() and int(part) > 0:
+        elif flops and _positive(part):
+            out.append(float(part))
+        elif not flops and part.isdigit() and int(part) > 0:
             out.append(int(part))
         else:
-            raise ConfigError(f"--budget must be positive token counts or ref@N, got {text!r}")
+            raise ConfigError(f"--budget must be {what} or ref@N, got {text!r}")
     if not out:
-        raise ConfigError(f"--budget must be positive token counts or ref@N, got {text!r}")
+        raise ConfigError(f"--budget must be {what} or ref@N, got {text!r}")
     return out
+
+
+def _positive(text: str) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return math.isfinite(value) and value > 0
+
+
+def _strong_sizes(text: str) -> list[int]:
+    try:
+        sizes = _ints(text)
+    except ConfigError:
+        sizes = []
+    check_strong_sizes(sizes)
+    return sizes
+
+
+def _thresholds(text: str) -> list[float]:
+    try:
+        values = _floats(text)
+    except ConfigError:
+        values = [math.nan]
+    check_thresholds(values)
+    return values
+
+
+def budget_name(budget: int | float) -> str:
+    """A budget in a preset's file name: ``1500``, or FLOPs as ``2e12``."""
+    return flops_cell(budget) if isinstance(budget, float) else str(budget)
 
 
 def _names(text: str) -> list[str]:
@@ -113,8 +164,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--answer-field", default=None)
     p.add_argument("--limit", type=int, default=None, help="the first N problems")
     p.add_argument("--budget", required=True, metavar="TOKENS[,TOKENS...]",
-                   help="generated tokens per problem, e.g. 1500,3000; ref@N: what the "
-                   "reference spends at N samples")
+                   help="generated tokens per problem, e.g. 1500,3000 (with a strong model: "
+                   "FLOPs-equivalent per problem, e.g. 2e12); ref@N: what the reference "
+                   "spends at N samples")
     p.add_argument("--samples", default="1,2,4,8", help="sample counts to try (increasing)")
     p.add_argument("--temperatures", default="0.7", help="e.g. 0.3,0.7,1.0")
     p.add_argument("--top-p", default="1.0", help="e.g. 0.9,1.0")
@@ -134,7 +186,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the held-out part of --dataset: a share (0.5) or a count of problems "
                    "(100); only the chosen configurations and their references are generated "
                    "there")
-    p.add_argument("-m", "--model", default=None)
+    p.add_argument("-m", "--model", action="append", default=None, metavar="[strong=]MODEL",
+                   help="the model to tune (the small one); repeat it as -m strong=BIG.gguf "
+                   "(or strong=URL#NAME) to search the strong model alone and cascades from "
+                   "the small one to it too, by FLOPs")
+    p.add_argument("--strong-sizes", default=None, metavar="K[,K...]",
+                   help="with a strong model: its majority votes to try, besides its greedy "
+                   f"answer (default {','.join(map(str, STRONG_SIZES))})")
+    p.add_argument("--thresholds", default=None, metavar="T[,T...]",
+                   help="with a strong model: a cascade escalates when the small model's "
+                   "agreement is below one of these (default "
+                   f"{','.join(f'{t:g}' for t in THRESHOLDS)})")
     add_endpoint_flags(p)
     p.add_argument("--api-key", default=None, help="for --base-url (default: $OPENAI_API_KEY)")
     p.add_argument("-B", "--backend-option", type=key_value, action="append", default=[],
@@ -152,9 +214,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run, temperature=None)
 
 
+def _roles(args: argparse.Namespace) -> str | None:
+    """The strong model's spec (``-m strong=...``), the generator left in ``args.model``; the
+    mix flags without a strong model, or another role, are refused."""
+    args.model, roles = split_models(args.model)
+    other = sorted(set(roles) - {"strong"})
+    if other:
+        raise ConfigError(f"ponder tune mixes the model with a strong one only: --model "
+                          f"{other[0]}=... is not a role it uses (give -m strong=BIG)")
+    strong = roles.get("strong")
+    if strong is None and (args.strong_sizes is not None or args.thresholds is not None):
+        raise ConfigError("--strong-sizes and --thresholds need a strong model: "
+                          "-m strong=BIG.gguf")
+    return strong
+
+
 def run(args: argparse.Namespace) -> int:
     apply_sandbox_flag(args)
-    budgets = _budgets(args.budget)
+    strong_spec = _roles(args)
+    budgets = _budgets(args.budget, flops=strong_spec is not None)
+    strong_sizes = _strong_sizes(args.strong_sizes or ",".join(map(str, STRONG_SIZES)))
+    thresholds = _thresholds(args.thresholds or ",".join(map(str, THRESHOLDS)))
     sizes = parse_budgets(args.samples)
     if args.draws < 1 or args.concurrency < 1:
         raise ConfigError("--draws and --concurrency must be positive")
@@ -182,15 +262,25 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     store = Store(out / STORE)
     err = Console(stderr=True)
+    strong: Backend | None = None
     try:
+        strong_id = role_identity(strong_spec) if strong_spec else None
         store.claim({"model_sha256": model_hash, "dataset_sha256": dataset_hash,
-                     "seed": str(args.seed), "deterministic": str(args.deterministic).lower()})
-        backend = load_from_args(args, args.api_key,
-                                 batch_options(spec, dict(args.backend_option), args.deterministic))
-        tuner = Tuner(backend, store, problems, settings, sizes, budgets,
-                      selectors=_names(args.selectors), learned=not args.no_learn,
-                      seed=args.seed, holdout=args.holdout, draws=args.draws, out=out,
-                      options=strategy_options(args), concurrency=args.concurrency)
+                     "seed": str(args.seed), "deterministic": str(args.deterministic).lower(),
+                     **({"model_sha256:strong": strong_id} if strong_id else {})})
+        options = batch_options(spec, dict(args.backend_option), args.deterministic)
+        backend = load_from_args(args, args.api_key, options)
+        common: dict[str, Any] = dict(
+            selectors=_names(args.selectors), learned=not args.no_learn, seed=args.seed,
+            holdout=args.holdout, draws=args.draws, out=out, options=strategy_options(args),
+            concurrency=args.concurrency)
+        if strong_spec is None:
+            tuner: Tuner = Tuner(backend, store, problems, settings, sizes, budgets, **common)
+        else:
+            strong = load_role(strong_spec, api_key=args.api_key, **options)
+            tuner = MixTuner(backend, store, problems, settings, sizes, budgets, strong=strong,
+                             strong_key=f"strong:{strong_id}", strong_sizes=strong_sizes,
+                             thresholds=thresholds, **common)
         if tuner.learned:
             require_sklearn()  # a missing extra fails now, not after the generation
         columns = (TextColumn("[bold]tune[/] {task.fields[stage]}"), BarColumn(),
@@ -219,11 +309,19 @@ def run(args: argparse.Namespace) -> int:
                     return await run_tune(tuner)
                 finally:
                     await release(backend)
+                    if strong is not None:
+                        await release(strong)
 
-            config = {"dataset": dataset, "dataset_sha256": dataset_hash, "model": spec.name,
-                      "model_sha256": model_hash, "seed": args.seed, "draws": args.draws,
-                      "holdout": args.holdout, "ponder_version": __version__,
-                      "determinism": determinism(backend)}
+            config: dict[str, Any] = {
+                "dataset": dataset, "dataset_sha256": dataset_hash, "model": spec.name,
+                "model_sha256": model_hash, "seed": args.seed, "draws": args.draws,
+                "holdout": args.holdout, "ponder_version": __version__,
+                "determinism": determinism_of(backend, {"strong": strong} if strong else {},
+                                              True)}
+            if isinstance(tuner, MixTuner) and strong_spec is not None:
+                config.update(strong_model=shown_model(strong_spec), strong_sha256=strong_id,
+                              parameters={"small": tuner.sizes_by_model[0],
+                                          "strong": tuner.sizes_by_model[1]})
             try:
                 data = asyncio.run(work())
             except KeyboardInterrupt:
@@ -243,17 +341,21 @@ def run(args: argparse.Namespace) -> int:
             preset = choice.pop("preset", None)
             if preset is None:
                 continue
-            path = out / f"preset-{choice['budget']}.json"
-            preset.save(path, tuned={k: choice.get(k) for k in
-                                     ("budget", "chosen", "tuning", "held_out")})
+            path = out / f"preset-{budget_name(choice['budget'])}.json"
+            tuned = {k: choice.get(k) for k in ("budget", "chosen", "tuning", "held_out")}
+            run_with = _run_with(choice["chosen"], args, strong_spec)
+            if run_with:  # a mix's preset runs with other models than the tuned one
+                choice["run_with"] = tuned["run_with"] = run_with
+            preset.save(path, tuned=tuned)
             choice["preset_file"] = str(path)
             presets.append(str(path))
         paths = write_reports(out, data, {**config, "presets": presets})
     finally:
         store.close()
     console = stdout_console()
-    console.print(fitted_table(console, f"{len(problems)} dev problems · {spec.name}", HEADER,
-                               choice_rows(data)))
+    title = f"{len(problems)} dev problems · {spec.name}" + (
+        f" · strong {shown_model(strong_spec)}" if strong_spec else "")
+    console.print(fitted_table(console, title, header(data), choice_rows(data)))
     for line in verdict_lines(data):
         console.print(line, markup=False, highlight=False)
     console.print("wrote " + ", ".join(str(p) for p in [*paths, *presets]))
@@ -263,3 +365,21 @@ def run(args: argparse.Namespace) -> int:
     if not presets:
         print(json.dumps({"note": "no configuration fit the budgets"}), file=sys.stderr)
     return 0
+
+
+def _run_with(chosen: dict[str, Any], args: argparse.Namespace, strong: str | None
+              ) -> str | None:
+    """The models a chosen mix's preset runs with: the strong model as the generator for the
+    strong model alone, ``-m SMALL -m strong=BIG`` for a cascade (None: the tuned model, as
+    always). Servers' URLs redacted: a preset is shared."""
+    if strong is None or chosen.get("kind", "small") == "small":
+        return None
+    if chosen["kind"] == "strong":
+        if re.match(r"https?://", strong):
+            url, _, name = strong.rpartition("#")
+            return f"--base-url {shown_urls([url])[0]} -m {name}"
+        return f"-m {strong}"
+    small = f"-m {args.model}" if args.model else ""
+    if args.base_url:
+        small = f"--base-url {shown_urls(args.base_url)[0]} {small}".strip()
+    return f"{small} -m strong={shown_model(strong)}"
