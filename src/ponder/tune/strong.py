@@ -177,8 +177,8 @@ class MixTuner(Tuner):
         return sum(firsts) / len(firsts) if firsts else None
 
     def _estimate(self, plan: Plan, n: int, prices: dict[str, float | None]) -> float | None:
-        """FLOPs of a setting at n samples: each pool's prompt read once and n samples'
-        tokens written (a lower bound: a pool drawn in two calls reads its prompt twice)."""
+        """Estimated FLOPs of a setting at n samples, as the replay costs them
+        (``mixes.spent``): each pool's prompt read once, n samples' tokens written."""
         tokens = self._cost(plan, n, prices)
         if tokens is None:
             return None
