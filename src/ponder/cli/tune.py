@@ -26,11 +26,11 @@ from ponder.cli.endpoints import (
     add_deterministic_flag,
     add_endpoint_flags,
     batch_options,
+    determinism,
     load_from_args,
     model_spec,
     split_models,
 )
-from ponder.cli.eval import determinism_of, shown_model
 from ponder.cli.options import (
     add_sandbox_flag,
     apply_sandbox_flag,
@@ -316,8 +316,7 @@ def run(args: argparse.Namespace) -> int:
                 "dataset": dataset, "dataset_sha256": dataset_hash, "model": spec.name,
                 "model_sha256": model_hash, "seed": args.seed, "draws": args.draws,
                 "holdout": args.holdout, "ponder_version": __version__,
-                "determinism": determinism_of(backend, {"strong": strong} if strong else {},
-                                              True)}
+                "determinism": _determinism(backend, strong)}
             if isinstance(tuner, MixTuner) and strong_spec is not None:
                 config.update(strong_model=shown_model(strong_spec), strong_sha256=strong_id,
                               parameters={"small": tuner.sizes_by_model[0],
@@ -365,6 +364,24 @@ def run(args: argparse.Namespace) -> int:
     if not presets:
         print(json.dumps({"note": "no configuration fit the budgets"}), file=sys.stderr)
     return 0
+
+
+def _determinism(backend: Backend, strong: Backend | None) -> dict[str, Any]:
+    """Whether the run's samples are reproducible: every model's must be (as eval says it;
+    ``ponder.eval.evaluate`` is not imported here, it loads on first use)."""
+    first = determinism(backend)
+    theirs = determinism(strong) if strong is not None else first
+    if first["deterministic"] and not theirs["deterministic"]:
+        return {"deterministic": False, "why": f"the strong model: {theirs['why']}"}
+    return first
+
+
+def shown_model(named: str) -> str:
+    """A role's model as a report shows it: a file's name, a served model's redacted URL."""
+    if re.match(r"https?://", named):
+        url, _, name = named.rpartition("#")
+        return f"{shown_urls([url])[0]}#{name}"
+    return named
 
 
 def _run_with(chosen: dict[str, Any], args: argparse.Namespace, strong: str | None
