@@ -156,15 +156,15 @@ ANSWER = "Two plus three makes five. The answer is 5"  # 9 tokens (the fake back
 
 
 def _scripted(monkeypatch, respond=lambda request, index: ANSWER):
+    import ponder.backends.loading as loading
     import ponder.cli.eval as cli
-    import ponder.eval.evaluate as evaluate_module
     import ponder.eval.session as session
     from ponder.backends.fake import ScriptedBackend
     from ponder.backends.models import ModelSpec
 
     monkeypatch.setattr(session, "resolve_model",
                         lambda *a, **k: ModelSpec("scripted", "scripted"))
-    monkeypatch.setattr(evaluate_module, "load_backend", lambda *a, **k: ScriptedBackend(respond))
+    monkeypatch.setattr(loading, "load_backend", lambda *a, **k: ScriptedBackend(respond))
     return cli
 
 

@@ -189,7 +189,7 @@ def test_eval_refuses_an_unknown_reference(capsys, tmp_path, argv, message):
 
 
 def _scripted_cli(monkeypatch, tmp_path):
-    import ponder.eval.evaluate as evaluate_module
+    import ponder.backends.loading as loading
     import ponder.eval.session as session
     from ponder.backends.models import ModelSpec
 
@@ -202,7 +202,7 @@ def _scripted_cli(monkeypatch, tmp_path):
 
     monkeypatch.setattr(session, "resolve_model",
                         lambda *a, **k: ModelSpec("scripted", "scripted"))
-    monkeypatch.setattr(evaluate_module, "load_backend", lambda *a, **k: ScriptedBackend(respond))
+    monkeypatch.setattr(loading, "load_backend", lambda *a, **k: ScriptedBackend(respond))
     dataset = tmp_path / "tiny.jsonl"
     dataset.write_text("".join(json.dumps({"question": f"What is {i} + {2 - i}?",
                                            "answer": "#### 2"}) + "\n" for i in range(8)))

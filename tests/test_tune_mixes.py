@@ -28,6 +28,7 @@ import sqlite3
 import pytest
 
 import ponder.cli.endpoints as endpoints_cli
+import ponder.eval.session as session
 from ponder import asolve, registry
 from ponder.backends import loading
 from ponder.backends.fake import ScriptedBackend, count_words
@@ -308,6 +309,8 @@ def scripted(monkeypatch):
     records which model each load was."""
     calls: list[str] = []
     monkeypatch.setattr(endpoints_cli, "resolve_model",
+                        lambda *a, **k: ModelSpec("small", "scripted"))
+    monkeypatch.setattr(session, "resolve_model",  # where RunFolder resolves it
                         lambda *a, **k: ModelSpec("small", "scripted"))
 
     def load(model=None, base_url=None, **options):

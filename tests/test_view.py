@@ -527,12 +527,12 @@ def test_a_gsm8k_evaluation_names_its_problems_by_number(tmp_path, monkeypatch, 
     in the file, from 0, so `ponder view FOLDER --problem 1` shows the second one; an id it does
     not have (the 'gsm8k-1' an old README showed) is one line that suggests the right one and
     lists a few."""
-    import ponder.eval.evaluate as evaluate_module
+    import ponder.backends.loading as loading
     import ponder.eval.session as session
     from ponder.backends.models import ModelSpec
 
     monkeypatch.setattr(session, "resolve_model", lambda *a, **k: ModelSpec("scripted", "s"))
-    monkeypatch.setattr(evaluate_module, "load_backend",
+    monkeypatch.setattr(loading, "load_backend",
                         lambda *a, **k: ScriptedBackend(lambda r, i: "The answer is 5"))
     dataset = tmp_path / "gsm8k.jsonl"
     dataset.write_text("".join(json.dumps({"question": f"What is {a} + 3?",

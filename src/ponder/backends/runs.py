@@ -3,10 +3,12 @@ whether its samples are reproducible, and an endpoint pool's figures as reports 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ponder.backends.base import Backend
-from ponder.backends.endpoints import shown_urls
+from ponder.backends.endpoints import ROLE_PREFIX, shown_urls
+from ponder.backends.loading import role_identity
 from ponder.backends.models import ModelSpec
 
 
@@ -52,3 +54,24 @@ def endpoint_stats(backend: Backend) -> list[dict[str, Any]] | None:
     figures = stats()
     names = shown_urls([e["url"] for e in figures])
     return [{**e, "url": name} for e, name in zip(figures, names, strict=True)]
+
+
+def determinism_of(backend: Backend | None, others: Mapping[str, Backend], deterministic: bool
+                   ) -> dict[str, Any]:
+    """Whether a run's samples are reproducible: every model of it must be."""
+    first = determinism(backend, deterministic)
+    for role, model in others.items():
+        theirs = determinism(model, deterministic)
+        if first["deterministic"] and not theirs["deterministic"]:
+            return {"deterministic": False, "why": f"the {role} model: {theirs['why']}"}
+    return first
+
+
+def shown_model(named: str) -> str:
+    """A role's model as a report shows it: a file's path, a served model's redacted URL."""
+    if named.startswith(ROLE_PREFIX):  # an endpoints file's servers: redacted, and the model
+        return role_identity(named)
+    if named.startswith(("http://", "https://")):
+        url, _, name = named.rpartition("#")
+        return f"{shown_urls([url])[0]}#{name}"
+    return named

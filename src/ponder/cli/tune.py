@@ -20,16 +20,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ponder.backends.base import Backend
 from ponder.backends.endpoints import shown_urls
-from ponder.backends.loading import load_role, release, role_identity
-from ponder.backends.models import file_sha256
+from ponder.backends.loading import load_role, release, role_identity, scoped_options
+from ponder.backends.runs import determinism_of, shown_model
 from ponder.cli.endpoints import (
     add_deterministic_flag,
     add_endpoint_flags,
     batch_options,
-    determinism,
     load_from_args,
-    model_spec,
-    split_models,
+    models_of,
 )
 from ponder.cli.options import (
     add_sandbox_flag,
@@ -42,7 +40,7 @@ from ponder.domains.selector import RULES
 from ponder.errors import ConfigError
 from ponder.eval.datasets import FORMATS, load_dataset
 from ponder.eval.plans import parse_budgets
-from ponder.eval.store import Store
+from ponder.eval.session import STORE, RunFolder, identify
 from ponder.tune.learn import require_sklearn
 from ponder.tune.mixes import STRONG_SIZES, THRESHOLDS
 from ponder.tune.report import (
@@ -65,7 +63,8 @@ from ponder.tune.search import (
 from ponder.tune.strong import MixTuner, check_strong_sizes, check_thresholds
 from ponder.version import __version__
 
-STORE = "samples.sqlite"
+# what a run writes from its store (--fresh removes them with it)
+OUTPUTS = ("tune.md", "tune.html", "tune.json", "pareto.png", "selectors", "selector.json")
 
 
 def _floats(text: str) -> list[float]:
@@ -217,7 +216,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _roles(args: argparse.Namespace) -> str | None:
     """The strong model's spec (``-m strong=...``), the generator left in ``args.model``; the
     mix flags without a strong model, or another role, are refused."""
-    args.model, roles = split_models(args.model)
+    args.model, roles = models_of(args)
     other = sorted(set(roles) - {"strong"})
     if other:
         raise ConfigError(f"ponder tune mixes the model with a strong one only: --model "
@@ -245,29 +244,17 @@ def run(args: argparse.Namespace) -> int:
                     reference_temperature=args.reference_temperature)
     problems = load_dataset(args.dataset, args.format, question_field=args.question_field,
                             answer_field=args.answer_field, limit=args.limit)
-    spec = model_spec(args)
-    model_hash = file_sha256(spec.path) if spec.path else "n/a (server)"
-    dataset = str(Path(args.dataset).resolve()) if Path(args.dataset).is_file() else args.dataset
-    dataset_hash = file_sha256(Path(dataset)) if Path(dataset).is_file() else dataset
+    identity = identify(args.model, args.base_url, args.endpoints, args.dataset,
+                        {"strong": strong_spec} if strong_spec else None)
+    spec, out = identity.spec, Path(args.out)
     check_budgets(budgets, sizes)  # bad input fails before a store or a model is opened
     split(problems, args.holdout, args.seed)
-    out: Path = args.out
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder")
-    if args.fresh:
-        for name in (STORE, f"{STORE}-wal", f"{STORE}-shm"):
-            (out / name).unlink(missing_ok=True)
-    elif out.is_dir() and any(out.iterdir()) and not (out / STORE).exists():
-        raise ConfigError(f"--out {out} holds files but no ponder run; choose another folder")
-    out.mkdir(parents=True, exist_ok=True)
-    store = Store(out / STORE)
     err = Console(stderr=True)
     strong: Backend | None = None
-    try:
+    with RunFolder(out, identity, seed=args.seed, deterministic=args.deterministic,
+                   fresh=args.fresh, outputs=OUTPUTS) as folder:
+        store = folder.store
         strong_id = role_identity(strong_spec) if strong_spec else None
-        store.claim({"model_sha256": model_hash, "dataset_sha256": dataset_hash,
-                     "seed": str(args.seed), "deterministic": str(args.deterministic).lower(),
-                     **({"model_sha256:strong": strong_id} if strong_id else {})})
         options = batch_options(spec, dict(args.backend_option), args.deterministic)
         backend = load_from_args(args, args.api_key, options)
         common: dict[str, Any] = dict(
@@ -277,7 +264,8 @@ def run(args: argparse.Namespace) -> int:
         if strong_spec is None:
             tuner: Tuner = Tuner(backend, store, problems, settings, sizes, budgets, **common)
         else:
-            strong = load_role(strong_spec, api_key=args.api_key, **options)
+            strong = load_role(strong_spec, api_key=args.api_key,
+                               **scoped_options(options, "strong"))
             tuner = MixTuner(backend, store, problems, settings, sizes, budgets, strong=strong,
                              strong_key=f"strong:{strong_id}", strong_sizes=strong_sizes,
                              thresholds=thresholds, **common)
@@ -306,6 +294,7 @@ def run(args: argparse.Namespace) -> int:
 
             async def work() -> dict:
                 try:
+                    await folder.probe(backend)  # a served model: what its server reports
                     return await run_tune(tuner)
                 finally:
                     await release(backend)
@@ -313,10 +302,13 @@ def run(args: argparse.Namespace) -> int:
                         await release(strong)
 
             config: dict[str, Any] = {
-                "dataset": dataset, "dataset_sha256": dataset_hash, "model": spec.name,
-                "model_sha256": model_hash, "seed": args.seed, "draws": args.draws,
+                "dataset": identity.dataset, "dataset_sha256": identity.dataset_hash,
+                "model": spec.name, "model_sha256": identity.model_hash, "seed": args.seed,
+                "draws": args.draws,
                 "holdout": args.holdout, "ponder_version": __version__,
-                "determinism": _determinism(backend, strong)}
+                "determinism": determinism_of(
+                    backend, {"strong": strong} if strong is not None else {},
+                    args.deterministic)}
             if isinstance(tuner, MixTuner) and strong_spec is not None:
                 config.update(strong_model=shown_model(strong_spec), strong_sha256=strong_id,
                               parameters={"small": tuner.sizes_by_model[0],
@@ -349,8 +341,6 @@ def run(args: argparse.Namespace) -> int:
             choice["preset_file"] = str(path)
             presets.append(str(path))
         paths = write_reports(out, data, {**config, "presets": presets})
-    finally:
-        store.close()
     console = stdout_console()
     title = f"{len(problems)} dev problems · {spec.name}" + (
         f" · strong {shown_model(strong_spec)}" if strong_spec else "")
@@ -364,24 +354,6 @@ def run(args: argparse.Namespace) -> int:
     if not presets:
         print(json.dumps({"note": "no configuration fit the budgets"}), file=sys.stderr)
     return 0
-
-
-def _determinism(backend: Backend, strong: Backend | None) -> dict[str, Any]:
-    """Whether the run's samples are reproducible: every model's must be (as eval says it;
-    ``ponder.eval.evaluate`` is not imported here, it loads on first use)."""
-    first = determinism(backend)
-    theirs = determinism(strong) if strong is not None else first
-    if first["deterministic"] and not theirs["deterministic"]:
-        return {"deterministic": False, "why": f"the strong model: {theirs['why']}"}
-    return first
-
-
-def shown_model(named: str) -> str:
-    """A role's model as a report shows it: a file's name, a served model's redacted URL."""
-    if re.match(r"https?://", named):
-        url, _, name = named.rpartition("#")
-        return f"{shown_urls([url])[0]}#{name}"
-    return named
 
 
 def _run_with(chosen: dict[str, Any], args: argparse.Namespace, strong: str | None

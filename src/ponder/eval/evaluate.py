@@ -16,11 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from ponder import registry
+from ponder.backends import loading
 from ponder.backends.base import Backend
-from ponder.backends.endpoints import ROLE_PREFIX, shown_urls
-from ponder.backends.loading import load_backend, opened_models, release, role_identity
+from ponder.backends.endpoints import ROLE_PREFIX
+from ponder.backends.loading import opened_models, release, role_identity
 from ponder.backends.models import ModelSpec
-from ponder.backends.runs import batch_options, determinism, endpoint_stats
+from ponder.backends.runs import (
+    batch_options,
+    determinism,
+    determinism_of,
+    endpoint_stats,
+    shown_model,
+)
 from ponder.errors import ConfigError
 from ponder.eval.comparisons import Reference, check_reference, paired_table, parse_reference
 from ponder.eval.datasets import load_dataset
@@ -107,7 +114,8 @@ def evaluate(
     with RunFolder(folder_path, identity, seed=seed, deterministic=deterministic, fresh=fresh,
                    outputs=OUTPUTS) as folder:
         opts = batch_options(spec, dict(backend_options or {}), deterministic)
-        factory = functools.partial(load_backend, model, base_url, api_key=api_key,
+        # looked up when called: a test's (or a plugin's) replacement of the loader holds
+        factory = functools.partial(loading.load_backend, model, base_url, api_key=api_key,
                                     endpoints=endpoints, **opts)
         generator = backend if backend is not None else (None if ray is not None
                                                          else factory())
@@ -225,24 +233,3 @@ def identify_backend(backend: Backend, dataset: str, roles: Mapping[str, str]) -
     named = identify_dataset(dataset)
     return RunIdentity(ModelSpec(backend.name, backend.model), backend.model,
                        f"{backend.name}:{backend.model}", *named, dict(roles))
-
-
-def determinism_of(backend: Backend | None, others: Mapping[str, Backend], deterministic: bool
-                   ) -> dict[str, Any]:
-    """Whether a run's samples are reproducible: every model of it must be."""
-    first = determinism(backend, deterministic)
-    for role, model in others.items():
-        theirs = determinism(model, deterministic)
-        if first["deterministic"] and not theirs["deterministic"]:
-            return {"deterministic": False, "why": f"the {role} model: {theirs['why']}"}
-    return first
-
-
-def shown_model(named: str) -> str:
-    """A role's model as a report shows it: a file's path, a served model's redacted URL."""
-    if named.startswith(ROLE_PREFIX):  # an endpoints file's servers: redacted, and the model
-        return role_identity(named)
-    if named.startswith(("http://", "https://")):
-        url, _, name = named.rpartition("#")
-        return f"{shown_urls([url])[0]}#{name}"
-    return named
