@@ -1,5 +1,5 @@
 """One way to open a run folder (eval/session.py), and its promises held by every command that
-keeps a store: ponder eval and ponder distill --dataset (against simulated OpenAI-compatible
+keeps a store: ponder eval, tune and distill --dataset (against simulated OpenAI-compatible
 servers: nothing is downloaded, the model is what the server reports)."""
 
 import json
@@ -28,11 +28,14 @@ def command(kind: str, dataset, out, url: str, model: str) -> list[str]:
     if kind == "eval":
         return ["eval", "--dataset", str(dataset), "--strategies", "cot", "--budgets", "1",
                 "--no-greedy", "--out", str(out), *served]
+    if kind == "tune":
+        return ["tune", "--dataset", str(dataset), "--samples", "1", "--budget", "ref@1",
+                "--no-learn", "--out", str(out), *served]
     return ["distill", "--dataset", str(dataset), "--strategies", "cot", "-n", "1",
             "--out", str(out), *served]
 
 
-@pytest.mark.parametrize("kind", ["eval", "distill"])
+@pytest.mark.parametrize("kind", ["eval", "tune", "distill"])
 def test_a_folder_claimed_by_one_served_model_refuses_another(kind, dataset, tmp_path, capsys,
                                                               monkeypatch):
     monkeypatch.setattr(sys, "argv", ["ponder"])
