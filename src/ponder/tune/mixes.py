@@ -41,7 +41,7 @@ from ponder.eval.plans import Plan, graded, plan_samples, seed_of
 from ponder.eval.pools import clusters_of, counts, cut_of, pick
 from ponder.eval.store import SampleRow, Store
 from ponder.strategies.cascade import group_shares
-from ponder.tune.search import Candidate, Setting
+from ponder.tune.space import Candidate, Setting
 from ponder.types import Problem
 
 GREEDY = 0  # a strong side: its one greedy answer; k > 0: a majority vote of k samples

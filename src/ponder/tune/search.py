@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,128 +46,24 @@ from ponder.presets import Preset
 from ponder.sandbox import Sandbox
 from ponder.strategies.prompts import check_disjoint
 from ponder.tune import learn
+from ponder.tune.budgets import (
+    best_at,
+    check_budgets,
+    fits_in,
+    parse_reference_budget,
+    reference_at,
+)
+from ponder.tune.levers import levers, levers_of
+from ponder.tune.space import (
+    LEARNED,
+    STRATEGY,
+    Candidate,
+    Setting,
+    grid,
+    pareto,
+    split,
+)
 from ponder.types import Problem
-
-STRATEGY = "self-consistency"
-LEARNED = "learned"
-
-
-@dataclass(frozen=True)
-class Setting:
-    """A way to generate: the sampling options one pool of samples is drawn with."""
-
-    label: str
-    options: dict[str, Any]
-
-
-def grid(temperatures: Sequence[float], modes: Sequence[str], *, top_ps: Sequence[float] = (1.0,),
-         min_ps: Sequence[float] = (0.0,), shots: Sequence[int] = (0,),
-         templates: Sequence[str] = ("default",), examples: str | None = None,
-         reference_temperature: float = 0.7) -> list[Setting]:
-    """Every combination, the reference (chains at ``reference_temperature``, zero-shot, the
-    default template) first."""
-    if any(k for k in shots) and not examples:
-        raise ConfigError("--shots needs --examples FILE")
-    out = [_setting(reference_temperature, "chain", 1.0, 0.0, 0, "default", examples)]
-    for t in temperatures:
-        for mode in modes:
-            for top_p in top_ps:
-                for min_p in min_ps:
-                    for k in shots:
-                        for template in templates:
-                            s = _setting(t, mode, top_p, min_p, k, template, examples)
-                            if s.label not in {x.label for x in out}:
-                                out.append(s)
-    return out
-
-
-def _setting(t: float, mode: str, top_p: float, min_p: float, k: int, template: str,
-             examples: str | None) -> Setting:
-    options: dict[str, Any] = {"temperature": t, "mode": mode}
-    label = f"{mode} T{t:g}"
-    if top_p != 1.0:
-        options["top_p"], label = top_p, label + f" top-p{top_p:g}"
-    if min_p:
-        options["min_p"], label = min_p, label + f" min-p{min_p:g}"
-    if k:
-        options["shots"], options["examples"] = k, examples
-        label += f" {k}-shot"
-    if template != "default":
-        options["template"], label = template, label + f" {Path(template).stem}"
-    return Setting(label, options)
-
-
-def split(problems: Sequence[Problem], holdout: float, seed: int
-          ) -> tuple[list[Problem], list[Problem]]:
-    """(tuning part, held-out part): a seeded shuffle, ``holdout`` of it held out — a share
-    (0 < holdout < 1) or a count of problems (a whole number >= 1)."""
-    if holdout >= 1 and holdout != int(holdout) or not holdout > 0:
-        raise ConfigError(f"--holdout must be a share between 0 and 1 or a count of problems, "
-                          f"got {holdout:g}")
-    order = sorted(problems, key=lambda p: seed_of(seed, "split", p.id))
-    held = int(holdout) if holdout >= 1 else max(1, round(len(order) * holdout))
-    if holdout >= 1 and held >= len(order):
-        raise ConfigError(f"--holdout {held} leaves no tuning problems of {len(order)}; give "
-                          "more problems or hold out fewer")
-    if held >= len(order):
-        raise ConfigError(f"{len(order)} problems cannot be split into a tuning and a held-out "
-                          "part; give more problems")
-    held_ids = {p.id for p in order[:held]}
-    return ([p for p in problems if p.id not in held_ids],
-            [p for p in problems if p.id in held_ids])
-
-
-@dataclass
-class Candidate:
-    """One configuration: a setting, a selection rule and a sample count (of the generator:
-    ``kind`` small; ``mixes.Mix`` is the strong model alone's and a cascade's)."""
-
-    setting: Setting
-    selector: str
-    n: int
-    accuracy: float = 0.0
-    tokens: float = 0.0
-    problems: int = 0
-    values: dict[str, float] = field(default_factory=dict)
-    flops: float | None = None  # FLOPs-equivalent per problem, where the models' sizes count
-    axis: str = "tokens"  # what a budget counts: generated tokens, or "flops"
-    kind: str = "small"  # "small" (the generator alone), "strong" or "cascade"
-
-    @property
-    def label(self) -> str:
-        return f"{self.setting.label} · {self.selector} · n={self.n}"
-
-    @property
-    def cost(self) -> float:
-        """What a budget is compared with: mean generated tokens, or FLOPs (unknown: never
-        fits)."""
-        if self.axis == "tokens":
-            return self.tokens
-        return math.inf if self.flops is None else self.flops
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {"label": self.label, "setting": self.setting.label, "selector": self.selector,
-               "n": self.n, "accuracy": self.accuracy, "tokens": self.tokens,
-               "problems": self.problems}
-        if self.axis == "flops":
-            out.update(kind=self.kind, flops=self.flops, models="small",
-                       tokens_by_model={"small": self.tokens})
-        return out
-
-
-def pareto(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """The configurations no other beats on both accuracy and cost, by cost; of several
-    with the same accuracy and cost, the first in the grid's order."""
-    front, seen = [], set()
-    for c in candidates:
-        point = (round(c.cost, 9), round(c.accuracy, 12))
-        if point in seen or any(o.cost <= c.cost and o.accuracy >= c.accuracy
-                                and (o.cost < c.cost or o.accuracy > c.accuracy)
-                                for o in candidates):
-            continue
-        seen.add(point)
-        front.append(c)
-    return sorted(front, key=lambda c: (c.cost, -c.accuracy))
 
 
 @dataclass
@@ -638,98 +534,6 @@ class Tuner:
         return preset_of(choice, selector_file)
 
 
-def levers_of(c: Candidate, reference: Candidate) -> tuple[str, ...]:
-    """How a configuration differs from the reference, lever by lever (the strong model alone
-    is one lever; a cascade is its small side's levers and the cascade)."""
-    if c.kind == "strong":
-        return ("the strong model alone",)
-    mine, ref = c.setting.options, reference.setting.options
-    out = []
-    if mine.get("temperature") != ref.get("temperature"):
-        out.append("temperature")
-    for knob, name in (("top_p", "top-p"), ("min_p", "min-p"), ("template", "template")):
-        if mine.get(knob) != ref.get(knob):
-            out.append(name)
-    if mine.get("mode", "chain") != ref.get("mode", "chain"):
-        out.append(f"{mine.get('mode', 'chain')} mode")
-    if mine.get("shots", 0) != ref.get("shots", 0):
-        out.append("few-shot")
-    if c.selector == LEARNED:
-        out.append("learned selector")
-    elif c.selector != reference.selector:
-        out.append("weighted vote")
-    if c.kind == "cascade":
-        out.append("cascade to the strong model")
-    return tuple(out)
-
-
-def levers(candidates: Sequence[Candidate], reference: Candidate, budget: int | float
-           ) -> list[tuple[str, Candidate]]:
-    """What each lever buys at a budget: for every lever, the most accurate configuration
-    within the budget that differs from the reference by that lever alone (any sample count
-    that fits; on ties the reference's, then fewer tokens); then the best of all (any levers
-    together). Each is the best of several on the same problems: optimistic, uncorrected."""
-    fits = [c for c in candidates if fits_in(c, budget)]
-    alone: dict[str, Candidate] = {}
-
-    def rank(c: Candidate) -> tuple[float, bool, float]:
-        return (round(c.accuracy, 12), c.n == reference.n, -c.cost)
-
-    for c in fits:
-        changed = levers_of(c, reference)
-        if len(changed) == 1 and (changed[0] not in alone or rank(c) > rank(alone[changed[0]])):
-            alone[changed[0]] = c
-    out = sorted(alone.items(), key=lambda kv: -kv[1].accuracy)
-    overall = best_at(fits, budget)
-    if overall is not None:
-        changed = " + ".join(levers_of(overall, reference))
-        out.append((f"all together (best of all): {changed}" if changed
-                    else "none: the reference is the best of all", overall))
-    return out
-
-
-def check_budgets(budgets: Sequence[int | float | str], sizes: Sequence[int]) -> None:
-    """Positive token counts (or FLOPs), or ``ref@N`` with N one of the sample counts tried."""
-    if not budgets:
-        raise ConfigError("--budget must be positive token counts")
-    for b in budgets:
-        if isinstance(b, str) and parse_reference_budget(b) not in sizes:
-            raise ConfigError(f"--budget {b}: the reference's sample count must be one of "
-                              f"--samples ({', '.join(map(str, sizes))})")
-        if isinstance(b, int) and b < 1 or isinstance(b, float) and not b > 0:
-            raise ConfigError("--budget must be positive token counts")
-
-
-def parse_reference_budget(text: str) -> int:
-    """``ref@8`` -> 8: a budget of what the reference spends at 8 samples."""
-    name, _, n = text.strip().partition("@")
-    if name != "ref" or not n.isdigit() or int(n) < 1:
-        raise ConfigError(f"--budget {text!r}: expected token counts or ref@N (the reference's "
-                          "tokens at N samples)")
-    return int(n)
-
-
-def fits_in(c: Candidate, budget: int | float) -> bool:
-    """Mean cost within the budget (a mean is a float: 1234.0000000000002 fits 1234, and
-    FLOPs summed in another order fit their own budget)."""
-    return c.cost <= budget + 1e-6 + 1e-12 * abs(budget)
-
-
-def reference_at(candidates: Sequence[Candidate], reference: Setting, budget: int | float
-                 ) -> Candidate | None:
-    """Self-consistency by majority at the reference setting, with the most samples that fit."""
-    fits = [c for c in candidates if c.kind == "small" and c.setting.label == reference.label
-            and c.selector == "majority" and fits_in(c, budget)]
-    return max(fits, key=lambda c: c.n, default=None)
-
-
-def best_at(candidates: Sequence[Candidate], budget: int | float) -> Candidate | None:
-    """The most accurate configuration within the budget (ties: cheaper, then the first
-    in the grid's order)."""
-    fits = [c for c in candidates if fits_in(c, budget)]
-    return min(fits, key=lambda c: (-round(c.accuracy, 12), c.cost), default=None)
-
-
 def preset_of(choice: Candidate, selector_file: str | None) -> Preset:
     options = {**choice.setting.options, "n": choice.n}
     if choice.selector == LEARNED:
@@ -746,3 +550,10 @@ async def run_tune(tuner: Tuner) -> dict[str, Any]:
     tuner.chosen = chosen = tuner.choose()
     await tuner.generate_held_out(chosen)
     return tuner.confirm(chosen)
+
+
+# the names that lived here before the split (the CLI, tests and plugins import them from here)
+__all__ = ["LEARNED", "REF_MARGIN", "STAGES", "STRATEGY", "Candidate", "Choice", "Chosen",
+           "Setting", "TuneStatus", "Tuner", "best_at", "check_budgets", "fits_in", "grid",
+           "levers", "levers_of", "parse_reference_budget", "pareto", "preset_of",
+           "reference_at", "run_tune", "split"]
