@@ -6,13 +6,12 @@ import argparse
 import asyncio
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from ponder.api import asolve
+from ponder.api import asolve, check_given_tests
 from ponder.backends.loading import release
 from ponder.cli.endpoints import (
     add_endpoint_flags,
@@ -24,13 +23,10 @@ from ponder.cli.endpoints import (
 from ponder.cli.options import add_sandbox_flag, apply_sandbox_flag, key_value, strategy_options
 from ponder.cli.render import Progress, print_result, stdout_console, trace_tree
 from ponder.cli.view import view_result
-from ponder.core.context import DEFAULT_SANDBOX
-from ponder.domains.code_problems import task_names, visible_tests
 from ponder.errors import ConfigError
 from ponder.presets import load_preset
 from ponder.runner import EFFORTS
-from ponder.sandbox import Sandbox
-from ponder.types import Problem, Result
+from ponder.types import Problem
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -115,60 +111,6 @@ def build_problem(args: argparse.Namespace) -> Problem:
     if tests:
         metadata["tests"] = tests
     return Problem(question, metadata=metadata)
-
-
-@dataclass(frozen=True)
-class GivenTests:
-    """How the answer fares on the tests given with ``--test`` / ``--tests-file``."""
-
-    passed: int
-    total: int
-    passing_candidate: int | None = None  # (1-based) a candidate passing them all, if any
-
-    @property
-    def ok(self) -> bool:
-        return self.passed == self.total
-
-    def line(self) -> str:
-        return f"Passes {self.passed} of {self.total} given test{'s' if self.total != 1 else ''}"
-
-    def failure(self) -> str:
-        """The one line on stderr when the answer does not pass them all."""
-        head = f"ponder: the answer passes {self.passed} of {self.total} given tests"
-        if self.passing_candidate is not None:
-            return head + f"; candidate {self.passing_candidate} passes them all"
-        return head + "; no candidate passes them all"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "total": self.total,
-                "passing_candidate": self.passing_candidate}
-
-
-async def check_given_tests(problem: Problem, result: Result,
-                            sandbox: Sandbox = DEFAULT_SANDBOX) -> GivenTests | None:
-    """The answer's program run on the tests given with the question (None: none given); when
-    it fails one, the first candidate whose program passes them all, if any."""
-    if not problem.metadata.get("tests"):
-        return None
-    tests = visible_tests(problem)
-
-    async def passed(program: str | None) -> int:
-        if program is None:
-            return 0
-        return (await sandbox.run(program, tests, expose=task_names(problem))).passed
-
-    score = await passed(result.answer)
-    found = None
-    if score < len(tests):
-        tried = {result.answer}
-        for i, candidate in enumerate(result.candidates, 1):
-            if candidate.answer in tried:
-                continue
-            tried.add(candidate.answer)
-            if await passed(candidate.answer) == len(tests):
-                found = i
-                break
-    return GivenTests(score, len(tests), found)
 
 
 def run(args: argparse.Namespace) -> int:
