@@ -12,7 +12,7 @@ def test_every_test_the_threat_list_names_exists():
                                                      "test_jail", "test_jail_root",
                                                      "test_server_guards", "test_prm",
                                                      "test_serve_http_backend",
-                                                     "test_view_browser"}
+                                                     "test_view_browser", "test_mcp"}
     defined = set()
     for path in (ROOT / "tests").glob("test_*.py"):
         defined |= set(re.findall(r"^(?:async )?def (test_\w+)", path.read_text(encoding="utf-8"),

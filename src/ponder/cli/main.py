@@ -17,12 +17,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ponder.cli import ask, distill, eval, models, serve, strategies, tune, view
+    from ponder.cli import ask, distill, eval, mcp, models, serve, strategies, tune, view
 
     parser = _Parser(prog="ponder", description="Make any LLM think before it answers.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (ask, eval, tune, distill, serve, strategies, models, view):
+    for module in (ask, eval, tune, distill, serve, mcp, strategies, models, view):
         module.register(sub)
     return parser
 
