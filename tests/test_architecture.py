@@ -25,7 +25,7 @@ LAYERS = {
     "ponder.builtins": 7, "ponder.runner": 7,
     "ponder.api": 8, "ponder.presets": 8,
     "ponder.eval": 9, "ponder.server": 9,
-    "ponder.tune": 10, "ponder.mcp": 10, "ponder": 10,
+    "ponder.tune": 10, "ponder.mcp": 10, "ponder.llm_plugin": 10, "ponder": 10,
     "ponder.cli": 11,
     "ponder.__main__": 12,
 }

@@ -1,0 +1,19 @@
+"""The ``llm`` plugin: ``llm -m ponder-<strategy> "question"`` runs ponder's search in-process
+(:mod:`ponder.llm_plugin.model`), on a GGUF, a server or another ``llm`` model
+(:mod:`ponder.llm_plugin.backend`). ``llm`` finds it through the ``llm`` entry point in
+pyproject.toml; registering the models loads nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import llm
+
+
+@llm.hookimpl
+def register_models(register: Any) -> None:
+    """One model per strategy that runs on one model; ``ponder`` is self-consistency."""
+    from ponder.llm_plugin.model import Ponder, single_model_strategies
+
+    for name in single_model_strategies():
+        register(Ponder(name), aliases=("ponder",) if name == "self-consistency" else ())
