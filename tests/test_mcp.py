@@ -332,6 +332,50 @@ def test_caps_and_allowed_strategies_are_the_operators():
     assert len(high.structured_content["candidates"]) == 4
 
 
+@needs_jail
+def test_think_with_tests_is_a_coding_task_checked_in_the_jail():
+    """The tests make the question a coding task: programs vote by behaviour, and the answer's
+    program is run on the given tests in the server's jail."""
+    half = "```python\ndef add(a, b):\n    return abs(a) + b\n```"  # passes add(2, 3) only
+    good = "```python\ndef add(a, b):\n    return a + b\n```"
+    mcp = PonderMCP(ScriptedBackend([half, half, good]))
+
+    async def go():
+        async with Client(mcp.server()) as client:
+            return await client.call_tool("think", {"question": ADD, "tests": ADD_TESTS,
+                                                    "n": 3, "entry_point": "add"})
+
+    result = run(go())
+    out = result.structured_content
+    assert out["tests"] == {"passed": 1, "total": 2, "passing_candidate": 3}
+    assert "Passes 1 of 2 given tests (run in the jail)" in text_of(result)
+    assert mcp.sandbox.isolation == "jail"
+
+
+def test_the_operators_mistakes_stop_ponder_mcp_in_one_line_before_loading(monkeypatch,
+                                                                              capsys):
+    from ponder.backends import loading
+    from ponder.cli.main import main
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(loading, "load_backend", refuse)
+    for argv, message in [
+        (["--transport", "http", "--host", "0.0.0.0"], "refusing to serve 0.0.0.0 without an "
+         "API key"),
+        (["--allow-strategy", "cascade"], "--allow-strategy: cascade needs a second model"),
+        (["--allow-strategy", "nope"], "--allow-strategy: unknown strategy nope"),
+        (["--strategy", "mcts", "--allow-strategy", "cot"], "the default strategy 'mcts' is "
+         "not among the allowed strategies (cot)"),
+        (["--cap", "bogus=3"], "--cap: unknown option bogus"),
+        (["--max-concurrent", "0"], "--max-concurrent must be positive, got 0"),
+    ]:
+        assert main(["mcp", *argv]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"ponder: error: {message}"), err
+
+
 # -- end to end on the bundled model: stdio ----------------------------------------------------
 
 
