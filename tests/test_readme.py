@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 # Flags of other tools the README's recipes use (pip, vLLM, SGLang, llama.cpp's server).
 OTHER_TOOLS = {"--no-cache-dir", "--force-reinstall", "--model-path", "--upgrade", "--runner",
-               "--trust-remote-code", "--pooler-config"}
+               "--trust-remote-code", "--pooler-config", "--options"}
 
 
 def code_blocks() -> list[str]:
@@ -222,6 +222,38 @@ def test_a_seeded_example_on_the_bundled_model_prints_what_the_readme_shows(part
     assert_shows(shown, out.stdout.splitlines())
 
 
+RUN_ID = re.compile(r"\b[0-9a-f]{32}\b")  # a run's random id
+
+
+@pytest.mark.model
+def test_the_mcp_example_prints_what_the_readme_shows():
+    """The Python snippet drives `ponder mcp` over stdio with the SDK's client: the same seeded
+    search as `ponder ask`'s example, its progress and its account (ids and seconds aside)."""
+    snippet = next(b for b in code_blocks() if "from mcp import Client" in b)
+    shown = re.search(r"```text\n(.*?)```", README[README.index(snippet):], re.DOTALL).group(1)
+    command = 'command="ponder", args=["mcp"]'
+    assert command in snippet
+    code = snippet.replace(command, f'command={sys.executable!r}, args=["-m", "ponder", "mcp"]')
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert_shows([RUN_ID.sub("<id>", line) for line in shown.splitlines()],
+                 [RUN_ID.sub("<id>", line) for line in out.stdout.splitlines()])
+
+
+@pytest.mark.model
+def test_the_llm_example_prints_what_the_readme_shows(tmp_path):
+    """`llm -m ponder-self-consistency`: the search's reasoning (stderr), then the answer."""
+    command, shown = output_block("llm -m ponder-self-consistency")
+    argv = shlex.split(command)
+    assert argv[0] == "llm"
+    env = {k: v for k, v in os.environ.items() if k != "PONDER_MODEL"}
+    out = subprocess.run([sys.executable, "-m", "llm", *argv[1:]], capture_output=True,
+                         text=True, timeout=300, env={**env, "LLM_USER_PATH": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert_shows(shown, out.stderr.splitlines() + out.stdout.splitlines())
+
+
 @pytest.mark.skipif(not BENCH_MODEL.is_file(), reason="the benchmark model is not fetched "
                     "(python bench/fetch_model.py); the README marks this example illustrative")
 def test_the_benchmark_model_example_prints_what_the_readme_shows():
@@ -236,7 +268,8 @@ def test_every_example_that_shows_output_is_checked_here():
     illustrative and where it came from."""
     checked = [("A farmer has 17 sheep", "--max-tokens 256"), ("What is 12 + 30?",),
                ("--model bench/models/",), ("distill bench/runs/distill-gsm8k-12",),
-               ('"q" --strategy nope',), ("--model gpt-17",)]
+               ('"q" --strategy nope',), ("--model gpt-17",),
+               ("llm -m ponder-self-consistency",)]
     for command, shown in examples():
         assert shown, command
         assert any(all(p in command for p in parts) for parts in checked), command
