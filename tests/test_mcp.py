@@ -30,6 +30,7 @@ from test_server import Recording, SlowBackend, arithmetic
 from test_server_trust import Listener, loads  # noqa: F401  (loads: a fixture)
 
 from ponder import ScriptedBackend
+from ponder.errors import BackendError
 from ponder.mcp.checks import CallRules, McpLimits
 from ponder.mcp.tools import PonderMCP
 from ponder.sandbox import Sandbox, TestCase, jail
@@ -350,6 +351,45 @@ def test_think_with_tests_is_a_coding_task_checked_in_the_jail():
     assert out["tests"] == {"passed": 1, "total": 2, "passing_candidate": 3}
     assert "Passes 1 of 2 given tests (run in the jail)" in text_of(result)
     assert mcp.sandbox.isolation == "jail"
+
+
+@needs_jail
+def test_solve_code_returns_the_candidate_that_passes_when_the_vote_chose_one_that_fails():
+    half = "```python\ndef add(a, b):\n    return abs(a) + b\n```"
+    good = "```python\ndef add(a, b):\n    return a + b\n```"
+    mcp = PonderMCP(ScriptedBackend([half, half, good]))
+
+    async def go():
+        async with Client(mcp.server()) as client:
+            return await client.call_tool("solve_code", {"task": ADD, "tests": ADD_TESTS,
+                                                         "strategy": "self-consistency",
+                                                         "n": 3})
+
+    result = run(go())
+    out = result.structured_content
+    assert out["answer"] == "def add(a, b):\n    return abs(a) + b\n"  # what the vote chose
+    assert out["program"] == "def add(a, b):\n    return a + b\n"
+    assert (out["passed"], out["total"], out["chosen"]) == (2, 2, 3)
+    assert text_of(result).startswith("A program that passes all 2 given tests (run in the "
+                                      "jail):\n```python\ndef add(a, b):\n    return a + b\n```")
+
+
+def test_a_failing_model_is_one_line_and_its_detail_stays_in_the_log(caplog):
+    class Broken(ScriptedBackend):
+        async def generate(self, requests, on_progress=None):
+            raise BackendError("upstream said: secret-internal-host:9000 is down")
+
+    mcp = PonderMCP(Broken())
+
+    async def go():
+        async with Client(mcp.server()) as client:
+            result = await client.call_tool("think", {"question": "What is 2 + 3?"})
+            return result, await status(client)
+
+    result, counts = run(go())
+    assert text_of(result) == "think: the model failed to answer (the server's log says why)"
+    assert "secret-internal-host" in caplog.text
+    assert counts["calls"]["failed"] == 1 and counts["calls"]["refused"] == 0
 
 
 def test_the_operators_mistakes_stop_ponder_mcp_in_one_line_before_loading(monkeypatch,

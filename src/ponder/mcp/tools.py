@@ -63,6 +63,10 @@ log = logging.getLogger("ponder.mcp")
 RUN_ID_BYTES = 16  # 128 random bits: a run's resources are read only by whoever was told its id
 
 
+class Failed(Refused):
+    """A checked call that failed while it ran (counted as failed, not refused)."""
+
+
 class CandidateOut(BaseModel):
     answer: str | None
     votes: float
@@ -189,7 +193,7 @@ class PonderMCP:
         self.model_id = str(getattr(backend, "model", "") or backend.name)
         self.runs = Runs(self.rules.limits.max_runs)
         self.counts: Counter[str] = Counter()
-        self._slots: asyncio.Semaphore | None = None
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self._admitted = 0
         self._pumps: set[asyncio.Task[None]] = set()
         self.arguments = {"think": tool_arguments(self.think),
@@ -266,10 +270,9 @@ class PonderMCP:
                              n=n, max_tokens=max_tokens, budget_tokens=budget_tokens,
                              verifier=verifier, tests=tests, entry_point=entry_point,
                              options=options, seed=seed)
-            result = await self._run(plan, ctx)
-            given = await self._given(plan, result)
+            result, given = await self._run(plan, ctx)
         except Refused as exc:
-            self.counts["refused"] += 1
+            self.counts["refused"] += not isinstance(exc, Failed)
             return self._refusal(f"think: {exc.message}")
         run_id = self.runs.add(question, result)
         out = self._output(result, run_id, given)
@@ -296,25 +299,26 @@ class PonderMCP:
                              effort=effort, n=n, max_tokens=max_tokens,
                              budget_tokens=budget_tokens, tests=tests, entry_point=entry_point,
                              options=options, seed=seed, code=True)
-            result = await self._run(plan, ctx)
-            given = await self._given(plan, result)
+            result, given = await self._run(plan, ctx)
         except Refused as exc:
-            self.counts["refused"] += 1
+            self.counts["refused"] += not isinstance(exc, Failed)
             return self._refusal(f"solve_code: {exc.message}")
         assert given is not None  # solve_code always has tests
-        program = result.answer
-        passed = given.passed
-        if not given.ok and given.passing_candidate is not None:
-            program = result.candidates[given.passing_candidate - 1].answer
-            passed = given.total
+        program, passed = result.answer, given.passed
         run_id = self.runs.add(task, result)
         out = CodeOutput(**self._output(result, run_id, given).model_dump(), program=program,
                          passed=passed, total=given.total)
+        if not given.ok and given.passing_candidate is not None:
+            # the answer fails a test but another candidate passes them all: that one
+            program = result.candidates[given.passing_candidate - 1].answer
+            passed = given.total
+            out = out.model_copy(update={"program": program, "passed": passed,
+                                         "chosen": given.passing_candidate})
         head = (f"A program that passes all {given.total} given tests (run in the jail):"
                 if passed == given.total else
                 f"No program found passes all {given.total} given tests; the best passes "
                 f"{passed} (run in the jail):")
-        text = [head, f"```python\n{program or ''}\n```", "", search_summary(result),
+        text = [head, f"```python\n{(program or '').rstrip()}\n```", "", search_summary(result),
                 _cost(result), self._links_line(run_id)]
         return self._result("\n".join(text), out, run_id)
 
@@ -351,16 +355,16 @@ class PonderMCP:
 
     # -- running -----------------------------------------------------------------------------
 
-    async def _run(self, plan: CallPlan, ctx: Context) -> Result:
-        """Run a checked call on the backend, within the limits, sending progress; a
-        cancelled call stops its search. Failures become :class:`Refused` (an upstream's detail
-        goes to the log, never to the client)."""
+    async def _run(self, plan: CallPlan, ctx: Context) -> tuple[Result, GivenTests | None]:
+        """Run a checked call on the backend, within the limits, sending progress, then its
+        answer on the given tests (if any) in the jail; a cancelled call stops its search.
+        Failures become :class:`Failed` (an upstream's detail goes to the log, never to the
+        client)."""
         limits = self.rules.limits
         if self._admitted >= limits.max_concurrent + limits.max_queue:
             raise Refused(f"the server is busy ({self._admitted} calls running or waiting); "
                           "try again shortly")
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(limits.max_concurrent)
+        slots = self._slots_of(asyncio.get_running_loop())
         relay = ProgressRelay(plan.problem, ctx.report_progress)
         pump = asyncio.create_task(relay.pump())
         self._pumps.add(pump)  # held until it ends (the loop holds tasks weakly)
@@ -369,18 +373,15 @@ class PonderMCP:
         self.counts["waiting"] += 1
         waiting = True
         try:
-            async with self._slots:
+            async with slots:
                 self.counts["waiting"] -= 1
                 self.counts["running"] += 1
                 waiting = False
                 try:
                     budget = Budget(max_tokens=plan.budget_tokens,
                                     max_seconds=limits.max_request_seconds)
-                    result = await asyncio.wait_for(
-                        run_strategy(plan.strategy, plan.problem, self.backend,
-                                     verifier=plan.verifier, budget=budget, seed=plan.seed,
-                                     events=relay, sandbox=self.sandbox),
-                        limits.max_request_seconds + 5)
+                    result, given = await asyncio.wait_for(
+                        self._search(plan, budget, relay), limits.max_request_seconds + 5)
                 finally:
                     self.counts["running"] -= 1
         except asyncio.CancelledError:
@@ -389,25 +390,25 @@ class PonderMCP:
             raise
         except asyncio.TimeoutError:  # not TimeoutError before Python 3.11
             self.counts["failed"] += 1
-            raise Refused(f"the search exceeded this server's time limit of "
+            raise Failed(f"the search exceeded this server's time limit of "
                           f"{limits.max_request_seconds:g} s") from None
         except SandboxUnavailable as exc:
             self.counts["failed"] += 1
             log.error("cannot run model-written code: %s", exc)
-            raise Refused("this server cannot run model-written code: no jail can be made on "
+            raise Failed("this server cannot run model-written code: no jail can be made on "
                           "its host") from None
         except BackendError:
             self.counts["failed"] += 1
             log.exception("the model failed")
-            raise Refused("the model failed to answer (the server's log says why)") from None
+            raise Failed("the model failed to answer (the server's log says why)") from None
         except ConfigError as exc:
             self.counts["failed"] += 1
-            raise Refused(str(exc)) from None
+            raise Failed(str(exc)) from None
         except Exception:
             self.counts["failed"] += 1
             incident = uuid.uuid4().hex[:12]
             log.exception("internal error %s running %s", incident, plan.strategy.name)
-            raise Refused(f"internal error (incident {incident})") from None
+            raise Failed(f"internal error (incident {incident})") from None
         finally:
             self._admitted -= 1
             if waiting:
@@ -415,14 +416,21 @@ class PonderMCP:
             relay.close()  # the pump ends once it has sent what is queued
         self.counts["done"] += 1
         await asyncio.wait([pump], timeout=1.0)  # the last notifications go out first
-        return result
+        return result, given
 
-    async def _given(self, plan: CallPlan, result: Result) -> GivenTests | None:
-        try:
-            return await check_given_tests(plan.problem, result, self.sandbox)
-        except SandboxUnavailable:
-            raise Refused("this server cannot run model-written code: no jail can be made on "
-                          "its host") from None
+    async def _search(self, plan: CallPlan, budget: Budget, relay: ProgressRelay
+                      ) -> tuple[Result, GivenTests | None]:
+        result = await run_strategy(plan.strategy, plan.problem, self.backend,
+                                    verifier=plan.verifier, budget=budget, seed=plan.seed,
+                                    events=relay, sandbox=self.sandbox)
+        return result, await check_given_tests(plan.problem, result, self.sandbox)
+
+    def _slots_of(self, loop: asyncio.AbstractEventLoop) -> asyncio.Semaphore:
+        """The semaphore of ``max_concurrent`` searches (one per event loop: a semaphore
+        belongs to the loop it first waited on)."""
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, asyncio.Semaphore(self.rules.limits.max_concurrent))
+        return self._slots[1]
 
     def _output(self, result: Result, run_id: str, given: GivenTests | None) -> ThinkOutput:
         chosen = next((i for i, c in enumerate(result.candidates, 1)
