@@ -596,6 +596,28 @@ def test_think_and_solve_code_over_http_with_an_api_key(tmp_path):
 
 
 @pytest.mark.model
+def test_a_keyless_http_server_answers_only_its_own_host_names_and_origins(tmp_path):
+    """DNS rebinding and other sites' pages: a keyless loopback server answers localhost names,
+    the hosts the operator allowed, and local origins only."""
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"}}}
+    headers = {"Accept": "application/json, text/event-stream"}
+    with HttpServer(tmp_path / "server.log", "--allow-host", "ponder.lan") as server:
+        assert server.auth == "off"
+        port = server.url.split(":")[2].split("/")[0]
+
+        def post(**extra):
+            return httpx.post(server.url, json=initialize, headers={**headers, **extra})
+
+        assert post(Host=f"evil.example:{port}").status_code == 421
+        assert post(Origin="http://evil.example").status_code == 403
+        assert post(Host=f"ponder.lan:{port}").status_code == 200
+        assert post(Host=f"localhost:{port}", Origin=f"http://localhost:{port}").status_code \
+            == 200
+
+
+@pytest.mark.model
 def test_a_cancel_over_http_stops_the_models_tokens(llama):
     """The server in a thread, its model watched: after the client cancels, no more tokens."""
     backend = Recording(llama)
