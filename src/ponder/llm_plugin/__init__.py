@@ -5,6 +5,7 @@ pyproject.toml; registering the models loads nothing."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import llm
@@ -13,7 +14,11 @@ import llm
 @llm.hookimpl
 def register_models(register: Any) -> None:
     """One model per strategy that runs on one model; ``ponder`` is self-consistency."""
-    from ponder.llm_plugin.model import Ponder, single_model_strategies
-
+    try:
+        from ponder.llm_plugin.model import Ponder, single_model_strategies
+    except ImportError as exc:  # an older llm: say so, and leave the user's llm working
+        print(f"ponder: the llm plugin needs llm 0.36 or newer ({exc}); its models are not "
+              "registered", file=sys.stderr)
+        return
     for name in single_model_strategies():
         register(Ponder(name), aliases=("ponder",) if name == "self-consistency" else ())
