@@ -20,7 +20,7 @@ from ponder.llm_plugin.model import single_model_strategies
 SHEEP = "A farmer has 17 sheep and buys 5 more. How many sheep does he have?"
 SINGLE = ["cot", "self-consistency", "best-of-n", "self-refine", "budget-forcing",
           "self-debug", "program-of-thought", "adaptive-consistency", "deepconf", "router",
-          "beam-search", "dvts", "mcts"]
+          "beam-search", "dvts", "mcts", "particle-filtering", "mixture-of-agents", "debate"]
 
 
 @pytest.fixture
