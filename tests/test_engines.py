@@ -7,7 +7,15 @@ import sys
 
 import pytest
 
-from ponder import ConfigError, GenerationRequest, Message, ModelError, SamplingParams, registry
+from ponder import (
+    BackendError,
+    ConfigError,
+    GenerationRequest,
+    Message,
+    ModelError,
+    SamplingParams,
+    registry,
+)
 from ponder.backends import engines, loading
 from ponder.backends.runs import determinism
 
@@ -106,6 +114,17 @@ def test_monitor_stops_one_sequence(backend):
     assert samples[1].finish_reason == "cancelled" and len(samples[1].text) >= 5
     assert samples[1].usage.completion_tokens < samples[0].usage.completion_tokens
     assert samples[0].finish_reason != "cancelled"
+
+
+def test_a_failing_monitor_fails_its_call_and_the_engine_goes_on(backend):
+    def monitor(index, text, token):
+        raise RuntimeError("monitor crashed")
+
+    request = GenerationRequest(QUESTION, SamplingParams(max_tokens=4), monitor=monitor)
+    with pytest.raises(BackendError, match="monitor crashed"):
+        generate(backend, request)
+    [[c]] = generate(backend, GenerationRequest(QUESTION, SamplingParams(max_tokens=3)))
+    assert c.usage.completion_tokens == 3
 
 
 def test_same_size_and_capabilities(llama, prebuilt):

@@ -3,7 +3,8 @@
 - ``native``: llama-cpp-python, built from source for this CPU (``pip install 'ponder[native]'``
   needs a C/C++ compiler and cmake; on x86-64 it uses AVX-512 where the CPU has it). Fastest.
 - ``prebuilt``: xllamacpp, a prebuilt wheel (a base dependency: nothing to compile), built for
-  AVX2. About half the native engine's tokens/s on an AVX-512 CPU (bench/engines.py).
+  AVX2. Issue 30 measured about half the native engine's tokens/s on a 2-core AVX-512 VM
+  (54-58 against 100-107); bench/engines.py compares them side by side.
 
 ponder prefers the fastest engine installed: native when ``llama_cpp`` imports, else prebuilt.
 ``-B engine=native|prebuilt`` (or ``$PONDER_ENGINE``) forces one.
@@ -129,7 +130,7 @@ def engine_report(engine: str | None = None, flags: set[str] | None = None) -> E
     cpu = [name for name, flag in FEATURES.items() if flag in flags]
     faster = None
     if engine == "prebuilt" and "AVX512" in cpu and "AVX512" not in built:
-        faster = INSTALL["native"] + "; about 2x the tokens/s on this AVX-512 CPU"
+        faster = INSTALL["native"] + ", built for this CPU's AVX-512"
     return EngineReport(engine, version, built, cpu, faster)
 
 

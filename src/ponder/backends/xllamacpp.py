@@ -352,6 +352,13 @@ class XLlamaCppBackend(Backend):
         longest = max((len(x) for x in stops), default=0)
 
         def on_chunk(chunk: dict[str, Any]) -> bool:
+            try:
+                return read(chunk)
+            except Exception as exc:  # noqa: BLE001 - a monitor's; the engine would swallow it
+                call.fail(BackendError(f"llama.cpp generation failed: {exc}"))
+                return True
+
+        def read(chunk: dict[str, Any]) -> bool:
             if "error" in chunk or not isinstance(chunk.get("choices"), list):
                 error = chunk.get("error", chunk)
                 s.error = str(error.get("message", error) if isinstance(error, dict) else error)
