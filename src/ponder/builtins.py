@@ -32,20 +32,28 @@ from ponder.verifiers.logprob import MeanLogprobVerifier
 from ponder.verifiers.steps import ConfidenceScorer, SelfJudgeScorer
 
 
-def _checked(cls, options):
+def _checked(cls, options, extra=()):
     """Refuse unknown options with the list of valid ones, before anything is loaded."""
     params = inspect.signature(cls).parameters
     unknown = sorted(set(options) - set(params))
     if unknown:
-        valid = ", ".join(n for n, p in params.items() if p.kind is p.KEYWORD_ONLY)
+        valid = ", ".join([*(n for n, p in params.items() if p.kind is p.KEYWORD_ONLY), *extra])
         raise ConfigError(f"unknown {cls.name} backend option {', '.join(unknown)}; valid: {valid}")
     return cls(**options)
 
 
 def _llamacpp(**options):  # imported lazily: loading llama.cpp is not free
-    from ponder.backends.llamacpp import LlamaCppBackend
+    """An in-process GGUF model on the fastest llama.cpp engine installed (native, else
+    prebuilt), or the one ``engine=`` (or $PONDER_ENGINE) forces."""
+    from ponder.backends.engines import choose_engine
 
-    return _checked(LlamaCppBackend, options)
+    if choose_engine(options.pop("engine", None)) == "native":
+        from ponder.backends.llamacpp import LlamaCppBackend
+
+        return _checked(LlamaCppBackend, options, ("engine",))
+    from ponder.backends.xllamacpp import XLlamaCppBackend
+
+    return _checked(XLlamaCppBackend, options, ("engine",))
 
 
 def _openai(**options):

@@ -739,16 +739,28 @@ def auto_settings(model: object, *, n_seq_max: int | None = None,
     decoding on the same cores (see docs/architecture.md)."""
     import llama_cpp
 
+    n_head = max(1, llama_cpp.llama_model_n_head(model))
+    return plan_settings(
+        n_layer=llama_cpp.llama_model_n_layer(model), n_head=n_head,
+        n_head_kv=llama_cpp.llama_model_n_head_kv(model) or n_head,
+        n_embd=llama_cpp.llama_model_n_embd(model),
+        n_ctx_train=llama_cpp.llama_model_n_ctx_train(model),
+        n_seq_max=n_seq_max, cores=cores, memory=memory)
+
+
+def plan_settings(*, n_layer: int, n_head: int, n_head_kv: int, n_embd: int, n_ctx_train: int,
+                  n_seq_max: int | None = None, cores: int | None = None,
+                  memory: int | None = None) -> AutoSettings:
+    """:func:`auto_settings` from the model's shape (both engines: the prebuilt one reads it
+    from the GGUF metadata)."""
     cores = cores or os.cpu_count() or 1
     seqs = n_seq_max or max(4, min(32, 8 * cores))
-    n_layer = llama_cpp.llama_model_n_layer(model)
-    n_head = max(1, llama_cpp.llama_model_n_head(model))
-    n_head_kv = llama_cpp.llama_model_n_head_kv(model) or n_head
-    head_dim = llama_cpp.llama_model_n_embd(model) // n_head
-    cell = max(1, 2 * 2 * n_layer * n_head_kv * head_dim)  # K and V, f16
+    n_head = max(1, n_head)
+    head_dim = n_embd // n_head
+    cell = max(1, 2 * 2 * n_layer * (n_head_kv or n_head) * head_dim)  # K and V, f16
     budget = min(KV_MEMORY, (memory if memory is not None else _available_memory()) // 8)
     per_seq = budget // cell // seqs // 256 * 256
-    train = llama_cpp.llama_model_n_ctx_train(model) or 4096
+    train = n_ctx_train or 4096
     per_seq = max(1024, min(4096, train, per_seq))
     return AutoSettings(n_seq_max=seqs, n_ctx=per_seq * seqs, n_threads=cores)
 

@@ -154,6 +154,11 @@ def role_identity(spec: str) -> str:
     return file_sha256(path) if path is not None else spec
 
 
+def loaded_backends() -> list[Backend]:
+    """The process's shared in-process models."""
+    return list(_LOADED.values())
+
+
 def is_shared(backend: Backend) -> bool:
     """Whether ``backend`` is one of the process's shared in-process models."""
     return any(backend is loaded for loaded in _LOADED.values())

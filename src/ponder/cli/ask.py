@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from ponder.api import asolve, check_given_tests
-from ponder.backends.loading import release
+from ponder.backends.loading import loaded_backends, release
 from ponder.cli.endpoints import (
     add_endpoint_flags,
     endpoint_stats,
@@ -172,7 +172,21 @@ def run(args: argparse.Namespace) -> int:
         if args.show_trace:
             out.print(trace_tree(result.trace, f"trace of {result.strategy}"))
         print_result(out, result, given.line() if given is not None else None)
+    hint = engine_hint(args)
+    if hint:
+        err.print(hint, style="dim", markup=False, highlight=False, soft_wrap=True)
     if given is not None and not given.ok:
         print(given.failure(), file=sys.stderr)
         return 1
     return 0
+
+
+def engine_hint(args: argparse.Namespace) -> str | None:
+    """The first run of an in-process model on the prebuilt engine, on a CPU where the native
+    one is faster, says so (once: see ``engines.hint_once``)."""
+    if args.json or args.base_url or not any(
+            getattr(b, "engine", None) == "prebuilt" for b in loaded_backends()):
+        return None
+    from ponder.backends.engines import engine_report, hint_once
+
+    return hint_once(engine_report("prebuilt"))

@@ -12,7 +12,7 @@ from rich.table import Table
 from ponder.backends.endpoints import redact_url
 from ponder.backends.models import BUNDLED_NAME, bundled_model_path, local_models
 from ponder.cli.render import stdout_console
-from ponder.errors import ModelError
+from ponder.errors import ConfigError, ModelError
 
 MODELS_DIR_ENV = "PONDER_MODELS_DIR"
 
@@ -64,5 +64,18 @@ def run(args: argparse.Namespace) -> int:
     for url in urls:
         for name in asyncio.run(_served(url, args.api_key)):
             table.add_row(name, "openai", f"--base-url {redact_url(url)}")
-    stdout_console().print(table)
+    console = stdout_console()
+    console.print(table)
+    console.print(engine_line(), markup=False, highlight=False, soft_wrap=True)
     return 0
+
+
+def engine_line() -> str:
+    """Which llama.cpp engine runs in-process models, what it was built for against this CPU,
+    and the command that would make it faster."""
+    from ponder.backends.engines import engine_report
+
+    try:
+        return engine_report().line()
+    except ConfigError as exc:
+        return f"engine: none ({exc})"
