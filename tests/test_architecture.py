@@ -205,6 +205,43 @@ def test_no_module_imports_another_packages_private_names():
     assert [line for path in found.values() for line in private_imports(path, set(found))] == []
 
 
+def faces() -> dict[str, set[str]]:
+    """Each package's public face: the names its ``__init__`` lists in ``__all__``."""
+    out = {}
+    for key in LAYERS:
+        init = SRC / Path(*key.split(".")) / "__init__.py"
+        if key == "ponder" or not init.is_file():
+            continue
+        for node in ast.parse(init.read_text()).body:
+            if isinstance(node, ast.Assign) and any(
+                    isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+                out[key] = set(ast.literal_eval(node.value))
+    return out
+
+
+def test_every_package_names_what_others_may_import():
+    """A newcomer reads one file per package to know what they may use from it: its
+    ``__init__``'s ``__all__``. Every name another package imports from it is listed there."""
+    found, face = modules(), faces()
+    missing = [key for key in LAYERS if key != "ponder" and key not in face
+               and (SRC / Path(*key.split(".")) / "__init__.py").is_file()]
+    assert missing == [], f"packages without __all__: {missing}"
+    outside = []
+    for name, path in found.items():
+        source = unit(name)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                    and node.module.split(".")[0] == "ponder"):
+                continue
+            target = unit(node.module)
+            if target == source or target not in face:
+                continue
+            outside += [f"{name} imports {node.module}.{a.name}" for a in node.names
+                        if f"{node.module}.{a.name}" not in found and a.name not in face[target]]
+    assert outside == [], "add these to the package's __all__ (and _LAZY), or keep them " \
+        "inside it:\n" + "\n".join(outside)
+
+
 def test_heights_are_one_above_the_highest_import():
     assert heights({"a": set(), "b": {"a"}, "c": {"a", "b"}}) == {"a": 0, "b": 1, "c": 2}
 

@@ -28,7 +28,6 @@ from ponder.types import Problem
 MATH = MathDomain()
 CODE = CodeDomain()
 
-__all__ = ["CHAT", "CODE", "MATH", "Domain", "cluster_answers", "domain_for"]
 
 
 def domain_for(problem: Problem) -> Domain:
@@ -42,3 +41,108 @@ async def cluster_answers(problem: Problem, answers: Sequence[str | None],
     """Equivalence-class label per answer (None: no answer), as the problem's domain sees it."""
     keys = await domain_for(problem).signatures(problem, answers, sandbox)
     return cluster_ids(answers) if keys is None else labels(keys)
+
+
+# -- public face (generated from what other packages import) --
+# Other packages import these names (the architecture test checks that they import
+# nothing else from this package); those not above are loaded on first use.
+
+_LAZY = {
+    "AnswerGroup": "ponder.domains.vote",
+    "CHECK_SECONDS": "ponder.domains.schemas",
+    "FEATURES": "ponder.domains.selector",
+    "RULES": "ponder.domains.selector",
+    "SchemaRefused": "ponder.domains.schemas",
+    "Selector": "ponder.domains.selector",
+    "Signal": "ponder.domains.selector",
+    "all_cut": "ponder.domains.vote",
+    "best_score_pick": "ponder.domains.vote",
+    "chat_problem": "ponder.domains.chat",
+    "check_budget": "ponder.domains.schemas",
+    "check_schema": "ponder.domains.schemas",
+    "decode_calls": "ponder.domains.chat",
+    "equivalent": "ponder.domains.answers",
+    "extract_answer": "ponder.domains.answers",
+    "extract_code": "ponder.domains.code_problems",
+    "failure_report": "ponder.domains.code_problems",
+    "get_selector": "ponder.domains.selector",
+    "group_features": "ponder.domains.selector",
+    "group_records": "ponder.domains.vote",
+    "hidden_tests": "ponder.domains.code_problems",
+    "is_cut": "ponder.domains.vote",
+    "last_boxed": "ponder.domains.answers",
+    "leader": "ponder.domains.vote",
+    "majority_vote": "ponder.domains.vote",
+    "program_of": "ponder.domains.code_problems",
+    "read_reply": "ponder.domains.chat",
+    "request_budget": "ponder.domains.schemas",
+    "scored_groups": "ponder.domains.vote",
+    "selector_pick": "ponder.domains.vote",
+    "states_answer": "ponder.domains.answers",
+    "strip_latex": "ponder.domains.answers",
+    "tally": "ponder.domains.vote",
+    "task_names": "ponder.domains.code_problems",
+    "to_number": "ponder.domains.answers",
+    "visible_tests": "ponder.domains.code_problems",
+    "vote_pick": "ponder.domains.vote",
+    "with_votes": "ponder.domains.vote",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "AnswerGroup",
+    "CHAT",
+    "CHECK_SECONDS",
+    "CODE",
+    "Domain",
+    "FEATURES",
+    "MATH",
+    "RULES",
+    "SchemaRefused",
+    "Selector",
+    "Signal",
+    "all_cut",
+    "best_score_pick",
+    "chat_problem",
+    "check_budget",
+    "check_schema",
+    "cluster_answers",
+    "cluster_ids",
+    "decode_calls",
+    "domain_for",
+    "equivalent",
+    "extract_answer",
+    "extract_code",
+    "failure_report",
+    "get_selector",
+    "group_features",
+    "group_records",
+    "hidden_tests",
+    "is_chat_problem",
+    "is_cut",
+    "labels",
+    "last_boxed",
+    "leader",
+    "majority_vote",
+    "program_of",
+    "read_reply",
+    "request_budget",
+    "scored_groups",
+    "selector_pick",
+    "states_answer",
+    "strip_latex",
+    "tally",
+    "task_names",
+    "to_number",
+    "visible_tests",
+    "vote_pick",
+    "with_votes",
+]

@@ -22,3 +22,13 @@ def register_models(register: Any) -> None:
         return
     for name in single_model_strategies():
         register(Ponder(name), aliases=("ponder",) if name == "self-consistency" else ())
+
+
+# -- public face (generated from what other packages import) --
+# Other packages import these names (the architecture test checks that they import
+# nothing else from this package); those not above are loaded on first use.
+
+
+__all__ = [
+    "register_models",
+]
