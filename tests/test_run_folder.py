@@ -127,3 +127,24 @@ def test_evaluate_is_the_harness_as_one_python_call(dataset, tmp_path):
                         backend=ScriptedBackend(respond, model="another"))
     with pytest.raises(ConfigError, match="not both"):
         ponder.evaluate(dataset, "cot", [1], out=out, backend=fake, model="x.gguf")
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("kind", ["tune", "distill"])
+def test_real_servers_hold_the_promise_for_tune_and_distill(kind, dataset, tmp_path, model_path,
+                                                            llama_server, capsys):
+    """As ponder eval's test does with llama-cpp-python's own server: a folder written against
+    one served model refuses a server serving another, in one line."""
+    from conftest import start_llama_server, stop_server
+
+    out = tmp_path / "run"
+    assert main(command(kind, dataset, out, llama_server, "smol")) == 0
+    proc, other = start_llama_server(model_path, "other", tmp_path / "other.log")
+    try:
+        capsys.readouterr()
+        assert main(command(kind, dataset, out, other, "other")) == 1
+    finally:
+        stop_server(proc)
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ponder: error: ") and "holds a different run: served_model" in err
+    assert "\n" not in err
