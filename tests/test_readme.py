@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 # Flags of other tools the README's recipes use (pip, vLLM, SGLang, llama.cpp's server).
 OTHER_TOOLS = {"--no-cache-dir", "--force-reinstall", "--model-path", "--upgrade", "--runner",
-               "--trust-remote-code", "--pooler-config", "--options"}
+               "--trust-remote-code", "--pooler-config", "--options", "--no-deps"}
 
 
 def code_blocks() -> list[str]:

@@ -34,6 +34,11 @@ def problem_rows(store: Store, problem_id: str) -> Rows:
 
 def insert_rows(store: Store, rows: Rows) -> None:
     """Add rows (plain INSERT: a row stored twice is an error, never a silent duplicate)."""
+    results = rows.get("results") or []
+    if results and len(results[0]) > store.result_columns:  # rows with their cost per model
+        store.with_models_column()
+    if results and len(results[0]) < store.result_columns:  # rows from before it existed
+        rows = {**rows, "results": [(*r, None) for r in results]}
     with store.db:
         for table, values in rows.items():
             if values:

@@ -239,11 +239,21 @@ class Store:
 
     # -- results ---------------------------------------------------------------------------
 
-    def add_result(self, key: str, problem_id: str, row: ResultRow) -> None:
+    def with_models_column(self) -> None:
+        """Add the results' ``models`` column if this store was written before it existed
+        (done on the first result written, never on a read)."""
         if not self._models_column:
             with self.db:
                 self.db.execute("ALTER TABLE results ADD COLUMN models TEXT")
             self._models_column = True
+
+    @property
+    def result_columns(self) -> int:
+        """How many columns the results table has (10 before ``models``, 11 with it)."""
+        return 11 if self._models_column else 10
+
+    def add_result(self, key: str, problem_id: str, row: ResultRow) -> None:
+        self.with_models_column()
         with self.db:
             self.db.execute(
                 "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
