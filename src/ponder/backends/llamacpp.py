@@ -137,17 +137,12 @@ class LlamaCppBackend(Backend):
         label: str | None = None,
         verbose: bool = False,
     ) -> None:
-        path = Path(model_path)
-        if not path.is_file():
-            raise ModelError(f"model file not found: {path}")
+        path = check_engine_settings(model_path, n_ctx=n_ctx, n_seq_max=n_seq_max,
+                                     n_batch=n_batch, n_threads=n_threads,
+                                     deterministic=deterministic, kv_unified=kv_unified)
         with open(path, "rb") as f:
             if f.read(4) != b"GGUF":
                 raise ModelError(f"not a GGUF model file: {path}")
-        if (n_ctx is not None and n_ctx < 64) or (n_seq_max is not None and n_seq_max < 1) \
-                or n_batch < 1 or (n_threads is not None and n_threads < 1):
-            raise ConfigError("n_ctx must be >= 64, n_seq_max, n_batch and n_threads >= 1")
-        if not isinstance(deterministic, bool) or not isinstance(kv_unified, bool):
-            raise ConfigError("deterministic and kv_unified must be true or false")
         if deterministic and kv_unified:
             raise ConfigError("deterministic decoding needs kv_unified=False: a shared KV cache "
                               "places a sequence's cells wherever they are free (or turn it "
@@ -746,6 +741,22 @@ def auto_settings(model: object, *, n_seq_max: int | None = None,
         n_embd=llama_cpp.llama_model_n_embd(model),
         n_ctx_train=llama_cpp.llama_model_n_ctx_train(model),
         n_seq_max=n_seq_max, cores=cores, memory=memory)
+
+
+def check_engine_settings(model_path: str | os.PathLike[str], *, n_ctx: int | None,
+                          n_seq_max: int | None, n_batch: int, n_threads: int | None,
+                          deterministic: object, kv_unified: object) -> Path:
+    """The model file's path, and the settings both llama.cpp engines take checked the same
+    way (ModelError for a missing file, ConfigError for a bad setting)."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    if (n_ctx is not None and n_ctx < 64) or (n_seq_max is not None and n_seq_max < 1) \
+            or n_batch < 1 or (n_threads is not None and n_threads < 1):
+        raise ConfigError("n_ctx must be >= 64, n_seq_max, n_batch and n_threads >= 1")
+    if not isinstance(deterministic, bool) or not isinstance(kv_unified, bool):
+        raise ConfigError("deterministic and kv_unified must be true or false")
+    return path
 
 
 def plan_settings(*, n_layer: int, n_head: int, n_head_kv: int, n_embd: int, n_ctx_train: int,

@@ -41,13 +41,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ponder.backends.base import Backend, Capabilities, ProgressCallback
 from ponder.backends.chat_template import ChatTemplate
 from ponder.backends.gguf import read_gguf
-from ponder.backends.llamacpp import _cut_at_stop, plan_settings
+from ponder.backends.llamacpp import _cut_at_stop, check_engine_settings, plan_settings
 from ponder.errors import BackendError, ConfigError, ModelError
 from ponder.types import Completion, GenerationRequest, TokenLogprob, Usage
 
@@ -148,14 +147,9 @@ class XLlamaCppBackend(Backend):
         label: str | None = None,
         verbose: bool = False,
     ) -> None:
-        path = Path(model_path)
-        if not path.is_file():
-            raise ModelError(f"model file not found: {path}")
-        if (n_ctx is not None and n_ctx < 64) or (n_seq_max is not None and n_seq_max < 1) \
-                or n_batch < 1 or (n_threads is not None and n_threads < 1):
-            raise ConfigError("n_ctx must be >= 64, n_seq_max, n_batch and n_threads >= 1")
-        if not isinstance(deterministic, bool) or not isinstance(kv_unified, bool):
-            raise ConfigError("deterministic and kv_unified must be true or false")
+        path = check_engine_settings(model_path, n_ctx=n_ctx, n_seq_max=n_seq_max,
+                                     n_batch=n_batch, n_threads=n_threads,
+                                     deterministic=deterministic, kv_unified=kv_unified)
         info = read_gguf(path)  # a wrong or corrupt file fails here, clearly
         try:
             import xllamacpp
