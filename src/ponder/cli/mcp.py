@@ -134,7 +134,6 @@ def run(args: argparse.Namespace) -> int:
     from ponder.mcp.checks import CallRules, McpLimits, usable_strategies
     from ponder.server.policy import check_operator_caps
     from ponder.server.settings import (
-        Caps,
         ServeConfig,
         check_strategies,
         load_config,
@@ -152,10 +151,6 @@ def run(args: argparse.Namespace) -> int:
         print("ponder: warning: ponder mcp ignores PONDER_SANDBOX=none: a client's tests and "
               "the model's code run only in the jail", file=sys.stderr, flush=True)
     config = load_config(args.config) if args.config else ServeConfig()
-    unknown = sorted(set(dict(args.cap)) - set(Caps.model_fields))
-    if unknown:
-        raise ConfigError(f"--cap: unknown option {', '.join(unknown)}; valid: "
-                          f"{', '.join(Caps.model_fields)}")
     limits = with_limits(config.limits, caps=dict(args.cap))
     strategies = own_keys_only(dict(config.strategies))
     check_strategies(strategies)

@@ -131,7 +131,6 @@ def run(args: argparse.Namespace) -> int:
     from ponder.server.app import PonderServer
     from ponder.server.policy import check_operator_caps
     from ponder.server.settings import (
-        Caps,
         ServeConfig,
         check_strategies,
         load_config,
@@ -156,10 +155,6 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else ServeConfig()
     changes = {field: getattr(args, flag[2:].replace("-", "_"))
                for flag, (field, _, _) in LIMIT_FLAGS.items()}
-    unknown = sorted(set(dict(args.cap)) - set(Caps.model_fields))
-    if unknown:
-        raise ConfigError(f"--cap: unknown option {', '.join(unknown)}; valid: "
-                          f"{', '.join(Caps.model_fields)}")
     limits = with_limits(config.limits, **changes, caps=dict(args.cap))
     check_strategies(config.strategies)
     check_operator_caps(config.strategies, limits.caps)

@@ -270,6 +270,10 @@ def with_limits(limits: Limits, **changes: Any) -> Limits:
         if value is None:
             continue
         if key == "caps":
+            unknown = sorted(set(value) - set(Caps.model_fields))
+            if unknown:  # the --cap flag's names, checked here for every command that has it
+                raise ConfigError(f"--cap: unknown option {', '.join(unknown)}; valid: "
+                                  f"{', '.join(Caps.model_fields)}")
             data["caps"].update(value)
         else:
             data[key] = value
