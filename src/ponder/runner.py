@@ -121,12 +121,14 @@ def new_context(backend: Backend, *, verifier: Verifier | None = None,
                 budget: Budget | None = None, seed: int | None = None,
                 events: EventSink | None = None, sandbox: Sandbox | None = None,
                 stream_text: bool = False, trace: Trace | None = None,
-                models: Mapping[str, Backend] | None = None) -> Context:
+                models: Mapping[str, Backend] | None = None, grammar: bool = True) -> Context:
     """The context of one run: a fresh trace (or ``trace``, to watch it grow), the budget
-    (default: unlimited), the other models by role."""
+    (default: unlimited), the other models by role; ``grammar``: replies decode under the
+    problem's grammar (tool calls, a JSON format) where the backend can."""
     return Context(backend=backend, budget=budget or Budget(), verifier=verifier, seed=seed,
                    events=events, sandbox=sandbox or DEFAULT_SANDBOX, stream_text=stream_text,
-                   trace=trace if trace is not None else Trace(), models=dict(models or {}))
+                   trace=trace if trace is not None else Trace(), models=dict(models or {}),
+                   grammar=grammar)
 
 
 async def run_strategy(strategy: Strategy, problem: Problem, backend: Backend, *,
@@ -134,10 +136,11 @@ async def run_strategy(strategy: Strategy, problem: Problem, backend: Backend, *
                        seed: int | None = None, events: EventSink | None = None,
                        sandbox: Sandbox | None = None, stream_text: bool = False,
                        trace: Trace | None = None,
-                       models: Mapping[str, Backend] | None = None) -> Result:
+                       models: Mapping[str, Backend] | None = None,
+                       grammar: bool = True) -> Result:
     """Run ``strategy`` on ``problem``: the backend probed and checked, the verifier chosen,
     a new context (its trace ``trace`` when given: a live page reads it as it grows; the other
-    models ``models`` by role, each probed)."""
+    models ``models`` by role, each probed; ``grammar``: see :func:`new_context`)."""
     await backend.probe()
     check_backend(strategy, backend)
     models = dict(models or {})
@@ -146,5 +149,5 @@ async def run_strategy(strategy: Strategy, problem: Problem, backend: Backend, *
         await other.probe()
     ctx = new_context(backend, verifier=choose_verifier(verifier, strategy, problem),
                       budget=budget, seed=seed, events=events, sandbox=sandbox,
-                      stream_text=stream_text, trace=trace, models=models)
+                      stream_text=stream_text, trace=trace, models=models, grammar=grammar)
     return await strategy.run(problem, ctx)

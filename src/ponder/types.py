@@ -65,12 +65,41 @@ SampleCallback = Callable[[int, "Completion"], None]
 
 
 @dataclass(frozen=True)
+class Constraint:
+    """Decode under a grammar (GBNF, root rule ``root``), where the backend can (its
+    capabilities' ``grammar``).
+
+    ``trigger``: the text the grammar starts after (e.g. ``<tool_call>``); ``grammar`` describes
+    what follows it. ``lazy``: the text is free until the model writes the trigger (a reply that
+    never does stays free); not lazy: the reply starts with the trigger. ``name`` says in traces
+    what was constrained.
+    """
+
+    grammar: str
+    trigger: str = ""
+    lazy: bool = False
+    name: str = "grammar"
+
+    def from_trigger(self) -> str:
+        """The grammar of the text from the trigger on (the trigger, then ``grammar``): what an
+        engine that watches for the trigger (llama.cpp's lazy grammars), or a reply that must
+        start with it, decodes under."""
+        if not self.trigger:
+            return self.grammar
+        quoted = "".join("\\" + c if c in '"\\' else c for c in self.trigger)
+        body = self.grammar.replace("root ::= ", "constrained ::= ", 1)
+        return f'root ::= "{quoted}" constrained\n{body}'
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """Ask for ``n`` samples of the assistant's next message.
 
     ``prefill`` continues a partial assistant message: the completions hold only the new text.
     ``affinity`` names requests that share a prompt prefix (e.g. the judge calls of one problem)
     so that an endpoint pool sends them to one server; empty: derived from the messages.
+    ``constraint`` decodes the samples under a grammar where the backend can (a backend without
+    the ``grammar`` capability samples freely; the answers are checked afterwards either way).
     """
 
     messages: tuple[Message, ...]
@@ -80,6 +109,7 @@ class GenerationRequest:
     monitor: TokenMonitor | None = field(default=None, compare=False, repr=False)
     on_sample: SampleCallback | None = field(default=None, compare=False, repr=False)
     affinity: str = field(default="", compare=False, repr=False)
+    constraint: Constraint | None = None
 
     def replace(self, **changes: Any) -> GenerationRequest:
         return dataclasses.replace(self, **changes)

@@ -23,6 +23,7 @@ class Capabilities:
     prefill:    ``request.prefill`` is continued and only the new text comes back (the openai
                 backend may emulate it on a server that cannot: see its ``prefill_mode``).
     early_stop: a request's ``monitor`` can stop one sequence mid-generation.
+    grammar:    ``request.constraint`` is decoded under its grammar (others sample freely).
     max_context: the context window in tokens (0 = unknown).
     """
 
@@ -30,6 +31,7 @@ class Capabilities:
     logprobs: bool = False
     prefill: bool = False
     early_stop: bool = False
+    grammar: bool = False
     max_context: int = 0
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from ponder.backends.base import Backend, Capabilities, ProgressCallback
 from ponder.backends.chat_template import ChatTemplate
+from ponder.backends.grammars import ConstrainedSampling, check_grammar
 from ponder.backends.sampling import sample_token, top_logprobs
 from ponder.errors import BackendError, ConfigError, MissingDependency, ModelError
 from ponder.types import Completion, GenerationRequest, TokenLogprob, Usage
@@ -92,6 +93,7 @@ class _Seq:
     text: str = ""
     finish: str | None = None
     stop: str | None = None  # the stop string that ended it
+    constrained: ConstrainedSampling | None = None  # the request's grammar, as it decodes
 
 
 class LlamaCppBackend(Backend):
@@ -224,7 +226,7 @@ class LlamaCppBackend(Backend):
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(parallel_n=True, logprobs=True, prefill=True, early_stop=True,
-                            max_context=self.n_ctx_train)
+                            grammar=True, max_context=self.n_ctx_train)
 
     # -- text and tokens -------------------------------------------------------------------
 
@@ -289,6 +291,8 @@ class LlamaCppBackend(Backend):
                     f"prompt of {len(p)} tokens does not fit the context of {self.seq_ctx} "
                     "tokens per sequence" + ("" if self.kv_unified else
                                              " (kv_unified=False splits n_ctx by n_seq_max)"))
+            if r.constraint is not None:
+                check_grammar(self._llama_cpp, self._vocab, r.constraint)
         job = _Job(requests, prompts, on_progress)
         with self._lock:
             if self._closed:
@@ -502,7 +506,7 @@ class LlamaCppBackend(Backend):
                 seed = request.params.seed
                 rng = np.random.default_rng(None if seed is None else [seed, index])
                 seqs.append(_Seq(unit, index, seq_id, rng, len(unit.job.prompts[unit.request]),
-                                 self._per_sample(unit)))
+                                 self._per_sample(unit), constrained=self._constrained(request)))
                 logits[seq_id] = last[k]
             unit.alive = len(unit.indices)
         return seqs
@@ -658,11 +662,19 @@ class LlamaCppBackend(Backend):
                     out.extend(rows)
         return out
 
+    def _constrained(self, request: GenerationRequest) -> ConstrainedSampling | None:
+        if request.constraint is None:
+            return None
+        return ConstrainedSampling(self._llama_cpp, self._vocab, request.constraint)
+
     def _advance(self, s: _Seq, logits: np.ndarray) -> None:
         """Sample one token for ``s`` and decide whether it is finished."""
         request = s.unit.job.requests[s.unit.request]
         params = request.params
         token = sample_token(logits, params, s.rng)
+        if s.constrained is not None:  # a token the grammar refuses is drawn again, masked
+            token = s.constrained.choose(token, logits,
+                                         lambda masked: sample_token(masked, params, s.rng))
         s.tokens.append(token)
         eog = self._is_eog(token)
         piece = b"" if eog else self.piece(token)
@@ -680,6 +692,8 @@ class LlamaCppBackend(Backend):
             return
         previous = len(s.text)
         s.text = b"".join(s.pieces).decode("utf-8", errors="ignore")
+        if s.constrained is not None:
+            s.constrained.accepted(token, s.text, previous)
         if params.stop:
             longest = max(len(x) for x in params.stop)
             window = s.text[max(0, previous - longest):]

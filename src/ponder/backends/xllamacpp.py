@@ -50,6 +50,8 @@ from ponder.backends.llamacpp import _cut_at_stop, check_engine_settings, plan_s
 from ponder.errors import BackendError, ConfigError, ModelError
 from ponder.types import Completion, GenerationRequest, TokenLogprob, Usage
 
+# llama.cpp's COMMON_GRAMMAR_TRIGGER_TYPE_WORD: a lazy grammar starts at this text
+TRIGGER_WORD = 1
 # the order of the native backend's NumPy sampler (temperature scales before the cuts)
 SAMPLERS = ["top_k", "temperature", "min_p", "top_p"]
 # every other llama.cpp sampler off: the native backend has none of them
@@ -226,6 +228,7 @@ class XLlamaCppBackend(Backend):
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(parallel_n=False, logprobs=True, prefill=True, early_stop=True,
+                            grammar=True,
                             max_context=self.n_ctx_train)
 
     def identity(self) -> dict[str, Any]:
@@ -334,6 +337,14 @@ class XLlamaCppBackend(Backend):
         }
         if params.logprobs is not None:  # 0: the chosen token's logprob alone
             body["logprobs"] = max(1, params.logprobs)
+        constraint = request.constraint
+        if constraint is not None:  # llama.cpp's grammar sampler; lazy: from the trigger on
+            body["grammar"] = constraint.from_trigger()
+            if constraint.lazy and constraint.trigger:
+                body["grammar_lazy"] = True
+                body["grammar_triggers"] = [{"type": TRIGGER_WORD, "value": constraint.trigger}]
+                if len(self._tokenize(constraint.trigger, add_special=False)) == 1:
+                    body["preserved_tokens"] = [constraint.trigger]  # llama.cpp asks for it
         return body
 
     def _sample(self, call: _Call, request: GenerationRequest, prompt: list[int],

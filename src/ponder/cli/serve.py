@@ -82,6 +82,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="serve a preset file (ponder tune writes them) as the model ponder-NAME")
     p.add_argument("-B", "--backend-option", type=key_value, action="append", default=[],
                    metavar="KEY=VALUE", help="backend setting, e.g. -B n_seq_max=32")
+    p.add_argument("--no-grammar", dest="grammar", action="store_false",
+                   help="sample tool calls and JSON answers freely (default: decoded under "
+                   "their schemas' grammar where the engine can: llama.cpp, both engines)")
     p.add_argument("--max-concurrent", type=int, default=8, help="requests running at once")
     p.add_argument("--max-queue", type=int, default=64,
                    help="requests waiting beyond those (more get 429)")
@@ -180,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
         max_request_tokens=args.max_request_tokens,
         max_request_seconds=args.max_request_seconds, limits=limits,
         strategies=config.strategies,
-        allow_origins=access.origins, allow_hosts=access.hosts, models=models)
+        allow_origins=access.origins, allow_hosts=access.hosts, models=models,
+        grammar=args.grammar)
     server.prepare()  # the operator's reward models and judges load now, not on a request
     uvicorn_config = server.uvicorn_config(log_level="warning", access_log=False,
                                            timeout_graceful_shutdown=5)

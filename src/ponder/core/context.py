@@ -19,6 +19,7 @@ from ponder.trace import Trace
 from ponder.types import (
     Candidate,
     Completion,
+    Constraint,
     GenerationRequest,
     Message,
     Prices,
@@ -77,6 +78,12 @@ class Context:
     # the other models of a many-model run, by role ("strong", "judge", "proposer2", ...);
     # ``backend`` is the generator
     models: Mapping[str, Backend] = field(default_factory=dict)
+    # decode the problem's answers under its grammar (tool calls, a JSON format) where the
+    # backend can; ``constraint`` and ``posed`` (the problem's own turns, no system message)
+    # are set by the strategy run for the problem in hand
+    grammar: bool = True
+    constraint: Constraint | None = None
+    posed: tuple[Message, ...] = ()
     stop_reason: StopReason = "done"
     rng: random.Random = field(init=False)
     _seed_counter: int = field(default=0, init=False)
@@ -147,7 +154,10 @@ class Context:
             self.stop_reason = "budget"
             raise BudgetExhausted(f"token budget too small for {n_total} more samples")
         prepared = []
+        constrain = self.grammar and self.constraint is not None and used.capabilities.grammar
         for r in requests:
+            if constrain and r.constraint is None and self._poses(r):
+                r = r.replace(constraint=self.constraint)
             params = r.params
             if cap is not None and cap < params.max_tokens:
                 params = params.replace(max_tokens=cap)
@@ -184,6 +194,7 @@ class Context:
                     # whose tokens these are, where the run has more than one model
                     **({"model": used.model} if tagged else {}),
                     **({"prefill": request.prefill} if request.prefill else {}),
+                    **({"constrained": request.constraint.name} if request.constraint else {}),
                     **({"reasoning": completion.reasoning} if completion.reasoning else {}),
                 )
                 row.append(Traced(completion, node))
@@ -196,6 +207,18 @@ class Context:
             call=call,
         )
         return out
+
+    def _poses(self, request: GenerationRequest) -> bool:
+        """The request asks for the next message of the problem's own conversation (not a
+        judge's prompt, not a critique of an answer), from where the grammar can start: no
+        prefill, or for a lazy grammar one that has not yet written the trigger."""
+        assert self.constraint is not None
+        turns = tuple(m for m in request.messages if m.role != "system")
+        if turns != self.posed:
+            return False
+        if not request.prefill:
+            return True
+        return self.constraint.lazy and self.constraint.trigger not in request.prefill
 
     def account(self, kind: str, label: str, usage: Usage, parent: int | None = None,
                 **data: Any) -> int:

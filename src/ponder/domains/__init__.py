@@ -23,7 +23,7 @@ from ponder.domains.code_problems import is_code_problem
 from ponder.domains.math import MathDomain
 from ponder.domains.vote import cluster_ids, labels
 from ponder.sandbox import Sandbox
-from ponder.types import Problem
+from ponder.types import Constraint, Message, Problem
 
 MATH = MathDomain()
 CODE = CodeDomain()
@@ -34,6 +34,17 @@ def domain_for(problem: Problem) -> Domain:
     if is_chat_problem(problem):
         return CHAT
     return CODE if is_code_problem(problem) else MATH
+
+
+def constraint_for(problem: Problem) -> tuple[Constraint, tuple[Message, ...]] | None:
+    """The grammar the problem's replies decode under (where a backend can), with the turns a
+    request must carry to be a reply to the problem; None for problems without one."""
+    domain = domain_for(problem)
+    constraint = getattr(domain, "constraint", None)
+    found = constraint(problem) if constraint is not None else None
+    if found is None:
+        return None
+    return found, domain.posed(problem)  # type: ignore[attr-defined]
 
 
 async def cluster_answers(problem: Problem, answers: Sequence[str | None],
@@ -116,6 +127,7 @@ __all__ = [
     "check_schema",
     "cluster_answers",
     "cluster_ids",
+    "constraint_for",
     "decode_calls",
     "domain_for",
     "equivalent",

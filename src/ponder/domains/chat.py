@@ -41,10 +41,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from ponder.domains.answers import equivalent, extract_answer
+from ponder.domains.grammar import json_answer_constraint, tool_constraint
 from ponder.domains.schemas import first_validation_error, validation_error
 from ponder.domains.vote import cluster_ids
 from ponder.sandbox import Sandbox
-from ponder.types import Message, Problem
+from ponder.types import Constraint, Message, Problem
 
 CALLS = "tool_calls: "  # an answer that is a list of calls starts with this
 MAX_CALLS = 64  # calls in one answer, at most (more is not an action anyone asked for)
@@ -283,6 +284,25 @@ class ChatDomain:
             return json.dumps(value, ensure_ascii=False)
         body = without_calls(text)
         return extract_answer(body) or body or None
+
+    def constraint(self, problem: Problem) -> Constraint | None:
+        """The grammar a reply decodes under where the backend can: calls in their tools'
+        shape (from the first token when a call is required, else after ``<tool_call>``), or,
+        without tools, a JSON answer in its format's shape after its ``json`` fence."""
+        meta = problem.metadata
+        tools = _active_tools(problem)
+        if tools:
+            return tool_constraint(tools, required=meta.get("tool_choice", "auto") != "auto",
+                                   parallel=bool(meta.get("parallel_tool_calls", True)))
+        fmt = meta.get("response_format")
+        if fmt:
+            schema = fmt.get("schema")
+            return json_answer_constraint(schema if schema is not None else {"type": "object"})
+        return None
+
+    def posed(self, problem: Problem) -> tuple[Message, ...]:
+        """The problem's own turns as a request carries them (the system message aside)."""
+        return tuple(render_turns(problem.metadata["conversation"]))
 
     async def signatures(self, problem: Problem, answers: Sequence[str | None],
                          sandbox: Sandbox) -> list[str | None] | None:

@@ -106,14 +106,16 @@ class PonderServer(AccessChecks, Pages, Running, Forwarding, Surfaces):
                  strategies: Mapping[str, dict[str, Any]] | None = None,
                  max_views: int = 64, view_seconds: float = 3600.0,
                  allow_origins: Sequence[str] = (), allow_hosts: Sequence[str] = (),
-                 models: Mapping[str, Backend] | None = None) -> None:
+                 models: Mapping[str, Backend] | None = None, grammar: bool = True) -> None:
         """``limits``: what one client may ask (:class:`~ponder.server.settings.Limits`);
         ``strategies``: the operator's options per strategy (checked here; ConfigError);
         ``max_views`` / ``view_seconds``: how many live pages of traced requests are kept, and
         for how long (:mod:`ponder.server.views`); ``allow_origins`` / ``allow_hosts``: the web
         origins and host names a server without a key answers besides its own
         (:class:`~ponder.server.settings.Access`; ConfigError); ``models``: the operator's
-        other models by role (``strong``, ...), for the strategies that use several."""
+        other models by role (``strong``, ...), for the strategies that use several;
+        ``grammar``: tool calls and JSON answers decode under their schemas' grammar where the
+        backend can (:mod:`ponder.domains.grammar`)."""
         self.backend = backend
         self.role_models = dict(models or {})
         self.api_key = api_key
@@ -131,6 +133,7 @@ class PonderServer(AccessChecks, Pages, Running, Forwarding, Surfaces):
         self.views = ViewStore(max_views, view_seconds)
         # the jail, whatever PONDER_SANDBOX says: a server never runs a client's code without it
         self.sandbox = Sandbox(isolation="jail")
+        self.grammar = grammar
         self.model_id = str(getattr(backend, "model", "") or backend.name)
         self._slots: asyncio.Semaphore | None = None
         self._prepared = False

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ponder.backends.base import Backend
+from ponder.domains import constraint_for
 from ponder.domains.chat import CHAT, is_chat_problem, read_reply
 from ponder.domains.schemas import request_budget
 from ponder.errors import (
@@ -53,6 +54,7 @@ class Running:
     role_models: Mapping[str, Backend]
     metrics: Metrics
     sandbox: Sandbox
+    grammar: bool
     model_id: str
     max_concurrent: int
     max_queue: int
@@ -143,7 +145,8 @@ class Running:
             result = await run_strategy(plan.strategy, plan.problem, self.backend,
                                         verifier=plan.verifier, budget=budget, seed=seed,
                                         events=events, stream_text=sink is not None,
-                                        sandbox=self.sandbox, trace=trace, models=self.role_models)
+                                        sandbox=self.sandbox, trace=trace, models=self.role_models,
+                                        grammar=self.grammar)
         if view is not None:
             view.finish(index, result)
         u = result.usage
@@ -163,7 +166,11 @@ class Running:
             temperature=0.7 if req.temperature is None else req.temperature,
             top_p=1.0 if req.top_p is None else req.top_p,
             max_tokens=req.max_tokens or req.max_completion_tokens or 1024, stop=stop, seed=seed)
-        ctx = new_context(self.backend, seed=seed, events=sink, stream_text=sink is not None)
+        ctx = new_context(self.backend, seed=seed, events=sink, stream_text=sink is not None,
+                          grammar=self.grammar)
+        found = constraint_for(plan.problem)
+        if found is not None:  # a reply to the conversation: its calls or JSON under grammar
+            ctx.constraint, ctx.posed = found
         started = time.monotonic()
         [traced] = await ctx.sample(messages, params, label="completion")
         c = traced.completion

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from ponder.core.context import Context, Traced
-from ponder.domains import domain_for
+from ponder.domains import constraint_for, domain_for
 from ponder.errors import BudgetExhausted
 from ponder.types import (
     Candidate,
@@ -163,6 +163,9 @@ class BaseStrategy:
         ``solve`` does not handle gives the result with no answer and ``stop_reason`` "budget"
         (or "time")."""
         started, root = self.begin(ctx, problem)
+        outer = ctx.constraint, ctx.posed  # a run inside another, on another problem
+        found = constraint_for(problem)
+        ctx.constraint, ctx.posed = found if found is not None else (None, ())
         try:
             outcome = await self.solve(problem, ctx, root)
         except BudgetExhausted as exc:
@@ -170,6 +173,8 @@ class BaseStrategy:
                 ctx.stop_reason = exc.stop_reason
             ctx.trace.add("decision", "budget exhausted: no answer", parent=root)
             outcome = Outcome()
+        finally:
+            ctx.constraint, ctx.posed = outer
         return make_result(self, ctx, outcome, started)
 
     async def solve(self, problem: Problem, ctx: Context, root: int) -> Outcome:

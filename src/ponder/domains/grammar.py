@@ -1,0 +1,269 @@
+"""Grammars for constrained decoding: a JSON schema, a tool call and a JSON answer as GBNF, the
+grammar language of llama.cpp (both of ponder's llama.cpp engines read it).
+
+The grammar is a **shape**, not the whole schema: it holds what decides whether a value can be
+read at all (JSON syntax, types, the properties an object must have and in which order, enums,
+constants, ``anyOf``, local ``$ref`` s), and leaves what is costly or unbounded to write as a
+grammar (``pattern``, ``format``, lengths, ranges, item counts, ``allOf``) to the validation
+every candidate gets afterwards (:mod:`ponder.domains.schemas`). Every value the grammar allows
+parses; one that breaks a relaxed keyword still drops out of the vote, as it did unconstrained.
+
+Schemas come from clients: the grammar grows linearly with the schema (one rule per schema node
+at most, each ``$ref`` target once, however often it is referred to; no repetition is expanded),
+the schema was already bounded by :func:`ponder.domains.schemas.check_schema`, and a grammar
+longer than :data:`MAX_GRAMMAR_CHARS` falls back to "any JSON value" of the schema's top type.
+
+>>> print(schema_grammar({"type": "object", "properties": {"x": {"type": "integer"}},
+...                       "required": ["x"]}).splitlines()[0])
+root ::= "{" ws "\\"x\\"" ws ":" ws integer ws "}"
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ponder.types import Constraint
+
+MAX_GRAMMAR_CHARS = 65_536  # a grammar longer than this falls back to "any JSON value"
+MAX_SCHEMA_DEPTH = 64  # nested schemas followed (deeper ones allow any value)
+
+# The JSON primitives every grammar may use (the same for all schemas). Strings: any JSON string
+# (escapes included); numbers: JSON numbers with at most 16 digits in each part, so a model that
+# starts a long run of digits has to stop; whitespace: a space or a newline and an indent.
+PRIMITIVES = r'''value ::= object | array | string | number | "true" | "false" | "null"
+object ::= "{" ws ( string ws ":" ws value ( ws "," ws string ws ":" ws value )* )? ws "}"
+array ::= "[" ws ( value ( ws "," ws value )* )? ws "]"
+string ::= "\"" ( [^"\\\x7F\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} ) )* "\""
+integer ::= "-"? ( "0" | [1-9] [0-9]{0,15} )
+number ::= integer ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?
+boolean ::= "true" | "false"
+null ::= "null"
+ws ::= ( " " | "\n" [ \t]{0,20} )?'''
+_BASE_RULES = {"value", "object", "array", "string", "integer", "number", "boolean", "null", "ws"}
+_TYPE_RULE = {"object": "object", "array": "array", "string": "string", "integer": "integer",
+              "number": "number", "boolean": "boolean", "null": "null"}
+
+
+def literal(text: str) -> str:
+    """``text`` as a GBNF string literal (quotes, backslashes and control characters escaped)."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _json_literal(value: Any) -> str:
+    """One JSON value as the exact text the grammar allows for it (compact, as json writes it,
+    with a space after ``:`` and ``,`` the way models write JSON)."""
+    return literal(json.dumps(value, ensure_ascii=False, separators=(", ", ": ")))
+
+
+class _Converter:
+    """Schema nodes to rules; a ``$ref`` target becomes one rule, shared by every reference."""
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self.schema = schema
+        self.rules: dict[str, str] = {}
+        self.refs: dict[str, str] = {}
+        self.count = 0
+
+    def _new(self, hint: str) -> str:
+        self.count += 1
+        return f"r{self.count}-{re.sub(r'[^a-zA-Z0-9]+', '-', hint)[:24].strip('-') or 'x'}"
+
+    def rule(self, node: Any, hint: str, depth: int = 0) -> str:
+        """A GBNF expression for values of ``node``."""
+        if depth > MAX_SCHEMA_DEPTH or node is True or not isinstance(node, Mapping):
+            return "value" if node is not False else "null"  # False allows nothing: never mind
+        if "$ref" in node and isinstance(node["$ref"], str):
+            return self._ref(node["$ref"], depth)
+        if "const" in node:
+            return _json_literal(node["const"])
+        if isinstance(node.get("enum"), list) and node["enum"]:
+            return "( " + " | ".join(_json_literal(v) for v in node["enum"]) + " )"
+        for key in ("anyOf", "oneOf"):
+            options = node.get(key)
+            if isinstance(options, list) and options:
+                return "( " + " | ".join(self.rule(o, hint, depth + 1) for o in options) + " )"
+        if isinstance(node.get("allOf"), list) and len(node["allOf"]) == 1:
+            return self.rule(node["allOf"][0], hint, depth + 1)
+        kind = node.get("type")
+        if isinstance(kind, list):
+            kinds = [k for k in kind if isinstance(k, str) and k in _TYPE_RULE]
+            if not kinds:
+                return "value"
+            return "( " + " | ".join(self._typed(node, k, hint, depth) for k in kinds) + " )"
+        if kind is None:
+            kind = "object" if "properties" in node else "array" if "items" in node else None
+        if not isinstance(kind, str) or kind not in _TYPE_RULE:
+            return "value"
+        return self._typed(node, kind, hint, depth)
+
+    def _typed(self, node: Mapping[str, Any], kind: str, hint: str, depth: int) -> str:
+        if kind == "object":
+            return self._object(node, hint, depth)
+        if kind == "array":
+            return self._array(node, hint, depth)
+        return _TYPE_RULE[kind]
+
+    def _ref(self, ref: str, depth: int) -> str:
+        if ref in self.refs:
+            return self.refs[ref]
+        target = _resolve(self.schema, ref)
+        if target is None:
+            return "value"
+        name = self._new(ref.rsplit("/", 1)[-1])
+        self.refs[ref] = name  # before converting: a reference back into itself is recursion
+        self.rules[name] = self.rule(target, name, depth + 1)
+        return name
+
+    def _object(self, node: Mapping[str, Any], hint: str, depth: int) -> str:
+        props = node.get("properties")
+        if not isinstance(props, Mapping) or not props:
+            extra = node.get("additionalProperties")
+            if isinstance(extra, Mapping) and extra:
+                item = self.rule(extra, hint + "-value", depth + 1)
+                pair = f'string ws ":" ws {item}'
+                return f'"{{" ws ( {pair} ( ws "," ws {pair} )* )? ws "}}"'
+            return "object"
+        required = [k for k in (node.get("required") or ()) if isinstance(k, str) and k in props]
+        order = required + [k for k in props if k not in required]
+        pairs = {k: f'{_json_literal(k)} ws ":" ws {self.rule(props[k], str(k), depth + 1)}'
+                 for k in order}
+        optional = [k for k in order if k not in required]
+        # the optional properties, each present or not, in their declared order: rest[i] is
+        # what may follow once the properties before optional i were written
+        rest = [self._new(f"{hint}-opt-{k}") for k in optional]
+        for i, k in enumerate(optional):
+            tail = f" {rest[i + 1]}" if i + 1 < len(optional) else ""
+            self.rules[rest[i]] = f'( ws "," ws {pairs[k]} )?{tail}'
+        head = ' ws "," ws '.join(pairs[k] for k in required)
+        if required:
+            body = head + (f" {rest[0]}" if optional else "")
+        else:  # no leading comma: the first property written starts the object
+            starts = []
+            for i, k in enumerate(optional):
+                tail = f" {rest[i + 1]}" if i + 1 < len(optional) else ""
+                starts.append(pairs[k] + tail)
+            body = "( " + " | ".join(starts) + " )?"
+        return f'"{{" ws {body} ws "}}"'
+
+    def _array(self, node: Mapping[str, Any], hint: str, depth: int) -> str:
+        prefix = node.get("prefixItems")
+        if isinstance(prefix, list) and prefix and node.get("items") is False:
+            items = ' ws "," ws '.join(self.rule(p, hint, depth + 1) for p in prefix)
+            return f'"[" ws {items} ws "]"'
+        items = node.get("items")
+        if not isinstance(items, Mapping) or not items:
+            return "array"
+        item = self.rule(items, hint + "-item", depth + 1)
+        if not re.fullmatch(r"[a-z0-9-]+", item):  # a long expression: name it once
+            name = self._new(hint + "-item")
+            self.rules[name] = item
+            item = name
+        return f'"[" ws ( {item} ( ws "," ws {item} )* )? ws "]"'
+
+
+def _resolve(schema: Mapping[str, Any], ref: str) -> Any:
+    """A local reference's target (``#`` or ``#/a/b``), None when it is not one."""
+    if ref == "#":
+        return schema
+    if not ref.startswith("#/"):
+        return None
+    node: Any = schema
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def _assemble(root: str, converter: _Converter) -> str:
+    lines = [f"root ::= {root}"]
+    lines += [f"{name} ::= {body}" for name, body in converter.rules.items()]
+    return "\n".join(lines) + "\n" + PRIMITIVES + "\n"
+
+
+def _fallback(schema: Any) -> str:
+    kind = schema.get("type") if isinstance(schema, Mapping) else None
+    return _TYPE_RULE.get(kind, "value") if isinstance(kind, str) else "value"
+
+
+def schema_grammar(schema: Any) -> str:
+    """A GBNF grammar (root rule ``root``) whose every sentence is a JSON value in the schema's
+    shape (see the module's note: some keywords are left to validation)."""
+    converter = _Converter(schema if isinstance(schema, Mapping) else {})
+    grammar = _assemble(converter.rule(schema, "root"), converter)
+    if len(grammar) > MAX_GRAMMAR_CHARS:
+        return _assemble(_fallback(schema), _Converter({}))
+    return grammar
+
+
+def tool_calls_grammar(tools: Sequence[Mapping[str, Any]], *, parallel: bool = True) -> str:
+    """What follows ``<tool_call>`` in the Hermes / Qwen format: a call object naming one of
+    ``tools`` with arguments in its parameters' shape, ``</tool_call>``, and, with parallel
+    calls, any further ``<tool_call>`` blocks. Nothing may follow the last call."""
+    converter = _Converter({})
+    options = []
+    for tool in tools:
+        params = tool.get("parameters") or {"type": "object"}
+        converter.schema = params if isinstance(params, Mapping) else {}
+        converter.refs = {}  # each tool's references are its own
+        args = converter.rule(params, str(tool["name"]))
+        options.append(f'"{{" ws "\\"name\\"" ws ":" ws {_json_literal(tool["name"])} ws "," '
+                       f'ws "\\"arguments\\"" ws ":" ws {args} ws "}}"')
+    call = "( " + " | ".join(options) + " )"
+    converter.rules["call"] = call
+    more = ' ( ws "<tool_call>" ws call ws "</tool_call>" )*' if parallel else ""
+    grammar = _assemble(f'ws call ws "</tool_call>"{more}', converter)
+    if len(grammar) > MAX_GRAMMAR_CHARS:  # any call of a named tool, any object as arguments
+        names = " | ".join(_json_literal(t["name"]) for t in tools)
+        fallback = _Converter({})
+        fallback.rules["call"] = (f'"{{" ws "\\"name\\"" ws ":" ws ( {names} ) ws "," ws '
+                                  '"\\"arguments\\"" ws ":" ws object ws "}"')
+        grammar = _assemble(f'ws call ws "</tool_call>"{more}', fallback)
+    return grammar
+
+
+def json_block_grammar(schema: Any) -> str:
+    """What follows a ````` ```json ````` fence: a JSON value in the schema's shape, then the
+    closing fence, and nothing after it."""
+    inner = schema_grammar(schema).replace("root ::= ", "answer ::= ", 1)
+    return 'root ::= ws answer ws "```"\n' + inner
+
+
+TOOL_CALL_TRIGGER = "<tool_call>"
+JSON_FENCE = "```json"
+
+
+def tool_constraint(tools: Sequence[Mapping[str, Any]], *, required: bool,
+                    parallel: bool = True) -> Constraint:
+    """Calls decoded under their tools' schemas: after the first ``<tool_call>`` (anywhere in the
+    reply: a text answer stays free), or, when a call is ``required``, from the first token."""
+    return Constraint(tool_calls_grammar(tools, parallel=parallel), trigger=TOOL_CALL_TRIGGER,
+                      lazy=not required, name="tool calls")
+
+
+def json_answer_constraint(schema: Any) -> Constraint:
+    """A JSON answer decoded under its schema: free reasoning, then after ````` ```json ````` a
+    value in the schema's shape and the closing fence."""
+    return Constraint(json_block_grammar(schema), trigger=JSON_FENCE, lazy=True,
+                      name="json answer")
