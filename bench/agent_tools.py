@@ -3,11 +3,19 @@
 the benchmark model in-process. Plain pass-through (greedy) against self-consistency over
 actions at N=4 and N=8: accuracy and tokens per task (every internal call of every turn).
 
+Every reply the model writes (each candidate of each turn) is also read as the server reads
+it: a *call attempt* is a reply with ``<tool_call>`` markup or a ``{"name", "arguments"}`` object;
+it *parses* when every call in it reads as JSON, names a given tool and has arguments valid
+against the tool's schema. ``--no-grammar`` samples freely; by default the calls decode under
+their tools' grammar (``ponder serve``'s default on llama.cpp).
+
 Resumable: each finished task is appended to bench/runs/agent_tools.jsonl and skipped on the
 next run; ``--minutes`` stops starting new tasks after that long. ``--report`` writes
-bench/results/agent_tools-DATE.md from what is stored.
+bench/results/agent_tools-DATE.md from what is stored (``--compare NAME`` adds another run's
+rows, e.g. the same configs without grammar, side by side).
 
-    python bench/agent_tools.py [--configs pass,sc4,sc8] [--minutes 18] [--report] [--name N]
+    python bench/agent_tools.py [--configs pass,sc4,sc8] [--minutes 18] [--no-grammar]
+        [--report [--compare NAME]] [--name N]
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import argparse
 import ast
 import datetime
 import json
+import math
 import operator
 import subprocess
 import sys
@@ -27,6 +36,7 @@ import openai
 import uvicorn
 
 from ponder.domains.answers import extract_answer, to_number
+from ponder.domains.chat import CALLS, CHAT, chat_problem, parse_calls
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "bench" / "runs" / "agent_tools.jsonl"  # --name NAME: bench/runs/NAME.jsonl
@@ -114,6 +124,19 @@ def call_tool(name: str, arguments: str) -> str:
     return f"error: no tool named {name}"
 
 
+TOOL_PROBLEM = chat_problem([{"role": "user", "content": "-"}],
+                            tools=[t["function"] for t in TOOLS])
+
+
+def read_attempt(text: str) -> tuple[int, int]:
+    """(call attempts, attempts that parse) in one reply of the model: 0 or 1 each."""
+    calls = parse_calls(text)
+    if calls == []:
+        return 0, 0
+    answer = CHAT.extract(TOOL_PROBLEM, text)
+    return 1, int(answer is not None and answer.startswith(CALLS))
+
+
 def correct(content: str, gold: str) -> bool:
     """The final answer is the gold one: a number equal to a numeric gold (an unevaluated
     expression such as ``7^6`` is not an answer), else the same text."""
@@ -163,9 +186,23 @@ def stored() -> list[dict]:
     return [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()]
 
 
-def run(configs: list[str], minutes: float, max_tokens: int) -> None:
+def run(configs: list[str], minutes: float, max_tokens: int, grammar: bool) -> None:
     from ponder.backends.llamacpp import LlamaCppBackend
     from ponder.server.app import PonderServer
+
+    class Reading(LlamaCppBackend):
+        """The benchmark model, every reply it writes read for call attempts."""
+
+        attempts = parsed = 0
+
+        async def generate(self, requests, on_progress=None):
+            rows = await super().generate(requests, on_progress)
+            for row in rows:
+                for completion in row:
+                    tried, ok = read_attempt(completion.text)
+                    Reading.attempts += tried
+                    Reading.parsed += ok
+            return rows
 
     done = {(r["config"], r["task"]) for r in stored()}
     todo = [(c, k) for c in configs for k in range(len(TASKS)) if (c, k) not in done]
@@ -176,8 +213,8 @@ def run(configs: list[str], minutes: float, max_tokens: int) -> None:
     if not Path(model).exists():
         model = subprocess.run([sys.executable, str(ROOT / "bench" / "fetch_model.py")],
                                capture_output=True, text=True, check=True).stdout.strip()
-    backend = LlamaCppBackend(model, n_ctx=16384, n_seq_max=8)
-    server = PonderServer(backend, max_concurrent=2)
+    backend = Reading(model, n_ctx=16384, n_seq_max=8)
+    server = PonderServer(backend, max_concurrent=2, grammar=grammar)
     uv = uvicorn.Server(uvicorn.Config(server.app(), host="127.0.0.1", port=0,
                                        log_level="warning"))
     threading.Thread(target=uv.run, daemon=True).start()
@@ -194,6 +231,7 @@ def run(configs: list[str], minutes: float, max_tokens: int) -> None:
                 break
             question, gold = TASKS[k]
             t0 = time.monotonic()
+            Reading.attempts = Reading.parsed = 0
             try:
                 out = solve(client, server.model_id, config, question, seed=k,
                             max_tokens=max_tokens)
@@ -201,6 +239,8 @@ def run(configs: list[str], minutes: float, max_tokens: int) -> None:
                 print(f"{config} task {k}: failed: {exc}", flush=True)
                 continue
             record = {"config": config, "task": k, "gold": gold, **out,
+                      "grammar": grammar, "attempts": Reading.attempts,
+                      "parsed": Reading.parsed,
                       "correct": correct(out["content"], gold),
                       "seconds": round(time.monotonic() - t0, 1)}
             with RUNS.open("a") as f:
@@ -214,8 +254,26 @@ def run(configs: list[str], minutes: float, max_tokens: int) -> None:
         backend.close()
 
 
-def report(max_tokens: int, note: str = "") -> None:
-    records = stored()
+def stored_run(name: str) -> list[dict]:
+    path = RUNS.with_name(f"{name}.jsonl")
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test (McNemar) over the tasks where two configurations disagree."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def report(max_tokens: int, note: str = "", compare: str = "") -> None:
+    runs = [(RUNS.stem, stored_run(RUNS.stem))]
+    if compare:
+        runs.append((compare, stored_run(compare)))
     today = datetime.date.today()
     lines = [f"# Agent tasks through ponder serve ({today})", "",
              f"{len(TASKS)} questions needing a calculator or an inventory lookup (tools defined "
@@ -225,39 +283,61 @@ def report(max_tokens: int, note: str = "") -> None:
              f"max_tokens={max_tokens} per turn. Pass-through: the underlying model, greedy, "
              "tools described in the prompt and the call parsed back. Self-consistency: N "
              "candidates per turn at temperature 0.7, voting over actions (same function + "
-             "JSON-equal arguments = one vote; a text answer is its own action).", "",
+             "JSON-equal arguments = one vote; a text answer is its own action). Call attempts: "
+             "replies of the model (every candidate of every turn) with call markup or a "
+             "`{name, arguments}` object; parsed: those whose every call reads as JSON, names a "
+             "given tool and has arguments valid against its schema.", "",
              *([note, ""] if note else []),
-             "| config | tasks | correct | accuracy | mean tokens / task | mean tool calls "
-             "| mean s / task |", "|---|---:|---:|---:|---:|---:|---:|"]
-    by_config: dict[str, list[dict]] = {}
-    for r in records:  # graded again: the grader may be stricter than when the task ran
-        r["correct"] = correct(r["content"], r["gold"])
-        by_config.setdefault(r["config"], []).append(r)
-    for config in CONFIGS:
-        rows = by_config.get(config, [])
-        if not rows:
-            continue
+             "| run | grammar | config | tasks | correct | accuracy | call attempts | parsed "
+             "| parse rate | mean tokens / task | mean tool calls | mean s / task |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    cells: dict[tuple[str, str], dict[int, dict]] = {}
+    for name, records in runs:
+        for r in records:  # graded again: the grader may be stricter than when the task ran
+            r["correct"] = correct(r["content"], r["gold"])
+            cells.setdefault((name, r["config"]), {})[r["task"]] = r
+    columns = [(name, c) for name, _ in runs for c in CONFIGS if (name, c) in cells]
+    for name, config in columns:
+        rows = list(cells[(name, config)].values())
         ok = sum(r["correct"] for r in rows)
-        lines.append(f"| {config} | {len(rows)} | {ok} | {ok / len(rows):.0%} "
+        tried = sum(r.get("attempts", 0) for r in rows)
+        parsed = sum(r.get("parsed", 0) for r in rows)
+        grammar = {True: "on", False: "off"}.get(rows[0].get("grammar"), "?")
+        rate = f"{parsed / tried:.0%}" if tried else "–"
+        lines.append(f"| {name} | {grammar} | {config} | {len(rows)} | {ok} "
+                     f"| {ok / len(rows):.0%} | {tried} | {parsed} | {rate} "
                      f"| {sum(r['tokens'] for r in rows) / len(rows):.0f} "
                      f"| {sum(r['tool_calls'] for r in rows) / len(rows):.1f} "
                      f"| {sum(r['seconds'] for r in rows) / len(rows):.0f} |")
-    lines += ["", "Per task (✓ correct):", "",
-              "| task | gold | " + " | ".join(c for c in CONFIGS if c in by_config) + " |",
-              "|---|---|" + "---|" * len([c for c in CONFIGS if c in by_config])]
-    for k, (question, gold) in enumerate(TASKS):
-        cells = []
+    if compare:
+        lines += ["", f"Paired, task by task ({RUNS.stem} against {compare}, exact sign test "
+                  "over the tasks where they disagree):", ""]
         for config in CONFIGS:
-            if config not in by_config:
+            a, b = cells.get((RUNS.stem, config)), cells.get((compare, config))
+            if not a or not b:
                 continue
-            row = next((r for r in by_config[config] if r["task"] == k), None)
-            cells.append("–" if row is None else ("✓" if row["correct"] else "✗"))
-        lines.append(f"| {question} | {gold} | " + " | ".join(cells) + " |")
+            both = sorted(set(a) & set(b))
+            wins = sum(a[k]["correct"] and not b[k]["correct"] for k in both)
+            losses = sum(b[k]["correct"] and not a[k]["correct"] for k in both)
+            lines.append(f"- {config}: {len(both)} tasks, {wins} right only with "
+                         f"{RUNS.stem}, {losses} right only with {compare}, "
+                         f"p = {sign_test(wins, losses):.2f}")
+    lines += ["", "Per task (✓ correct):", "",
+              "| task | gold | " + " | ".join(f"{n} {c}" for n, c in columns) + " |",
+              "|---|---|" + "---|" * len(columns)]
+    for k, (question, gold) in enumerate(TASKS):
+        marks = []
+        for key in columns:
+            row = cells[key].get(k)
+            marks.append("–" if row is None else ("✓" if row["correct"] else "✗"))
+        lines.append(f"| {question} | {gold} | " + " | ".join(marks) + " |")
     lines += ["", "With 12 tasks, a difference of one or two tasks is not significant (an exact "
               "sign test over the tasks where the configs disagree needs at least 6 one-sided "
               "disagreements for p < 0.05).", "",
               f"Command: `python bench/agent_tools.py --configs pass,sc4,sc8 --name {RUNS.stem}` "
-              f"(resumable), then `python bench/agent_tools.py --report --name {RUNS.stem}`."]
+              "(resumable; `--no-grammar` for free sampling), then `python bench/agent_tools.py "
+              f"--report --name {RUNS.stem}" + (f" --compare {compare}" if compare else "")
+              + "`."]
     out = ROOT / "bench" / "results" / f"{RUNS.stem}-{today}.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -270,19 +350,23 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=384)
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--note", default="", help="a paragraph for the report")
+    parser.add_argument("--compare", default="", metavar="NAME",
+                        help="with --report: another run's rows beside these, paired")
+    parser.add_argument("--no-grammar", dest="grammar", action="store_false",
+                        help="sample calls freely (default: under their tools' grammar)")
     parser.add_argument("--name", default="agent_tools",
                         help="the run's name: bench/runs/NAME.jsonl, bench/results/NAME-DATE.md")
     args = parser.parse_args()
     global RUNS
     RUNS = RUNS.with_name(f"{args.name}.jsonl")
     if args.report:
-        report(args.max_tokens, args.note)
+        report(args.max_tokens, args.note, args.compare)
         return
     configs = [c for c in args.configs.split(",") if c]
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         sys.exit(f"agent_tools: unknown config {unknown[0]!r}; valid: {', '.join(CONFIGS)}")
-    run(configs, args.minutes, args.max_tokens)
+    run(configs, args.minutes, args.max_tokens, args.grammar)
 
 
 if __name__ == "__main__":

@@ -262,3 +262,24 @@ def test_both_engines_wait_for_a_lazy_grammars_trigger(engine):
         assert sample.finish_reason == "stop"
         head, _, digits = after.partition(" is: ")
         assert head == "" and digits[:-1].isdigit() and digits.endswith("."), sample.text
+
+
+# -- ponder serve ------------------------------------------------------------------------------
+
+def test_the_server_constrains_pass_through_and_search_unless_told_not_to():
+    openai = pytest.importorskip("openai")
+    from test_server import Live
+
+    tool = {"type": "function", "function": {"name": "calculator",
+                                             "parameters": CALC["parameters"]}}
+    for grammar, model in ((True, "scripted"), (True, "ponder-self-consistency"),
+                           (False, "scripted"), (False, "ponder-self-consistency")):
+        backend = ScriptedBackend([CALL] * 4, capabilities=GRAMMAR_CAPS)
+        with Live(backend, grammar=grammar) as live, openai.OpenAI(
+                base_url=live.url + "/v1", api_key="-", max_retries=0) as client:
+            reply = client.chat.completions.create(
+                model=model, messages=ASK, tools=[tool], tool_choice="required",
+                extra_body={"ponder": {"n": 2}} if model != "scripted" else None)
+        assert reply.choices[0].message.tool_calls[0].function.name == "calculator"
+        expected = tool_constraint([CALC], required=True) if grammar else None
+        assert [r.constraint for r in backend.history] == [expected], (grammar, model)
