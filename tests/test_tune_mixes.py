@@ -41,6 +41,7 @@ from ponder.tune import mixes, search
 from ponder.tune.mixes import GREEDY, Mix
 from ponder.tune.strong import MixTuner
 from ponder.types import Completion, Problem, TokenLogprob
+from ponder.verifiers.judge import JUDGE_SYSTEM
 
 PATTERN = {"0": "sure", "1": "sure", "2": "lost", "3": "split", "4": "wrong", "5": "lost"}
 SMALL = {"sure": "RRRR", "split": "RRWW", "wrong": "WWWR", "lost": "0123"}
@@ -52,6 +53,8 @@ DRAWN: collections.Counter = collections.Counter()  # samples drawn per (model, 
 @pytest.fixture(autouse=True)
 def _fresh_counts():
     DRAWN.clear()
+    JUDGED.clear()
+    MUTE["on"] = False
 
 
 def question(i: int | str) -> str:
@@ -73,8 +76,20 @@ def small(request, index):
     return said(i, SMALL[PATTERN[i]][position % 4])
 
 
+JUDGED: list[tuple[str, str]] = []  # (problem, answer) the strong model was asked to judge
+MUTE = {"on": False}  # the strong model answers nothing itself (it still judges)
+
+
 def strong(request, index):
+    if request.messages[0].content == JUDGE_SYSTEM:  # honest: yes when the answer is right
+        prompt = request.messages[-1].content
+        i = re.search(r"Problem (\d+):", prompt).group(1)
+        answer = re.search(r"Proposed final answer: (.*)", prompt).group(1)
+        JUDGED.append((i, answer))
+        return "Yes" if answer == str(10 + int(i)) else "No"
     i = problem_of(request)
+    if MUTE["on"]:
+        return "I cannot tell."
     if request.params.temperature == 0.0:
         return "I cannot tell." if PATTERN[i] == "split" else said(i, "R")
     position, DRAWN[("strong", i)] = DRAWN[("strong", i)], DRAWN[("strong", i)] + 1
@@ -91,6 +106,7 @@ PROBLEMS = [Problem(question(i), str(10 + i), id=str(i)) for i in range(6)]
 
 def make(tmp_path, backends, budgets=("ref@4", 3e4, 7e4), **options) -> MixTuner:
     store = Store(tmp_path / "samples.sqlite")
+    options.setdefault("verify", False)  # verify-by-strong: its own tests below
     return MixTuner(backends[0], store, PROBLEMS, search.grid([0.7], ["chain"]), [1, 2, 4],
                     list(budgets), strong=backends[1], strong_key="strong:big", learned=False,
                     holdout=2, out=tmp_path, selectors=["majority"], **options)
@@ -325,10 +341,11 @@ def scripted(monkeypatch):
     return calls
 
 
-def tune(dev, out, *extra):
+def tune(dev, out, *extra, verify=False):
     return main(["tune", "--dataset", str(dev), "--samples", "1,2,4", "--holdout", "2",
                  "--no-learn", "--selectors", "majority", "--concurrency", "1",
-                 "-m", "small.gguf", "-m", f"strong={STRONG_URL}", "--out", str(out), *extra])
+                 "-m", "small.gguf", "-m", f"strong={STRONG_URL}", "--out", str(out),
+                 *([] if verify else ["--no-verify"]), *extra])
 
 
 def test_tune_on_the_command_line_chooses_the_strong_model_alone_and_a_cascade(
@@ -420,7 +437,8 @@ def test_mix_flags_without_a_strong_model_and_an_unknown_size_are_one_line(
     argv = ["tune", "--dataset", str(dev), "--budget", "30", "-m", "small.gguf",
             "--thresholds", "0.5", "--out", str(tmp_path / "a")]
     assert main(argv) == 1
-    assert "--strong-sizes and --thresholds need a strong model" in capsys.readouterr().err
+    assert "--strong-sizes, --thresholds and --no-verify need a strong model" in \
+        capsys.readouterr().err
     monkeypatch.setattr(loading, "load_backend",  # a served model nobody gave a size
                         lambda *a, **k: ScriptedBackend(strong, model="big"))
     assert tune(dev, tmp_path / "b", "--budget", "3e4") == 1
@@ -517,3 +535,81 @@ def test_tune_mixes_two_real_models_end_to_end(model_path, kquant, tmp_path, cap
     assert (out / "tune.md").read_text().count("## The strong model alone (tuning part)") == 1
     preset = load_preset(next(out.glob("preset-1e13.json")))
     assert preset.strategy in ("self-consistency", "cascade")
+
+
+# -- verify-by-strong ------------------------------------------------------------------------
+# The strong model judges honestly ("Yes" when the answer is right). At n=4 on the tuning part:
+# sure agrees (not asked), split RRWW and wrong WWWR each have their two groups judged and the
+# right one wins, lost's four groups are all judged wrong (a tie: the first group). At n=2,
+# over the six pairs: split's four mixed pairs and wrong's three go right.
+
+def judge_words() -> int:
+    """Words the strong model reads and writes for one verdict (every judge prompt here is as
+    long: the same question, a four-word solution, one answer word)."""
+    from ponder.verifiers.judge import judge_prompt
+
+    return (count_words(JUDGE_SYSTEM) + count_words(judge_prompt(question(3), said("3", "R"),
+                                                                 "13")) + 1)
+
+
+def verify_label(n: int) -> str:
+    return f"chain T0.7 · n={n}, the strong model judges the groups"
+
+
+def test_verify_by_strong_by_hand(tmp_path):
+    backends = models()
+    tuner = make(tmp_path, backends, verify=True)
+    data = asyncio.run(search.run_tune(tuner))
+    prompt = sum(count_words(m.content) for m in backends[0].history[0].messages)
+    c = by_label(data)
+    four, two = c[verify_label(4)], c[verify_label(2)]
+    values = {x.label: x.values for x in tuner.chosen.candidates}[verify_label(4)]
+    assert values == {"1": 1.0, "3": 1.0, "4": 1.0, "5": 0.0}
+    assert four["accuracy"] == 0.75 and four["models"] == "small + strong judge"
+    assert two["accuracy"] == pytest.approx((1 + 5 / 6 + 3 / 6 + 0) / 4)
+    assert verify_label(1) not in c  # one sample is one group: nothing to verify
+    # verdicts asked once per sample any subset needs: none on "sure", all four elsewhere
+    key = tuner.harness.plans[0].pools[0].key
+    assert {pid: sorted(tuner.store.scores(key, mixes.JUDGE, pid)) for pid in TUNING} == {
+        "1": [], "3": [0, 1, 2, 3], "4": [0, 1, 2, 3], "5": [0, 1, 2, 3]}
+    assert sorted(JUDGED) == sorted([(i, str(10 + int(i)) if what == "R" else
+                                      ("999" if what == "W" else f"50{what}"))
+                                     for i in ("3", "4", "5") for what in SMALL[PATTERN[i]]])
+    # costs: the small model's four samples, then 0, 2, 2 and 4 verdicts (2 on average)
+    assert four["tokens_by_model"] == {"small": 16, "strong": 2.0}
+    assert four["flops"] == pytest.approx(2 * SMALL_SIZE * (prompt + 16)
+                                          + 2 * STRONG_SIZE * 2 * judge_words())
+    # n=2: verdicts for the mixed pairs only (split 4 of 6 pairs, wrong 3, lost 6), 2 each
+    assert two["tokens_by_model"]["strong"] == pytest.approx((0 + 8 / 6 + 6 / 6 + 12 / 6) / 4)
+    tuner.store.close()
+
+
+def test_tune_chooses_verify_by_strong_where_the_strong_model_only_judges_well(
+        dev, tmp_path, scripted, capsys):
+    """A strong model that never answers itself but judges honestly: at 1e6 FLOPs
+    verify-by-strong at n=4 (75% on the tuning part) beats the small model's vote (50%), the
+    strong model alone (0%) and every cascade (its escalations keep the small pick). Held out
+    ("sure" and "lost"): 50%, with verdicts on "lost" only. Its preset runs live in ask and
+    agrees with the replay: on "wrong" the strong model picks the lone right answer."""
+    MUTE["on"] = True
+    out = tmp_path / "t"
+    assert tune(dev, out, "--budget", "1e6", verify=True) == 0
+    data = json.loads((out / "tune.json").read_text())
+    [choice] = data["choices"]
+    assert choice["chosen"]["label"] == verify_label(4)
+    assert choice["chosen"]["models"] == "small + strong judge"
+    assert choice["held_out_chosen"]["accuracy"] == 0.5
+    assert choice["held_out_reference"]["accuracy"] == 0.5
+    assert {"setting": "strong judges chain T0.7", "n": 4} in data["held_out_generated"]
+    assert sorted({i for i, _ in JUDGED}) == ["2", "3", "4", "5"]  # held out: "lost" alone
+    preset = load_preset(out / "preset-1e6.json")
+    assert (preset.strategy, preset.options) == ("verify-by-strong", {
+        "temperature": 0.7, "mode": "chain", "n": 4, "method": "pointwise",
+        "max_solution_chars": 3000})
+    capsys.readouterr()
+    DRAWN.clear()
+    assert main(["ask", question(4), "--preset", str(out / "preset-1e6.json"),
+                 "-m", "small.gguf", "-m", f"strong={STRONG_URL}", "--json",
+                 "--no-progress"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["answer"] == "14" and set(result["models"]) == {"small", "big"}

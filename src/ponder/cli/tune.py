@@ -196,6 +196,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with a strong model: a cascade escalates when the small model's "
                    "agreement is below one of these (default "
                    f"{','.join(f'{t:g}' for t in THRESHOLDS)})")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="with a strong model: leave verify-by-strong (the strong model judging "
+                   "the small one's answer groups) out of the search")
     add_endpoint_flags(p)
     p.add_argument("--api-key", default=None, help="for --base-url (default: $OPENAI_API_KEY)")
     p.add_argument("-B", "--backend-option", type=key_value, action="append", default=[],
@@ -222,8 +225,9 @@ def _roles(args: argparse.Namespace) -> str | None:
         raise ConfigError(f"ponder tune mixes the model with a strong one only: --model "
                           f"{other[0]}=... is not a role it uses (give -m strong=BIG)")
     strong = roles.get("strong")
-    if strong is None and (args.strong_sizes is not None or args.thresholds is not None):
-        raise ConfigError("--strong-sizes and --thresholds need a strong model: "
+    if strong is None and (args.strong_sizes is not None or args.thresholds is not None
+                           or not args.verify):
+        raise ConfigError("--strong-sizes, --thresholds and --no-verify need a strong model: "
                           "-m strong=BIG.gguf")
     return strong
 
@@ -268,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
                                **scoped_options(options, "strong"))
             tuner = MixTuner(backend, store, problems, settings, sizes, budgets, strong=strong,
                              strong_key=f"strong:{strong_id}", strong_sizes=strong_sizes,
-                             thresholds=thresholds, **common)
+                             thresholds=thresholds, verify=args.verify, **common)
         if tuner.learned:
             require_sklearn()  # a missing extra fails now, not after the generation
         columns = (TextColumn("[bold]tune[/] {task.fields[stage]}"), BarColumn(),

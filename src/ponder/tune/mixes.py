@@ -15,7 +15,12 @@ Everything here reads the store; ``strong.py`` generates what it reads. Per prob
   counts them, every sample in the denominator);
 - **a cascade** at threshold t: a subset whose share is below t takes the strong side's
   expected correctness (its no-answer chance falls back to the subset's pick); its cost is the
-  small side's plus the escalated share of subsets times the strong side's.
+  small side's plus the escalated share of subsets times the strong side's;
+- **verify-by-strong** (pointwise), as ``strategies/verify_by_strong.py`` runs live: over the
+  same subsets, the vote's groups; one group wins alone; otherwise each group's first member
+  is judged by the strong model (its P("yes"), stored per sample under :data:`JUDGE`), the best
+  score wins, ties to the larger group; its cost is the small side's plus the judgements the
+  subset asks for.
 
 FLOPs-equivalent is 2 x parameters x every token read or written, per model, counted as the
 backends charge a call: k samples drawn in one call read its prompt once and write k times the
@@ -45,6 +50,8 @@ from ponder.tune.space import Candidate, Setting
 from ponder.types import Problem
 
 GREEDY = 0  # a strong side: its one greedy answer; k > 0: a majority vote of k samples
+JUDGE = "strong-judge"  # the scores table's verifier: the strong model's verdict on a sample
+JUDGE_CHARS = 3000  # the end of each solution the strong model reads (verify-by-strong's)
 THRESHOLDS = (0.5, 0.625, 0.75, 0.875, 1.0)
 STRONG_SIZES = (1, 4)
 MAX_STRONG_N = 64  # cascade's strong_n
@@ -71,12 +78,15 @@ class Mix(Candidate):
         if self.kind == "strong":
             return "strong · greedy" if self.strong == GREEDY else \
                 f"{self.setting.label} · majority · n={self.strong}"
+        if self.kind == "verify":
+            return f"{self.setting.label} · n={self.n}, the strong model judges the groups"
         return (f"{self.setting.label} · {self.selector} · n={self.n}, agreement < "
                 f"{self.threshold:g} → strong {side_label(self.strong)}")
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
-        out.update(models="strong" if self.kind == "strong" else "small → strong",
+        out.update(models={"strong": "strong", "verify": "small + strong judge"}.get(
+                       self.kind, "small → strong"),
                    strong=side_label(self.strong), strong_n=self.strong or 1,
                    tokens_by_model=dict(self.tokens_by_model))
         if self.kind == "cascade":
@@ -104,6 +114,17 @@ class Subsets:
     agreement: tuple[float, ...]
     tokens: float
     read: float
+
+
+@dataclass(frozen=True)
+class Verified:
+    """verify-by-strong on one problem at n samples: per subset, whether the strong model's
+    choice is right; the small side's tokens and the judgements' (expected over subsets), each
+    as (generated, read or written)."""
+
+    right: tuple[bool, ...]
+    small: tuple[float, float]
+    judge: tuple[float, float]
 
 
 def subsets_of(strata: Sequence[range], sizes: Sequence[int], draws: int,
@@ -193,6 +214,74 @@ def small_side(store: Store, plan: Plan, problem: Problem, n: int, draws: int, s
         shares.append(agreement(samples, subset, clusters, plan.config))
     tokens, read = spent(samples, strata, sizes)
     return Subsets(tuple(right), tuple(shares), tokens, read)
+
+
+def judged_pick(samples: Sequence[SampleRow], subset: Sequence[int],
+                clusters: Sequence[int | None], config: Any,
+                scores: Mapping[int, Any]) -> tuple[int | None, list[int]]:
+    """verify-by-strong's choice on a subset (the position of the winning group's first
+    member; None: no answer) and the positions the strong model judged (none when every
+    answer agrees). ``scores``: the stored judgements by sample index."""
+    weights = [getattr(config, f"{r.mode}_weight", 1.0) for r in samples]
+    groups = [g for g in tally(clusters, subset, weights, [r.mode for r in samples],
+                               getattr(config, "cross_mode_bonus", 0.0), cut_of(samples),
+                               getattr(config, "cut_weight", 0.0)) if g.weight > 0]
+    if not groups:
+        return None, []
+    if len(groups) == 1:
+        return groups[0].members[0], []
+    judged = [g.members[0] for g in groups]
+
+    def score(k: int) -> float:
+        row = scores.get(samples[judged[k]].idx)
+        return row.score if row is not None and row.score is not None else -1.0
+
+    best = min(range(len(groups)), key=lambda k: (-score(k), -groups[k].weight, k))
+    return judged[best], judged
+
+
+def verified_side(store: Store, plan: Plan, problem: Problem, n: int, draws: int, seed: int,
+                  *, first: bool) -> Verified | None:
+    """verify-by-strong over ``plan``'s samples (one pool) at n on a problem: over subsets of
+    its stored samples, or its first n (``first``). None when it lacks the samples or a
+    judgement a subset asks for."""
+    found = _drawn(store, plan, problem, n, first)
+    if found is None or len(plan.pools) != 1:
+        return None
+    samples, strata, sizes = found
+    scores = store.scores(plan.pools[0].key, JUDGE, problem.id)
+    clusters = clusters_of(samples)
+    rng = random.Random(seed_of(seed, "verify", plan.key, problem.id, n))
+    right: list[bool] = []
+    judge_tokens = judge_read = 0.0
+    for subset in subsets_of(strata, sizes, draws, rng):
+        chosen, judged = judged_pick(samples, subset, clusters, plan.config, scores)
+        rows = [scores.get(samples[j].idx) for j in judged]
+        if any(r is None for r in rows):
+            return None
+        right.append(chosen is not None and samples[chosen].correct)
+        judge_tokens += sum(r.completion_tokens for r in rows)  # type: ignore[union-attr]
+        judge_read += sum(r.prompt_tokens + r.completion_tokens for r in rows)  # type: ignore[union-attr]
+    m = len(right)
+    return Verified(tuple(right), spent(samples, strata, sizes), (judge_tokens / m,
+                                                                  judge_read / m))
+
+
+def verify_mix(setting: Setting, n: int, verified: Mapping[str, Verified],
+               parameters: tuple[int, int]) -> Mix | None:
+    """verify-by-strong on the problems it has: expected accuracy, tokens per model, FLOPs."""
+    if not verified:
+        return None
+    m = len(verified)
+    values = {pid: sum(v.right) / len(v.right) for pid, v in verified.items()}
+    small_tokens = sum(v.small[0] for v in verified.values()) / m
+    judge_tokens = sum(v.judge[0] for v in verified.values()) / m
+    flops = sum(2.0 * (parameters[0] * v.small[1] + parameters[1] * v.judge[1])
+                for v in verified.values()) / m
+    return Mix(setting, "majority", n, accuracy=sum(values.values()) / m,
+               tokens=small_tokens + judge_tokens, problems=m, values=values, flops=flops,
+               axis="flops", kind="verify",
+               tokens_by_model={"small": small_tokens, "strong": judge_tokens})
 
 
 def strong_side(store: Store, plan: Plan, problem: Problem, side: int, limit: int,

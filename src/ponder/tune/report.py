@@ -109,8 +109,9 @@ def tokens_cell(c: dict[str, Any]) -> str:
 def mix_cells(c: dict[str, Any]) -> list[str]:
     """Models, threshold, strong side and escalated share of a configuration."""
     cascade = c.get("kind") == "cascade"
-    return [c.get("models", "small"), f"{c['threshold']:g}" if cascade else "—",
-            c["strong"] if c.get("kind") in ("strong", "cascade") else "—",
+    side = {"strong": c.get("strong"), "cascade": c.get("strong"),
+            "verify": "judges the groups"}.get(c.get("kind", "small"), "—")
+    return [c.get("models", "small"), f"{c['threshold']:g}" if cascade else "—", side or "—",
             _pct(c["escalation"]) if cascade else "—"]
 
 
@@ -340,12 +341,15 @@ def plot(data: dict[str, Any], path: Path) -> None:
     ax.scatter([c[key] for c in cands], [c["accuracy"] for c in cands], s=12,
                color="#bbbbbb", label="configurations (tuning part)")
     if by_flops(data):  # the strong model alone and the cascades, apart from the small model's
-        for kind, color, name in (("cascade", "#9ecae1", "cascades"),
-                                  ("strong", "#2ca02c", "the strong model alone")):
+        for kind, color, name, marker in (
+                ("cascade", "#9ecae1", "cascades", "o"),
+                ("verify", "#9467bd", "verify-by-strong", "^"),
+                ("strong", "#2ca02c", "the strong model alone", "D")):
             some = [c for c in cands if c.get("kind") == kind]
-            ax.scatter([c[key] for c in some], [c["accuracy"] for c in some], s=14 if
-                       kind == "cascade" else 40, color=color, label=f"{name} (tuning part)",
-                       marker="o" if kind == "cascade" else "D", zorder=2)
+            if some:
+                ax.scatter([c[key] for c in some], [c["accuracy"] for c in some],
+                           s=14 if kind == "cascade" else 40, color=color, marker=marker,
+                           label=f"{name} (tuning part)", zorder=2)
         ax.set_xscale("log")  # ticks as 1e4, not mathtext (whose fonts may be missing)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: flops_cell(x)))
         ax.xaxis.set_minor_formatter(NullFormatter())

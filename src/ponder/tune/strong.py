@@ -1,19 +1,24 @@
 """``ponder tune`` with a strong model: the search over the small model's configurations, the
-strong model alone and cascades between them, every cost in FLOPs-equivalent.
+strong model alone, cascades between them and the strong model verifying the small one, every
+cost in FLOPs-equivalent.
 
 ``MixTuner`` is a ``search.Tuner`` whose stage 1 also draws, on the tuning part, the strong
 model's greedy answer and a pool of samples at the reference setting (up to the largest
 ``strong_sizes``), with a harness of its own over the same store, keyed by the strong model
 (``Harness(model_key=...)``: they never mix with the small model's samples at the same
-setting). The replay (``mixes.py``) scores the strong model alone and every cascade from the
-store; the choice per budget, the paired comparison with the reference (the small model's
-self-consistency) and the held-out confirmation are ``search.Tuner``'s, over FLOPs. Stage 2
-draws on the held-out part the small model's settings the choices use (a cascade's small side
-too) and the strong model's samples they use.
+setting), and the strong model's verdicts (P("yes"), the judge's prompt as verify-by-strong asks
+it) on the small model's reference samples that a verify-by-strong choice would ask about. The
+replay (``mixes.py``) scores the strong model alone, every cascade and verify-by-strong at each
+sample count from the store; the choice per budget, the paired comparison with the reference
+(the small model's self-consistency) and the held-out confirmation are ``search.Tuner``'s, over
+FLOPs. Stage 2 draws on the held-out part the small model's settings the choices use (a
+cascade's small side too) and the strong model's samples and verdicts they use.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import statistics
 from collections.abc import Sequence
 from typing import Any
@@ -21,11 +26,15 @@ from typing import Any
 from ponder.backends.base import Backend
 from ponder.errors import ConfigError
 from ponder.eval.harness import Harness, Status
-from ponder.eval.plans import Plan
-from ponder.eval.pools import counts
+from ponder.eval.plans import Plan, plan_samples, seed_of
+from ponder.eval.pools import clusters_of, counts
+from ponder.eval.store import ScoreRow
 from ponder.presets import Preset
+from ponder.runner import new_context
 from ponder.tune.mixes import (
     GREEDY,
+    JUDGE,
+    JUDGE_CHARS,
     MAX_STRONG_N,
     STRONG_SIZES,
     THRESHOLDS,
@@ -34,10 +43,14 @@ from ponder.tune.mixes import (
     Subsets,
     cascadable,
     cascade,
+    judged_pick,
     small_cost,
     small_side,
     strong_alone,
     strong_side,
+    subsets_of,
+    verified_side,
+    verify_mix,
 )
 from ponder.tune.search import (
     LEARNED,
@@ -50,7 +63,9 @@ from ponder.tune.search import (
     TuneStatus,
     _rule_option,
 )
+from ponder.types import Candidate as Sample
 from ponder.types import Problem
+from ponder.verifiers.judge import JudgeVerifier
 
 GREEDY_OPTIONS = {"temperature": 0.0, "mode": "chain"}
 
@@ -87,7 +102,8 @@ class MixTuner(Tuner):
 
     def __init__(self, backend: Backend, *args: Any, strong: Backend,
                  strong_key: str = "strong", strong_sizes: Sequence[int] = STRONG_SIZES,
-                 thresholds: Sequence[float] = THRESHOLDS, **kwargs: Any) -> None:
+                 thresholds: Sequence[float] = THRESHOLDS, verify: bool = True,
+                 **kwargs: Any) -> None:
         check_thresholds(thresholds)
         check_strong_sizes(strong_sizes)
         self.sizes_by_model = (size_of(backend, "small"), size_of(strong, "strong"))
@@ -99,6 +115,8 @@ class MixTuner(Tuner):
                                 max(self.strong_sizes): Setting(f"strong {reference.label}",
                                                                 dict(reference.options))}
         self.strong_harness = self._strong_harness(self.tuning, 1, max(self.strong_sizes))
+        # verify-by-strong over the reference setting's samples (zero-shot: asked as it runs)
+        self.verify = verify and cascadable(reference, GREEDY)
         self._prompts: dict[str, float] = {}  # the first sample's prompt tokens, per pool
 
     # -- generation ------------------------------------------------------------------------
@@ -130,9 +148,63 @@ class MixTuner(Tuner):
 
     async def generate(self) -> None:
         """Stage 1: the small model's settings (``Tuner.generate``), then the strong model's
-        greedy answer and samples on the tuning part."""
+        greedy answer and samples on the tuning part, and its verdicts on the reference
+        setting's samples that verify-by-strong would ask about at any of its sample counts."""
         await super().generate()
         await self.strong_harness.run()
+        if self.verify:
+            sizes = [n for n in self.harness.plans[0].budgets if n > 1]
+            await self.judge(self.tuning, sizes, first=False, stage=1)
+
+    def _to_judge(self, problem: Problem, sizes: Sequence[int], first: bool) -> list[int]:
+        """The sample indices verify-by-strong asks the strong model about on ``problem``, at
+        any of ``sizes`` over the subsets the replay draws (``first``: the first n alone)."""
+        plan = self.harness.plans[0]
+        wanted: set[int] = set()
+        for n in sizes:
+            top = n if first else max(plan.budgets)
+            samples = plan_samples(self.store, plan, problem, counts(plan.config, plan.pools,
+                                                                     top))
+            if len(samples) < n:
+                continue
+            clusters = clusters_of(samples)
+            rng = random.Random(seed_of(self.seed, "verify", plan.key, problem.id, n))
+            strata = [range(len(samples))] if not first else [range(n)]
+            for subset in subsets_of(strata, [n], self.draws, rng):
+                _, judged = judged_pick(samples, subset, clusters, plan.config, {})
+                wanted.update(samples[j].idx for j in judged)
+        return sorted(wanted)
+
+    async def judge(self, problems: Sequence[Problem], sizes: Sequence[int], *, first: bool,
+                    stage: int) -> None:
+        """Store the strong model's verdict (the judge's P("yes"), as verify-by-strong asks)
+        on each sample of the reference setting that a verify-by-strong replay at ``sizes``
+        needs and the store lacks; problems ``concurrency`` at a time."""
+        plan = self.harness.plans[0]
+        key = plan.pools[0].key
+        judge = JudgeVerifier(self.strong, max_solution_chars=JUDGE_CHARS)
+        slots = asyncio.Semaphore(self.concurrency)
+        done = [0]
+
+        async def one(problem: Problem) -> None:
+            stored = self.store.scores(key, JUDGE, problem.id)
+            missing = [i for i in self._to_judge(problem, sizes, first) if i not in stored]
+            if missing:
+                rows = {r.idx: r for r in self.store.samples(key, problem.id)}
+                async with slots:
+                    ctx = new_context(self.strong, sandbox=self.sandbox)
+                    values = await judge.score(problem, [Sample(rows[i].text, rows[i].answer)
+                                                         for i in missing], ctx, None)
+                u, m = ctx.trace.usage, len(missing)
+                self.store.add_scores(key, JUDGE, problem.id, [
+                    ScoreRow(i, v, u.completion_tokens / m, u.prompt_tokens / m, u.calls / m,
+                             u.seconds / m) for i, v in zip(missing, values, strict=True)])
+            done[0] += 1
+            if self.on_update is not None:
+                self.on_update(TuneStatus(stage, STAGES[stage] + " (the strong model judges)",
+                                          done[0], len(problems), 0, 0))
+
+        await asyncio.gather(*(one(p) for p in problems))
 
     def strong_needed(self, chosen: Chosen) -> tuple[bool, int]:
         """What the choices and their references need of the strong model on the held-out
@@ -151,6 +223,15 @@ class MixTuner(Tuner):
         greedy, most = self.strong_needed(chosen)
         if greedy or most:
             await self._strong_harness(self.held_out, 2, most, greedy).run()
+        judged = self.judged_sizes(chosen)
+        if judged:
+            await self.judge(self.held_out, judged, first=True, stage=2)
+
+    @staticmethod
+    def judged_sizes(chosen: Chosen) -> list[int]:
+        """The sample counts of the verify-by-strong choices and references."""
+        return sorted({c.n for choice in chosen.choices for c in (choice.best, choice.reference)
+                       if isinstance(c, Mix) and c.kind == "verify"})
 
     # -- costs -----------------------------------------------------------------------------
 
@@ -232,6 +313,13 @@ class MixTuner(Tuner):
                 out[p.id] = found
         return out
 
+    def _verified(self, problems: Sequence[Problem], n: int, *, first: bool) -> dict[str, Any]:
+        """verify-by-strong at n on each problem that has its samples and verdicts."""
+        plan = self.harness.plans[0]
+        found = {p.id: verified_side(self.store, plan, p, n, self.draws, self.seed, first=first)
+                 for p in problems}
+        return {pid: v for pid, v in found.items() if v is not None}
+
     def candidates(self, problems: Sequence[Problem], selector_file: str | None,
                    folds: Sequence[Sequence[str]] = (), fold_files: Sequence[str] = ()
                    ) -> list[Candidate]:
@@ -254,6 +342,13 @@ class MixTuner(Tuner):
             for setting, rule, plan in self._plans(lambda r, path=path: _rule_option(r, path)):
                 if rule == LEARNED:
                     by_fold.update({(setting.label, pid): plan for pid in fold})
+        if self.verify:
+            reference = self.harness.plans[0]
+            for n in (n for n in reference.budgets if n > 1):
+                mix = verify_mix(self.settings[0], n, self._verified(problems, n, first=False),
+                                 self.sizes_by_model)
+                if mix is not None:
+                    out.append(mix)
         for setting, rule, plan in plans:
             sides = [s for s in self._cascade_sides() if cascadable(setting, s)]
             if not sides:
@@ -288,6 +383,9 @@ class MixTuner(Tuner):
             if m.kind == "strong":
                 found = strong_alone(m.setting, m.strong, answered[m.strong],
                                      self.sizes_by_model[1])
+            elif m.kind == "verify":
+                found = verify_mix(m.setting, m.n, self._verified(self.held_out, m.n, first=True),
+                                   self.sizes_by_model)
             else:
                 small = self._small_sides(self.held_out, plans[(m.setting.label, m.selector)],
                                           m.n, first=True)
@@ -306,6 +404,10 @@ class MixTuner(Tuner):
             return super().preset(choice, selector_file)
         if choice.kind == "strong":
             return Preset(STRATEGY, {**choice.setting.options, "n": choice.n})
+        if choice.kind == "verify":
+            return Preset("verify-by-strong", {**choice.setting.options, "n": choice.n,
+                                               "method": "pointwise",
+                                               "max_solution_chars": JUDGE_CHARS})
         options: dict[str, Any] = {**choice.setting.options, "n": choice.n,
                                    "signal": "agreement", "threshold": choice.threshold,
                                    "strong_n": choice.strong or 1}
@@ -339,4 +441,8 @@ class MixTuner(Tuner):
                                                "n": most})
         data["parameters"] = {"small": self.sizes_by_model[0], "strong": self.sizes_by_model[1]}
         data["thresholds"], data["strong_sizes"] = self.thresholds, self.strong_sizes
+        data["verify"] = self.verify
+        for n in self.judged_sizes(chosen):
+            data["held_out_generated"].append({"setting": "strong judges "
+                                               f"{self.settings[0].label}", "n": n})
         return data
