@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 29's benchmark: at a FLOPs budget, which model and which search? ponder tune over the
-# benchmark model (Qwen2.5-Coder-0.5B) and the stronger one (Qwen2.5-Coder-1.5B Q4_K_M) on the
-# same GSM8K problems as bench/gsm8k_tune.sh (the first 140 of train, 100 of them held out by
-# the same seeded split), so the 0.5B's samples are that run's, copied: only the 1.5B's greedy
+# benchmark model (Qwen2.5-Coder-0.5B) and the stronger one (Qwen2.5-Coder-1.5B Q4_K_M): the
+# 0.5B's searches, the 1.5B alone, cascades and verify-by-strong (the 1.5B judging the 0.5B's
+# answer groups), on the same GSM8K problems as bench/gsm8k_tune.sh (the first 140 of train,
+# 100 of them held out by the same seeded split), so the 0.5B's samples are that run's, copied: only the 1.5B's greedy
 # answers and votes, and what the choices need on the held-out part, are generated here.
 # Budgets (FLOPs-equivalent per problem): the 0.5B's self-consistency@8 (ref@8), about half and
 # all of the 1.5B's self-consistency@8 (5.5e12, 1.1e13).

@@ -14,7 +14,6 @@ from ponder.domains.grammar import (
     json_answer_constraint,
     json_block_grammar,
     schema_grammar,
-    tool_calls_grammar,
     tool_constraint,
 )
 from ponder.runner import build_strategy as get_strategy
@@ -65,8 +64,13 @@ def test_a_schema_grammar_reads_as_written():
     assert grammar.splitlines()[0] == 'root ::= "{" ws "\\"x\\"" ws ":" ws integer ws "}"'
 
 
+def tagged(tools, parallel=True):
+    """The grammar of what follows ``<tool_call>``."""
+    return tool_constraint(tools, required=False, parallel=parallel).after("<tool_call>")
+
+
 def test_tool_calls_take_a_known_name_and_arguments_in_their_shape(vocab):
-    grammar = tool_calls_grammar([CALC, WEATHER])
+    grammar = tagged([CALC, WEATHER])
     ok = [' {"name": "calculator", "arguments": {"expression": "3847 * 29"}}\n</tool_call>',
           '{"name": "weather", "arguments": {"city": "Rome"}}</tool_call>',
           '{"name": "weather", "arguments": {"city": "Paris", "days": 2, "unit": "C"}}'
@@ -83,19 +87,37 @@ def test_tool_calls_take_a_known_name_and_arguments_in_their_shape(vocab):
            '{"name": "weather", "arguments": {"city": "Rome"}}</tool_call> Done.']  # text after
     for text in bad:
         assert not accepts(vocab, grammar, text), text
-    single = tool_calls_grammar([CALC], parallel=False)
+    single = tagged([CALC], parallel=False)
     assert not accepts(vocab, single, '{"name": "calculator", "arguments": {"expression": "1"}}'
                        '</tool_call><tool_call>{"name": "calculator", "arguments": '
                        '{"expression": "2"}}</tool_call>')
 
 
-def test_a_required_call_starts_at_once_and_an_optional_one_waits_for_its_tag(vocab):
+def test_a_call_written_without_tags_is_held_to_the_same_shape(vocab):
+    """The benchmark model often writes a call as a bare JSON object: after its ``{"name"``,
+    the rest of the object, further calls (parallel), and nothing else."""
+    bare = tool_constraint([CALC, WEATHER], required=False).after('{"name"')
+    assert accepts(vocab, bare, ': "weather", "arguments": {"city": "Rome"}}')
+    assert accepts(vocab, bare, ': "weather", "arguments": {"city": "Rome"}}\n'
+                   '{"name": "calculator", "arguments": {"expression": "1+1"}}')
+    assert not accepts(vocab, bare, ': "inventory", "arguments": {"item": "lamp"}}')
+    assert not accepts(vocab, bare, ': "weather", "arguments": {"city": "Rome"}}\n'
+                       '{"name": "inventory", "arguments": {}}')
+    assert not accepts(vocab, bare, ': "weather", "arguments": {"city": "Rome"}} Done.')
+    single = tool_constraint([CALC], required=False, parallel=False).after('{"name"')
+    assert not accepts(vocab, single, ': "calculator", "arguments": {"expression": "1"}}\n'
+                       '{"name": "calculator", "arguments": {"expression": "2"}}')
+
+
+def test_a_required_call_starts_at_once_and_an_optional_one_waits_for_its_trigger(vocab):
     required = tool_constraint([CALC], required=True)
     optional = tool_constraint([CALC], required=False)
     assert (required.lazy, optional.lazy) == (False, True)
-    assert required.trigger == optional.trigger == "<tool_call>"
-    call = '{"name": "calculator", "arguments": {"expression": "2+2"}}</tool_call>'
-    assert accepts(vocab, required.from_trigger(), "<tool_call>" + call)
+    assert required.triggers == optional.triggers == (("<tool_call>", "tagged"),
+                                                      ('{"name"', "bare"))
+    call = '{"name": "calculator", "arguments": {"expression": "2+2"}}'
+    assert accepts(vocab, required.from_trigger(), "<tool_call>" + call + "</tool_call>")
+    assert accepts(vocab, required.from_trigger(), call)
     assert not accepts(vocab, required.from_trigger(), "Let me see. <tool_call>" + call)
 
 
@@ -103,12 +125,13 @@ def test_a_json_answer_follows_its_fence_and_nothing_comes_after(vocab):
     person = {"type": "object", "properties": {"name": {"type": "string"},
                                                "age": {"type": "integer"}},
               "required": ["name", "age"]}
-    grammar = json_block_grammar(person)
+    grammar = json_answer_constraint(person).after("```json")
     assert accepts(vocab, grammar, '\n{"name": "Ada", "age": 36}\n```')
     assert not accepts(vocab, grammar, '\n{"name": "Ada"}\n```')
     assert not accepts(vocab, grammar, '\n{"name": "Ada", "age": 36}\n``` and more')
     constraint = json_answer_constraint(person)
-    assert (constraint.trigger, constraint.lazy) == ("```json", True)
+    assert (constraint.triggers, constraint.lazy) == ((("```json", "fenced"),), True)
+    assert "fenced ::= " in json_block_grammar(person)
 
 
 def test_references_recursion_and_relaxed_keywords(vocab):
@@ -249,7 +272,8 @@ def test_both_engines_write_only_valid_calls_under_the_grammar(engine):
 @pytest.mark.model
 def test_both_engines_wait_for_a_lazy_grammars_trigger(engine):
     """Free text until the trigger, then exactly the grammar: here ' is: ' and digits."""
-    constraint = Constraint('root ::= " is: " [0-9]{1,3} "."', trigger="The answer", lazy=True)
+    constraint = Constraint('after ::= " is: " [0-9]{1,3} "."', (("The answer", "after"),),
+                            lazy=True)
     messages = (Message("system", "End with a line 'The answer is: N'."),
                 Message("user", "A farmer has 17 sheep and buys 5 more. How many sheep?"))
     request = GenerationRequest(messages, SamplingParams(temperature=0.9, max_tokens=160, seed=2),

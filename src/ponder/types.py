@@ -66,29 +66,37 @@ SampleCallback = Callable[[int, "Completion"], None]
 
 @dataclass(frozen=True)
 class Constraint:
-    """Decode under a grammar (GBNF, root rule ``root``), where the backend can (its
-    capabilities' ``grammar``).
+    """Decode under a grammar where the backend can (its capabilities' ``grammar``).
 
-    ``trigger``: the text the grammar starts after (e.g. ``<tool_call>``); ``grammar`` describes
-    what follows it. ``lazy``: the text is free until the model writes the trigger (a reply that
-    never does stays free); not lazy: the reply starts with the trigger. ``name`` says in traces
-    what was constrained.
+    ``grammar`` holds GBNF rules (none named ``root``); ``triggers`` pairs each trigger text with
+    the rule that what follows it must match (e.g. ``<tool_call>`` and the call after it).
+    ``lazy``: the text is free until the model writes a trigger (a reply that never does stays
+    free); not lazy: the reply starts with one of them. ``name`` says in traces what was
+    constrained.
     """
 
     grammar: str
-    trigger: str = ""
+    triggers: tuple[tuple[str, str], ...]
     lazy: bool = False
     name: str = "grammar"
 
+    def after(self, trigger: str) -> str:
+        """The grammar of what follows ``trigger``: its rule as ``root``."""
+        rule = dict(self.triggers)[trigger]
+        return f"root ::= {rule}\n{self.grammar}"
+
     def from_trigger(self) -> str:
-        """The grammar of the text from the trigger on (the trigger, then ``grammar``): what an
-        engine that watches for the trigger (llama.cpp's lazy grammars), or a reply that must
-        start with it, decodes under."""
-        if not self.trigger:
-            return self.grammar
-        quoted = "".join("\\" + c if c in '"\\' else c for c in self.trigger)
-        body = self.grammar.replace("root ::= ", "constrained ::= ", 1)
-        return f'root ::= "{quoted}" constrained\n{body}'
+        """The grammar of the text from a trigger on (a trigger, then what follows it): what an
+        engine that watches for the triggers (llama.cpp's lazy grammars), or a reply that must
+        start with one, decodes under."""
+        starts = " | ".join(
+            (_gbnf_literal(trigger) + " " if trigger else "") + rule
+            for trigger, rule in self.triggers)
+        return f"root ::= {starts}\n{self.grammar}"
+
+
+def _gbnf_literal(text: str) -> str:
+    return '"' + "".join("\\" + c if c in '"\\' else c for c in text) + '"'
 
 
 @dataclass(frozen=True)

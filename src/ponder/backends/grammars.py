@@ -11,6 +11,7 @@ governs what follows it. The logprobs a sample reports are the model's own, befo
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -66,7 +67,8 @@ class TokenGrammar:
 def check_grammar(llama_cpp: Any, vocab: Any, constraint: Constraint) -> None:
     """Raise :class:`BackendError` unless llama.cpp parses the constraint's grammars (checked
     when a request is submitted, so a bad grammar fails its own call, not the batch)."""
-    for grammar in {constraint.grammar, constraint.from_trigger()}:
+    for grammar in {constraint.from_trigger(), *(constraint.after(t)
+                                                  for t, _ in constraint.triggers)}:
         if grammar not in _PARSED:
             TokenGrammar(llama_cpp, vocab, grammar)
             _PARSED[grammar] = None
@@ -78,12 +80,16 @@ _PARSED: dict[str, None] = {}  # grammars llama.cpp parsed, most recent last
 
 
 class ConstrainedSampling:
-    """A sequence's constraint as it decodes: waiting for the trigger (lazy), then under the
-    grammar. ``broken``: the trigger ended inside a token with text after it, which the grammar
-    cannot be told; the rest of that sample stays free (its answer is checked afterwards)."""
+    """A sequence's constraint as it decodes: waiting for a trigger (lazy), then under the
+    grammar of what follows that trigger. A trigger that ends inside a token (``{"name"`` in
+    ``":``) leaves the rest of the token's text, which the grammar takes as the tokens
+    ``tokenize`` makes of it (a grammar reads text, not token ids). ``broken``: that text does
+    not fit the grammar; the rest of that sample stays free (its answer is checked afterwards)."""
 
-    def __init__(self, llama_cpp: Any, vocab: Any, constraint: Constraint) -> None:
+    def __init__(self, llama_cpp: Any, vocab: Any, constraint: Constraint,
+                 tokenize: Callable[[str], list[int]]) -> None:
         self._llama_cpp, self._vocab, self.constraint = llama_cpp, vocab, constraint
+        self._tokenize = tokenize
         self.grammar: TokenGrammar | None = None
         self.broken = False
         if not constraint.lazy:  # the reply starts with the trigger
@@ -106,13 +112,20 @@ class ConstrainedSampling:
         if self.grammar is not None:
             self.grammar.accept(token)
             return
-        trigger = self.constraint.trigger
-        if self.broken or not trigger:
+        if self.broken:
             return
-        at = text.find(trigger, max(0, previous - len(trigger) + 1))
-        if at < 0:
+        found = []  # (where it ends, the trigger) of each trigger this token completed
+        for trigger, _ in self.constraint.triggers:
+            at = text.find(trigger, max(0, previous - len(trigger) + 1)) if trigger else -1
+            if at >= 0:
+                found.append((at + len(trigger), trigger))
+        if not found:
             return
-        if at + len(trigger) == len(text):
-            self.grammar = TokenGrammar(self._llama_cpp, self._vocab, self.constraint.grammar)
-        else:
-            self.broken = True
+        end, trigger = min(found)
+        grammar = TokenGrammar(self._llama_cpp, self._vocab, self.constraint.after(trigger))
+        for rest in self._tokenize(text[end:]) if end < len(text) else ():
+            if not grammar.allows(rest):
+                self.broken = True
+                return
+            grammar.accept(rest)
+        self.grammar = grammar

@@ -665,7 +665,8 @@ class LlamaCppBackend(Backend):
     def _constrained(self, request: GenerationRequest) -> ConstrainedSampling | None:
         if request.constraint is None:
             return None
-        return ConstrainedSampling(self._llama_cpp, self._vocab, request.constraint)
+        return ConstrainedSampling(self._llama_cpp, self._vocab, request.constraint,
+                                   lambda text: self.tokenize(text))
 
     def _advance(self, s: _Seq, logits: np.ndarray) -> None:
         """Sample one token for ``s`` and decide whether it is finished."""

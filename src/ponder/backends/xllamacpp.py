@@ -340,11 +340,13 @@ class XLlamaCppBackend(Backend):
         constraint = request.constraint
         if constraint is not None:  # llama.cpp's grammar sampler; lazy: from the trigger on
             body["grammar"] = constraint.from_trigger()
-            if constraint.lazy and constraint.trigger:
+            if constraint.lazy:
+                words = [t for t, _ in constraint.triggers if t]
                 body["grammar_lazy"] = True
-                body["grammar_triggers"] = [{"type": TRIGGER_WORD, "value": constraint.trigger}]
-                if len(self._tokenize(constraint.trigger, add_special=False)) == 1:
-                    body["preserved_tokens"] = [constraint.trigger]  # llama.cpp asks for it
+                body["grammar_triggers"] = [{"type": TRIGGER_WORD, "value": w} for w in words]
+                # a trigger that is one token must be a preserved token (llama.cpp asks for it)
+                body["preserved_tokens"] = [w for w in words if len(self._tokenize(
+                    w, add_special=False)) == 1]
         return body
 
     def _sample(self, call: _Call, request: GenerationRequest, prompt: list[int],

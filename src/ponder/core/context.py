@@ -218,7 +218,8 @@ class Context:
             return False
         if not request.prefill:
             return True
-        return self.constraint.lazy and self.constraint.trigger not in request.prefill
+        return self.constraint.lazy and not any(
+            t and t in request.prefill for t, _ in self.constraint.triggers)
 
     def account(self, kind: str, label: str, usage: Usage, parent: int | None = None,
                 **data: Any) -> int:

@@ -196,9 +196,9 @@ def _resolve(schema: Mapping[str, Any], ref: str) -> Any:
     return node
 
 
-def _assemble(root: str, converter: _Converter) -> str:
-    lines = [f"root ::= {root}"]
-    lines += [f"{name} ::= {body}" for name, body in converter.rules.items()]
+def _rules(converter: _Converter, **named: str) -> str:
+    """The converter's rules, ``named`` ones first, and the primitives: GBNF text."""
+    lines = [f"{name} ::= {body}" for name, body in {**named, **converter.rules}.items()]
     return "\n".join(lines) + "\n" + PRIMITIVES + "\n"
 
 
@@ -207,63 +207,79 @@ def _fallback(schema: Any) -> str:
     return _TYPE_RULE.get(kind, "value") if isinstance(kind, str) else "value"
 
 
+def _schema_rules(schema: Any, name: str) -> str:
+    """Rules whose rule ``name`` matches a JSON value in the schema's shape (``value`` of its
+    type when the rules would pass :data:`MAX_GRAMMAR_CHARS`)."""
+    converter = _Converter(schema if isinstance(schema, Mapping) else {})
+    rules = _rules(converter, **{name: converter.rule(schema, "root")})
+    if len(rules) > MAX_GRAMMAR_CHARS:
+        return _rules(_Converter({}), **{name: _fallback(schema)})
+    return rules
+
+
 def schema_grammar(schema: Any) -> str:
     """A GBNF grammar (root rule ``root``) whose every sentence is a JSON value in the schema's
     shape (see the module's note: some keywords are left to validation)."""
-    converter = _Converter(schema if isinstance(schema, Mapping) else {})
-    grammar = _assemble(converter.rule(schema, "root"), converter)
-    if len(grammar) > MAX_GRAMMAR_CHARS:
-        return _assemble(_fallback(schema), _Converter({}))
-    return grammar
+    return _schema_rules(schema, "root")
+
+
+TOOL_CALL_TRIGGER = "<tool_call>"
+BARE_CALL_TRIGGER = '{"name"'  # small models often write the call object without its tags
+JSON_FENCE = "```json"
 
 
 def tool_calls_grammar(tools: Sequence[Mapping[str, Any]], *, parallel: bool = True) -> str:
-    """What follows ``<tool_call>`` in the Hermes / Qwen format: a call object naming one of
-    ``tools`` with arguments in its parameters' shape, ``</tool_call>``, and, with parallel
-    calls, any further ``<tool_call>`` blocks. Nothing may follow the last call."""
+    """Rules for calls in the Hermes / Qwen format. ``tagged`` is what follows ``<tool_call>``:
+    a call object naming one of ``tools`` with arguments in its parameters' shape,
+    ``</tool_call>`` and, with parallel calls, further ``<tool_call>`` blocks. ``bare`` is what
+    follows ``{"name"`` in a call written without tags: the rest of that object and, with
+    parallel calls, further such objects. Nothing may follow the last call."""
     converter = _Converter({})
-    options = []
+    rests = []
     for tool in tools:
         params = tool.get("parameters") or {"type": "object"}
         converter.schema = params if isinstance(params, Mapping) else {}
         converter.refs = {}  # each tool's references are its own
         args = converter.rule(params, str(tool["name"]))
-        options.append(f'"{{" ws "\\"name\\"" ws ":" ws {_json_literal(tool["name"])} ws "," '
-                       f'ws "\\"arguments\\"" ws ":" ws {args} ws "}}"')
-    call = "( " + " | ".join(options) + " )"
-    converter.rules["call"] = call
-    more = ' ( ws "<tool_call>" ws call ws "</tool_call>" )*' if parallel else ""
-    grammar = _assemble(f'ws call ws "</tool_call>"{more}', converter)
+        rests.append(f'{_json_literal(tool["name"])} ws "," ws "\\"arguments\\"" ws ":" ws '
+                     f'{args} ws "}}"')
+    named = _call_rules(" | ".join(rests), parallel)
+    grammar = _rules(converter, **named)
     if len(grammar) > MAX_GRAMMAR_CHARS:  # any call of a named tool, any object as arguments
         names = " | ".join(_json_literal(t["name"]) for t in tools)
-        fallback = _Converter({})
-        fallback.rules["call"] = (f'"{{" ws "\\"name\\"" ws ":" ws ( {names} ) ws "," ws '
-                                  '"\\"arguments\\"" ws ":" ws object ws "}"')
-        grammar = _assemble(f'ws call ws "</tool_call>"{more}', fallback)
+        rest = f'( {names} ) ws "," ws "\\"arguments\\"" ws ":" ws object ws "}}"'
+        grammar = _rules(_Converter({}), **_call_rules(rest, parallel))
     return grammar
 
 
+def _call_rules(rest: str, parallel: bool) -> dict[str, str]:
+    tagged, bare = ' ( ws "<tool_call>" ws call ws "</tool_call>" )*', " ( ws call )*"
+    return {
+        "tagged": 'ws call ws "</tool_call>"' + (tagged if parallel else ""),
+        "bare": "name-rest" + (bare if parallel else ""),
+        "call": '"{" ws "\\"name\\"" name-rest',
+        "name-rest": f'ws ":" ws ( {rest} )',
+    }
+
+
 def json_block_grammar(schema: Any) -> str:
-    """What follows a ````` ```json ````` fence: a JSON value in the schema's shape, then the
-    closing fence, and nothing after it."""
-    inner = schema_grammar(schema).replace("root ::= ", "answer ::= ", 1)
-    return 'root ::= ws answer ws "```"\n' + inner
-
-
-TOOL_CALL_TRIGGER = "<tool_call>"
-JSON_FENCE = "```json"
+    """Rules: ``fenced`` is what follows a ````` ```json ````` fence: a JSON value in the
+    schema's shape (rule ``answer``), then the closing fence, and nothing after it."""
+    return 'fenced ::= ws answer ws "```"\n' + _schema_rules(schema, "answer")
 
 
 def tool_constraint(tools: Sequence[Mapping[str, Any]], *, required: bool,
                     parallel: bool = True) -> Constraint:
-    """Calls decoded under their tools' schemas: after the first ``<tool_call>`` (anywhere in the
-    reply: a text answer stays free), or, when a call is ``required``, from the first token."""
-    return Constraint(tool_calls_grammar(tools, parallel=parallel), trigger=TOOL_CALL_TRIGGER,
+    """Calls decoded under their tools' schemas: after the first ``<tool_call>`` or bare
+    ``{"name"`` (anywhere in the reply: a text answer stays free), or, when a call is
+    ``required``, from the first token."""
+    return Constraint(tool_calls_grammar(tools, parallel=parallel),
+                      triggers=((TOOL_CALL_TRIGGER, "tagged"), (BARE_CALL_TRIGGER, "bare")),
                       lazy=not required, name="tool calls")
 
 
 def json_answer_constraint(schema: Any) -> Constraint:
     """A JSON answer decoded under its schema: free reasoning, then after ````` ```json ````` a
     value in the schema's shape and the closing fence."""
-    return Constraint(json_block_grammar(schema), trigger=JSON_FENCE, lazy=True,
+    return Constraint(json_block_grammar(schema), triggers=((JSON_FENCE, "fenced"),), lazy=True,
                       name="json answer")
