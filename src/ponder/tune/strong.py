@@ -195,10 +195,16 @@ class MixTuner(Tuner):
                     ctx = new_context(self.strong, sandbox=self.sandbox)
                     values = await judge.score(problem, [Sample(rows[i].text, rows[i].answer)
                                                          for i in missing], ctx, None)
+                    # each verdict costs its whole prompt (a live run judges a few groups and
+                    # shares less of the problem's prefix than this batch does)
+                    prompts = [await self.strong.count_prompt_tokens(judge.request(
+                        problem, Sample(rows[i].text, rows[i].answer))) for i in missing]
                 u, m = ctx.trace.usage, len(missing)
                 self.store.add_scores(key, JUDGE, problem.id, [
-                    ScoreRow(i, v, u.completion_tokens / m, u.prompt_tokens / m, u.calls / m,
-                             u.seconds / m) for i, v in zip(missing, values, strict=True)])
+                    ScoreRow(i, v, u.completion_tokens / m,
+                             u.prompt_tokens / m if prompt is None else float(prompt),
+                             u.calls / m, u.seconds / m)
+                    for i, v, prompt in zip(missing, values, prompts, strict=True)])
             done[0] += 1
             if self.on_update is not None:
                 self.on_update(TuneStatus(stage, STAGES[stage] + " (the strong model judges)",

@@ -101,6 +101,18 @@ class JudgeVerifier:
         self.backend = backend
         self.max_solution_chars = max_solution_chars
 
+    def request(self, problem: Problem, candidate: Candidate,
+                params: SamplingParams | None = None) -> GenerationRequest:
+        """The judge's request about one candidate."""
+        return GenerationRequest(
+            (Message("system", JUDGE_SYSTEM),
+             Message("user", judge_prompt(problem.question,
+                                          candidate.text[-self.max_solution_chars:],
+                                          candidate.answer))),
+            params or SamplingParams(temperature=0.0, max_tokens=1),
+            affinity=problem.question,  # one problem's judge calls share a server's cache
+        )
+
     async def score(
         self, problem: Problem, candidates: Sequence[Candidate], ctx: Context, parent: int | None
     ) -> list[float | None]:
@@ -112,18 +124,7 @@ class JudgeVerifier:
             temperature=0.0, max_tokens=1 if use_logprobs else 4,
             logprobs=20 if use_logprobs else None,
         )
-        requests = [
-            GenerationRequest(
-                (
-                    Message("system", JUDGE_SYSTEM),
-                    Message("user", judge_prompt(problem.question,
-                                                 c.text[-self.max_solution_chars:], c.answer)),
-                ),
-                params,
-                affinity=problem.question,  # one problem's judge calls share a server's cache
-            )
-            for c in candidates
-        ]
+        requests = [self.request(problem, c, params) for c in candidates]
         rows = await ctx.generate(requests, parent=parent, label="judge", backend=backend)
         scores: list[float | None] = []
         for candidate, row in zip(candidates, rows, strict=True):
