@@ -30,7 +30,7 @@ from test_server import Recording, SlowBackend, arithmetic
 from test_server_trust import Listener, loads  # noqa: F401  (loads: a fixture)
 
 from ponder import ScriptedBackend
-from ponder.errors import BackendError
+from ponder.errors import BackendError, ConfigError
 from ponder.mcp.checks import CallRules, McpLimits
 from ponder.mcp.tools import PonderMCP
 from ponder.sandbox import Sandbox, TestCase, jail
@@ -404,7 +404,8 @@ def test_the_operators_mistakes_stop_ponder_mcp_in_one_line_before_loading(monke
     for argv, message in [
         (["--transport", "http", "--host", "0.0.0.0"], "refusing to serve 0.0.0.0 without an "
          "API key"),
-        (["--allow-strategy", "cascade"], "--allow-strategy: cascade needs a second model"),
+        (["--allow-strategy", "cascade"], "--allow-strategy: cascade (needs -m strong=MODEL) "
+         "needs a model this server was not given"),
         (["--allow-strategy", "nope"], "--allow-strategy: unknown strategy nope"),
         (["--strategy", "mcts", "--allow-strategy", "cot"], "the default strategy 'mcts' is "
          "not among the allowed strategies (cot)"),
@@ -414,6 +415,47 @@ def test_the_operators_mistakes_stop_ponder_mcp_in_one_line_before_loading(monke
         assert main(["mcp", *argv]) == 1
         err = capsys.readouterr().err
         assert err.startswith(f"ponder: error: {message}"), err
+
+
+def test_a_strong_model_by_role_judges_the_small_ones_answers():
+    """ponder mcp -m small -m strong=big: verify-by-strong is offered (and only with the role),
+    and the strong model's verdict beats the vote: 6 and 5 tie 2-2, 6 seen first, the strong
+    model says yes to 5 alone."""
+    from ponder.mcp.checks import usable_strategies
+    from ponder.verifiers.judge import JUDGE_SYSTEM
+
+    small = ScriptedBackend(lambda request, i: f"The answer is: {(6, 5)[i % 2]}", model="small")
+
+    def judge(request, i):
+        assert request.messages[0].content == JUDGE_SYSTEM
+        return "Yes" if "Proposed final answer: 5" in request.messages[-1].content else "No"
+
+    strong = ScriptedBackend(judge, model="big")
+    assert "verify-by-strong" not in usable_strategies()
+    with pytest.raises(ConfigError, match="verify-by-strong \\(needs -m strong=MODEL\\)"):
+        usable_strategies(["verify-by-strong"])
+    rules = CallRules(strategies=usable_strategies(roles=["strong"]))
+    mcp = PonderMCP(small, rules, models={"strong": strong})
+
+    async def go():
+        async with Client(mcp.server()) as client:
+            result = await client.call_tool("think", {
+                "question": "What is 2 + 3?", "strategy": "verify-by-strong", "n": 4})
+            return result, await status(client)
+
+    result, server = run(go())
+    assert not result.is_error, text_of(result)
+    assert result.structured_content["answer"] == "5"
+    assert len(strong.history) == 2  # one verdict per answer group
+    assert server["models"] == {"strong": "big"} and "verify-by-strong" in server["strategies"]
+    plain = PonderMCP(small)
+
+    async def refused():
+        async with Client(plain.server()) as client:
+            return await client.call_tool("think", {"question": "What is 2 + 3?",
+                                                    "strategy": "verify-by-strong"})
+
+    assert "unknown strategy 'verify-by-strong'" in text_of(run(refused()))
 
 
 # -- end to end on the bundled model: stdio ----------------------------------------------------

@@ -23,7 +23,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from ponder.cli.endpoints import add_endpoint_flags, load_from_args
+from ponder.backends.loading import load_role, scoped_options
+from ponder.cli.endpoints import add_endpoint_flags, load_from_args, models_of
 from ponder.cli.options import key_value
 from ponder.cli.serve import check_exposure, is_loopback
 from ponder.errors import ConfigError
@@ -44,9 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="with --transport http; 0 picks a "
                    "free port")
     p.add_argument("--path", default="/mcp", help="with --transport http: the endpoint's path")
-    p.add_argument("-m", "--model", default=None,
+    p.add_argument("-m", "--model", action="append", default=None, metavar="[ROLE=]MODEL",
                    help="PATH.gguf, hf:OWNER/REPO/FILE.gguf, or the upstream model name "
-                   "(default: the bundled SmolLM2-135M-Instruct)")
+                   "(default: the bundled SmolLM2-135M-Instruct); repeat it with a role for "
+                   "the strategies that use a second model, e.g. -m strong=big.gguf or -m "
+                   "strong=http://host:8000/v1#qwen-1.5b")
     add_endpoint_flags(p, "an upstream OpenAI-compatible server (vLLM, SGLang, "
                        "llama-server...)")
     p.add_argument("--upstream-api-key", default=None, help="the upstream server's key")
@@ -151,6 +154,11 @@ def run(args: argparse.Namespace) -> int:
         print("ponder: warning: ponder mcp ignores PONDER_SANDBOX=none: a client's tests and "
               "the model's code run only in the jail", file=sys.stderr, flush=True)
     config = load_config(args.config) if args.config else ServeConfig()
+    args.model, named = models_of(args)
+    roles = {**config.models, **named}
+    if "generator" in roles:
+        raise ConfigError("models: 'generator' is the model --model names without a role; "
+                          "name the others by role, e.g. strong")
     limits = with_limits(config.limits, caps=dict(args.cap))
     strategies = own_keys_only(dict(config.strategies))
     check_strategies(strategies)
@@ -162,18 +170,23 @@ def run(args: argparse.Namespace) -> int:
                          max_request_seconds=args.max_request_seconds,
                          max_concurrent=args.max_concurrent, max_queue=args.max_queue,
                          max_runs=args.max_runs, caps=limits.caps),
-        strategies=usable_strategies(args.allow_strategy), default_strategy=args.strategy,
+        strategies=usable_strategies(args.allow_strategy, roles),
+        default_strategy=args.strategy,
         code_strategy=args.code_strategy, operator=strategies)
     access = make_access((*config.access.origins, *args.allow_origin),
                          (*config.access.hosts, *args.allow_host))
     with stdout_to_stderr():  # over stdio, a native library's print would corrupt the protocol
         backend = load_from_args(args, args.upstream_api_key, dict(args.backend_option))
-        asyncio.run(backend.probe())  # a wrong URL or model fails now, in one line
+        models = {role: load_role(spec, api_key=args.upstream_api_key,
+                                  **scoped_options(dict(args.backend_option), role))
+                  for role, spec in roles.items()}
+        for model in (backend, *models.values()):  # a wrong URL or model fails now, in one line
+            asyncio.run(model.probe())
         prepare_scorers(strategies)  # the operator's reward models load now, not on a call
 
     from ponder.mcp.tools import PonderMCP
 
-    tools = PonderMCP(backend, rules)
+    tools = PonderMCP(backend, rules, models=models)
     server = tools.server()
     if not http:
         print(f"ponder mcp: serving {tools.model_id} over stdio", file=sys.stderr, flush=True)

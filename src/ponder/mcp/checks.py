@@ -16,7 +16,7 @@ returns it as an MCP tool error.
 from __future__ import annotations
 
 import keyword
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,21 +76,28 @@ class CallPlan:
     seed: int | None
 
 
-def usable_strategies(allowed: Sequence[str] | None = None) -> tuple[str, ...]:
+def usable_strategies(allowed: Sequence[str] | None = None,
+                      roles: Collection[str] = ()) -> tuple[str, ...]:
     """The strategies a client may choose: those the operator allowed (default: every
-    registered one), less those needing a second model (this server has one)."""
+    registered one), less those needing a model by a role this server was not given
+    (``roles``: the other models' roles, e.g. strong)."""
     names = registry.strategies.names()
+
+    def missing(name: str) -> list[str]:
+        return [role for role in needs_roles(name) if role not in roles]
+
     if allowed:
         unknown = sorted(set(allowed) - set(names))
         if unknown:
             raise ConfigError(f"--allow-strategy: unknown strategy {', '.join(unknown)}; "
                               f"valid: {', '.join(names)}")
-        two = [name for name in allowed if needs_roles(name)]
-        if two:
-            raise ConfigError(f"--allow-strategy: {', '.join(two)} needs a second model, which "
-                              "ponder mcp does not have")
+        lacking = [f"{name} (needs -m {missing(name)[0]}=MODEL)" for name in allowed
+                   if missing(name)]
+        if lacking:
+            raise ConfigError(f"--allow-strategy: {', '.join(lacking)} needs a model this "
+                              "server was not given")
         return tuple(name for name in names if name in allowed)
-    return tuple(name for name in names if not needs_roles(name))
+    return tuple(name for name in names if not missing(name))
 
 
 @dataclass(frozen=True)

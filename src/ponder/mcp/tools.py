@@ -185,8 +185,13 @@ class PonderMCP:
     """The MCP server over one backend, which the operator chose and loaded."""
 
     def __init__(self, backend: Backend, rules: CallRules | None = None, *,
-                 sandbox: Sandbox | None = None) -> None:
+                 sandbox: Sandbox | None = None,
+                 models: Mapping[str, Backend] | None = None) -> None:
+        """``models``: the operator's other models by role (``strong``, ...), for the
+        strategies that use several (the rules' strategies should offer only those whose
+        roles are here: :func:`~ponder.mcp.checks.usable_strategies`)."""
         self.backend = backend
+        self.models = dict(models or {})
         self.rules = rules or CallRules()
         # the jail, whatever PONDER_SANDBOX says: a client's tests and the model's code run in it
         self.sandbox = sandbox or Sandbox(isolation="jail")
@@ -337,6 +342,8 @@ class PonderMCP:
         limits = self.rules.limits
         return json.dumps({
             "model": self.model_id, "version": __version__,
+            "models": {role: str(getattr(b, "model", "") or b.name)
+                       for role, b in self.models.items()},
             "strategies": list(self.rules.strategies),
             "default_strategy": self.rules.default_strategy,
             "code_strategy": self.rules.code_strategy,
@@ -422,7 +429,7 @@ class PonderMCP:
                       ) -> tuple[Result, GivenTests | None]:
         result = await run_strategy(plan.strategy, plan.problem, self.backend,
                                     verifier=plan.verifier, budget=budget, seed=plan.seed,
-                                    events=relay, sandbox=self.sandbox)
+                                    events=relay, sandbox=self.sandbox, models=self.models)
         return result, await check_given_tests(plan.problem, result, self.sandbox)
 
     def _slots_of(self, loop: asyncio.AbstractEventLoop) -> asyncio.Semaphore:
