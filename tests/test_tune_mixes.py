@@ -570,7 +570,8 @@ def test_verify_by_strong_by_hand(tmp_path):
     assert verify_label(1) not in c  # one sample is one group: nothing to verify
     # verdicts asked once per sample any subset needs: none on "sure", all four elsewhere
     key = tuner.harness.plans[0].pools[0].key
-    assert {pid: sorted(tuner.store.scores(key, mixes.JUDGE, pid)) for pid in TUNING} == {
+    assert tuner.judge_key == "strong-judge:strong:big:3000"  # another strong model's are apart
+    assert {pid: sorted(tuner.store.scores(key, tuner.judge_key, pid)) for pid in TUNING} == {
         "1": [], "3": [0, 1, 2, 3], "4": [0, 1, 2, 3], "5": [0, 1, 2, 3]}
     assert sorted(JUDGED) == sorted([(i, str(10 + int(i)) if what == "R" else
                                       ("999" if what == "W" else f"50{what}"))
@@ -600,7 +601,9 @@ def test_tune_chooses_verify_by_strong_where_the_strong_model_only_judges_well(
     assert choice["chosen"]["models"] == "small + strong judge"
     assert choice["held_out_chosen"]["accuracy"] == 0.5
     assert choice["held_out_reference"]["accuracy"] == 0.5
-    assert {"setting": "strong judges chain T0.7", "n": 4} in data["held_out_generated"]
+    # held out: the small model's samples and the strong model's verdicts, nothing of its own
+    assert data["held_out_generated"] == [{"setting": "chain T0.7", "n": 4},
+                                          {"setting": "strong judges chain T0.7", "n": 4}]
     assert sorted({i for i, _ in JUDGED}) == ["2", "3", "4", "5"]  # held out: "lost" alone
     preset = load_preset(out / "preset-1e6.json")
     assert (preset.strategy, preset.options) == ("verify-by-strong", {

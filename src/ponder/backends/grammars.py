@@ -11,6 +11,7 @@ governs what follows it. The logprobs a sample reports are the model's own, befo
 from __future__ import annotations
 
 import ctypes
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 from ponder.errors import BackendError
 from ponder.types import Constraint
 
+log = logging.getLogger("ponder.backends")
 TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")], align=True)
 
 
@@ -64,19 +66,33 @@ class TokenGrammar:
             self._sampler = None
 
 
-def check_grammar(llama_cpp: Any, vocab: Any, constraint: Constraint) -> None:
-    """Raise :class:`BackendError` unless llama.cpp parses the constraint's grammars (checked
-    when a request is submitted, so a bad grammar fails its own call, not the batch)."""
+def check_grammar(llama_cpp: Any, vocab: Any, constraint: Constraint) -> bool:
+    """Whether llama.cpp parses the constraint's grammars (checked when a request is submitted:
+    a grammar it refuses leaves that request to sample freely, its answers checked afterwards,
+    rather than failing it or the batch)."""
     for grammar in {constraint.from_trigger(), *(constraint.after(t)
                                                   for t, _ in constraint.triggers)}:
+        if grammar in _REFUSED:
+            return False
         if grammar not in _PARSED:
-            TokenGrammar(llama_cpp, vocab, grammar)
-            _PARSED[grammar] = None
-            while len(_PARSED) > 64:
-                _PARSED.pop(next(iter(_PARSED)))
+            try:
+                TokenGrammar(llama_cpp, vocab, grammar)
+            except (BackendError, UnicodeEncodeError):
+                _remember(_REFUSED, grammar)
+                log.warning("llama.cpp refused a grammar (%s): sampling freely", constraint.name)
+                return False
+            _remember(_PARSED, grammar)
+    return True
+
+
+def _remember(seen: dict[str, None], grammar: str) -> None:
+    seen[grammar] = None
+    while len(seen) > 64:
+        seen.pop(next(iter(seen)))
 
 
 _PARSED: dict[str, None] = {}  # grammars llama.cpp parsed, most recent last
+_REFUSED: dict[str, None] = {}  # ... and refused
 
 
 class ConstrainedSampling:

@@ -291,8 +291,10 @@ class LlamaCppBackend(Backend):
                     f"prompt of {len(p)} tokens does not fit the context of {self.seq_ctx} "
                     "tokens per sequence" + ("" if self.kv_unified else
                                              " (kv_unified=False splits n_ctx by n_seq_max)"))
-            if r.constraint is not None:
-                check_grammar(self._llama_cpp, self._vocab, r.constraint)
+        for k, r in enumerate(requests):
+            if r.constraint is not None and not check_grammar(self._llama_cpp, self._vocab,
+                                                              r.constraint):
+                requests[k] = r.replace(constraint=None)  # sampled freely, checked after
         job = _Job(requests, prompts, on_progress)
         with self._lock:
             if self._closed:

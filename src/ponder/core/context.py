@@ -208,6 +208,12 @@ class Context:
         )
         return out
 
+    def can_constrain(self) -> bool:
+        """Grammar is on and some model of the run decodes under one (the problem's grammar is
+        built only then)."""
+        return self.grammar and any(b.capabilities.grammar
+                                    for b in (self.backend, *self.models.values()))
+
     def _poses(self, request: GenerationRequest) -> bool:
         """The request asks for the next message of the problem's own conversation (not a
         judge's prompt, not a critique of an answer), from where the grammar can start: no

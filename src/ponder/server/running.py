@@ -168,7 +168,7 @@ class Running:
             max_tokens=req.max_tokens or req.max_completion_tokens or 1024, stop=stop, seed=seed)
         ctx = new_context(self.backend, seed=seed, events=sink, stream_text=sink is not None,
                           grammar=self.grammar)
-        found = constraint_for(plan.problem)
+        found = constraint_for(plan.problem) if ctx.can_constrain() else None
         if found is not None:  # a reply to the conversation: its calls or JSON under grammar
             ctx.constraint, ctx.posed = found
         started = time.monotonic()

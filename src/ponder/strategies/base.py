@@ -164,7 +164,7 @@ class BaseStrategy:
         (or "time")."""
         started, root = self.begin(ctx, problem)
         outer = ctx.constraint, ctx.posed  # a run inside another, on another problem
-        found = constraint_for(problem)
+        found = constraint_for(problem) if ctx.can_constrain() else None
         ctx.constraint, ctx.posed = found if found is not None else (None, ())
         try:
             outcome = await self.solve(problem, ctx, root)

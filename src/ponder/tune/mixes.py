@@ -50,7 +50,9 @@ from ponder.tune.space import Candidate, Setting
 from ponder.types import Problem
 
 GREEDY = 0  # a strong side: its one greedy answer; k > 0: a majority vote of k samples
-JUDGE = "strong-judge"  # the scores table's verifier: the strong model's verdict on a sample
+# the scores table's verifier for the strong model's verdicts on a sample (``MixTuner`` adds
+# the strong model's key and the characters it reads: another model's verdicts are not these)
+JUDGE = "strong-judge"
 JUDGE_CHARS = 3000  # the end of each solution the strong model reads (verify-by-strong's)
 THRESHOLDS = (0.5, 0.625, 0.75, 0.875, 1.0)
 STRONG_SIZES = (1, 4)
@@ -85,9 +87,11 @@ class Mix(Candidate):
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
+        verify = self.kind == "verify"
         out.update(models={"strong": "strong", "verify": "small + strong judge"}.get(
                        self.kind, "small → strong"),
-                   strong=side_label(self.strong), strong_n=self.strong or 1,
+                   strong="judges" if verify else side_label(self.strong),
+                   strong_n=None if verify else self.strong or 1,
                    tokens_by_model=dict(self.tokens_by_model))
         if self.kind == "cascade":
             out.update(threshold=self.threshold, escalation=self.escalation)
@@ -241,15 +245,15 @@ def judged_pick(samples: Sequence[SampleRow], subset: Sequence[int],
 
 
 def verified_side(store: Store, plan: Plan, problem: Problem, n: int, draws: int, seed: int,
-                  *, first: bool) -> Verified | None:
+                  *, first: bool, judge: str = JUDGE) -> Verified | None:
     """verify-by-strong over ``plan``'s samples (one pool) at n on a problem: over subsets of
-    its stored samples, or its first n (``first``). None when it lacks the samples or a
-    judgement a subset asks for."""
+    its stored samples, or its first n (``first``); the verdicts stored under ``judge``. None
+    when it lacks the samples or a judgement a subset asks for."""
     found = _drawn(store, plan, problem, n, first)
     if found is None or len(plan.pools) != 1:
         return None
     samples, strata, sizes = found
-    scores = store.scores(plan.pools[0].key, JUDGE, problem.id)
+    scores = store.scores(plan.pools[0].key, judge, problem.id)
     clusters = clusters_of(samples)
     rng = random.Random(seed_of(seed, "verify", plan.key, problem.id, n))
     right: list[bool] = []

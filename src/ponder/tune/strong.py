@@ -115,8 +115,11 @@ class MixTuner(Tuner):
                                 max(self.strong_sizes): Setting(f"strong {reference.label}",
                                                                 dict(reference.options))}
         self.strong_harness = self._strong_harness(self.tuning, 1, max(self.strong_sizes))
-        # verify-by-strong over the reference setting's samples (zero-shot: asked as it runs)
-        self.verify = verify and cascadable(reference, GREEDY)
+        # verify-by-strong over the reference setting's samples (zero-shot: asked as it runs;
+        # one pool: the strategy samples one mode), its verdicts kept by the strong model
+        self.verify = verify and cascadable(reference, GREEDY) and \
+            len(self.harness.plans[0].pools) == 1
+        self.judge_key = f"{JUDGE}:{strong_key}:{JUDGE_CHARS}"
         self._prompts: dict[str, float] = {}  # the first sample's prompt tokens, per pool
 
     # -- generation ------------------------------------------------------------------------
@@ -187,7 +190,7 @@ class MixTuner(Tuner):
         done = [0]
 
         async def one(problem: Problem) -> None:
-            stored = self.store.scores(key, JUDGE, problem.id)
+            stored = self.store.scores(key, self.judge_key, problem.id)
             missing = [i for i in self._to_judge(problem, sizes, first) if i not in stored]
             if missing:
                 rows = {r.idx: r for r in self.store.samples(key, problem.id)}
@@ -200,7 +203,7 @@ class MixTuner(Tuner):
                     prompts = [await self.strong.count_prompt_tokens(judge.request(
                         problem, Sample(rows[i].text, rows[i].answer))) for i in missing]
                 u, m = ctx.trace.usage, len(missing)
-                self.store.add_scores(key, JUDGE, problem.id, [
+                self.store.add_scores(key, self.judge_key, problem.id, [
                     ScoreRow(i, v, u.completion_tokens / m,
                              u.prompt_tokens / m if prompt is None else float(prompt),
                              u.calls / m, u.seconds / m)
@@ -218,7 +221,7 @@ class MixTuner(Tuner):
         greedy, most = False, 0
         for choice in chosen.choices:
             for c in (choice.best, choice.reference):
-                if isinstance(c, Mix):
+                if isinstance(c, Mix) and c.kind in ("strong", "cascade"):
                     greedy = greedy or c.strong == GREEDY
                     most = max(most, c.strong)
         return greedy, most
@@ -322,8 +325,8 @@ class MixTuner(Tuner):
     def _verified(self, problems: Sequence[Problem], n: int, *, first: bool) -> dict[str, Any]:
         """verify-by-strong at n on each problem that has its samples and verdicts."""
         plan = self.harness.plans[0]
-        found = {p.id: verified_side(self.store, plan, p, n, self.draws, self.seed, first=first)
-                 for p in problems}
+        found = {p.id: verified_side(self.store, plan, p, n, self.draws, self.seed, first=first,
+                                     judge=self.judge_key) for p in problems}
         return {pid: v for pid, v in found.items() if v is not None}
 
     def candidates(self, problems: Sequence[Problem], selector_file: str | None,
