@@ -434,16 +434,30 @@ def test_a_strong_model_by_role_judges_the_small_ones_answers():
     assert "verify-by-strong" not in usable_strategies()
     with pytest.raises(ConfigError, match="verify-by-strong \\(needs -m strong=MODEL\\)"):
         usable_strategies(["verify-by-strong"])
-    rules = CallRules(strategies=usable_strategies(roles=["strong"]))
+    rules = CallRules(strategies=usable_strategies(roles=["strong"]), roles=("strong",))
     mcp = PonderMCP(small, rules, models={"strong": strong})
+    # the operator's options decide the roles: strong_role=big needs a "big" model
+    assert "verify-by-strong" not in usable_strategies(
+        roles=["strong"], operator={"verify-by-strong": {"strong_role": "big"}})
 
     async def go():
         async with Client(mcp.server()) as client:
             result = await client.call_tool("think", {
                 "question": "What is 2 + 3?", "strategy": "verify-by-strong", "n": 4})
-            return result, await status(client)
+            other = await client.call_tool("think", {
+                "question": "What is 2 + 3?", "strategy": "verify-by-strong",
+                "options": {"strong_role": "judge"}})
+            return result, other, await status(client)
 
-    result, server = run(go())
+    result, other, server = run(go())
+    assert other.is_error and text_of(other).startswith(  # a role is the operator's to name
+        "think: 'options.strong_role' cannot be set by a client")
+    from ponder.mcp.checks import Refused, plan_call
+
+    misnamed = CallRules(strategies=("self-consistency", "self-debug", "verify-by-strong"),
+                         roles=("strong",), operator={"verify-by-strong": {"strong_role": "judge"}})
+    with pytest.raises(Refused, match="needs a 'judge' model besides the generator"):
+        plan_call(misnamed, question="What is 2 + 3?", strategy="verify-by-strong")
     assert not result.is_error, text_of(result)
     assert result.structured_content["answer"] == "5"
     assert len(strong.history) == 2  # one verdict per answer group

@@ -170,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
                          max_request_seconds=args.max_request_seconds,
                          max_concurrent=args.max_concurrent, max_queue=args.max_queue,
                          max_runs=args.max_runs, caps=limits.caps),
-        strategies=usable_strategies(args.allow_strategy, roles),
+        strategies=usable_strategies(args.allow_strategy, roles, strategies),
+        roles=tuple(roles),
         default_strategy=args.strategy,
         code_strategy=args.code_strategy, operator=strategies)
     access = make_access((*config.access.origins, *args.allow_origin),

@@ -22,8 +22,9 @@ from typing import Any
 
 from ponder import registry
 from ponder.errors import ConfigError
+from ponder.runner import build_strategy
 from ponder.server.errors import ApiError, clip
-from ponder.server.plan import needs_roles
+from ponder.server.plan import needs_roles, roles_of
 from ponder.server.policy import capped
 from ponder.server.settings import Caps
 from ponder.strategies.base import Strategy
@@ -77,14 +78,26 @@ class CallPlan:
 
 
 def usable_strategies(allowed: Sequence[str] | None = None,
-                      roles: Collection[str] = ()) -> tuple[str, ...]:
+                      roles: Collection[str] = (),
+                      operator: Mapping[str, Mapping[str, Any]] | None = None
+                      ) -> tuple[str, ...]:
     """The strategies a client may choose: those the operator allowed (default: every
     registered one), less those needing a model by a role this server was not given
-    (``roles``: the other models' roles, e.g. strong)."""
+    (``roles``: the other models' roles, e.g. strong; a strategy's roles as the operator's
+    options set them, e.g. ``strong_role``)."""
     names = registry.strategies.names()
 
+    def needed(name: str) -> tuple[str, ...]:
+        options = dict((operator or {}).get(name, {}))
+        if options:
+            try:
+                return roles_of(build_strategy(name, **options))
+            except (ConfigError, ValueError, TypeError):
+                pass  # options the strategy does not take: its own check says so later
+        return needs_roles(name)
+
     def missing(name: str) -> list[str]:
-        return [role for role in needs_roles(name) if role not in roles]
+        return [role for role in needed(name) if role not in roles]
 
     if allowed:
         unknown = sorted(set(allowed) - set(names))
@@ -109,6 +122,7 @@ class CallRules:
     default_strategy: str = "self-consistency"
     code_strategy: str = "self-debug"
     operator: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    roles: tuple[str, ...] = ()  # the other models' roles (strong, ...)
 
     def __post_init__(self) -> None:
         for which in ("default_strategy", "code_strategy"):
@@ -204,6 +218,10 @@ def plan_call(rules: CallRules, *, question: str, param: str = "question",
                       exc.param) from None
     except ConfigError as exc:
         raise Refused(str(exc), "options") from None
+    missing = [role for role in roles_of(chosen) if role not in rules.roles]
+    if missing:
+        raise Refused(f"strategy {name!r} needs a {missing[0]!r} model besides the generator, "
+                      "which this server does not have", "options")
     metadata: dict[str, Any] = {}
     if code or entry or given:
         metadata["domain"] = "code"
