@@ -244,3 +244,25 @@ def test_ponder_ask_and_models_on_the_prebuilt_engine(capsys, monkeypatch, tmp_p
     monkeypatch.setenv(engines.ENGINE_ENV, "prebuilt")
     assert main(["models", "--dir", str(tmp_path)]) == 0
     assert "engine: prebuilt (xllamacpp" in capsys.readouterr().out
+
+
+def test_a_prompt_longer_than_a_sequences_context_is_refused_as_too_long(backend):
+    from ponder.errors import PromptTooLong
+
+    long = (Message("user", "Repeat: " + "one two three four five six seven " * 120),)
+    with pytest.raises(PromptTooLong, match=r"prompt of \d+ tokens does not fit the context"):
+        generate(backend, GenerationRequest(long, SamplingParams(max_tokens=4)))
+
+
+def test_the_server_answers_a_too_long_conversation_with_400_context_length_exceeded(llama):
+    import httpx
+    from test_server import Live
+
+    with Live(llama) as live:
+        reply = httpx.post(live.url + "/v1/chat/completions", timeout=60, json={
+            "model": "ponder-self-consistency", "messages": [
+                {"role": "user", "content": "Repeat: " + "one two three four five " * 200}]})
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert error["code"] == "context_length_exceeded" and error["param"] == "messages"
+    assert error["message"].startswith("the conversation is too long for this model: prompt of")

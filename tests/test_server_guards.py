@@ -240,6 +240,20 @@ def test_a_requests_candidates_share_one_budget_and_then_cost_nothing():
     assert CHAT.extract(problem, one) is not None
 
 
+def test_a_requests_validation_time_is_time_spent_validating_not_time_since_it_began():
+    """A slow model writes its candidates for minutes; the request's seconds of validation
+    count only checking. (They counted wall time from the request's start: after 5 s of
+    generation every candidate's call was refused, and votes over actions lost their calls.)"""
+    problem = chat_problem(QUESTION, tools=[{"name": "f", "parameters": {
+        "type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}}])
+    call = '<tool_call>{"name": "f", "arguments": {"x": 1}}</tool_call>'
+    with request_budget(seconds=0.2):
+        first = CHAT.extract(problem, call)
+        time.sleep(0.3)  # the model generating the next candidate
+        later = CHAT.extract(problem, call)
+    assert first is not None and later == first
+
+
 def test_a_schema_that_doubles_per_level_of_the_output_is_cut_off():
     """A recursive schema (accepted: recursion is legitimate) whose every level checks the next
     level twice: 2**depth checks on an output nested ``depth`` deep; bounded, it drops out."""

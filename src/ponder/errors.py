@@ -9,6 +9,7 @@ The tree::
      │    ├── BackendUnavailable     the server cannot be reached, or keeps failing (429, 5xx)
      │    │    └── BackendTimeout         it did not answer in time
      │    ├── RequestRejected        the server refused the request as invalid (400, 422)
+     │    │    └── PromptTooLong          the prompt does not fit the model's context
      │    └── ModelNotServed         the server does not serve the requested model
      ├── BudgetExhausted        the token/call/time budget is spent (strategies catch it, finish)
      ├── SandboxUnavailable     code must run but no jail can be made here (the message says why)
@@ -48,6 +49,10 @@ class BackendTimeout(BackendUnavailable):
 
 class RequestRejected(BackendError):
     """The server refused the request as invalid (e.g. a parameter it does not support)."""
+
+
+class PromptTooLong(RequestRejected):
+    """The prompt does not fit the context a sequence has (the caller's input is too long)."""
 
 
 class ModelNotServed(BackendError):

@@ -33,7 +33,7 @@ from ponder.backends.base import Backend, Capabilities, ProgressCallback
 from ponder.backends.chat_template import ChatTemplate
 from ponder.backends.grammars import ConstrainedSampling, check_grammar
 from ponder.backends.sampling import sample_token, top_logprobs
-from ponder.errors import BackendError, ConfigError, MissingDependency, ModelError
+from ponder.errors import BackendError, ConfigError, MissingDependency, ModelError, PromptTooLong
 from ponder.types import Completion, GenerationRequest, TokenLogprob, Usage
 
 
@@ -287,7 +287,7 @@ class LlamaCppBackend(Backend):
             if r.n < 1:
                 raise ConfigError("n must be at least 1")
             if len(p) + (self.pad_rows - 1) >= self.seq_ctx:
-                raise BackendError(
+                raise PromptTooLong(
                     f"prompt of {len(p)} tokens does not fit the context of {self.seq_ctx} "
                     "tokens per sequence" + ("" if self.kv_unified else
                                              " (kv_unified=False splits n_ctx by n_seq_max)"))

@@ -47,7 +47,7 @@ from ponder.backends.base import Backend, Capabilities, ProgressCallback
 from ponder.backends.chat_template import ChatTemplate
 from ponder.backends.gguf import read_gguf
 from ponder.backends.llamacpp import _cut_at_stop, check_engine_settings, plan_settings
-from ponder.errors import BackendError, ConfigError, ModelError
+from ponder.errors import BackendError, ConfigError, ModelError, PromptTooLong
 from ponder.types import Completion, GenerationRequest, TokenLogprob, Usage
 
 # llama.cpp's COMMON_GRAMMAR_TRIGGER_TYPE_WORD: a lazy grammar starts at this text
@@ -297,7 +297,7 @@ class XLlamaCppBackend(Backend):
             if r.n < 1:
                 raise ConfigError("n must be at least 1")
             if len(p) >= self.seq_ctx:
-                raise BackendError(
+                raise PromptTooLong(
                     f"prompt of {len(p)} tokens does not fit the context of {self.seq_ctx} "
                     "tokens per sequence" + ("" if self.kv_unified else
                                              " (kv_unified=False splits n_ctx by n_seq_max)"))

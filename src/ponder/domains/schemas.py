@@ -73,31 +73,45 @@ class RequestBudgetSpent(SchemaTooCostly):
 
 class _Meter:
     """Steps and a deadline for one check or validation; ``parent``, the request's meter
-    (:func:`request_budget`), is charged the same steps."""
+    (:func:`request_budget`), is charged the same steps and the time this one runs."""
 
     def __init__(self, steps: int, seconds: float, parent: _RequestMeter | None = None) -> None:
         self.left = steps
-        self.deadline = time.monotonic() + seconds
+        self.started = time.monotonic()
+        self.deadline = self.started + seconds
         self.parent = parent
 
     def tick(self, cost: int) -> None:
+        now = time.monotonic()
         if self.parent is not None:
-            self.parent.tick(cost)
+            self.parent.tick(cost, now - self.started)
         self.left -= cost
-        if self.left < 0 or time.monotonic() > self.deadline:
+        if self.left < 0 or now > self.deadline:
             raise SchemaTooCostly("the schema is too costly to check against this value (its "
                                   "references or keywords multiply the work)")
 
+    def close(self) -> None:
+        """The validation is over: its time goes to the request's meter."""
+        if self.parent is not None:
+            self.parent.used += time.monotonic() - self.started
 
-class _RequestMeter(_Meter):
-    """What all the validations of one request may spend together."""
 
-    def spent(self) -> bool:
-        return self.left < 0 or time.monotonic() > self.deadline
+class _RequestMeter:
+    """What all the validations of one request may spend together: steps, and seconds spent
+    validating (not the time the request has run: a model writes its candidates for minutes
+    on a slow machine, and checking them must not be refused for that)."""
 
-    def tick(self, cost: int) -> None:
+    def __init__(self, steps: int, seconds: float) -> None:
+        self.left = steps
+        self.seconds = seconds
+        self.used = 0.0  # seconds of the validations that are over
+
+    def spent(self, running: float = 0.0) -> bool:
+        return self.left < 0 or self.used + running > self.seconds
+
+    def tick(self, cost: int, running: float = 0.0) -> None:
         self.left -= cost
-        if self.spent():
+        if self.spent(running):
             raise RequestBudgetSpent(REQUEST_SPENT)
 
 
@@ -489,7 +503,8 @@ def first_validation_error(checks: Sequence[tuple[Any, Mapping[str, Any]]]) -> s
     most = VALIDATE_STEPS // VALIDATE_STEPS_PER_NODE
     nodes = sum(_count_nodes(value, most=most) for value, _ in checks)
     steps = min(VALIDATE_STEPS, VALIDATE_BASE_STEPS + VALIDATE_STEPS_PER_NODE * nodes)
-    token = _METER.set(_Meter(steps, VALIDATE_SECONDS, parent=request))
+    meter = _Meter(steps, VALIDATE_SECONDS, parent=request)
+    token = _METER.set(meter)
     schema: Any = None
     try:
         for value, schema in checks:
@@ -507,6 +522,7 @@ def first_validation_error(checks: Sequence[tuple[Any, Mapping[str, Any]]]) -> s
     except Exception as exc:  # noqa: BLE001 - a schema that cannot check this value
         return f"the schema cannot check it: {_short(str(exc))}"
     finally:
+        meter.close()
         _METER.reset(token)
     return None
 

@@ -21,6 +21,7 @@ from ponder.errors import (
     BackendTimeout,
     BackendUnavailable,
     ConfigError,
+    PromptTooLong,
     SandboxUnavailable,
 )
 from ponder.runner import new_context, run_strategy
@@ -115,6 +116,9 @@ class Running:
             raise ApiError(504, f"the request exceeded its time limit of "
                            f"{plan.budget_seconds:g} s", "api_error",
                            code="request_timeout") from None
+        except PromptTooLong as exc:  # the request's conversation is longer than the model reads
+            raise ApiError(400, f"the conversation is too long for this model: {exc}",
+                           param="messages", code="context_length_exceeded") from None
         except BackendError as exc:
             raise upstream_error(exc) from None
         except SandboxUnavailable as exc:
