@@ -213,7 +213,7 @@ def run(configs: list[str], minutes: float, max_tokens: int, grammar: bool) -> N
     if not Path(model).exists():
         model = subprocess.run([sys.executable, str(ROOT / "bench" / "fetch_model.py")],
                                capture_output=True, text=True, check=True).stdout.strip()
-    backend = Reading(model, n_ctx=16384, n_seq_max=8)
+    backend = Reading(model, n_ctx=32768, n_seq_max=8)  # 4096 per sequence: tool loops grow
     server = PonderServer(backend, max_concurrent=2, grammar=grammar)
     uv = uvicorn.Server(uvicorn.Config(server.app(), host="127.0.0.1", port=0,
                                        log_level="warning"))
