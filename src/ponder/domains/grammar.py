@@ -31,6 +31,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ponder.domains.schemas import resolve
 from ponder.types import Constraint
 
 MAX_GRAMMAR_CHARS = 65_536  # a grammar longer than this falls back to "any JSON value"
@@ -179,7 +180,7 @@ class _Converter:
             if self.pending.get(ref) is False:  # back into itself before reading anything:
                 return "value"  # left recursion, which llama.cpp refuses (and means nothing)
             return self.refs[ref]
-        target = _resolve(self.schema, ref)
+        target = resolve(self.schema, ref)
         if target is None:
             return "value"
         name = self._new(ref.rsplit("/", 1)[-1])
@@ -259,24 +260,6 @@ def _fallback(schema: Any) -> str:
     """Any value of the schema's one declared type (else any JSON value)."""
     kind = schema.get("type") if isinstance(schema, Mapping) else None
     return _TYPE_RULE.get(kind, "value") if isinstance(kind, str) else "value"
-
-
-def _resolve(schema: Mapping[str, Any], ref: str) -> Any:
-    """A local reference's target (``#`` or ``#/a/b``), None when it is not one."""
-    if ref == "#":
-        return schema
-    if not ref.startswith("#/"):
-        return None
-    node: Any = schema
-    for part in ref[2:].split("/"):
-        part = part.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, Mapping) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node
 
 
 def _rules(converter: _Converter, **named: str) -> str:
