@@ -49,6 +49,26 @@ def llama(model_path):
     backend.close()
 
 
+@pytest.fixture(scope="session")
+def prebuilt(model_path):
+    """The bundled model on the prebuilt engine (xllamacpp), as ``llama`` is on the native."""
+    pytest.importorskip("xllamacpp")
+    from ponder.backends.xllamacpp import XLlamaCppBackend
+
+    backend = XLlamaCppBackend(model_path, n_ctx=4096, n_seq_max=8)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(params=["native", "prebuilt"])
+def engine(request):
+    """Each llama.cpp engine in turn, on the bundled model."""
+    if request.param == "native":
+        pytest.importorskip("llama_cpp")
+        return request.getfixturevalue("llama")
+    return request.getfixturevalue("prebuilt")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -25,22 +25,9 @@ QUESTION = (Message("user", "A farmer has 17 sheep and buys 5 more. How many she
 COUNT = (Message("user", "Count from 1 to 10, separated by commas."),)
 
 
-@pytest.fixture(scope="module")
-def prebuilt(model_path):
-    pytest.importorskip("xllamacpp")
-    from ponder.backends.xllamacpp import XLlamaCppBackend
-
-    backend = XLlamaCppBackend(model_path, n_ctx=4096, n_seq_max=8)
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(params=["native", "prebuilt"])
-def backend(request):
-    if request.param == "native":
-        pytest.importorskip("llama_cpp")
-        return request.getfixturevalue("llama")
-    return request.getfixturevalue("prebuilt")
+@pytest.fixture
+def backend(engine):
+    return engine
 
 
 def generate(backend, *requests):

@@ -271,24 +271,6 @@ def test_json_answers_and_the_json_object_format():
 
 # -- both engines, on the bundled model --------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def prebuilt(model_path):
-    pytest.importorskip("xllamacpp")
-    from ponder.backends.xllamacpp import XLlamaCppBackend
-
-    backend = XLlamaCppBackend(model_path, n_ctx=4096, n_seq_max=4)
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(params=["native", "prebuilt"])
-def engine(request):
-    if request.param == "native":
-        pytest.importorskip("llama_cpp")
-        return request.getfixturevalue("llama")
-    return request.getfixturevalue("prebuilt")
-
-
 @pytest.mark.model
 def test_both_engines_write_only_valid_calls_under_the_grammar(engine):
     problem = chat_problem([{"role": "user", "content": "Weather in Rome for 3 days?"}],
