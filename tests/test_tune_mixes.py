@@ -236,13 +236,46 @@ def test_the_choice_per_flops_budget(tuned):
     assert high["held_out_chosen"]["escalation"] == 0.5
     assert high["held_out_reference"]["accuracy"] == 0.5
     assert high["confirm_problem_ids"] == HELD_OUT
+    # the choices need the strong model's greedy answer; the anchors its vote of 4 too
     assert data["held_out_generated"] == [{"setting": "chain T0.7", "n": 4},
-                                          {"setting": "strong greedy", "n": 1}]
+                                          {"setting": "strong greedy", "n": 1},
+                                          {"setting": "strong chain T0.7", "n": 4}]
     preset = high["preset"]
     assert (preset.strategy, preset.options) == ("cascade", {
         "temperature": 0.7, "mode": "chain", "n": 4, "signal": "agreement",
         "threshold": 0.875, "strong_n": 1})
     assert [row["lever"] for row in high["levers"]][0] == "cascade to the strong model"
+
+
+def test_each_choice_against_the_best_single_model_and_the_anchors(tuned):
+    """The best configuration of one model alone at each budget: the strong model's cheapest
+    (greedy, 7.15e4 FLOPs) fits none of them, so it is the small model's vote of 4 (50% on the
+    tuning part) everywhere; the cascade chosen at 7e4 beats it by 50 points on both parts.
+    The anchors (the strong model greedy and its vote of 4, the small model's self-consistency
+    at ref@4) are confirmed on the held-out part ("sure" and "lost") whatever is chosen."""
+    _, data, _, prompt = tuned
+    ref4, low, high = data["choices"]
+    assert {c["single"]["label"] for c in data["choices"]} == {"chain T0.7 · majority · n=4"}
+    assert high["single"]["accuracy"] == 0.5
+    assert (ref4["single_tuning"]["difference"], low["single_tuning"]["difference"],
+            high["single_tuning"]["difference"]) == (0.0, 0.25, 0.5)
+    assert high["held_out_single"]["accuracy"] == 0.5  # right on "sure", wrong on "lost"
+    assert high["single_held_out"]["difference"] == 0.5
+    assert high["single_held_out"]["problems"] == 2
+    anchors = {a["tuning"]["label"]: a for a in data["anchors"]}
+    assert list(anchors) == ["strong · greedy", "strong chain T0.7 · majority · n=4",
+                             "chain T0.7 · majority · n=4"]
+    greedy = anchors["strong · greedy"]
+    assert (greedy["tuning"]["accuracy"], greedy["held_out"]["accuracy"]) == (0.75, 1.0)
+    assert greedy["tuning"]["flops"] == pytest.approx(2 * STRONG_SIZE * (prompt + 15 / 4))
+    four = anchors["strong chain T0.7 · majority · n=4"]
+    assert (four["tuning"]["accuracy"], four["held_out"]["accuracy"]) == (1.0, 1.0)
+    assert four["held_out"]["flops"] == 2 * STRONG_SIZE * (prompt + 16)
+    # each choice paired against each anchor on the held-out part
+    assert [(c["budget_spec"], c["held_out"]["difference"]) for c in four["choices"]] == [
+        ("ref@4", -0.5), ("30000", 0.0), ("70000", 0.0)]
+    small = anchors["chain T0.7 · majority · n=4"]
+    assert [c["held_out"]["difference"] for c in small["choices"]] == [0.0, 0.5, 0.5]
 
 
 def test_the_strong_models_samples_have_keys_of_their_own(tuned, tmp_path):
@@ -375,6 +408,16 @@ def test_tune_on_the_command_line_chooses_the_strong_model_alone_and_a_cascade(
     assert "| chain T0.7 · majority · n=4, agreement < 0.5 → strong greedy | small → strong " \
         "| 0.5 | greedy | 25.0% | 75.0% | 2.76e4 | 16 small / 1 strong |" in md
     assert "## The strong model alone (tuning part)" in md
+    # compute-optimal: the cascade against the best single model at 3e4, held out
+    single = ("At 3e4 FLOPs the best single model is chain T0.7 · majority · n=4 (50.0% on the "
+              "tuning part, 9.6e3 FLOPs); held out, the choice is at least as accurate: 100.0% "
+              "against 50.0%, +50.0 [+0.0, +100.0] p=1 (2 problems, paired).")
+    assert single in md and single in " ".join(printed.split())
+    assert "At 1e5 FLOPs the choice is a single model's own configuration" in md
+    # the anchors, and the cascade at 0.47 of the strong model's vote of 4's FLOPs
+    assert "| strong · greedy | strong | 7.2e4 | 75.0% | 100.0% |" in md
+    assert "| 3e4 | chain T0.7 · majority · n=4, agreement < 0.5 → strong greedy | strong chain " \
+        "T0.7 · majority · n=4 | 0.47 | 100.0% vs 100.0% | +0.0 [+0.0, +0.0] p=1 |" in md
     assert "Held-out part: generated chain T0.7 (n=4), strong greedy (n=1), " \
         "strong chain T0.7 (n=4); nothing else." in md
     assert "The strong model alone (tuning part)" in (out / "tune.html").read_text()
@@ -601,9 +644,15 @@ def test_tune_chooses_verify_by_strong_where_the_strong_model_only_judges_well(
     assert choice["chosen"]["models"] == "small + strong judge"
     assert choice["held_out_chosen"]["accuracy"] == 0.5
     assert choice["held_out_reference"]["accuracy"] == 0.5
-    # held out: the small model's samples and the strong model's verdicts, nothing of its own
+    # held out: the small model's samples and the strong model's verdicts; its own answers
+    # only for the anchors (greedy and its vote of 4)
     assert data["held_out_generated"] == [{"setting": "chain T0.7", "n": 4},
+                                          {"setting": "strong greedy", "n": 1},
+                                          {"setting": "strong chain T0.7", "n": 4},
                                           {"setting": "strong judges chain T0.7", "n": 4}]
+    # the best single model: the small one's vote (the mute strong model scores 0)
+    assert choice["single"]["label"] == "chain T0.7 · majority · n=4"
+    assert choice["single_tuning"]["difference"] == 0.25
     assert sorted({i for i, _ in JUDGED}) == ["2", "3", "4", "5"]  # held out: "lost" alone
     preset = load_preset(out / "preset-1e6.json")
     assert (preset.strategy, preset.options) == ("verify-by-strong", {

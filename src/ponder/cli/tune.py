@@ -48,6 +48,7 @@ from ponder.tune.report import (
     cut_line,
     flops_cell,
     header,
+    single_lines,
     verdict_lines,
     write_reports,
 )
@@ -349,7 +350,7 @@ def run(args: argparse.Namespace) -> int:
     title = f"{len(problems)} dev problems · {spec.name}" + (
         f" · strong {shown_model(strong_spec)}" if strong_spec else "")
     console.print(fitted_table(console, title, header(data), choice_rows(data)))
-    for line in verdict_lines(data):
+    for line in verdict_lines(data) + single_lines(data):
         console.print(line, markup=False, highlight=False)
     console.print("wrote " + ", ".join(str(p) for p in [*paths, *presets]))
     warning = cut_line(data)

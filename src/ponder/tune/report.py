@@ -19,9 +19,11 @@ NOTE = (
     "scored by a selector fitted without it). The reference is self-consistency by majority at "
     "the reference setting with as many samples as fit the budget. Differences are paired "
     "(bootstrap 95% CI over problems, exact sign test); the held-out columns use only problems "
-    "the choice never saw. Only the chosen configurations and their references are generated on "
-    "the held-out part, each up to the sample count it uses (and scored on those first samples); "
-    "the other configurations have no held-out samples, so they have no held-out numbers."
+    "the choice never saw. Only the chosen configurations and their references (with a strong "
+    "model, also each budget's best single-model configuration and the anchors) are generated "
+    "on the held-out part, each up to the sample count it uses (and scored on those first "
+    "samples); the other configurations have no held-out samples, so they have no held-out "
+    "numbers."
 )
 
 
@@ -159,6 +161,86 @@ def verdict_lines(data: dict[str, Any]) -> list[str]:
     return out
 
 
+def _diff_cell(c: dict[str, Any]) -> str:
+    """``+4.0 [+1.0, +8.0] p=0.125`` of a paired comparison."""
+    return (f"{_pts(c['difference'])} [{_pts(c['ci_low'])}, {_pts(c['ci_high'])}] "
+            f"p={c['p_value']:.3g}")
+
+
+def single_lines(data: dict[str, Any]) -> list[str]:
+    """Per budget (with a strong model), the choice against the most accurate configuration
+    of one model alone there, on the held-out part: whether the choice is compute-optimal."""
+    out = []
+    for c in data["choices"]:
+        single = c.get("single")
+        if c["chosen"] is None or single is None:
+            continue
+        where = f"At {budget_cell(c)} FLOPs"
+        if single["label"] == c["chosen"]["label"]:
+            out.append(f"{where} the choice is a single model's own configuration "
+                       f"({single['label']}): no mix beats it on the tuning part.")
+            continue
+        held, h_single = c.get("single_held_out"), c.get("held_out_single")
+        line = (f"{where} the best single model is {single['label']} "
+                f"({_pct(single['accuracy'])} on the tuning part, {flops_cell(single['flops'])} "
+                f"FLOPs)")
+        if held is None or h_single is None or not c.get("held_out_chosen"):
+            out.append(line + "; not confirmed on the held-out part.")
+            continue
+        mine = c["held_out_chosen"]["accuracy"]
+        verdict = ("at least as accurate" if round(held["difference"], 12) >= 0
+                   else "less accurate")
+        out.append(f"{line}; held out, the choice is {verdict}: {_pct(mine)} against "
+                   f"{_pct(h_single['accuracy'])}, {_diff_cell(held)} "
+                   f"({held['problems']} problems, paired).")
+    return out
+
+
+ANCHOR_HEADER = ["anchor", "models", "FLOPs/problem (held-out)", "tuning accuracy",
+                 "held-out accuracy"]
+AGAINST_HEADER = ["budget (FLOPs)", "chosen", "anchor", "FLOPs, chosen / anchor (held-out)",
+                  "held-out accuracy", "held-out difference (points)"]
+ANCHOR_NOTE = (
+    "Anchors are confirmed on the held-out part whatever the choices are: the strong model "
+    "alone (greedy, and self-consistency at each --strong-sizes count above one), the small "
+    "model's self-consistency at each ref@N budget's N and the small model's own best "
+    "configuration at each budget (what tune chooses without a strong model). Each choice is "
+    "paired against each anchor on the same held-out problems; the cost ratio says whether it "
+    "spends at most half of what an anchor spends."
+)
+
+
+def anchor_rows(data: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for a in data.get("anchors") or []:
+        t, h = a["tuning"], a.get("held_out")
+        rows.append([t["label"], t.get("models", "small"), flops_cell(h["flops"]) if h else "—",
+                     _pct(t["accuracy"]), _pct(h["accuracy"]) if h else "—"])
+    return rows
+
+
+def against_rows(data: dict[str, Any]) -> list[list[str]]:
+    """Each choice against each anchor, paired on the held-out part, with the cost ratio."""
+    held = {c["chosen"]["label"]: c["held_out_chosen"] for c in data["choices"]
+            if c["chosen"] is not None and c.get("held_out_chosen")}
+    rows = []
+    for c in data["choices"]:
+        mine = held.get(c["chosen"]["label"]) if c["chosen"] is not None else None
+        if mine is None:
+            continue
+        for a in data.get("anchors") or []:
+            h = a.get("held_out")
+            cmp = next((x["held_out"] for x in a["choices"] if x["budget"] == c["budget"]),
+                       None)
+            if h is None or cmp is None or a["tuning"]["label"] == c["chosen"]["label"]:
+                continue
+            ratio = mine["flops"] / h["flops"] if mine.get("flops") and h.get("flops") else None
+            rows.append([budget_cell(c), c["chosen"]["label"], a["tuning"]["label"],
+                         "—" if ratio is None else f"{ratio:.2f}",
+                         f"{_pct(mine['accuracy'])} vs {_pct(h['accuracy'])}", _diff_cell(cmp)])
+    return rows
+
+
 def cut_line(data: dict[str, Any], flag: str = "--max-tokens") -> str | None:
     """A warning when more than a tenth of the samples were cut short by the token limit."""
     cut = data.get("samples_cut") or {}
@@ -292,8 +374,15 @@ def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
     warning = cut_line(data)
     if warning:
         lines += ["", f"**Warning:** {warning}"]
-    for line in verdict_lines(data) + ceiling_lines(data):
+    for line in verdict_lines(data) + single_lines(data) + ceiling_lines(data):
         lines += ["", line]
+    if data.get("anchors"):
+        lines += ["", "## Anchors: one model alone, confirmed on the held-out part", "",
+                  ANCHOR_NOTE, "", *_table(ANCHOR_HEADER, anchor_rows(data))]
+        against = against_rows(data)
+        if against:
+            lines += ["", "### Each choice against each anchor (held-out part, paired)", "",
+                      *_table(AGAINST_HEADER, against)]
     levers = lever_rows(data)
     if levers:
         lines += ["", "## What each lever bought (tuning part)", "", LEVER_NOTE, "",
@@ -350,6 +439,25 @@ def plot(data: dict[str, Any], path: Path) -> None:
                 ax.scatter([c[key] for c in some], [c["accuracy"] for c in some],
                            s=14 if kind == "cascade" else 40, color=color, marker=marker,
                            label=f"{name} (tuning part)", zorder=2)
+        # each model's scaling curve: self-consistency by majority at the reference setting
+        reference = (data.get("settings") or [{}])[0].get("label")
+        curves = (
+            ([c for c in cands if c.get("kind", "small") == "small" and c["selector"] ==
+              "majority" and c["setting"] == reference], "#ff7f0e",
+             "small model, self-consistency (tuning part)"),
+            ([c for c in cands if c.get("kind") == "strong" and c.get("strong") != "greedy"],
+             "#2ca02c", "strong model, self-consistency (tuning part)"))
+        for curve, color, name in curves:
+            curve = sorted(curve, key=lambda c: c[key])
+            if len(curve) > 1:
+                ax.plot([c[key] for c in curve], [c["accuracy"] for c in curve], "--",
+                        color=color, linewidth=1, label=name, zorder=1)
+        anchors = [a["held_out"] for a in data.get("anchors") or [] if a.get("held_out")]
+        if anchors:  # the single models confirmed on the held-out part
+            ax.scatter([a[key] for a in anchors], [a["accuracy"] for a in anchors], marker="D",
+                       s=40, facecolors="none", linewidths=1.2, zorder=3,
+                       edgecolors=["#2ca02c" if a.get("kind") == "strong" else "#ff7f0e"
+                                   for a in anchors], label="anchors, held-out part")
         ax.set_xscale("log")  # ticks as 1e4, not mathtext (whose fonts may be missing)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: flops_cell(x)))
         ax.xaxis.set_minor_formatter(NullFormatter())
@@ -418,12 +526,19 @@ def html_page(data: dict[str, Any], config: dict[str, Any], png: Path) -> str:
     flops = by_flops(data)
     front_head = MIX_FRONT_HEADER if flops else ["configuration", "accuracy", "tokens/problem"]
 
-    def table(rows: list[list[str]]) -> str:
-        return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in front_head)
-                + "</tr>" + "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>"
-                                                       for cell in row) + "</tr>" for row in rows)
-                + "</table>")
+    def grid(head: list[str], rows: list[list[str]]) -> str:
+        return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
+                + "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row)
+                          + "</tr>" for row in rows) + "</table>")
 
+    def table(rows: list[list[str]]) -> str:
+        return grid(front_head, rows)
+
+    anchors = "" if not data.get("anchors") else (
+        "<h2>Anchors: one model alone, confirmed on the held-out part</h2>"
+        f"<p>{html.escape(ANCHOR_NOTE)}</p>" + grid(ANCHOR_HEADER, anchor_rows(data))
+        + "<h3>Each choice against each anchor (held-out part, paired)</h3>"
+        + grid(AGAINST_HEADER, against_rows(data)))
     strong = ("<h2>The strong model alone (tuning part)</h2>"
               + table(front_rows(data, strong_labels(data)))) if flops else ""
     return (
@@ -440,8 +555,8 @@ def html_page(data: dict[str, Any], config: dict[str, Any], png: Path) -> str:
         + "".join(f"<p><b>Warning:</b> {html.escape(line)}</p>"
                   for line in [cut_line(data)] if line)
         + "".join(f"<p>{html.escape(line)}</p>"
-                  for line in verdict_lines(data) + ceiling_lines(data))
-        + f"{lever_table}<p>{html.escape(NOTE)}</p>"
+                  for line in verdict_lines(data) + single_lines(data) + ceiling_lines(data))
+        + anchors + f"{lever_table}<p>{html.escape(NOTE)}</p>"
         + (f"<p>{html.escape(MIX_NOTE)}</p>" if flops else "")
         + f"<p>{html.escape(held_out_line(data))}</p>"
         f"<img alt='accuracy against {unit(data)}' src='data:image/png;base64,{image}'>"

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,9 @@ class Choice:
     best: Candidate | None
     reference: Candidate | None
     spec: str = ""  # as given: "1500", or "ref@8" (read off the tuning part)
+    # with a strong model: the most accurate configuration of one model alone (either) there,
+    # what the choice must match to be compute-optimal
+    single: Candidate | None = None
 
 
 @dataclass
@@ -103,15 +106,29 @@ class Chosen:
     choices: list[Choice]
     selector_file: str | None
     cv: dict[str, Any]
+    # with a strong model: the yardsticks confirmed on the held-out part whatever is chosen
+    # (the strong model alone, greedy and its votes; the small model's self-consistency)
+    anchors: list[Candidate] = field(default_factory=list)
+
+    def confirmed(self) -> list[Candidate]:
+        """Every configuration the held-out part confirms, each once: per budget the choice,
+        its reference and the best single-model configuration, then the anchors."""
+        out: dict[str, Candidate] = {}
+        for choice in self.choices:
+            for c in (choice.best, choice.reference, choice.single):
+                if c is not None:
+                    out.setdefault(c.label, c)
+        for c in self.anchors:
+            out.setdefault(c.label, c)
+        return list(out.values())
 
     def needed(self) -> list[tuple[Setting, int]]:
-        """The (setting, sample count) pairs of the generator the choices and their references
-        use: all it generates on the held-out part (a cascade's small side too)."""
+        """The (setting, sample count) pairs of the generator the confirmed configurations use:
+        all it generates on the held-out part (a cascade's small side too)."""
         out: dict[tuple[str, int], tuple[Setting, int]] = {}
-        for choice in self.choices:
-            for c in (choice.best, choice.reference):
-                if c is not None and c.kind != "strong":
-                    out.setdefault((c.setting.label, c.n), (c.setting, c.n))
+        for c in self.confirmed():
+            if c.kind != "strong":
+                out.setdefault((c.setting.label, c.n), (c.setting, c.n))
         return list(out.values())
 
 
@@ -413,11 +430,7 @@ class Tuner:
     def held_out_candidates(self, chosen: Chosen) -> dict[str, Candidate]:
         """The chosen configurations and their references scored on the held-out part, each
         on its first n samples there (store reads only)."""
-        wanted: dict[str, Candidate] = {}
-        for choice in chosen.choices:
-            for c in (choice.best, choice.reference):
-                if c is not None and c.kind == "small":  # a mix: mixes.py
-                    wanted.setdefault(c.label, c)
+        wanted = {c.label: c for c in chosen.confirmed() if c.kind == "small"}  # a mix: mixes.py
         replay = Harness(self.backend, self.store, self.held_out, [], [1], greedy=False,
                          seed=self.seed, options=self.options)
         plans = []
@@ -509,6 +522,8 @@ class Tuner:
                            "held_out": self.ceiling(c, self.held_out, first=True)
                            if h_best is not None and h_ref is not None else None}
                     for name, c in (("chosen", best), ("reference", ref))}
+            if choice.single is not None:
+                entry.update(self._against(best, choice.single, budget, held_by, "single"))
             entry["preset"] = self.preset(best, chosen.selector_file)
             entry["levers"] = [
                 {"lever": name, "configuration": c.to_dict(),
@@ -527,7 +542,43 @@ class Tuner:
             "selector_file": chosen.selector_file,
             "budgets": [c.budget for c in chosen.choices], "sizes": self.sizes,
             "samples_cut": self.cut_samples(), "axis": self.axis,
+            "anchors": [self._anchor(c, chosen, held_by) for c in chosen.anchors],
         }
+
+    def _against(self, best: Candidate, other: Candidate, budget: int | float,
+                 held_by: dict[str, Candidate], name: str) -> dict[str, Any]:
+        """``best`` paired against ``other`` on the tuning part and, where both were confirmed,
+        on the held-out part: ``{name}``, ``{name}_tuning``, ``{name}_held_out`` (the
+        comparison) and ``held_out_{name}`` (``other`` there)."""
+        out: dict[str, Any] = {name: other.to_dict(), f"{name}_tuning": compare(
+            (best.label, budget), (other.label, budget), best.values, other.values,
+            seed=self.seed).to_dict()}
+        h_best, h_other = held_by.get(best.label), held_by.get(other.label)
+        if h_best is not None and h_other is not None:
+            out[f"held_out_{name}"] = h_other.to_dict()
+            out[f"{name}_held_out"] = compare((best.label, budget), (other.label, budget),
+                                              h_best.values, h_other.values,
+                                              seed=self.seed).to_dict()
+        return out
+
+    def _anchor(self, anchor: Candidate, chosen: Chosen, held_by: dict[str, Candidate]
+                ) -> dict[str, Any]:
+        """An anchor on both parts, and each budget's choice paired against it on the
+        held-out part."""
+        held = held_by.get(anchor.label)
+        out: dict[str, Any] = {"tuning": anchor.to_dict(),
+                               "held_out": held.to_dict() if held is not None else None,
+                               "choices": []}
+        for choice in chosen.choices:
+            best = choice.best
+            h_best = held_by.get(best.label) if best is not None else None
+            if best is None or h_best is None or held is None:
+                continue
+            out["choices"].append({
+                "budget": choice.budget, "budget_spec": choice.spec, "chosen": best.label,
+                "held_out": compare((best.label, choice.budget), (anchor.label, choice.budget),
+                                    h_best.values, held.values, seed=self.seed).to_dict()})
+        return out
 
     def preset(self, choice: Candidate, selector_file: str | None) -> Preset:
         """The preset that runs ``choice``."""

@@ -31,6 +31,7 @@ from ponder.eval.pools import clusters_of, counts
 from ponder.eval.store import ScoreRow
 from ponder.presets import Preset
 from ponder.runner import new_context
+from ponder.tune.budgets import best_at, parse_reference_budget
 from ponder.tune.mixes import (
     GREEDY,
     JUDGE,
@@ -219,11 +220,10 @@ class MixTuner(Tuner):
         """What the choices and their references need of the strong model on the held-out
         part: its greedy answer, and the most samples a vote of them uses."""
         greedy, most = False, 0
-        for choice in chosen.choices:
-            for c in (choice.best, choice.reference):
-                if isinstance(c, Mix) and c.kind in ("strong", "cascade"):
-                    greedy = greedy or c.strong == GREEDY
-                    most = max(most, c.strong)
+        for c in chosen.confirmed():
+            if isinstance(c, Mix) and c.kind in ("strong", "cascade"):
+                greedy = greedy or c.strong == GREEDY
+                most = max(most, c.strong)
         return greedy, most
 
     async def generate_held_out(self, chosen: Chosen) -> None:
@@ -239,7 +239,7 @@ class MixTuner(Tuner):
     @staticmethod
     def judged_sizes(chosen: Chosen) -> list[int]:
         """The sample counts of the verify-by-strong choices and references."""
-        return sorted({c.n for choice in chosen.choices for c in (choice.best, choice.reference)
+        return sorted({c.n for c in chosen.confirmed()
                        if isinstance(c, Mix) and c.kind == "verify"})
 
     # -- costs -----------------------------------------------------------------------------
@@ -379,8 +379,7 @@ class MixTuner(Tuner):
         scored on the held-out part: each on its first samples there."""
         out = super().held_out_candidates(chosen)
         self._with_flops(list(out.values()), first=True)
-        mixes = {c.label: c for choice in chosen.choices
-                 for c in (choice.best, choice.reference) if isinstance(c, Mix)}
+        mixes = {c.label: c for c in chosen.confirmed() if isinstance(c, Mix)}
         if not mixes:
             return out
         answered = self._answered(self.held_out, sorted({m.strong for m in mixes.values()}),
@@ -403,6 +402,36 @@ class MixTuner(Tuner):
             if found is not None:
                 out[label] = found
         return out
+
+    def choose(self) -> Chosen:
+        """``Tuner.choose``, with the best single-model configuration per budget (the small
+        model's or the strong model's alone: what a mix must match to be compute-optimal) and
+        the anchors: the strong model greedy and its votes of each size above one, the small
+        model's self-consistency at each sample count a ``ref@N`` budget names, and the small
+        model's own best configuration at each budget (its tune preset without a strong
+        model)."""
+        chosen = super().choose()
+        single = [c for c in chosen.candidates if c.kind in ("small", "strong")]
+        for choice in chosen.choices:
+            if choice.best is not None:
+                choice.single = best_at(single, choice.budget)
+        strong = {c.strong: c for c in chosen.candidates
+                  if isinstance(c, Mix) and c.kind == "strong"}
+        chosen.anchors = [strong[k] for k in (GREEDY, *self.strong_sizes)
+                          if k in strong and k != 1]
+        reference = self.settings[0].label
+        for spec in self.budgets:
+            if isinstance(spec, str):
+                n = parse_reference_budget(spec)
+                chosen.anchors += [c for c in chosen.candidates if c.kind == "small"
+                                   and c.setting.label == reference and c.selector == "majority"
+                                   and c.n == n]
+        small = [c for c in chosen.candidates if c.kind == "small"]
+        for choice in chosen.choices:  # what tune would choose with the small model alone
+            found = best_at(small, choice.budget) if choice.best is not None else None
+            if found is not None and all(found.label != c.label for c in chosen.anchors):
+                chosen.anchors.append(found)
+        return chosen
 
     # -- results ---------------------------------------------------------------------------
 
