@@ -346,6 +346,55 @@ def test_debate_grid_rounds_by_agents_with_the_changed_answers():
                                                                                [6, 7, 8])]
 
 
+def test_particle_filtering_draws_the_population_step_by_step():
+    """The scenario's three steps (tests/view_scenarios.py says which particle survives each
+    resampling): scores, weights, copies, the slot each particle grew from, the picked line."""
+    result = scenarios.particle_filtering()
+    view = view_of_result(result.to_dict())
+    assert view["sections"] == ["models", "particles", "answers", "tree", "decisions", "calls"]
+    p = view["particles"]
+    assert p["n"] == 4
+    assert [(c["step"], c["resampled"], c["why"]) for c in p["columns"]] == [
+        (1, True, "multinomial resampling"), (2, True, "multinomial resampling"),
+        (3, False, "every particle finished")]
+    steps = [n for n in result.trace.nodes if n.label.startswith("particles step")]
+    assert [c["ess"] for c in p["columns"]] == [n.data["ess"] for n in steps]
+    # the weights are the scores over their sum: step 1's 0.93, 0.88, 0.12, 0.55
+    first = [row["cells"][0] for row in p["rows"]]
+    assert [c["score"] for c in first] == [0.93, 0.88, 0.12, 0.55]
+    assert [c["weight"] for c in first] == [round(x / 2.48, 4) for x in (0.93, 0.88, 0.12, 0.55)]
+    assert [(c["copies"], c["dropped"], c["from"]) for c in first] == [
+        (3, False, None), (1, False, None), (0, True, None), (0, True, None)]
+    second = [row["cells"][1] for row in p["rows"]]
+    # slots 1-3 grew from particle 1's step ("In April ... 48"), slot 4 from particle 2's
+    assert [c["from"] for c in second] == [1, 1, 1, 2]
+    assert [(c["answer"], c["copies"], c["dropped"]) for c in second] == [
+        (None, 1, False), (None, 0, True), (None, 3, False), ("72", 0, True)]
+    third = [row["cells"][2] for row in p["rows"]]
+    assert [(c["answer"], c["from"], c["dropped"]) for c in third] == [
+        ("72", 1, False), ("74", 3, False), ("72", 3, False), ("74", 3, False)]
+    # the picked line: slot 1 at every step (its first step, its second, its answer)
+    assert [[c["chosen"] for c in row["cells"]] for row in p["rows"]] == [
+        [True, True, True], [False] * 3, [False] * 3, [False] * 3]
+    assert p["pick"]["answer"] == "72" and p["pick"]["chosen"] == third[0]["node"]
+    # the steps are the small model's (its colour on the page); the strong model judged them
+    assert {c["model"] for row in p["rows"] for c in row["cells"]} == {SMALL}
+
+
+def test_a_particle_step_with_odd_fields_is_drawn_without_them():
+    """A stored trace is untrusted: ids that are not ids, ancestors out of range or booleans."""
+    trace = Trace()
+    root = trace.add("strategy", "particle-filtering", config={"n": 3})
+    step = trace.add("generate", "step 1 1/3", parent=root, text="a", answer="5")
+    trace.add("decision", "particles step 1", parent=root, particles=[step, {"x": 1}, True],
+              weights=[1.0, "w", None], scores=[0.9, 0.1], ancestors=[0, 7, True],
+              resampled=True, why="multinomial resampling")
+    p = build_view(nodes=trace.to_dict()["nodes"])["particles"]
+    [one], [two], [three] = (row["cells"] for row in p["rows"])
+    assert (one["node"], one["copies"], one["weight"], one["answer"]) == (step, 1, 1.0, "5")
+    assert two is None and three is None
+
+
 def test_mixture_of_agents_layers_by_proposer_and_the_aggregator():
     view = view_of_result(scenarios.mixture_of_agents().to_dict())
     assert view["sections"] == ["models", "layers", "answers", "calls"]

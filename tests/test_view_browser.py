@@ -42,7 +42,8 @@ def runs():
     return {name: scenarios.SCENARIOS[name]()
             for name in ("beam-search", "mcts", "self-debug", "self-consistency", "cascade",
                          "cascade-kept", "verify-by-strong", "verify-by-strong-tournament",
-                         "debate", "mixture-of-agents")} | {"hostile-debate": hostile_debate()}
+                         "debate", "mixture-of-agents", "particle-filtering")} | {
+                             "hostile-debate": hostile_debate()}
 
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -340,6 +341,47 @@ def test_a_mixture_of_agents_page_shows_the_layers_and_the_aggregator(runs, brow
     assert STRONG in page.inner_text("#aggregator") and "72" in page.inner_text(
         "#aggregator .chip")
     assert "vote over layer 2: 72 ×3 (75%) · 144 ×1 (25%)" in page.inner_text("#moa-vote")
+    check_policy(opened)
+    check_clean(opened)
+    opened.close()
+
+
+def test_a_particle_filtering_page_draws_the_population_step_by_step(runs, browser, tmp_path):
+    """tests/view_scenarios.py's particle filter: four particles over three steps, the dropped
+    ones dashed, each cell's weight as a bar, the picked answer's line outlined."""
+    result = runs["particle-filtering"]
+    opened = open_page(browser, tmp_path, result, "particles")
+    page = opened.page
+    grid = page.locator("#particles .particle-grid")
+    assert grid.locator("tr[data-slot]").count() == 4
+    heads = grid.locator("tr").first.locator("th")
+    steps = [n for n in result.trace.nodes if n.label.startswith("particles step")]
+    assert [heads.nth(k).inner_text().split("\n")[0] for k in range(4)] == [
+        "particle", "step 1", "step 2", "step 3"]
+    assert heads.nth(1).inner_text().split("\n")[1] == \
+        f"ESS {steps[0].data['ess']:.2f} of 4 · multinomial resampling"
+    assert heads.nth(3).inner_text().split("\n")[1].endswith(
+        "not resampled: every particle finished")
+    # two first steps dropped at step 1, two particles at step 2, none at step 3
+    dropped = grid.locator("td.cell.dropped")
+    assert dropped.count() == 4
+    assert {dropped.nth(k).get_attribute("data-node-id") for k in range(4)} == {
+        str(steps[0].data["particles"][2]), str(steps[0].data["particles"][3]),
+        str(steps[1].data["particles"][1]), str(steps[1].data["particles"][3])}
+    first = grid.locator('tr[data-slot="1"] td.cell')
+    assert first.nth(0).locator(".copies").inner_text() == "×3"
+    assert "score 0.93 · weight 0.375" in first.nth(0).inner_text()
+    assert first.nth(2).locator(".ans").inner_text() == "72"
+    # the weight bar's width is the particle's share (0.375 of the cell's bar)
+    bar, track = (first.nth(0).locator(sel).bounding_box() for sel in (".wbar i", ".wbar"))
+    assert bar["width"] / track["width"] == pytest.approx(0.375, abs=0.01)
+    assert grid.locator("td.cell.chosen").count() == 3  # slot 1's line, picked
+    assert grid.locator('tr[data-slot="1"] td.cell.chosen').count() == 3
+    assert page.inner_text("#particles-pick") == "pick: best: 72"
+    first.nth(1).click()
+    page.wait_for_selector("#drawer.open")
+    node = next(n for n in result.trace.nodes if n.id == steps[1].data["particles"][0])
+    assert page.inner_text("#node-text") == node.data["text"]
     check_policy(opened)
     check_clean(opened)
     opened.close()

@@ -291,6 +291,17 @@ def mixture_of_agents() -> Result:
                    n_per_proposer=2, layers=2, aggregator="strong")
 
 
+def particle_filtering() -> Result:
+    """Four particles; the small model writes the steps, the strong model judges them (by
+    role). Step 1 resamples to three copies of "In April ... 48" and one of "Half of 48 is 24"
+    (the other two first steps dropped); step 2 drops the finished "72" and "48 - 2 = 46" and
+    keeps the two "48 / 2 = 24" particles, the first once and the second three times; at step 3
+    every particle has answered (72, 74, 72, 74): no resampling, and the best-scored answer (72,
+    particle 1's) is picked."""
+    return run_two("particle-filtering", _steps, lambda request, index: _step_judge(request),
+                   n=4, max_steps=3, scorer_role="strong")
+
+
 SCENARIOS = {
     "beam-search": beam_search, "dvts": dvts, "mcts": mcts,
     "self-consistency": self_consistency, "best-of-n": best_of_n, "self-debug": self_debug,
@@ -299,5 +310,5 @@ SCENARIOS = {
     "budget-forcing": budget_forcing, "cot": chain_of_thought,
     "cascade": cascade, "cascade-kept": cascade_kept, "verify-by-strong": verify_by_strong,
     "verify-by-strong-tournament": verify_by_strong_tournament, "debate": debate,
-    "mixture-of-agents": mixture_of_agents,
+    "mixture-of-agents": mixture_of_agents, "particle-filtering": particle_filtering,
 }

@@ -7,8 +7,9 @@ self-refine or self-debug run, the programs and their runs, deepconf's confidenc
 adaptive-consistency's waves and every decision. A run of several models adds what each model
 spent and wrote, and the shape of its strategy: a cascade's escalation, the strong model's
 verdicts (pointwise or a tournament), a debate's rounds by agent, a mixture-of-agents' layers and
-its aggregator. The page's script only draws what is here; every rule of what belongs where lives
-in this module, where it is tested without a browser.
+its aggregator. A particle filter's population is drawn step by step: weights, resampling and
+the effective sample size. The page's script only draws what is here; every rule of what belongs
+where lives in this module, where it is tested without a browser.
 """
 
 from __future__ import annotations
@@ -730,6 +731,64 @@ def _debate(trace: _Trace, candidates: Sequence[Mapping[str, Any]],
             "vote": _vote_summary(_vote_node(trace), candidates)}
 
 
+def _particles(trace: _Trace) -> dict[str, Any] | None:
+    """particle-filtering: steps as columns, the population's slots as rows. A cell is the
+    particle a slot held once the step extended it: its step's score, its share of the weight,
+    how many slots of the next population the resampling gave it (none: dropped), the slot of
+    the previous population it grew from, and whether the picked answer descends from it. A
+    column: the effective sample size and whether (and why not) it resampled."""
+    steps = [n for n in trace.of_kind("decision") if str(n["label"]).startswith("particles step")
+             and all(isinstance(n.get("data", {}).get(k), list)
+                     for k in ("particles", "weights", "scores", "ancestors"))]
+    if not steps:
+        return None
+    pick = _decision(trace, "pick")
+    chosen = (pick or {}).get("data", {}).get("chosen")
+    path: set[int] = set()
+    walk = chosen if chosen in trace.by_id else None
+    while walk is not None and walk not in path:
+        path.add(walk)
+        walk = trace.by_id[walk]["parent"]
+    n = max(len(s["data"]["particles"]) for s in steps)
+    columns: list[dict[str, Any]] = []
+    rows: list[list[dict[str, Any] | None]] = [[] for _ in range(n)]
+    before: list[int] | None = None  # the previous step's ancestors: where each slot came from
+    for number, step in enumerate(steps, 1):
+        data = step["data"]
+        weights, scores = data["weights"], data["scores"]
+        particles = [x if isinstance(x, int) and not isinstance(x, bool) else None
+                     for x in data["particles"]]  # trace ids (a stored trace is untrusted)
+        ancestors = [a for a in data["ancestors"] if isinstance(a, int) and not isinstance(a, bool)]
+        resampled = bool(data.get("resampled"))
+        copies: dict[Any, int] = {}
+        for a in ancestors:
+            if 0 <= a < len(particles) and particles[a] is not None:
+                copies[particles[a]] = copies.get(particles[a], 0) + 1
+        columns.append({"step": number, "node": step["id"], "label": step["label"],
+                        "ess": _num(data.get("ess")), "resampled": resampled,
+                        "why": _str(data.get("why")), "finished": data.get("finished")})
+        for slot in range(n):
+            if slot >= len(particles) or particles[slot] is None:
+                rows[slot].append(None)
+                continue
+            node = particles[slot]
+            found = trace.by_id.get(node, {}).get("data", {})
+            rows[slot].append({
+                "node": node, "score": _num(scores[slot]) if slot < len(scores) else None,
+                "weight": _num(weights[slot]) if slot < len(weights) else None,
+                "copies": copies.get(node, 0), "dropped": resampled and not copies.get(node),
+                "from": before[slot] + 1 if before is not None and slot < len(before)
+                and 0 <= before[slot] < n else None,
+                "answer": _str(found.get("answer")), "model": _str(found.get("model")),
+                "chosen": node in path})
+        before = ancestors
+    return {"n": n, "columns": columns,
+            "rows": [{"slot": k + 1, "cells": cells} for k, cells in enumerate(rows)],
+            "pick": None if pick is None else {"node": pick["id"], "label": pick["label"],
+                                               "chosen": chosen if path else None,
+                                               "answer": _str(pick["data"].get("answer"))}}
+
+
 def _layers(trace: _Trace, candidates: Sequence[Mapping[str, Any]],
             config: Mapping[str, Any], answer: str | None) -> dict[str, Any] | None:
     """mixture-of-agents: layers as columns of the proposers' responses (by model), then the
@@ -805,6 +864,8 @@ def _sections(strategy: str, view: dict[str, Any], trace: _Trace) -> list[str]:
     if view["candidates"] and not (rounds and strategy in ROUNDS):
         sections.insert(0, "answers")
     sections[:0] = many  # before the answers: it says how they were reached
+    if view["particles"]:  # as the many-model sections: how the answers were reached first
+        sections.insert(0, "particles")
     if len(view["models"]["rows"]) > 1:
         sections.insert(0, "models")
     for name in ("programs", "confidence", "waves"):
@@ -869,6 +930,7 @@ def build_view(*, nodes: Sequence[Mapping[str, Any]] | None, candidates: Sequenc
     view["verdicts"] = _verdicts(trace, cands, config, strategy)
     view["debate"] = _debate(trace, cands, config)
     view["layers"] = _layers(trace, cands, config, view["answer"])
+    view["particles"] = _particles(trace)
     view["timeline"] = _timeline(trace)
     view["sections"] = _sections(strategy, view, trace)
     return view

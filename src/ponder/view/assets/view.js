@@ -164,7 +164,7 @@
     app.appendChild(hero(v));
     var SECTIONS = { answers: answers, tree: tree, timeline: timeline, programs: programs,
       confidence: confidence, waves: waves, decisions: decisions, calls: calls, models: models,
-      cascade: cascade, verdicts: verdicts, debate: debate, layers: layers };
+      cascade: cascade, verdicts: verdicts, debate: debate, layers: layers, particles: particles };
     v.sections.forEach(function (name) { if (SECTIONS[name]) app.appendChild(SECTIONS[name](v)); });
     app.appendChild(configCard(v));
     app.appendChild(el('footer', null, DATA.generator || 'ponder'));
@@ -864,6 +864,49 @@
         })));
     }
     section.appendChild(notes);
+    return section;
+  }
+
+  // -- particle filtering: the population step by step ---------------------------------------
+  function particles(v) {
+    var p = v.particles;
+    var section = card('Particles', 'steps left to right, one row per particle: each step ' +
+      'extends every particle, weighs it by its score and resamples the population by weight');
+    section.id = 'particles';
+    var head = el('tr', null, el('th', null, 'particle'), p.columns.map(function (c) {
+      return el('th', { 'data-step': c.step }, 'step ' + c.step, el('div', { class: 'faint sub' },
+        (c.ess !== null ? 'ESS ' + num(c.ess, 2) + ' of ' + p.n + ' · ' : '') +
+        (c.resampled ? c.why : 'not resampled: ' + c.why)));
+    }));
+    var rows = p.rows.map(function (r) {
+      return el('tr', { 'data-slot': r.slot }, el('th', { class: 'agent' }, 'particle ' + r.slot),
+        r.cells.map(function (cell) {
+          if (!cell) return el('td', { class: 'cell skipped' }, '—');
+          var bar = el('i');
+          bar.style.width = (100 * Math.max(0, Math.min(1, cell.weight || 0))).toFixed(1) + '%';
+          var td = el('td', { class: 'cell particle' + (cell.dropped ? ' dropped' : '') +
+            (cell.chosen ? ' chosen' : ''), 'data-node-id': cell.node,
+            title: (cell.from ? 'grew from particle ' + cell.from + ' · ' : '') +
+              (cell.dropped ? 'dropped by the resampling' : cell.copies + ' in the next population'),
+            on: { click: function () { showNode(v, cell.node); } } },
+            el('div', null, el('span', { class: 'mono ans' }, cell.answer !== null ? answerText(cell.answer) : 'step'),
+              el('span', { class: 'copies' }, cell.dropped ? 'dropped' : '×' + cell.copies)),
+            el('div', { class: 'wbar' }, bar),
+            el('div', { class: 'faint sub' }, 'score ' + num(cell.score, 2) + ' · weight ' + num(cell.weight, 3) +
+              (cell.from ? ' · from ' + cell.from : '')));
+          td.style.borderLeftColor = modelColor(v, cell.model);
+          return td;
+        }));
+    });
+    section.appendChild(el('div', { class: 'scroll' }, el('table', { class: 'grid particle-grid' }, head, rows)));
+    section.appendChild(el('div', { class: 'gridkey' }, el('span', null, el('i', { class: 'chosen' }),
+      'the picked answer’s line'), el('span', null, el('i', { class: 'dropped' }), 'dropped by the resampling'),
+      el('span', null, 'bar: the particle’s share of the weight · ×k: its slots in the next population · ' +
+        'click a cell for its step')));
+    if (p.pick) {
+      section.appendChild(el('div', { class: 'summary', id: 'particles-pick' }, el('span', { class: 'muted' },
+        p.pick.label + ': '), el('b', { class: 'mono lead' }, answerText(p.pick.answer))));
+    }
     return section;
   }
 
