@@ -17,6 +17,7 @@ from ponder.backends.loading import split_role
 from ponder.errors import ConfigError
 from ponder.strategies.verify_by_strong import prefers_a
 from ponder.types import Completion, TokenLogprob
+from ponder.view import view_of_result
 
 Q = "A farmer has 17 sheep and buys 5 more. How many sheep does he have?"
 
@@ -228,6 +229,56 @@ def test_two_in_process_models_in_one_cascade(model_path, kquant):
     assert small["flops"] == 2 * small["parameters"] * small["total_tokens"]
     assert data["flops"] == small["flops"] + strong["flops"]
     assert data["usage"]["total_tokens"] == small["total_tokens"] + strong["total_tokens"]
+
+
+SHEEP = "A farmer has 17 sheep, buys 5 more and then sells 9. How many sheep does he have?"
+
+
+@pytest.mark.parametrize("strategy, options", [
+    ("verify-by-strong", ["-n", "4", "-o", "temperature=1.0"]),
+    ("mixture-of-agents", ["-o", "proposers=generator,strong", "-o", "n_per_proposer=1",
+                           "-o", "layers=1", "-o", "aggregator=strong"]),
+    ("particle-filtering", ["-n", "2", "-o", "scorer_role=strong", "-o", "max_steps=2"]),
+])
+def test_two_real_models_play_their_roles_and_the_view_draws_the_run(model_path, kquant,
+                                                                     strategy, options):
+    """The bundled model generates, its Q4_K_M copy is the strong model: each call goes to the
+    model its role names, each model is charged its own calls, and ponder view draws the run
+    with the strategy's own section."""
+    proc = ask(SHEEP, "-s", strategy, *options, "-m", str(model_path), "-m", f"strong={kquant}",
+               "--max-tokens", "48", "--seed", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    small, strong = model_path.name, kquant.name
+    nodes = data["trace"]["nodes"]
+    by = {name: [n for n in nodes if n["kind"] == "generate"
+                 and n.get("data", {}).get("model") == name] for name in (small, strong)}
+    calls = {name: data["models"].get(name, {}).get("calls", 0) for name in (small, strong)}
+    sections = view_of_result(data)["sections"]
+    if strategy == "verify-by-strong":
+        # four samples in one call; the strong model judges one member of each answer group
+        # (nothing when all four agree)
+        assert calls[small] == 1 and len(by[small]) == 4
+        answers = {c["answer"] for c in data["candidates"]}
+        judged = [n for n in by[strong] if n["label"].startswith("judge")]
+        assert len(judged) == calls[strong] != 1  # one group alone is never judged
+        assert len(judged) <= len(answers) and (len(answers) > 1 or not judged)
+        assert ("verdicts" in sections) == bool(judged)
+    elif strategy == "mixture-of-agents":
+        # one layer: each proposer answers once, then the strong model aggregates
+        assert [n["label"].split()[0] for n in by[small]] == ["proposer"]
+        assert sorted(n["label"].split()[0] for n in by[strong]) == ["aggregator", "proposer"]
+        assert (calls[small], calls[strong]) == (1, 2)
+        assert "layers" in sections
+    else:
+        # the small model writes every step, the strong model judges every step
+        steps = [n for n in by[small] if n["label"].startswith("step")]
+        judged = [n for n in by[strong] if n["label"].startswith("judge step")]
+        assert steps and len(judged) == len(steps) and by[small] == steps
+        assert calls[strong] == len(judged)
+        assert "particles" in sections
+    assert data["usage"]["total_tokens"] == sum(
+        m["total_tokens"] for m in data["models"].values())
 
 
 def test_a_missing_role_is_one_line_on_the_command_line(model_path):
