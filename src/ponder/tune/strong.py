@@ -42,6 +42,7 @@ from ponder.tune.mixes import (
     Answered,
     Mix,
     Subsets,
+    Verified,
     cascadable,
     cascade,
     judged_pick,
@@ -195,14 +196,14 @@ class MixTuner(Tuner):
             missing = [i for i in self._to_judge(problem, sizes, first) if i not in stored]
             if missing:
                 rows = {r.idx: r for r in self.store.samples(key, problem.id)}
+                asked = [Sample(rows[i].text, rows[i].answer) for i in missing]
                 async with slots:
                     ctx = new_context(self.strong, sandbox=self.sandbox)
-                    values = await judge.score(problem, [Sample(rows[i].text, rows[i].answer)
-                                                         for i in missing], ctx, None)
+                    values = await judge.score(problem, asked, ctx, None)
                     # each verdict costs its whole prompt (a live run judges a few groups and
                     # shares less of the problem's prefix than this batch does)
-                    prompts = [await self.strong.count_prompt_tokens(judge.request(
-                        problem, Sample(rows[i].text, rows[i].answer))) for i in missing]
+                    prompts = [await self.strong.count_prompt_tokens(judge.request(problem, a))
+                               for a in asked]
                 u, m = ctx.trace.usage, len(missing)
                 self.store.add_scores(key, self.judge_key, problem.id, [
                     ScoreRow(i, v, u.completion_tokens / m,
@@ -322,7 +323,8 @@ class MixTuner(Tuner):
                 out[p.id] = found
         return out
 
-    def _verified(self, problems: Sequence[Problem], n: int, *, first: bool) -> dict[str, Any]:
+    def _verified(self, problems: Sequence[Problem], n: int, *, first: bool
+                  ) -> dict[str, Verified]:
         """verify-by-strong at n on each problem that has its samples and verdicts."""
         plan = self.harness.plans[0]
         found = {p.id: verified_side(self.store, plan, p, n, self.draws, self.seed, first=first,
