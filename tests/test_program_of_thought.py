@@ -278,6 +278,8 @@ def test_bad_strategy_specs_are_clear_errors(tmp_path):
 
     assert split_specs("a,b[x=1,y=2],c") == ["a", "b[x=1,y=2]", "c"]
     assert parse_strategy_spec("b[x=1,y=two]") == ("b", {"x": 1, "y": "two"})
+    assert parse_strategy_spec('mixture-of-agents[proposers=["generator","strong"],layers=1]') \
+        == ("mixture-of-agents", {"proposers": ["generator", "strong"], "layers": 1})
     with pytest.raises(ConfigError, match="expected key=value"):
         parse_strategy_spec("self-consistency[mode]")
     with pytest.raises(ConfigError, match="listed twice"):

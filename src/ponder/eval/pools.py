@@ -146,14 +146,15 @@ _SPEC = re.compile(r"^(?P<name>[\w.-]+)(?:\[(?P<options>.*)\])?$")
 
 
 def parse_strategy_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``self-consistency[mode=mixed,n=8]`` -> ("self-consistency", {"mode": "mixed", "n": 8})."""
+    """``self-consistency[mode=mixed,n=8]`` -> ("self-consistency", {"mode": "mixed", "n": 8});
+    a value may be a JSON list: ``mixture-of-agents[proposers=["generator","strong"]]``."""
     import json
 
     m = _SPEC.match(spec.strip())
     if not m:
         raise ConfigError(f"cannot read strategy {spec!r}; expected NAME or NAME[key=value,...]")
     options: dict[str, Any] = {}
-    for item in filter(None, (m.group("options") or "").split(",")):
+    for item in split_specs(m.group("options") or ""):  # a JSON list's commas stay in it
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"strategy {spec!r}: expected key=value, got {item!r}")
