@@ -389,10 +389,42 @@ def test_a_particle_step_with_odd_fields_is_drawn_without_them():
     trace.add("decision", "particles step 1", parent=root, particles=[step, {"x": 1}, True],
               weights=[1.0, "w", None], scores=[0.9, 0.1], ancestors=[0, 7, True],
               resampled=True, why="multinomial resampling")
+    trace.add("decision", "pick: best", parent=root, chosen=[step])  # not an id
     p = build_view(nodes=trace.to_dict()["nodes"])["particles"]
     [one], [two], [three] = (row["cells"] for row in p["rows"])
     assert (one["node"], one["copies"], one["weight"], one["answer"]) == (step, 1, 1.0, "5")
     assert two is None and three is None
+    assert not one["chosen"] and p["pick"]["chosen"] is None and p["pick"]["answer"] is None
+    assert p["columns"][0]["why"] == "multinomial resampling"
+
+
+def test_a_finished_particle_in_several_slots_is_counted_by_slot():
+    """Step 1 resamples slot 0's finished answer into slots 0 and 1 and slot 2's partial into
+    slot 2 (an out-of-range draw keeps its place); step 2 extends slot 2 only. Copies, drops,
+    sources and the picked line (the answer in slot 1, from slot 0) are each slot's."""
+    trace = Trace()
+    root = trace.add("strategy", "particle-filtering", config={"n": 3})
+    done = trace.add("generate", "step 1 1/3", parent=root, text="x", answer="7")
+    other = trace.add("generate", "step 1 2/3", parent=root, text="y")
+    partial = trace.add("generate", "step 1 3/3", parent=root, text="z")
+    trace.add("decision", "particles step 1", parent=root, particles=[done, other, partial],
+              weights=[0.5, 0.1, 0.4], scores=[0.5, 0.1, 0.4], ancestors=[0, 0, 9],
+              resampled=True, why="multinomial resampling")
+    last = trace.add("generate", "step 2 1/1", parent=partial, text="w", answer="8")
+    trace.add("decision", "particles step 2", parent=root, particles=[done, done, last],
+              weights=[0.3, 0.3, 0.4], scores=[0.5, 0.5, 0.6], ancestors=[0, 1, 2],
+              resampled=False, why="every particle finished")
+    trace.add("decision", "pick: best", parent=root, chosen=done, answer="7")
+    p = build_view(nodes=trace.to_dict()["nodes"])["particles"]
+    first = [row["cells"][0] for row in p["rows"]]
+    assert [(c["copies"], c["dropped"]) for c in first] == [(2, False), (0, True), (0, True)]
+    second = [row["cells"][1] for row in p["rows"]]
+    assert [(c["node"], c["copies"], c["from"]) for c in second] == [
+        (done, 1, 1), (done, 1, 1), (last, 1, None)]
+    # both slots holding the picked answer, and the slot they came from
+    assert [[c["chosen"] for c in row["cells"]] for row in p["rows"]] == [
+        [True, True], [False, True], [False, False]]
+    assert p["pick"]["chosen"] == done and p["pick"]["answer"] == "7"
 
 
 def test_mixture_of_agents_layers_by_proposer_and_the_aggregator():

@@ -422,17 +422,18 @@ class MixTuner(Tuner):
         chosen.anchors = [strong[k] for k in (GREEDY, *self.strong_sizes)
                           if k in strong and k != 1]
         reference = self.settings[0].label
-        for spec in self.budgets:
-            if isinstance(spec, str):
-                n = parse_reference_budget(spec)
-                chosen.anchors += [c for c in chosen.candidates if c.kind == "small"
-                                   and c.setting.label == reference and c.selector == "majority"
-                                   and c.n == n]
+        wanted = [c for spec in self.budgets if isinstance(spec, str)
+                  for c in chosen.candidates if c.kind == "small"
+                  and c.setting.label == reference and c.selector == "majority"
+                  and c.n == parse_reference_budget(spec)]
         small = [c for c in chosen.candidates if c.kind == "small"]
         for choice in chosen.choices:  # what tune would choose with the small model alone
             found = best_at(small, choice.budget) if choice.best is not None else None
-            if found is not None and all(found.label != c.label for c in chosen.anchors):
-                chosen.anchors.append(found)
+            if found is not None:
+                wanted.append(found)
+        for c in wanted:
+            if all(c.label != a.label for a in chosen.anchors):
+                chosen.anchors.append(c)
         return chosen
 
     # -- results ---------------------------------------------------------------------------

@@ -734,59 +734,64 @@ def _debate(trace: _Trace, candidates: Sequence[Mapping[str, Any]],
 def _particles(trace: _Trace) -> dict[str, Any] | None:
     """particle-filtering: steps as columns, the population's slots as rows. A cell is the
     particle a slot held once the step extended it: its step's score, its share of the weight,
-    how many slots of the next population the resampling gave it (none: dropped), the slot of
-    the previous population it grew from, and whether the picked answer descends from it. A
-    column: the effective sample size and whether (and why not) it resampled."""
+    how many slots of the next population the resampling drew from it (none: dropped), the
+    slot of the previous population it grew from, and whether the picked answer descends from
+    it (by slot: a finished particle stays put and may fill several slots). A column: the
+    effective sample size and whether (and why not) it resampled."""
     steps = [n for n in trace.of_kind("decision") if str(n["label"]).startswith("particles step")
              and all(isinstance(n.get("data", {}).get(k), list)
                      for k in ("particles", "weights", "scores", "ancestors"))]
     if not steps:
         return None
-    pick = _decision(trace, "pick")
-    chosen = (pick or {}).get("data", {}).get("chosen")
-    path: set[int] = set()
-    walk = chosen if chosen in trace.by_id else None
-    while walk is not None and walk not in path:
-        path.add(walk)
-        walk = trace.by_id[walk]["parent"]
+
+    def ids(values: Sequence[Any]) -> list[int | None]:  # a stored trace is untrusted
+        return [x if isinstance(x, int) and not isinstance(x, bool) else None for x in values]
+
     n = max(len(s["data"]["particles"]) for s in steps)
     columns: list[dict[str, Any]] = []
     rows: list[list[dict[str, Any] | None]] = [[] for _ in range(n)]
-    before: list[int] | None = None  # the previous step's ancestors: where each slot came from
+    before: list[int | None] | None = None  # the previous step's draws: each slot's source
     for number, step in enumerate(steps, 1):
         data = step["data"]
-        weights, scores = data["weights"], data["scores"]
-        particles = [x if isinstance(x, int) and not isinstance(x, bool) else None
-                     for x in data["particles"]]  # trace ids (a stored trace is untrusted)
-        ancestors = [a for a in data["ancestors"] if isinstance(a, int) and not isinstance(a, bool)]
+        weights, scores, particles = data["weights"], data["scores"], ids(data["particles"])
+        ancestors = ids(data["ancestors"])
         resampled = bool(data.get("resampled"))
-        copies: dict[Any, int] = {}
-        for a in ancestors:
-            if 0 <= a < len(particles) and particles[a] is not None:
-                copies[particles[a]] = copies.get(particles[a], 0) + 1
+        copies = [sum(1 for a in ancestors if a == slot) for slot in range(n)]
         columns.append({"step": number, "node": step["id"], "label": step["label"],
                         "ess": _num(data.get("ess")), "resampled": resampled,
-                        "why": _str(data.get("why")), "finished": data.get("finished")})
+                        "why": _str(data.get("why")) or "", "finished": data.get("finished")})
         for slot in range(n):
-            if slot >= len(particles) or particles[slot] is None:
+            node = particles[slot] if slot < len(particles) else None
+            if node is None:
                 rows[slot].append(None)
                 continue
-            node = particles[slot]
             found = trace.by_id.get(node, {}).get("data", {})
+            source = before[slot] if before is not None and slot < len(before) else None
             rows[slot].append({
                 "node": node, "score": _num(scores[slot]) if slot < len(scores) else None,
                 "weight": _num(weights[slot]) if slot < len(weights) else None,
-                "copies": copies.get(node, 0), "dropped": resampled and not copies.get(node),
-                "from": before[slot] + 1 if before is not None and slot < len(before)
-                and 0 <= before[slot] < n else None,
+                "copies": copies[slot], "dropped": resampled and not copies[slot],
+                "from": source + 1 if source is not None and 0 <= source < n else None,
                 "answer": _str(found.get("answer")), "model": _str(found.get("model")),
-                "chosen": node in path})
+                "chosen": False})
         before = ancestors
+    pick = _decision(trace, "pick")
+    chosen = (pick or {}).get("data", {}).get("chosen")
+    chosen = chosen if isinstance(chosen, int) and not isinstance(chosen, bool) else None
+    # the picked line, back from the last step's slots that hold the picked particle
+    line = {k for k in range(n) if rows[k][-1] is not None and rows[k][-1]["node"] == chosen}
+    for column in range(len(steps) - 1, -1, -1):
+        for k in line:
+            rows[k][column]["chosen"] = True  # type: ignore[index]
+        line = {cell["from"] - 1 for k in line
+                if (cell := rows[k][column]) is not None and cell["from"] is not None
+                and rows[cell["from"] - 1][column - 1] is not None} if column else set()
     return {"n": n, "columns": columns,
             "rows": [{"slot": k + 1, "cells": cells} for k, cells in enumerate(rows)],
-            "pick": None if pick is None else {"node": pick["id"], "label": pick["label"],
-                                               "chosen": chosen if path else None,
-                                               "answer": _str(pick["data"].get("answer"))}}
+            "pick": None if pick is None else {
+                "node": pick["id"], "label": pick["label"],
+                "chosen": chosen if any(c and c["chosen"] for r in rows for c in r) else None,
+                "answer": _str((pick.get("data") or {}).get("answer"))}}
 
 
 def _layers(trace: _Trace, candidates: Sequence[Mapping[str, Any]],

@@ -876,7 +876,7 @@
     var head = el('tr', null, el('th', null, 'particle'), p.columns.map(function (c) {
       return el('th', { 'data-step': c.step }, 'step ' + c.step, el('div', { class: 'faint sub' },
         (c.ess !== null ? 'ESS ' + num(c.ess, 2) + ' of ' + p.n + ' · ' : '') +
-        (c.resampled ? c.why : 'not resampled: ' + c.why)));
+        (c.resampled ? (c.why || 'resampled') : 'not resampled' + (c.why ? ': ' + c.why : ''))));
     }));
     var rows = p.rows.map(function (r) {
       return el('tr', { 'data-slot': r.slot }, el('th', { class: 'agent' }, 'particle ' + r.slot),
