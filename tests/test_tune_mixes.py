@@ -411,7 +411,8 @@ def test_tune_on_the_command_line_chooses_the_strong_model_alone_and_a_cascade(
     # compute-optimal: the cascade against the best single model at 3e4, held out
     single = ("At 3e4 FLOPs the best single model is chain T0.7 · majority · n=4 (50.0% on the "
               "tuning part, 9.6e3 FLOPs); held out, the choice is at least as accurate: 100.0% "
-              "against 50.0%, +50.0 [+0.0, +100.0] p=1 (2 problems, paired).")
+              "against 50.0%, +50.0 [+0.0, +100.0] p=1 (2 problems, paired; not significant at "
+              "5%).")
     assert single in md and single in " ".join(printed.split())
     assert "At 1e5 FLOPs the choice is a single model's own configuration" in md
     # the anchors, and the cascade at 0.47 of the strong model's vote of 4's FLOPs

@@ -192,7 +192,7 @@ def single_lines(data: dict[str, Any]) -> list[str]:
                    else "less accurate")
         out.append(f"{line}; held out, the choice is {verdict}: {_pct(mine)} against "
                    f"{_pct(h_single['accuracy'])}, {_diff_cell(held)} "
-                   f"({held['problems']} problems, paired).")
+                   f"({held['problems']} problems, paired; {held['verdict']}).")
     return out
 
 
