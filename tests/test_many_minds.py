@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import subprocess
 import sys
 
@@ -156,6 +157,33 @@ def test_verify_by_strong_pointwise_judges_one_per_group_and_the_best_score_wins
     assert "x 21." in first and "y 22." in second
     scores = {c.answer: c.score for c in result.candidates if c.score is not None}
     assert scores == {"21": 0.0, "22": 1.0}
+
+
+def yes(p: float) -> Completion:
+    """A verdict whose first token puts P(yes) = p."""
+    top = (("Yes", math.log(p)), ("No", math.log(1 - p)))
+    return Completion("Yes" if p >= 0.5 else "No",
+                      logprobs=(TokenLogprob("Yes" if p >= 0.5 else "No", 0.0, top),))
+
+
+def test_verify_by_strong_weighted_multiplies_votes_by_verdicts():
+    """Three votes for 21 judged 0.6, two for 22 judged 0.95, one for 23 judged 0.99: the best
+    verdict picks 23; weighted, 22 (1.9 against 21's 1.8 and 23's 0.99)."""
+    texts = ["The answer is 21."] * 3 + ["The answer is 22."] * 2 + ["The answer is 23."]
+    trust = {"21": 0.6, "22": 0.95, "23": 0.99}
+
+    def judge(request, index):
+        proposed = request.messages[-1].content.split("Proposed final answer: ")[1].split()[0]
+        return yes(trust[proposed])
+
+    picks = {}
+    for combine in ("best", "weighted"):
+        small = ScriptedBackend(list(texts), model="small")
+        strong = ScriptedBackend(judge, model="strong")
+        result = run("verify-by-strong", small, strong, n=6, combine=combine)
+        picks[combine] = result.answer
+        assert len(strong.history) == 3  # one verdict per answer group either way
+    assert picks == {"best": "23", "weighted": "22"}
 
 
 def test_verify_by_strong_pointwise_ties_go_to_the_larger_group():

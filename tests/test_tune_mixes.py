@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import math
 import re
 import sqlite3
 
@@ -629,6 +630,34 @@ def test_verify_by_strong_by_hand(tmp_path):
     tuner.store.close()
 
 
+def test_weighted_verdicts_by_hand(tmp_path):
+    """A judge that says yes to everything, a little more to right answers (P(yes) 0.9 right,
+    0.6 wrong), at n=4: the best verdict wins "split" (R 0.9 against W 0.6) and "wrong" (the
+    lone R); weighted by votes, "wrong"'s three W (1.8) beat its R (0.9). "sure" needs no
+    verdict, "lost" has no right group. So 75% best, 50% weighted, from the same verdicts."""
+    def hedging(request, index):
+        if request.messages[0].content != JUDGE_SYSTEM:
+            return strong(request, index)
+        prompt = request.messages[-1].content
+        i = re.search(r"Problem (\d+):", prompt).group(1)
+        right = re.search(r"Proposed final answer: (.*)", prompt).group(1) == str(10 + int(i))
+        p = 0.9 if right else 0.6
+        return Completion("Yes", logprobs=(TokenLogprob("Yes", math.log(p), (
+            ("Yes", math.log(p)), ("No", math.log(1 - p)))),))
+
+    backends = (models()[0], ScriptedBackend(hedging, model="big", parameters=STRONG_SIZE))
+    tuner = make(tmp_path, backends, verify=True)
+    asyncio.run(search.run_tune(tuner))
+    c = {x.label: x for x in tuner.chosen.candidates}
+    best = c[verify_label(4)]
+    weighted = c["chain T0.7 · n=4, votes weighted by the strong model's verdicts"]
+    assert best.values == {"1": 1.0, "3": 1.0, "4": 1.0, "5": 0.0}
+    assert weighted.values == {"1": 1.0, "3": 1.0, "4": 0.0, "5": 0.0}
+    assert (best.selector, weighted.selector) == ("best", "weighted")
+    assert weighted.flops == best.flops  # the same verdicts, read the same way
+    assert tuner.preset(weighted, None).options["combine"] == "weighted"
+
+
 def test_tune_chooses_verify_by_strong_where_the_strong_model_only_judges_well(
         dev, tmp_path, scripted, capsys):
     """A strong model that never answers itself but judges honestly: at 1e6 FLOPs
@@ -657,7 +686,7 @@ def test_tune_chooses_verify_by_strong_where_the_strong_model_only_judges_well(
     assert sorted({i for i, _ in JUDGED}) == ["2", "3", "4", "5"]  # held out: "lost" alone
     preset = load_preset(out / "preset-1e6.json")
     assert (preset.strategy, preset.options) == ("verify-by-strong", {
-        "temperature": 0.7, "mode": "chain", "n": 4, "method": "pointwise",
+        "temperature": 0.7, "mode": "chain", "n": 4, "method": "pointwise", "combine": "best",
         "max_solution_chars": 3000})
     capsys.readouterr()
     DRAWN.clear()

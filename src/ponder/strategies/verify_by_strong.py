@@ -8,7 +8,10 @@ representative per group (the group's first member):
 
 - ``pointwise``: P("yes") that the solution's answer is correct (the judge prompt, its first
   token's logprobs where the backend gives them, else its Yes/No); the best-scored group wins,
-  ties to the larger group.
+  ties to the larger group (``combine=best``), or each group's votes times its P("yes") decide
+  (``combine=weighted``: a vote the strong model weighs, as verifier-weighted majority voting
+  does; a judge that says yes to nearly everything then leaves the majority standing instead
+  of handing the win to a lone answer it scored a hair higher).
 - ``tournament``: two solutions side by side, "which final answer is correct, A or B?"; the
   groups meet in order of their votes, the winner of each match meeting the next (``both_orders``
   asks each pair twice, A/B swapped, so the position does not decide).
@@ -62,6 +65,9 @@ class VerifyByStrongConfig(SamplingModeConfig):
     method: Literal["pointwise", "tournament"] = Field(
         "pointwise", description="pointwise: P(yes) per answer group; tournament: pairwise "
         "matches between groups")
+    combine: Literal["best", "weighted"] = Field(
+        "best", description="pointwise: the best verdict wins (best), or each group's votes "
+        "times its verdict (weighted: a vote the strong model weighs)")
     both_orders: bool = Field(True, description="tournament: ask each pair twice, A/B swapped")
     strong_role: str = Field("strong", pattern=r"^[a-z][a-z0-9_-]{0,31}$",
                              description="the role of the model that chooses")
@@ -96,6 +102,25 @@ def prefers_a(text: str, top: Sequence[tuple[str, float]] | None) -> float | Non
     if match is None:
         return None
     return 1.0 if match.group(1) == "A" else 0.0
+
+
+def pointwise_winner(votes: Sequence[float], scores: Sequence[float | None],
+                     combine: str = "best") -> int:
+    """The winning group of a pointwise verdict: the best score (``best``) or the most votes
+    times score (``weighted``); equal values go to the larger group, then the first. A group
+    without a score counts -1 (best) or 0 (weighted).
+
+    >>> pointwise_winner([3, 2, 1], [0.6, 0.95, 0.99]), pointwise_winner(
+    ...     [3, 2, 1], [0.6, 0.95, 0.99], "weighted")
+    (2, 1)
+    """
+    def value(k: int) -> float:
+        s = scores[k]
+        if combine == "weighted":
+            return votes[k] * (s if s is not None else 0.0)
+        return s if s is not None else -1.0
+
+    return min(range(len(votes)), key=lambda k: (-round(value(k), 12), -votes[k], k))
 
 
 class VerifyByStrong(BaseStrategy):
@@ -157,12 +182,11 @@ class VerifyByStrong(BaseStrategy):
                              parent=root, method="pointwise")
         picked = [small[g.members[0]] for g in groups]
         scores = await judge.score(problem, picked, ctx, node)
-        # the best score wins; equal scores (or no score) go to the larger group, then the first
-        order = sorted(range(len(groups)), key=lambda k: (
-            -(scores[k] if scores[k] is not None else -1.0), -groups[k].weight, k))
-        winner = groups[order[0]]
-        ctx.trace.add("decision", f"{strong.model} prefers {winner.answer!r}", parent=root,
-                      answer=winner.answer,
+        winner = groups[pointwise_winner([g.weight for g in groups], scores,
+                                         self.config.combine)]
+        ctx.trace.add("decision", f"{strong.model} prefers {winner.answer!r}"
+                      + (" (votes x verdicts)" if self.config.combine == "weighted" else ""),
+                      parent=root, answer=winner.answer, combine=self.config.combine,
                       scores=[{"answer": g.answer, "score": s, "votes": g.weight}
                               for g, s in zip(groups, scores, strict=True)])
         return winner, {g.members[0]: s for g, s in zip(groups, scores, strict=True)}

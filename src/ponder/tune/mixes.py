@@ -19,8 +19,8 @@ Everything here reads the store; ``strong.py`` generates what it reads. Per prob
 - **verify-by-strong** (pointwise), as ``strategies/verify_by_strong.py`` runs live: over the
   same subsets, the vote's groups; one group wins alone; otherwise each group's first member
   is judged by the strong model (its P("yes"), stored per sample under :data:`JUDGE`), the best
-  score wins, ties to the larger group; its cost is the small side's plus the judgements the
-  subset asks for.
+  score wins, or the most votes times score (``combine`` weighted), ties to the larger group;
+  its cost is the small side's plus the judgements the subset asks for.
 
 FLOPs-equivalent is 2 x parameters x every token read or written, per model, counted as the
 backends charge a call: k samples drawn in one call read its prompt once and write k times the
@@ -46,6 +46,7 @@ from ponder.eval.plans import Plan, graded, plan_samples, seed_of
 from ponder.eval.pools import clusters_of, counts, cut_of, pick
 from ponder.eval.store import SampleRow, Store
 from ponder.strategies.cascade import group_shares
+from ponder.strategies.verify_by_strong import pointwise_winner
 from ponder.tune.space import Candidate, Setting
 from ponder.types import Problem
 
@@ -80,6 +81,9 @@ class Mix(Candidate):
         if self.kind == "strong":
             return "strong · greedy" if self.strong == GREEDY else \
                 f"{self.setting.label} · majority · n={self.strong}"
+        if self.kind == "verify" and self.selector == "weighted":
+            return (f"{self.setting.label} · n={self.n}, votes weighted by the strong model's "
+                    "verdicts")
         if self.kind == "verify":
             return f"{self.setting.label} · n={self.n}, the strong model judges the groups"
         return (f"{self.setting.label} · {self.selector} · n={self.n}, agreement < "
@@ -222,10 +226,12 @@ def small_side(store: Store, plan: Plan, problem: Problem, n: int, draws: int, s
 
 def judged_pick(samples: Sequence[SampleRow], subset: Sequence[int],
                 clusters: Sequence[int | None], config: Any,
-                scores: Mapping[int, Any]) -> tuple[int | None, list[int]]:
+                scores: Mapping[int, Any], combine: str = "best"
+                ) -> tuple[int | None, list[int]]:
     """verify-by-strong's choice on a subset (the position of the winning group's first
     member; None: no answer) and the positions the strong model judged (none when every
-    answer agrees). ``scores``: the stored judgements by sample index."""
+    answer agrees). ``scores``: the stored judgements by sample index; ``combine``: the
+    strategy's (``pointwise_winner``)."""
     weights = [getattr(config, f"{r.mode}_weight", 1.0) for r in samples]
     groups = [g for g in tally(clusters, subset, weights, [r.mode for r in samples],
                                getattr(config, "cross_mode_bonus", 0.0), cut_of(samples),
@@ -235,17 +241,15 @@ def judged_pick(samples: Sequence[SampleRow], subset: Sequence[int],
     if len(groups) == 1:
         return groups[0].members[0], []
     judged = [g.members[0] for g in groups]
-
-    def score(k: int) -> float:
-        row = scores.get(samples[judged[k]].idx)
-        return row.score if row is not None and row.score is not None else -1.0
-
-    best = min(range(len(groups)), key=lambda k: (-score(k), -groups[k].weight, k))
+    verdicts = [row.score if (row := scores.get(samples[j].idx)) is not None else None
+                for j in judged]
+    best = pointwise_winner([g.weight for g in groups], verdicts, combine)
     return judged[best], judged
 
 
 def verified_side(store: Store, plan: Plan, problem: Problem, n: int, draws: int, seed: int,
-                  *, first: bool, judge: str = JUDGE) -> Verified | None:
+                  *, first: bool, judge: str = JUDGE, combine: str = "best"
+                  ) -> Verified | None:
     """verify-by-strong over ``plan``'s samples (one pool) at n on a problem: over subsets of
     its stored samples, or its first n (``first``); the verdicts stored under ``judge``. None
     when it lacks the samples or a judgement a subset asks for."""
@@ -259,7 +263,7 @@ def verified_side(store: Store, plan: Plan, problem: Problem, n: int, draws: int
     right: list[bool] = []
     judge_tokens = judge_read = 0.0
     for subset in subsets_of(strata, sizes, draws, rng):
-        chosen, judged = judged_pick(samples, subset, clusters, plan.config, scores)
+        chosen, judged = judged_pick(samples, subset, clusters, plan.config, scores, combine)
         rows = [scores.get(samples[j].idx) for j in judged]
         if any(r is None for r in rows):
             return None
@@ -272,7 +276,7 @@ def verified_side(store: Store, plan: Plan, problem: Problem, n: int, draws: int
 
 
 def verify_mix(setting: Setting, n: int, verified: Mapping[str, Verified],
-               parameters: tuple[int, int]) -> Mix | None:
+               parameters: tuple[int, int], combine: str = "best") -> Mix | None:
     """verify-by-strong on the problems it has: expected accuracy, tokens per model, FLOPs."""
     if not verified:
         return None
@@ -282,7 +286,7 @@ def verify_mix(setting: Setting, n: int, verified: Mapping[str, Verified],
     judge_tokens = sum(v.judge[0] for v in verified.values()) / m
     flops = sum(2.0 * (parameters[0] * v.small[1] + parameters[1] * v.judge[1])
                 for v in verified.values()) / m
-    return Mix(setting, "majority", n, accuracy=sum(values.values()) / m,
+    return Mix(setting, combine, n, accuracy=sum(values.values()) / m,
                tokens=small_tokens + judge_tokens, problems=m, values=values, flops=flops,
                axis="flops", kind="verify",
                tokens_by_model={"small": small_tokens, "strong": judge_tokens})

@@ -112,7 +112,8 @@ def mix_cells(c: dict[str, Any]) -> list[str]:
     """Models, threshold, strong side and escalated share of a configuration."""
     cascade = c.get("kind") == "cascade"
     side = {"strong": c.get("strong"), "cascade": c.get("strong"),
-            "verify": "judges the groups"}.get(c.get("kind", "small"), "—")
+            "verify": "weighs the votes" if c.get("selector") == "weighted"
+            else "judges the groups"}.get(c.get("kind", "small"), "—")
     return [c.get("models", "small"), f"{c['threshold']:g}" if cascade else "—", side or "—",
             _pct(c["escalation"]) if cascade else "—"]
 

@@ -70,6 +70,7 @@ from ponder.types import Problem
 from ponder.verifiers.judge import JudgeVerifier
 
 GREEDY_OPTIONS = {"temperature": 0.0, "mode": "chain"}
+COMBINE = ("best", "weighted")  # verify-by-strong's pointwise rules, both replayed
 
 
 def check_thresholds(thresholds: Sequence[float]) -> None:
@@ -323,12 +324,13 @@ class MixTuner(Tuner):
                 out[p.id] = found
         return out
 
-    def _verified(self, problems: Sequence[Problem], n: int, *, first: bool
-                  ) -> dict[str, Verified]:
-        """verify-by-strong at n on each problem that has its samples and verdicts."""
+    def _verified(self, problems: Sequence[Problem], n: int, *, first: bool,
+                  combine: str = "best") -> dict[str, Verified]:
+        """verify-by-strong at n (``combine``: the strategy's) on each problem that has its
+        samples and verdicts."""
         plan = self.harness.plans[0]
         found = {p.id: verified_side(self.store, plan, p, n, self.draws, self.seed, first=first,
-                                     judge=self.judge_key) for p in problems}
+                                     judge=self.judge_key, combine=combine) for p in problems}
         return {pid: v for pid, v in found.items() if v is not None}
 
     def candidates(self, problems: Sequence[Problem], selector_file: str | None,
@@ -356,10 +358,11 @@ class MixTuner(Tuner):
         if self.verify:
             reference = self.harness.plans[0]
             for n in (n for n in reference.budgets if n > 1):
-                mix = verify_mix(self.settings[0], n, self._verified(problems, n, first=False),
-                                 self.sizes_by_model)
-                if mix is not None:
-                    out.append(mix)
+                for combine in COMBINE:
+                    mix = verify_mix(self.settings[0], n, self._verified(
+                        problems, n, first=False, combine=combine), self.sizes_by_model, combine)
+                    if mix is not None:
+                        out.append(mix)
         for setting, rule, plan in plans:
             sides = [s for s in self._cascade_sides() if cascadable(setting, s)]
             if not sides:
@@ -394,8 +397,9 @@ class MixTuner(Tuner):
                 found = strong_alone(m.setting, m.strong, answered[m.strong],
                                      self.sizes_by_model[1])
             elif m.kind == "verify":
-                found = verify_mix(m.setting, m.n, self._verified(self.held_out, m.n, first=True),
-                                   self.sizes_by_model)
+                found = verify_mix(m.setting, m.n, self._verified(
+                    self.held_out, m.n, first=True, combine=m.selector), self.sizes_by_model,
+                    m.selector)
             else:
                 small = self._small_sides(self.held_out, plans[(m.setting.label, m.selector)],
                                           m.n, first=True)
@@ -448,6 +452,7 @@ class MixTuner(Tuner):
         if choice.kind == "verify":
             return Preset("verify-by-strong", {**choice.setting.options, "n": choice.n,
                                                "method": "pointwise",
+                                               "combine": choice.selector,
                                                "max_solution_chars": JUDGE_CHARS})
         options: dict[str, Any] = {**choice.setting.options, "n": choice.n,
                                    "signal": "agreement", "threshold": choice.threshold,
