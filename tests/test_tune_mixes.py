@@ -40,6 +40,7 @@ from ponder.eval.store import Store
 from ponder.presets import load_preset
 from ponder.tune import mixes, search
 from ponder.tune.mixes import GREEDY, Mix
+from ponder.tune.report import mix_lines
 from ponder.tune.strong import MixTuner
 from ponder.types import Completion, Problem, TokenLogprob
 from ponder.verifiers.judge import JUDGE_SYSTEM
@@ -277,6 +278,18 @@ def test_each_choice_against_the_best_single_model_and_the_anchors(tuned):
         ("ref@4", -0.5), ("30000", 0.0), ("70000", 0.0)]
     small = anchors["chain T0.7 · majority · n=4"]
     assert [c["held_out"]["difference"] for c in small["choices"]] == [0.0, 0.5, 0.5]
+    # the best mix per budget, chosen or not: none fits ref@4; at 7e4 the chosen cascade
+    assert ref4.get("mix") is None
+    mix = high["mix"]
+    assert mix["configuration"]["label"] == cascade_label(4, "0.875", "greedy")
+    assert (mix["against_tuning"]["difference"], mix["against_held_out"]["difference"],
+            mix["held_out"]["accuracy"], mix["held_out_against"]["accuracy"]) == (
+        0.5, 0.5, 1.0, 0.5)
+    assert mix_lines(data)[1].startswith(
+        "At 7e4 FLOPs the best mix is chain T0.7 · majority · n=4, agreement < 0.875 → strong "
+        "greedy (100.0% on the tuning part, 6.31e4 FLOPs, escalating 75.0%): against the best "
+        "single model chain T0.7 · majority · n=4, +50.0 points on the tuning part, held out "
+        "100.0% against 50.0%")
 
 
 def test_the_strong_models_samples_have_keys_of_their_own(tuned, tmp_path):

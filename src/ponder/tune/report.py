@@ -197,6 +197,30 @@ def single_lines(data: dict[str, Any]) -> list[str]:
     return out
 
 
+def mix_lines(data: dict[str, Any]) -> list[str]:
+    """Per budget (with a strong model), the most accurate mix there against the best single
+    model, on both parts, whether it was chosen or not."""
+    out = []
+    for c in data["choices"]:
+        mix, single = c.get("mix"), c.get("single")
+        if not mix or not single or c["chosen"] is None:
+            continue
+        m, tuning = mix["configuration"], mix["against_tuning"]
+        how = f", escalating {_pct(m['escalation'])}" if m.get("kind") == "cascade" else ""
+        line = (f"At {budget_cell(c)} FLOPs the best mix is {m['label']} "
+                f"({_pct(m['accuracy'])} on the tuning part, {flops_cell(m['flops'])} FLOPs{how})"
+                f": against the best single model {single['label']}, "
+                f"{_pts(tuning['difference'])} points on the tuning part")
+        held, h_mix = mix.get("against_held_out"), mix.get("held_out")
+        h_single = mix.get("held_out_against")
+        if held and h_mix and h_single:
+            line += (f", held out {_pct(h_mix['accuracy'])} against "
+                     f"{_pct(h_single['accuracy'])}, {_diff_cell(held)} ({held['problems']} "
+                     f"problems, paired; {held['verdict']})")
+        out.append(line + ".")
+    return out
+
+
 ANCHOR_HEADER = ["anchor", "models", "FLOPs/problem (held-out)", "tuning accuracy",
                  "held-out accuracy"]
 AGAINST_HEADER = ["budget (FLOPs)", "chosen", "anchor", "FLOPs, chosen / anchor (held-out)",
@@ -375,7 +399,7 @@ def markdown(data: dict[str, Any], config: dict[str, Any]) -> str:
     warning = cut_line(data)
     if warning:
         lines += ["", f"**Warning:** {warning}"]
-    for line in verdict_lines(data) + single_lines(data) + ceiling_lines(data):
+    for line in verdict_lines(data) + single_lines(data) + mix_lines(data) + ceiling_lines(data):
         lines += ["", line]
     if data.get("anchors"):
         lines += ["", "## Anchors: one model alone, confirmed on the held-out part", "",
@@ -556,7 +580,8 @@ def html_page(data: dict[str, Any], config: dict[str, Any], png: Path) -> str:
         + "".join(f"<p><b>Warning:</b> {html.escape(line)}</p>"
                   for line in [cut_line(data)] if line)
         + "".join(f"<p>{html.escape(line)}</p>"
-                  for line in verdict_lines(data) + single_lines(data) + ceiling_lines(data))
+                  for line in verdict_lines(data) + single_lines(data) + mix_lines(data)
+                  + ceiling_lines(data))
         + anchors + f"{lever_table}<p>{html.escape(NOTE)}</p>"
         + (f"<p>{html.escape(MIX_NOTE)}</p>" if flops else "")
         + f"<p>{html.escape(held_out_line(data))}</p>"

@@ -96,6 +96,7 @@ class Choice:
     # with a strong model: the most accurate configuration of one model alone (either) there,
     # what the choice must match to be compute-optimal
     single: Candidate | None = None
+    mix: Candidate | None = None  # with a strong model: the most accurate mix there
 
 
 @dataclass
@@ -112,10 +113,11 @@ class Chosen:
 
     def confirmed(self) -> list[Candidate]:
         """Every configuration the held-out part confirms, each once: per budget the choice,
-        its reference and the best single-model configuration, then the anchors."""
+        its reference, the best single-model configuration and the best mix, then the
+        anchors."""
         out: dict[str, Candidate] = {}
         for choice in self.choices:
-            for c in (choice.best, choice.reference, choice.single):
+            for c in (choice.best, choice.reference, choice.single, choice.mix):
                 if c is not None:
                     out.setdefault(c.label, c)
         for c in self.anchors:
@@ -524,6 +526,13 @@ class Tuner:
                     for name, c in (("chosen", best), ("reference", ref))}
             if choice.single is not None:
                 entry.update(self._against(best, choice.single, budget, held_by, "single"))
+                if choice.mix is not None:  # the best mix against the best single model
+                    entry["mix"] = {"configuration": choice.mix.to_dict(), **{
+                        k.replace("single", "against"): v for k, v in self._against(
+                            choice.mix, choice.single, budget, held_by, "single").items()
+                        if k != "single"}}
+                    if (h_mix := held_by.get(choice.mix.label)) is not None:
+                        entry["mix"]["held_out"] = h_mix.to_dict()
             entry["preset"] = self.preset(best, chosen.selector_file)
             entry["levers"] = [
                 {"lever": name, "configuration": c.to_dict(),

@@ -411,16 +411,19 @@ class MixTuner(Tuner):
 
     def choose(self) -> Chosen:
         """``Tuner.choose``, with the best single-model configuration per budget (the small
-        model's or the strong model's alone: what a mix must match to be compute-optimal) and
-        the anchors: the strong model greedy and its votes of each size above one, the small
+        model's or the strong model's alone: what a mix must match to be compute-optimal), the
+        best mix there (a cascade or verify-by-strong: confirmed whether chosen or not) and the
+        anchors: the strong model greedy and its votes of each size above one, the small
         model's self-consistency at each sample count a ``ref@N`` budget names, and the small
         model's own best configuration at each budget (its tune preset without a strong
         model)."""
         chosen = super().choose()
         single = [c for c in chosen.candidates if c.kind in ("small", "strong")]
+        mixes = [c for c in chosen.candidates if c.kind in ("cascade", "verify")]
         for choice in chosen.choices:
             if choice.best is not None:
                 choice.single = best_at(single, choice.budget)
+                choice.mix = best_at(mixes, choice.budget)
         strong = {c.strong: c for c in chosen.candidates
                   if isinstance(c, Mix) and c.kind == "strong"}
         chosen.anchors = [strong[k] for k in (GREEDY, *self.strong_sizes)
