@@ -669,6 +669,14 @@ def test_weighted_verdicts_by_hand(tmp_path):
     assert (best.selector, weighted.selector) == ("best", "weighted")
     assert weighted.flops == best.flops  # the same verdicts, read the same way
     assert tuner.preset(weighted, None).options["combine"] == "weighted"
+    # scored on first samples (as the held-out part is), each rule is still its own
+    first = {combine: {pid: v.right for pid, v in tuner._verified(
+        tuner.tuning, 4, first=True, combine=combine).items()} for combine in ("best", "weighted")}
+    assert (first["best"]["4"], first["weighted"]["4"]) == ((True,), (False,))
+    chosen = search.Chosen(tuner.chosen.candidates, [search.Choice(1e9, weighted, best)], None,
+                           {})
+    held = tuner.held_out_candidates(chosen)
+    assert held[weighted.label].selector == "weighted" and held[best.label].selector == "best"
 
 
 def test_tune_chooses_verify_by_strong_where_the_strong_model_only_judges_well(
@@ -693,6 +701,10 @@ def test_tune_chooses_verify_by_strong_where_the_strong_model_only_judges_well(
                                           {"setting": "strong greedy", "n": 1},
                                           {"setting": "strong chain T0.7", "n": 4},
                                           {"setting": "strong judges chain T0.7", "n": 4}]
+    # verify-by-strong is a lever of its own, and here the best of all
+    levers = [row["lever"] for row in choice["levers"]]
+    assert levers[0] == "the strong model verifies" and "weighted vote" not in levers
+    assert levers[-1] == "all together (best of all): the strong model verifies"
     # the best single model: the small one's vote (the mute strong model scores 0)
     assert choice["single"]["label"] == "chain T0.7 · majority · n=4"
     assert choice["single_tuning"]["difference"] == 0.25

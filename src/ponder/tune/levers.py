@@ -12,9 +12,12 @@ from ponder.tune.space import LEARNED, Candidate
 
 def levers_of(c: Candidate, reference: Candidate) -> tuple[str, ...]:
     """How a configuration differs from the reference, lever by lever (the strong model alone
-    is one lever; a cascade is its small side's levers and the cascade)."""
+    is one lever, and verify-by-strong one; a cascade is its small side's levers and the
+    cascade)."""
     if c.kind == "strong":
         return ("the strong model alone",)
+    if c.kind == "verify":  # the reference setting's samples, the strong model choosing
+        return ("the strong model verifies",)
     mine, ref = c.setting.options, reference.setting.options
     out = []
     if mine.get("temperature") != ref.get("temperature"):

@@ -217,6 +217,8 @@ def mix_lines(data: dict[str, Any]) -> list[str]:
             line += (f", held out {_pct(h_mix['accuracy'])} against "
                      f"{_pct(h_single['accuracy'])}, {_diff_cell(held)} ({held['problems']} "
                      f"problems, paired; {held['verdict']})")
+        else:
+            line += "; not confirmed on the held-out part"
         out.append(line + ".")
     return out
 
