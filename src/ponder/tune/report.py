@@ -502,7 +502,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
             chosen.setdefault(c["chosen"]["label"], (c["chosen"], []))[1].append(c["budget"])
     right = max([c[key] for c in cands], default=0.0)
     least = min([c[key] for c in cands], default=0.0)
-    for label, (ch, budgets) in chosen.items():  # one mark per configuration, its budgets
+    for k, (label, (ch, budgets)) in enumerate(chosen.items()):  # one mark each, its budgets
         ax.scatter([ch[key]], [ch["accuracy"]], marker="*", s=180, color="#d62728",
                    zorder=4)
         # near the right edge: written to its left (on a log axis, by the exponent)
@@ -510,7 +510,8 @@ def plot(data: dict[str, Any], path: Path) -> None:
                 if key == "flops" and least > 0 and right > least else ch[key] > 0.6 * right)
         shown = [flops_cell(b) if key == "flops" else str(b) for b in budgets]
         ax.annotate(f"{', '.join(shown)}: {label}", (ch[key], ch["accuracy"]),
-                    textcoords="offset points", xytext=(-8, 6) if left else (6, 6),
+                    textcoords="offset points",  # staggered: neighbours' labels apart
+                    xytext=(-8 if left else 6, 6 - 14 * k if k % 2 else 6 + 14 * k),
                     ha="right" if left else "left", fontsize=7,
                     bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none",
                           "alpha": 0.8}, zorder=5)
