@@ -430,8 +430,8 @@ class Tuner:
         return sorted(out.items())
 
     def held_out_candidates(self, chosen: Chosen) -> dict[str, Candidate]:
-        """The chosen configurations and their references scored on the held-out part, each
-        on its first n samples there (store reads only)."""
+        """The confirmed configurations (``Chosen.confirmed``) of the small model scored on
+        the held-out part, each on its first n samples there (store reads only)."""
         wanted = {c.label: c for c in chosen.confirmed() if c.kind == "small"}  # a mix: mixes.py
         replay = Harness(self.backend, self.store, self.held_out, [], [1], greedy=False,
                          seed=self.seed, options=self.options)
