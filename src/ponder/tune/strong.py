@@ -219,8 +219,8 @@ class MixTuner(Tuner):
         await asyncio.gather(*(one(p) for p in problems))
 
     def strong_needed(self, chosen: Chosen) -> tuple[bool, int]:
-        """What the choices and their references need of the strong model on the held-out
-        part: its greedy answer, and the most samples a vote of them uses."""
+        """What the confirmed configurations (``Chosen.confirmed``) need of the strong model on
+        the held-out part: its greedy answer, and the most samples a vote of them uses."""
         greedy, most = False, 0
         for c in chosen.confirmed():
             if isinstance(c, Mix) and c.kind in ("strong", "cascade"):
@@ -240,7 +240,7 @@ class MixTuner(Tuner):
 
     @staticmethod
     def judged_sizes(chosen: Chosen) -> list[int]:
-        """The sample counts of the verify-by-strong choices and references."""
+        """The sample counts of the confirmed verify-by-strong configurations."""
         return sorted({c.n for c in chosen.confirmed()
                        if isinstance(c, Mix) and c.kind == "verify"})
 
