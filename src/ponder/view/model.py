@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -756,7 +757,8 @@ def _particles(trace: _Trace) -> dict[str, Any] | None:
         weights, scores, particles = data["weights"], data["scores"], ids(data["particles"])
         ancestors = ids(data["ancestors"])
         resampled = bool(data.get("resampled"))
-        copies = [sum(1 for a in ancestors if a == slot) for slot in range(n)]
+        drawn = Counter(ancestors)
+        copies = [drawn[slot] for slot in range(n)]  # linear in a long (untrusted) list
         columns.append({"step": number, "node": step["id"], "label": step["label"],
                         "ess": _num(data.get("ess")), "resampled": resampled,
                         "why": _str(data.get("why")) or "", "finished": data.get("finished")})
