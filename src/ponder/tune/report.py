@@ -479,7 +479,8 @@ def plot(data: dict[str, Any], path: Path) -> None:
             if len(curve) > 1:
                 ax.plot([c[key] for c in curve], [c["accuracy"] for c in curve], "--",
                         color=color, linewidth=1, label=name, zorder=1)
-        anchors = [a["held_out"] for a in data.get("anchors") or [] if a.get("held_out")]
+        anchors = [a["held_out"] for a in data.get("anchors") or []
+                   if a.get("held_out") and a["held_out"].get(key) is not None]
         if anchors:  # the single models confirmed on the held-out part
             ax.scatter([a[key] for a in anchors], [a["accuracy"] for a in anchors], marker="D",
                        s=40, facecolors="none", linewidths=1.2, zorder=3,
@@ -562,11 +563,12 @@ def html_page(data: dict[str, Any], config: dict[str, Any], png: Path) -> str:
     def table(rows: list[list[str]]) -> str:
         return grid(front_head, rows)
 
+    against = against_rows(data)
     anchors = "" if not data.get("anchors") else (
         "<h2>Anchors: one model alone, confirmed on the held-out part</h2>"
         f"<p>{html.escape(ANCHOR_NOTE)}</p>" + grid(ANCHOR_HEADER, anchor_rows(data))
-        + "<h3>Each choice against each anchor (held-out part, paired)</h3>"
-        + grid(AGAINST_HEADER, against_rows(data)))
+        + ("<h3>Each choice against each anchor (held-out part, paired)</h3>"
+           + grid(AGAINST_HEADER, against) if against else ""))
     strong = ("<h2>The strong model alone (tuning part)</h2>"
               + table(front_rows(data, strong_labels(data)))) if flops else ""
     return (
